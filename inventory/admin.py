@@ -1,0 +1,1 @@
+"""Admin registrations; see tkerp.admin for the tenant-scoping base classes."""

@@ -1,0 +1,217 @@
+"""Carriers and their services, the rules that pick one, providers, and shipments (parcels)."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from tkerp.tenancy import TenantOwnedModel
+
+
+class Carrier(TenantOwnedModel):
+    """A carrier the seller ships with (USPS, UPS, FedEx, DHL...)."""
+
+    code = models.CharField(max_length=32, help_text="Short code, e.g. usps, ups, fedex.")
+    name = models.CharField(max_length=100)
+    tracking_url_template = models.CharField(
+        max_length=255, blank=True, help_text="URL with {tracking_number} in it."
+    )
+    platform_provider_ids = models.JSONField(
+        default=dict, blank=True, help_text='Platform shipping-provider ids, e.g. {"tiktok": "…"}.'
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "code"], name="carrier_unique_code")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CarrierService(TenantOwnedModel):
+    """One service level of a carrier (Ground Advantage, 2nd Day Air...)."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="services")
+    code = models.CharField(max_length=40)
+    name = models.CharField(max_length=100)
+    max_weight_grams = models.PositiveIntegerField(null=True, blank=True)
+    domestic_only = models.BooleanField(default=True)
+    accepts_po_box = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["carrier__code", "code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "carrier", "code"], name="carrierservice_unique_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier.name} {self.name}"
+
+
+class CarrierRule(TenantOwnedModel):
+    """Ordered rule choosing a carrier service: lowest priority first, first match wins.
+
+    Every condition left empty matches anything.
+    """
+
+    name = models.CharField(max_length=100)
+    priority = models.PositiveIntegerField(default=100)
+    is_active = models.BooleanField(default=True)
+    shop = models.ForeignKey(
+        "shops.Shop", on_delete=models.CASCADE, null=True, blank=True, related_name="carrier_rules"
+    )
+    min_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    max_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    min_weight_grams = models.PositiveIntegerField(null=True, blank=True)
+    max_weight_grams = models.PositiveIntegerField(null=True, blank=True)
+    countries = models.CharField(
+        max_length=255, blank=True, help_text="Comma-separated ISO country codes."
+    )
+    states = models.CharField(max_length=500, blank=True, help_text="Comma-separated state codes.")
+    sku_codes = models.CharField(
+        max_length=1000, blank=True, help_text="Comma-separated SKU codes; any one matches."
+    )
+    tag = models.CharField(max_length=50, blank=True, help_text="The order carries this tag.")
+    service = models.ForeignKey(CarrierService, on_delete=models.PROTECT, related_name="rules")
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="carrierrule_unique_name"),
+            models.CheckConstraint(
+                condition=Q(min_total__isnull=True)
+                | Q(max_total__isnull=True)
+                | Q(min_total__lte=models.F("max_total")),
+                name="carrierrule_total_range",
+                violation_error_message="Minimum total must not exceed maximum total.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_weight_grams__isnull=True)
+                | Q(max_weight_grams__isnull=True)
+                | Q(min_weight_grams__lte=models.F("max_weight_grams")),
+                name="carrierrule_weight_range",
+                violation_error_message="Minimum weight must not exceed maximum weight.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.priority}: {self.name}"
+
+
+class ProviderKind(models.TextChoices):
+    THREE_PL = "3pl", "3PL warehouse"
+    DROPSHIP = "dropship", "Drop-ship supplier"
+
+
+class Provider(TenantOwnedModel):
+    """A 3PL or drop-ship supplier that fulfils shipments through the provider API."""
+
+    code = models.CharField(max_length=32)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=ProviderKind.choices)
+    supplier = models.ForeignKey(
+        "inventory.Supplier",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="providers",
+        help_text="For drop-ship providers: the supplier record they correspond to.",
+    )
+    contact_email = models.EmailField(blank=True)
+    webhook_url = models.URLField(blank=True, help_text="Where shipment events are pushed.")
+    webhook_secret = models.CharField(max_length=200, blank=True)
+    confirm_within_minutes = models.PositiveIntegerField(default=30)
+    tracking_within_minutes = models.PositiveIntegerField(default=120)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "code"], name="provider_unique_code")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ShipmentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    LABELLED = "labelled", "Label printed"
+    SENT_TO_PROVIDER = "sent_to_provider", "Sent to provider"
+    CONFIRMED = "confirmed", "Confirmed by provider"
+    SHIPPED = "shipped", "Shipped"
+    IN_TRANSIT = "in_transit", "In transit"
+    DELIVERED = "delivered", "Delivered"
+    EXCEPTION = "exception", "Exception"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Shipment(TenantOwnedModel):
+    """One parcel of an order, leaving one warehouse with one carrier service."""
+
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="shipments")
+    reference = models.CharField(max_length=40, help_text="Our parcel reference.")
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse", on_delete=models.PROTECT, related_name="shipments"
+    )
+    service = models.ForeignKey(
+        CarrierService, on_delete=models.PROTECT, null=True, blank=True, related_name="shipments"
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="shipments"
+    )
+    status = models.CharField(
+        max_length=20, choices=ShipmentStatus.choices, default=ShipmentStatus.PENDING, db_index=True
+    )
+    tracking_number = models.CharField(max_length=64, blank=True)
+    label_file = models.FileField(upload_to="labels/%Y/%m/", blank=True)
+    weight_grams = models.PositiveIntegerField(default=0)
+    shipping_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    platform_package_id = models.CharField(max_length=100, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "reference"], name="shipment_unique_reference"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "service", "tracking_number"],
+                condition=~Q(tracking_number=""),
+                name="shipment_unique_tracking",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class ShipmentLine(TenantOwnedModel):
+    """How many units of an order line travel in a shipment."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines")
+    order_line = models.ForeignKey(
+        "orders.OrderLine", on_delete=models.CASCADE, related_name="shipment_lines"
+    )
+    quantity = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["shipment", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shipment", "order_line"], name="shipmentline_unique_line"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x line {self.order_line_id}"

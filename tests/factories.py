@@ -1,0 +1,295 @@
+"""factory_boy factories for every domain model.
+
+Factories write through the plain base manager, so building test data needs no tenant scope;
+child rows take their parent's tenant.
+"""
+
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from factory.django import DjangoModelFactory
+
+from inventory.models import (
+    Listing,
+    Sku,
+    StockLevel,
+    StockMovement,
+    Supplier,
+    SupplierItem,
+    Warehouse,
+)
+from logistics.models import (
+    Carrier,
+    CarrierRule,
+    CarrierService,
+    Provider,
+    Shipment,
+    ShipmentLine,
+)
+from orders.models import Order, OrderEvent, OrderHold, OrderLine, OrderTag, Tag
+from shops.models import Membership, Role, Shop, ShopCredentials, Tenant
+
+
+class BaseFactory(DjangoModelFactory):
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _get_manager(cls, model_class):
+        return model_class._base_manager
+
+
+class TenantFactory(BaseFactory):
+    class Meta:
+        model = Tenant
+        django_get_or_create = ("slug",)
+
+    name = factory.Sequence(lambda n: f"Seller {n}")
+    slug = factory.Sequence(lambda n: f"seller-{n}")
+
+
+class UserFactory(BaseFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
+
+
+class MembershipFactory(BaseFactory):
+    class Meta:
+        model = Membership
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.OWNER
+
+
+class ShopFactory(BaseFactory):
+    class Meta:
+        model = Shop
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Shop {n}")
+    platform = "tiktok"
+    platform_shop_id = factory.Sequence(lambda n: f"7495{n:08d}")
+
+
+class ShopCredentialsFactory(BaseFactory):
+    class Meta:
+        model = ShopCredentials
+
+    shop = factory.SubFactory(ShopFactory)
+    tenant = factory.SelfAttribute("shop.tenant")
+    app_key = "test-app-key"
+    app_secret = "test-app-secret"
+
+
+class SkuFactory(BaseFactory):
+    class Meta:
+        model = Sku
+
+    tenant = factory.SubFactory(TenantFactory)
+    code = factory.Sequence(lambda n: f"SKU-{n:04d}")
+    name = factory.Sequence(lambda n: f"Product {n}")
+    weight_grams = 250
+    cost = Decimal("4.50")
+
+
+class ProviderFactory(BaseFactory):
+    class Meta:
+        model = Provider
+
+    tenant = factory.SubFactory(TenantFactory)
+    code = factory.Sequence(lambda n: f"PRV{n}")
+    name = factory.Sequence(lambda n: f"Provider {n}")
+    kind = "3pl"
+
+
+class WarehouseFactory(BaseFactory):
+    class Meta:
+        model = Warehouse
+
+    tenant = factory.SubFactory(TenantFactory)
+    code = factory.Sequence(lambda n: f"WH{n}")
+    name = factory.Sequence(lambda n: f"Warehouse {n}")
+
+
+class StockLevelFactory(BaseFactory):
+    class Meta:
+        model = StockLevel
+
+    tenant = factory.SubFactory(TenantFactory)
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    warehouse = factory.SubFactory(WarehouseFactory, tenant=factory.SelfAttribute("..tenant"))
+    on_hand = 100
+    reserved = 0
+
+
+class StockMovementFactory(BaseFactory):
+    class Meta:
+        model = StockMovement
+
+    tenant = factory.SubFactory(TenantFactory)
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    warehouse = factory.SubFactory(WarehouseFactory, tenant=factory.SelfAttribute("..tenant"))
+    kind = "receive"
+    on_hand_delta = 10
+
+
+class ListingFactory(BaseFactory):
+    class Meta:
+        model = Listing
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    platform_product_id = factory.Sequence(lambda n: f"1729{n:08d}")
+    platform_sku_id = factory.Sequence(lambda n: f"1730{n:08d}")
+
+
+class SupplierFactory(BaseFactory):
+    class Meta:
+        model = Supplier
+
+    tenant = factory.SubFactory(TenantFactory)
+    code = factory.Sequence(lambda n: f"SUP{n}")
+    name = factory.Sequence(lambda n: f"Supplier {n}")
+
+
+class SupplierItemFactory(BaseFactory):
+    class Meta:
+        model = SupplierItem
+
+    tenant = factory.SubFactory(TenantFactory)
+    supplier = factory.SubFactory(SupplierFactory, tenant=factory.SelfAttribute("..tenant"))
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    supplier_item_code = factory.Sequence(lambda n: f"X-{n}")
+    cost = Decimal("3.10")
+
+
+class OrderFactory(BaseFactory):
+    class Meta:
+        model = Order
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    platform_order_id = factory.Sequence(lambda n: f"5766{n:012d}")
+    buyer_name = "Jamie Buyer"
+    recipient_name = "Jamie Buyer"
+    recipient_phone = "+14155550123"
+    address_line1 = "1 Market St"
+    city = "San Francisco"
+    state = "CA"
+    postal_code = "94105"
+    country = "US"
+    subtotal = Decimal("19.99")
+    total = Decimal("24.98")
+    shipping_fee = Decimal("4.99")
+
+
+class OrderLineFactory(BaseFactory):
+    class Meta:
+        model = OrderLine
+
+    order = factory.SubFactory(OrderFactory)
+    tenant = factory.SelfAttribute("order.tenant")
+    platform_line_id = factory.Sequence(lambda n: f"line-{n}")
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    seller_sku = factory.SelfAttribute("sku.code")
+    quantity = 1
+    unit_price = Decimal("19.99")
+    total = Decimal("19.99")
+
+
+class OrderHoldFactory(BaseFactory):
+    class Meta:
+        model = OrderHold
+
+    order = factory.SubFactory(OrderFactory)
+    tenant = factory.SelfAttribute("order.tenant")
+    code = "buyer_note"
+    message = "The buyer left a message."
+
+
+class TagFactory(BaseFactory):
+    class Meta:
+        model = Tag
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"tag{n}")
+
+
+class OrderTagFactory(BaseFactory):
+    class Meta:
+        model = OrderTag
+
+    order = factory.SubFactory(OrderFactory)
+    tenant = factory.SelfAttribute("order.tenant")
+    tag = factory.SubFactory(TagFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class OrderEventFactory(BaseFactory):
+    class Meta:
+        model = OrderEvent
+
+    order = factory.SubFactory(OrderFactory)
+    tenant = factory.SelfAttribute("order.tenant")
+    kind = "note"
+    message = "Something happened."
+
+
+class CarrierFactory(BaseFactory):
+    class Meta:
+        model = Carrier
+
+    tenant = factory.SubFactory(TenantFactory)
+    code = factory.Sequence(lambda n: f"car{n}")
+    name = factory.Sequence(lambda n: f"Carrier {n}")
+
+
+class CarrierServiceFactory(BaseFactory):
+    class Meta:
+        model = CarrierService
+
+    tenant = factory.SubFactory(TenantFactory)
+    carrier = factory.SubFactory(CarrierFactory, tenant=factory.SelfAttribute("..tenant"))
+    code = factory.Sequence(lambda n: f"svc{n}")
+    name = factory.Sequence(lambda n: f"Service {n}")
+
+
+class CarrierRuleFactory(BaseFactory):
+    class Meta:
+        model = CarrierRule
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    priority = factory.Sequence(lambda n: 10 * (n + 1))
+    service = factory.SubFactory(CarrierServiceFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class ShipmentFactory(BaseFactory):
+    class Meta:
+        model = Shipment
+
+    order = factory.SubFactory(OrderFactory)
+    tenant = factory.SelfAttribute("order.tenant")
+    reference = factory.Sequence(lambda n: f"SHP-{n:06d}")
+    warehouse = factory.SubFactory(WarehouseFactory, tenant=factory.SelfAttribute("..tenant"))
+    service = factory.SubFactory(CarrierServiceFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class ShipmentLineFactory(BaseFactory):
+    class Meta:
+        model = ShipmentLine
+
+    shipment = factory.SubFactory(ShipmentFactory)
+    tenant = factory.SelfAttribute("shipment.tenant")
+    order_line = factory.SubFactory(
+        OrderLineFactory, order=factory.SelfAttribute("..shipment.order")
+    )
+    quantity = 1

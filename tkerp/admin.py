@@ -1,0 +1,151 @@
+"""The admin mixins every tenant-owned model's admin is built from.
+
+Scoping itself happens in the default manager (see `tkerp.tenancy`), so changelists, object
+pages, deletes, bulk actions, foreign-key choices and autocomplete are all limited to the active
+tenant without each admin remembering to. These mixins add what the manager cannot: filling
+`tenant` on new rows, validating unique constraints that include it, and showing the tenant
+column only to the operator who sees all of them.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from import_export.admin import ImportExportMixin
+
+from tkerp.tenancy import current_tenant
+
+
+class TenantFormMixin:
+    """Put the active tenant on the instance before validation, so unique constraints that start
+    with `tenant` are checked by the form (a clear error) rather than by the database (a 500)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenant = current_tenant()
+        if tenant is not None and self.instance.tenant_id is None:
+            self.instance.tenant = tenant
+
+    def _get_validation_exclusions(self):
+        exclusions = super()._get_validation_exclusions()
+        if self.instance.tenant_id is not None:
+            exclusions.discard("tenant")
+        return exclusions
+
+
+def tenant_form(form_class: type[forms.ModelForm]) -> type[forms.ModelForm]:
+    if issubclass(form_class, TenantFormMixin):
+        return form_class
+    return type(f"Tenant{form_class.__name__}", (TenantFormMixin, form_class), {})
+
+
+def all_tenants_view(request) -> bool:
+    """True for the operator looking at every tenant at once."""
+    return request.user.is_superuser and current_tenant() is None
+
+
+class _TenantFormsMixin:
+    """What model admins and inlines share: the tenant field and the tenant-aware form."""
+
+    def get_exclude(self, request, obj=None):
+        exclude = list(super().get_exclude(request, obj) or [])
+        if not all_tenants_view(request) or obj is not None:
+            exclude.append("tenant")
+        return exclude
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if all_tenants_view(request) and obj is not None:
+            readonly.append("tenant")
+        return readonly
+
+
+class TenantAdminMixin(_TenantFormsMixin):
+    """Base for the admin of every tenant-owned model."""
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return tenant_form(form)
+
+    def get_list_display(self, request):
+        list_display = list(super().get_list_display(request))
+        if all_tenants_view(request):
+            list_display.append("tenant")
+        return list_display
+
+    def get_list_filter(self, request):
+        list_filter = list(super().get_list_filter(request))
+        if all_tenants_view(request):
+            list_filter.insert(0, "tenant")
+        return list_filter
+
+    def get_list_select_related(self, request):
+        related = super().get_list_select_related(request)
+        if all_tenants_view(request) and isinstance(related, list | tuple):
+            return [*related, "tenant"]
+        return related
+
+    def save_model(self, request, obj, form, change):
+        if obj.tenant_id is None:
+            tenant = current_tenant()
+            if tenant is None:
+                raise PermissionDenied("Choose a tenant first.")
+            obj.tenant = tenant
+        super().save_model(request, obj, form, change)
+
+
+class TenantInlineMixin(_TenantFormsMixin):
+    """Base for inlines of tenant-owned child rows: children take their parent's tenant."""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = tenant_form(formset.form)
+        parent_tenant = getattr(obj, "tenant_id", None)
+        if parent_tenant is not None:
+            base_init = formset.form.__init__
+
+            def __init__(form_self, *args, **kw):
+                base_init(form_self, *args, **kw)
+                if form_self.instance.tenant_id is None:
+                    form_self.instance.tenant_id = parent_tenant
+
+            formset.form = type(formset.form.__name__, (formset.form,), {"__init__": __init__})
+        return formset
+
+    def get_exclude(self, request, obj=None):
+        # Inline rows always follow their parent's tenant.
+        return [*list(super().get_exclude(request, obj) or []), "tenant"]
+
+
+class TenantImportExportMixin(ImportExportMixin):
+    """CSV import/export limited to the active tenant; the resource gets the tenant explicitly."""
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        return {**super().get_import_resource_kwargs(request, **kwargs), "tenant": current_tenant()}
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {**super().get_export_resource_kwargs(request, **kwargs), "tenant": current_tenant()}
+
+    def has_import_permission(self, request):
+        # The operator must pick one tenant to import into; rows never land "nowhere".
+        return current_tenant() is not None and super().has_import_permission(request)
+
+    def import_action(self, request, **kwargs):
+        if current_tenant() is None and request.user.is_superuser:
+            messages.warning(request, "Choose a tenant (top right) before importing.")
+        return super().import_action(request, **kwargs)
+
+
+class TenantModelAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """Admin for a tenant-owned model without import/export."""
+
+
+class TenantImportExportModelAdmin(TenantImportExportMixin, TenantAdminMixin, admin.ModelAdmin):
+    """Admin for a tenant-owned model with CSV import/export."""
+
+
+class TenantTabularInline(TenantInlineMixin, admin.TabularInline):
+    pass
+
+
+class TenantStackedInline(TenantInlineMixin, admin.StackedInline):
+    pass

@@ -1,0 +1,37 @@
+"""Puts the request's tenant in scope for the whole request."""
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from tkerp.tenancy import ALL_TENANTS, reset_scope, set_scope
+from tkerp.tenants import active_tenant_for, user_tenants
+
+
+class TenantMiddleware:
+    """Scope each request to the user's active tenant (chosen in the session).
+
+    Anonymous users get no scope, so tenant data fails closed. Superusers with no tenant chosen
+    see all tenants.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        scope = None
+        request.tenant = None
+        request.available_tenants = []
+        if user is not None and user.is_authenticated:
+            request.available_tenants = user_tenants(user)
+            request.tenant = active_tenant_for(request)
+            if request.tenant is not None:
+                scope = request.tenant
+            elif user.is_superuser:
+                scope = ALL_TENANTS
+        token = set_scope(scope)
+        try:
+            return self.get_response(request)
+        finally:
+            reset_scope(token)

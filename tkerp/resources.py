@@ -19,9 +19,8 @@ def neutralise_formula(value: str) -> str:
 
 def restore_formula(value):
     """Undo `neutralise_formula` on import, so an export re-imports to the same text."""
-    if isinstance(value, str) and len(value) > 1 and value[0] == "'":
-        if value[1:].startswith(FORMULA_PREFIXES):
-            return value[1:]
+    if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
     return value
 
 

@@ -25,7 +25,7 @@ from tkerp.tenancy import (
 @pytest.mark.django_db
 class TestScopedManager:
     def test_query_without_a_tenant_in_scope_raises(self):
-        with pytest.raises(TenantNotSet, match="inventory.Sku queried with no tenant in scope"):
+        with pytest.raises(TenantNotSet, match=r"inventory\.Sku queried with no tenant in scope"):
             Sku.objects.all()
 
     def test_related_manager_without_scope_raises(self):

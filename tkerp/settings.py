@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "inventory.apps.InventoryConfig",
     "orders.apps.OrdersConfig",
     "logistics.apps.LogisticsConfig",
+    "shops.sandbox.apps.SandboxConfig",
 ]
 
 MIDDLEWARE = [
@@ -170,3 +171,13 @@ TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS = int(
 )
 TKERP_TRACKING_UPLOAD_HOURS = int(os.environ.get("TKERP_TRACKING_UPLOAD_HOURS", "48"))
 TKERP_CANCEL_ANSWER_HOURS = int(os.environ.get("TKERP_CANCEL_ANSWER_HOURS", "48"))
+
+# Platform HTTP: per-attempt timeout (s), retries for 429/5xx/timeouts, first backoff step (s).
+TKERP_HTTP_TIMEOUT = float(os.environ.get("TKERP_HTTP_TIMEOUT", "15"))
+TKERP_HTTP_MAX_RETRIES = int(os.environ.get("TKERP_HTTP_MAX_RETRIES", "4"))
+TKERP_HTTP_BACKOFF_BASE = float(os.environ.get("TKERP_HTTP_BACKOFF_BASE", "1.0"))
+# The platform sandboxes (local stand-ins for TikTok, Shopify, Amazon, eBay) are served under
+# /sandbox/ when enabled; the demo and the tests use them. Never enable them in production.
+TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
+if TKERP_SANDBOX_ENABLED:
+    ALLOWED_HOSTS.append("sandbox.tkerp.internal")

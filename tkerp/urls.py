@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tkerp import views
 
@@ -11,3 +12,6 @@ urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.TKERP_SANDBOX_ENABLED:
+    urlpatterns.append(path("sandbox/", include("shops.sandbox.urls")))

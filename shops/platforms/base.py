@@ -1,0 +1,347 @@
+"""The one interface every platform connector implements, and the shapes it speaks in.
+
+A connector turns a platform's HTTP API into these plain dataclasses; it never touches our
+models. Sync, webhooks, the stock push and the tracking outbox call connectors only through this
+interface, so adding a platform means one module in `shops/platforms/` and one sandbox.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from shops.models import Shop, ShopCredentials
+    from shops.platforms.http import PlatformHttpClient, RateLimit
+
+ZERO = Decimal("0")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class PlatformError(Exception):
+    """A platform answered with an error (or not at all). Carries the platform's own code."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | int | None = None,
+        status: int | None = None,
+        request_id: str = "",
+        platform: str = "",
+    ):
+        self.message = message
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        self.platform = platform
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.platform or "platform"]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code not in (None, ""):
+            parts.append(f"code {self.code}")
+        text = " ".join(parts) + f": {self.message}"
+        if self.request_id:
+            text += f" (request {self.request_id})"
+        return text
+
+
+class PlatformRateLimited(PlatformError):
+    """Throttled (HTTP 429 or the platform's too-many-requests code)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class PlatformUnavailable(PlatformError):
+    """5xx, timeout or connection failure: worth retrying."""
+
+    retryable = True
+
+
+class PlatformAuthError(PlatformError):
+    """Bad signature, expired or revoked token, missing scope."""
+
+
+class PlatformTokenExpired(PlatformAuthError):
+    """The access token expired: refresh it and try again."""
+
+
+class PlatformRequestError(PlatformError):
+    """The platform rejected the request as invalid (our bug or bad data); do not retry."""
+
+
+class PlatformNotFound(PlatformError):
+    """The object does not exist (or is not this seller's)."""
+
+
+class PlatformResponseError(PlatformError):
+    """The platform answered something we cannot parse: a clear error, nothing half-stored."""
+
+
+class WebhookVerificationError(Exception):
+    """A webhook's signature did not verify."""
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PlatformAddress:
+    name: str = ""
+    phone: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    country: str = "US"
+    masked: bool = False
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PlatformLine:
+    """One order line as tkerp stores it (TikTok's one-unit line items already grouped by SKU)."""
+
+    platform_line_id: str
+    quantity: int
+    seller_sku: str = ""
+    platform_sku_id: str = ""
+    product_name: str = ""
+    unit_price: Decimal = ZERO
+    discount: Decimal = ZERO
+    tax: Decimal = ZERO
+    total: Decimal = ZERO
+    is_cancelled: bool = False
+    platform_line_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PlatformOrder:
+    """An order in the platform-neutral shape `orders.ingest` stores.
+
+    `status` is already mapped to an `orders.models.OrderStatus` value; `platform_status` keeps
+    the platform's own word. `ship_by` is the platform's deadline when it gives one (else None and
+    the shop policy applies).
+    """
+
+    platform_order_id: str
+    platform_status: str
+    status: str
+    updated_at: datetime
+    placed_at: datetime | None = None
+    paid_at: datetime | None = None
+    currency: str = "USD"
+    subtotal: Decimal = ZERO
+    shipping_fee: Decimal = ZERO
+    seller_discount: Decimal = ZERO
+    platform_discount: Decimal = ZERO
+    tax: Decimal = ZERO
+    total: Decimal = ZERO
+    creator_commission: Decimal = ZERO
+    buyer_name: str = ""
+    buyer_email: str = ""
+    buyer_user_id: str = ""
+    buyer_note: str = ""
+    seller_note: str = ""
+    address: PlatformAddress | None = None
+    is_presale: bool = False
+    is_cod: bool = False
+    ship_by: datetime | None = None
+    cancel_requested: bool = False
+    cancel_requested_at: datetime | None = None
+    cancel_answer_by: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    lines: list[PlatformLine] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OrderPage:
+    """One page of changed orders, oldest update first, and the token for the next page."""
+
+    orders: list[PlatformOrder]
+    next_page_token: str | None = None
+
+
+@dataclass(slots=True)
+class ShipRequest:
+    """Tell the platform a parcel left: which lines, which carrier, which tracking number."""
+
+    platform_order_id: str
+    tracking_number: str
+    carrier_code: str  # our carrier code (usps, ups...)
+    platform_provider_id: str = ""  # the platform's shipping-provider id for that carrier
+    platform_line_ids: list[str] = field(default_factory=list)  # empty: the whole order
+    line_quantities: dict[str, int] = field(default_factory=dict)  # platform line id -> qty
+    shipped_at: datetime | None = None
+    platform_package_id: str = ""
+
+
+@dataclass(slots=True)
+class ShipResult:
+    platform_package_id: str = ""
+    warnings: list[str] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InventoryUpdate:
+    """Set the absolute quantity a platform may sell for one listing."""
+
+    platform_sku_id: str
+    quantity: int
+    platform_product_id: str = ""
+    seller_sku: str = ""
+    location_id: str = ""  # warehouse / location id on the platform, where it needs one
+
+
+@dataclass(slots=True)
+class InventoryResult:
+    platform_sku_id: str
+    ok: bool
+    error: str = ""
+    code: str = ""
+
+
+@dataclass(slots=True)
+class InventoryLevel:
+    platform_sku_id: str
+    quantity: int
+    platform_product_id: str = ""
+    seller_sku: str = ""
+
+
+@dataclass(slots=True)
+class CancellationRequest:
+    """A buyer's cancellation request, waiting for the seller's answer."""
+
+    cancel_id: str
+    platform_order_id: str
+    status: str
+    reason: str = ""
+    requested_at: datetime | None = None
+    answer_by: datetime | None = None
+    platform_line_ids: list[str] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TokenSet:
+    access_token: str
+    access_token_expires_at: datetime | None
+    refresh_token: str = ""
+    refresh_token_expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class WebhookEvent:
+    """A verified webhook, reduced to what we act on: a delivery id and the orders it touches."""
+
+    delivery_id: str
+    topic: str
+    platform_order_ids: list[str] = field(default_factory=list)
+    shop_key: str = ""  # the platform's shop id/domain the event is for
+    raw: dict = field(default_factory=dict)
+
+
+# --- the interface --------------------------------------------------------------------------
+
+
+class Connector(abc.ABC):
+    """One platform's API for one shop. Methods raise `PlatformError` subclasses, never
+    `httpx` errors; nothing here writes to our database except `refresh_access_token`'s caller."""
+
+    platform: ClassVar[str]
+    #: The production API host; `ShopCredentials.api_base_url` overrides it (sandbox, region).
+    default_base_url: ClassVar[str]
+    #: The client-side limit we keep to; `credentials.extra["rate_limit"]` may override it.
+    rate_limit: ClassVar[RateLimit]
+    #: How many orders one page returns (the platform's realistic maximum).
+    page_size: ClassVar[int] = 100
+
+    def __init__(self, *, shop: Shop, credentials: ShopCredentials, http: PlatformHttpClient):
+        self.shop = shop
+        self.credentials = credentials
+        self.http = http
+
+    # orders
+    @abc.abstractmethod
+    def fetch_orders(
+        self,
+        *,
+        updated_since: datetime,
+        updated_until: datetime | None = None,
+        page_token: str | None = None,
+    ) -> OrderPage:
+        """Orders updated in [updated_since, updated_until), oldest update first, one page."""
+
+    @abc.abstractmethod
+    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
+        """Full detail of the given orders (missing ones are left out)."""
+
+    # fulfilment
+    @abc.abstractmethod
+    def ship(self, *, request: ShipRequest) -> ShipResult:
+        """Mark (part of) an order shipped with a tracking number."""
+
+    def update_tracking(self, *, request: ShipRequest) -> ShipResult:
+        """Correct the tracking number of a package already marked shipped."""
+        raise PlatformRequestError(
+            "this platform does not support changing tracking", platform=self.platform
+        )
+
+    # inventory
+    @abc.abstractmethod
+    def set_inventory(self, *, updates: list[InventoryUpdate]) -> list[InventoryResult]:
+        """Set absolute available quantities; per-item results, never partial silence."""
+
+    @abc.abstractmethod
+    def get_inventory(self, *, platform_sku_ids: list[str]) -> list[InventoryLevel]:
+        """Read back what the platform currently offers (for reconcile)."""
+
+    # cancellations
+    def fetch_cancellations(self, *, updated_since: datetime) -> list[CancellationRequest]:
+        return []
+
+    def answer_cancellation(
+        self, *, cancel_id: str, platform_order_id: str, approve: bool, reason: str = ""
+    ) -> None:
+        raise PlatformRequestError(
+            "this platform has no cancellation answer API", platform=self.platform
+        )
+
+    # auth
+    def refresh_access_token(self) -> TokenSet | None:
+        """Exchange the refresh token for a new pair; None where the platform has no refresh."""
+        return None
+
+    # webhooks
+    @classmethod
+    def verify_webhook(
+        cls, *, headers: Mapping[str, str], body: bytes, credentials: ShopCredentials
+    ) -> bool:
+        """True if `body` was signed by the platform for these credentials."""
+        return False
+
+    @classmethod
+    def parse_webhook(cls, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """The delivery id and affected orders of a (verified) webhook body."""
+        raise WebhookVerificationError(f"{cls.platform} webhooks are not supported")

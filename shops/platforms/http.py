@@ -1,0 +1,230 @@
+"""HTTP for connectors: timeouts, a per-shop rate limiter, retries with backoff, typed errors.
+
+Every connector sends through `PlatformHttpClient.send`, which rebuilds (and so re-signs) the
+request on every attempt, waits for the shop's rate limiter, and retries 429, 5xx, timeouts and
+connection errors with exponential backoff and full jitter, honouring `Retry-After`. Logs carry the
+method, path, status and latency only: never query strings, headers or bodies, which hold secrets.
+
+A base URL on the host `sandbox.tkerp.internal` is served in-process by our own WSGI app (the
+platform sandboxes under `/sandbox/<platform>/`): real HTTP requests and responses, no network.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from shops.platforms.base import (
+    PlatformError,
+    PlatformRateLimited,
+    PlatformUnavailable,
+)
+
+logger = logging.getLogger("tkerp.platforms")
+
+SANDBOX_HOST = "sandbox.tkerp.internal"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: `per_second` sustained, `burst` at once."""
+
+    per_second: float
+    burst: int
+
+
+class TokenBucket:
+    """Thread-safe token bucket; `acquire` blocks until a token is free."""
+
+    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.clock = clock
+        self.tokens = float(limit.burst)
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
+        """Take one token, sleeping as needed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(
+                    self.limit.burst, self.tokens + (now - self.updated) * self.limit.per_second
+                )
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return waited
+                wait = (1 - self.tokens) / self.limit.per_second
+            sleep(wait)
+            waited += wait
+
+
+_buckets: dict[tuple[str, str], TokenBucket] = {}
+_buckets_lock = threading.Lock()
+
+
+def bucket_for(key: tuple[str, str], limit: RateLimit) -> TokenBucket:
+    """The process-wide bucket for one (platform, shop) pair."""
+    with _buckets_lock:
+        bucket = _buckets.get(key)
+        if bucket is None or bucket.limit != limit:
+            bucket = _buckets[key] = TokenBucket(limit)
+        return bucket
+
+
+def sandbox_transport() -> httpx.BaseTransport:
+    """Serve requests with our own WSGI application (the sandboxes), in-process."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    return httpx.WSGITransport(app=WSGIHandler())
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class PlatformHttpClient:
+    """One shop's HTTP channel to its platform."""
+
+    def __init__(
+        self,
+        *,
+        platform: str,
+        shop_key: str,
+        base_url: str,
+        rate_limit: RateLimit,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_cap: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.platform = platform
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = (
+            max_retries if max_retries is not None else settings.TKERP_HTTP_MAX_RETRIES
+        )
+        self.backoff_base = (
+            backoff_base if backoff_base is not None else settings.TKERP_HTTP_BACKOFF_BASE
+        )
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.bucket = bucket_for((platform, shop_key), rate_limit)
+        if transport is None and urlsplit(self.base_url).hostname == SANDBOX_HOST:
+            transport = sandbox_transport()
+        self.client = httpx.Client(
+            timeout=timeout if timeout is not None else settings.TKERP_HTTP_TIMEOUT,
+            transport=transport,
+        )
+        #: Attempts and waits of the last `send`, for logs, pushes' latency and tests.
+        self.last_attempts = 0
+        self.last_delays: list[float] = []
+
+    def close(self) -> None:
+        self.client.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff, never shorter than the server asked for."""
+        delay = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        delay = random.uniform(delay / 2, delay)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_cap))
+        return delay
+
+    def send(
+        self,
+        build: Callable[[], httpx.Request],
+        *,
+        check: Callable[[httpx.Response], None] | None = None,
+    ) -> httpx.Response:
+        """Send the request `build()` makes, retrying what is worth retrying.
+
+        `check` inspects a response and raises a `PlatformError` for a platform-level error
+        (for example an error code inside a 200 envelope); retryable ones are retried too.
+        """
+        self.last_attempts = 0
+        self.last_delays = []
+        attempt = 0
+        while True:
+            self.bucket.acquire(self.sleep)
+            request = build()
+            self.last_attempts += 1
+            started = time.monotonic()
+            try:
+                response = self.client.send(request)
+                status = response.status_code
+                if status == 429:
+                    raise PlatformRateLimited(
+                        "too many requests",
+                        status=429,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        platform=self.platform,
+                    )
+                if status >= 500:
+                    raise PlatformUnavailable(
+                        f"server error {status}", status=status, platform=self.platform
+                    )
+                if check is not None:
+                    check(response)
+                self._log(request, status, started)
+                return response
+            except httpx.TimeoutException as exc:
+                error: PlatformError = PlatformUnavailable(
+                    f"timed out ({type(exc).__name__})", platform=self.platform
+                )
+            except httpx.TransportError as exc:
+                error = PlatformUnavailable(
+                    f"connection failed ({type(exc).__name__})", platform=self.platform
+                )
+            except PlatformError as exc:
+                error = exc
+            self._log(request, getattr(error, "status", None), started, error=error)
+            if not error.retryable or attempt >= self.max_retries:
+                raise error
+            delay = self.backoff(attempt, getattr(error, "retry_after", None))
+            self.last_delays.append(delay)
+            self.sleep(delay)
+            attempt += 1
+
+    def _log(self, request: httpx.Request, status, started: float, error=None) -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        # Path only: query strings carry tokens and signatures.
+        logger.info(
+            "%s %s %s -> %s in %.0f ms%s",
+            self.platform,
+            request.method,
+            request.url.path,
+            status if status is not None else "no response",
+            elapsed_ms,
+            f" ({error.__class__.__name__})" if error is not None else "",
+        )

@@ -1,0 +1,158 @@
+"""What every platform sandbox shares: the interface, store lookup, faults and rate limits."""
+
+from __future__ import annotations
+
+import abc
+import random
+import secrets
+import threading
+import time
+from datetime import datetime
+from typing import ClassVar
+
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from shops.platforms.http import RateLimit, TokenBucket
+from shops.sandbox.models import SandboxOrder, SandboxProduct, SandboxStore
+
+SANDBOXES = {
+    "tiktok": "shops.sandbox.tiktok.TikTokSandbox",
+    "shopify": "shops.sandbox.shopify.ShopifySandbox",
+    "amazon": "shops.sandbox.amazon.AmazonSandbox",
+    "ebay": "shops.sandbox.ebay.EbaySandbox",
+}
+
+SANDBOX_BASE_URL = "http://sandbox.tkerp.internal/sandbox"
+
+
+class SandboxInputError(ValueError):
+    """An order handed to `load` is not in the platform's shape; says what and where."""
+
+
+class SandboxPlatform(abc.ABC):
+    """One platform's sandbox: order generation and loading, what it shows, its webhooks.
+
+    The HTTP side lives in each module's `urlpatterns`, mounted at /sandbox/<platform>/.
+    """
+
+    platform: ClassVar[str]
+
+    def new_shop_key(self, *, shop) -> str:
+        """The platform's id for a newly connected shop (digits for TikTok, a domain for
+        Shopify...)."""
+        return str(7495000000000000000 + shop.pk)
+
+    def store_defaults(self) -> dict:
+        """Platform-specific `SandboxStore` field defaults (realistic rate limits...)."""
+        return {}
+
+    @abc.abstractmethod
+    def generate_order(
+        self,
+        *,
+        store: SandboxStore,
+        rng: random.Random,
+        products: list[SandboxProduct],
+        now: datetime,
+    ) -> dict:
+        """One realistic paid order in the platform's order-detail shape (not yet stored)."""
+
+    @abc.abstractmethod
+    def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
+        """Validate and store (insert or replace) one order given in the platform's shape."""
+
+    @abc.abstractmethod
+    def show(self, *, store: SandboxStore, what: str) -> list[dict]:
+        """orders | inventory | shipments | cancellations, in the platform's own shapes."""
+
+    @abc.abstractmethod
+    def request_cancellation(self, *, store: SandboxStore, order: SandboxOrder) -> None:
+        """The buyer asks to cancel `order` (spikes do this sometimes)."""
+
+    @abc.abstractmethod
+    def send_webhook(self, *, store: SandboxStore, topic: str, data: dict) -> int | None:
+        """Sign and POST a webhook to the store's webhook URL; returns the HTTP status."""
+
+
+def sandbox_for(platform: str) -> SandboxPlatform:
+    try:
+        return import_string(SANDBOXES[platform])()
+    except KeyError:
+        raise ValueError(f"no sandbox for platform {platform!r}") from None
+
+
+def next_number(store: SandboxStore, count: int = 1) -> int:
+    """Reserve `count` ids from the store's counter; returns the first."""
+    with transaction.atomic():
+        SandboxStore.objects.filter(pk=store.pk).update(next_number=F("next_number") + count)
+        value = SandboxStore.objects.values_list("next_number", flat=True).get(pk=store.pk)
+    return value - count
+
+
+def new_secret(prefix: str = "") -> str:
+    return prefix + secrets.token_urlsafe(24)
+
+
+# --- faults and rate limits -------------------------------------------------------------------
+
+_rng = random.Random()
+_buckets: dict[tuple[int, str], TokenBucket] = {}
+_lock = threading.Lock()
+
+
+def throttled(store: SandboxStore, key: str) -> bool:
+    """True when this request is over the store's rate limit for `key` (path or API family).
+
+    Buckets are per process: each web process or worker enforces the limit on its own, which is
+    what matters to a single client.
+    """
+    limit = RateLimit(per_second=store.rate_per_second, burst=store.rate_burst)
+    with _lock:
+        bucket = _buckets.get((store.pk, key))
+        if bucket is None or bucket.limit != limit:
+            bucket = _buckets[(store.pk, key)] = TokenBucket(limit)
+    with bucket.lock:
+        now = bucket.clock()
+        bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.updated) * limit.per_second)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return False
+        return True
+
+
+def reset_rate_limits() -> None:
+    with _lock:
+        _buckets.clear()
+
+
+def injected_fault(store: SandboxStore) -> str | None:
+    """Which fault, if any, this request suffers: "429", "500", "503", "timeout" or "badsign".
+
+    `slow_seconds` delays every response (a slow platform), independent of the fault rate.
+    """
+    if store.slow_seconds:
+        time.sleep(store.slow_seconds)
+    if store.fault_rate <= 0 or not store.fault_kinds:
+        return None
+    if _rng.random() >= store.fault_rate:
+        return None
+    return _rng.choice(list(store.fault_kinds))
+
+
+def plain_fault_response(kind: str) -> HttpResponse | None:
+    """Transport-level faults every platform answers alike (their bodies differ; see modules)."""
+    if kind in {"500", "503"}:
+        return HttpResponse("upstream error", status=int(kind), content_type="text/plain")
+    if kind == "timeout":
+        # Long enough to trip a client's timeout when it is set low, as tests do.
+        time.sleep(2)
+        return HttpResponse("gateway timeout", status=504, content_type="text/plain")
+    return None
+
+
+def client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "")

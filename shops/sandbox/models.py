@@ -1,0 +1,149 @@
+"""The sandboxes' own state: what the remote platforms hold.
+
+These rows are not tenant data: they stand for the platforms' databases, outside tkerp. A store
+is reached only with its own credentials, exactly as a real platform would be, and nothing in
+tkerp's admin or API exposes them to tenants.
+"""
+
+from django.db import models
+
+
+class SandboxStore(models.Model):
+    """A shop as its platform knows it, with the credentials the platform would issue."""
+
+    platform = models.CharField(max_length=16)
+    shop_key = models.CharField(
+        max_length=200,
+        help_text="Platform shop id / Shopify domain / Amazon seller id / eBay user.",
+    )
+    name = models.CharField(max_length=200, blank=True)
+    region = models.CharField(max_length=8, default="US")
+    app_key = models.CharField(max_length=200)
+    app_secret = models.CharField(max_length=200)
+    access_token = models.CharField(max_length=500)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_token = models.CharField(max_length=500, blank=True)
+    refresh_token_expires_at = models.DateTimeField(null=True, blank=True)
+    shop_cipher = models.CharField(max_length=200, blank=True)
+    auth_code = models.CharField(max_length=200, blank=True)
+    webhook_url = models.CharField(max_length=500, blank=True)
+    warehouse_id = models.CharField(max_length=100, blank=True, help_text="Default location.")
+    rate_per_second = models.FloatField(default=10.0)
+    rate_burst = models.PositiveIntegerField(default=20)
+    fault_rate = models.FloatField(default=0.0, help_text="Share of requests that fail, 0-1.")
+    fault_kinds = models.JSONField(default=list, blank=True, help_text='e.g. ["429", "500"].')
+    slow_seconds = models.FloatField(default=0.0, help_text="Delay added to each response.")
+    next_number = models.BigIntegerField(default=1, help_text="Id counter for new objects.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "shop_key"], name="sandboxstore_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.shop_key}"
+
+
+class SandboxOrder(models.Model):
+    """An order on the platform, stored in the platform's own order-detail shape."""
+
+    store = models.ForeignKey(SandboxStore, on_delete=models.CASCADE, related_name="orders")
+    order_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=40)
+    created = models.DateTimeField()
+    updated = models.DateTimeField()
+    payload = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "order_id"], name="sandboxorder_unique"),
+        ]
+        indexes = [models.Index(fields=["store", "updated", "order_id"], name="sandboxorder_upd")]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}:{self.order_id}"
+
+
+class SandboxProduct(models.Model):
+    """A listed SKU and its available quantity at one platform location."""
+
+    store = models.ForeignKey(SandboxStore, on_delete=models.CASCADE, related_name="products")
+    product_id = models.CharField(max_length=100)
+    sku_id = models.CharField(max_length=100)
+    seller_sku = models.CharField(max_length=100, blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    location_id = models.CharField(max_length=100, blank=True)
+    quantity = models.IntegerField(default=0)
+    version = models.PositiveIntegerField(default=0, help_text="Bumped on every quantity change.")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "sku_id", "location_id"], name="sandboxproduct_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seller_sku or self.sku_id}@{self.location_id}"
+
+
+class SandboxShipment(models.Model):
+    """A package the seller told the platform about, with its tracking number."""
+
+    store = models.ForeignKey(SandboxStore, on_delete=models.CASCADE, related_name="shipments")
+    order_id = models.CharField(max_length=100)
+    package_id = models.CharField(max_length=100)
+    tracking_number = models.CharField(max_length=100)
+    provider_id = models.CharField(max_length=100, blank=True)
+    line_ids = models.JSONField(default=list, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "package_id"], name="sandboxshipment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}:{self.tracking_number}"
+
+
+class SandboxCancellation(models.Model):
+    """A buyer's cancellation request and the seller's answer, once given."""
+
+    store = models.ForeignKey(SandboxStore, on_delete=models.CASCADE, related_name="cancellations")
+    cancel_id = models.CharField(max_length=100)
+    order_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=60)
+    payload = models.JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=16, blank=True, help_text="approve / reject.")
+    reject_reason = models.CharField(max_length=200, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField()
+    updated = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "cancel_id"], name="sandboxcancel_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cancel_id} ({self.status})"
+
+
+class SandboxWebhook(models.Model):
+    """A webhook the sandbox sent, and how the receiver answered."""
+
+    store = models.ForeignKey(SandboxStore, on_delete=models.CASCADE, related_name="webhooks")
+    delivery_id = models.CharField(max_length=100)
+    topic = models.CharField(max_length=60)
+    body = models.TextField()
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.delivery_id}"

@@ -1,1 +1,566 @@
-"""Admin registrations; see tkerp.admin for the tenant-scoping base classes."""
+"""The orders back office: the order list sellers work from, its bulk actions, CSV in and out.
+
+Scoping comes from tkerp.admin and the scoped managers; the actions here only parse a form and call
+the functions in orders/holds.py and orders/tags.py.
+"""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import ngettext
+from import_export.admin import ExportActionMixin
+
+from inventory.models import Sku
+from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
+from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderHold, OrderLine, Tag
+from orders.resources import OrderLineResource
+from orders.tags import order_tag_add, order_tag_remove, tag_name_normalise
+from tkerp.admin import (
+    TenantImportExportModelAdmin,
+    TenantModelAdmin,
+    TenantTabularInline,
+    all_tenants_view,
+)
+
+# How many of the selected orders an action's confirmation page lists by name.
+ACTION_PREVIEW_LIMIT = 20
+
+
+# ------------------------------------------------------------------------------------ filters
+
+
+class HoldCodeFilter(admin.SimpleListFilter):
+    """Orders by active hold reason (released holds do not count)."""
+
+    title = "hold reason"
+    parameter_name = "hold"
+    ANY, NONE = "_any", "_none"
+
+    def lookups(self, request, model_admin):
+        codes = (
+            OrderHold.objects.filter(released_at__isnull=True)
+            .order_by("code")
+            .values_list("code", flat=True)
+            .distinct()
+        )
+        labels = dict(HoldReason.choices)
+        return [
+            (self.ANY, "Any active hold"),
+            (self.NONE, "No active hold"),
+            *((code, labels.get(code, code)) for code in codes),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        active = OrderHold.objects.filter(order=OuterRef("pk"), released_at__isnull=True)
+        if value == self.ANY:
+            return queryset.filter(Exists(active))
+        if value == self.NONE:
+            return queryset.filter(~Exists(active))
+        return queryset.filter(Exists(active.filter(code=value)))
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        return [
+            (name, name) for name in Tag.objects.order_by("name").values_list("name", flat=True)
+        ]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return queryset.filter(order_tags__tag__name=self.value())
+
+
+class ShipByFilter(admin.SimpleListFilter):
+    """What the dashboard shows first: open orders whose ship-by deadline is passed or near."""
+
+    title = "ship by"
+    parameter_name = "ship_by_due"
+    WINDOWS = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
+
+    def lookups(self, request, model_admin):
+        return [
+            ("overdue", "Overdue"),
+            ("24h", "Due within 24 hours"),
+            ("48h", "Due within 48 hours"),
+            ("none", "No deadline"),
+        ]
+
+    def queryset(self, request, queryset):
+        value, now = self.value(), timezone.now()
+        if value == "overdue":
+            return queryset.filter(status__in=OPEN_STATUSES, ship_by__lt=now)
+        if value in self.WINDOWS:
+            return queryset.filter(
+                status__in=OPEN_STATUSES, ship_by__gte=now, ship_by__lt=now + self.WINDOWS[value]
+            )
+        if value == "none":
+            return queryset.filter(ship_by__isnull=True)
+        return queryset
+
+
+# ------------------------------------------------------------------------------------ inlines
+
+
+class OrderLineInline(TenantTabularInline):
+    model = OrderLine
+    extra = 0
+    fields = (
+        "platform_line_id",
+        "sku",
+        "seller_sku",
+        "product_name",
+        "quantity",
+        "unit_price",
+        "discount",
+        "tax",
+        "total",
+        "is_cancelled",
+    )
+    # The SKU admin belongs to the inventory app; use its autocomplete when it offers one and
+    # fall back to a raw id box (still validated against the tenant's SKUs) when it does not.
+    raw_id_fields = ("sku",)
+
+    def get_autocomplete_fields(self, request):
+        sku_admin = self.admin_site._registry.get(Sku)
+        return ("sku",) if sku_admin is not None and sku_admin.search_fields else ()
+
+
+class OrderHoldInline(TenantTabularInline):
+    """The order's active holds. Read only: holding and releasing go through the actions, which
+    also move the status and write the audit trail."""
+
+    model = OrderHold
+    verbose_name_plural = "active holds"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("code", "message", "created_at", "created_by")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(released_at__isnull=True)
+            .select_related("created_by")
+        )
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class OrderEventInline(TenantTabularInline):
+    """The audit trail, newest first; nobody adds, edits or deletes events by hand."""
+
+    model = OrderEvent
+    verbose_name_plural = "history"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("created_at", "kind", "message", "source", "user")
+    ordering = ("-created_at", "-id")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# ------------------------------------------------------------------------------ action forms
+
+
+class HoldForm(forms.Form):
+    code = forms.ChoiceField(label="Reason", choices=HoldReason.choices)
+    message = forms.CharField(
+        label="Message",
+        required=False,
+        max_length=OrderHold._meta.get_field("message").max_length,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="What the next person should know or do.",
+    )
+
+
+class TagAddForm(forms.Form):
+    tag = forms.CharField(
+        label="Tag",
+        max_length=100,
+        widget=forms.TextInput(attrs={"list": "tag-names", "autocomplete": "off"}),
+        help_text="Pick an existing tag or type a new one.",
+    )
+
+    def clean_tag(self):
+        return tag_name_normalise(self.cleaned_data["tag"])
+
+
+class TagRemoveForm(forms.Form):
+    tag = forms.ChoiceField(label="Tag")
+
+    def __init__(self, *args, tag_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tag"].choices = [(name, name) for name in tag_names]
+
+
+# ------------------------------------------------------------------------------------ admins
+
+
+@admin.register(Order)
+class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
+    resource_classes = [OrderLineResource]
+    list_display = (
+        "platform_order_id",
+        "shop",
+        "status",
+        "recipient_name",
+        "total_with_currency",
+        "ship_by",
+        "hold_codes",
+        "tag_names",
+        "placed_at",
+    )
+    list_filter = (
+        "status",
+        "shop",
+        "shop__platform",
+        HoldCodeFilter,
+        TagFilter,
+        ShipByFilter,
+    )
+    search_fields = (
+        "platform_order_id",
+        "buyer_name",
+        "recipient_name",
+        "recipient_phone",
+        "postal_code",
+        "lines__seller_sku",
+    )
+    search_help_text = "Order id, buyer, recipient, phone, postal code or seller SKU."
+    date_hierarchy = "placed_at"
+    list_select_related = ("shop",)
+    autocomplete_fields = ("shop",)
+    list_per_page = 100
+    # A second COUNT(*) over the whole table on every page load buys little for a seller with a
+    # million orders; the filtered count is still shown.
+    show_full_result_count = False
+    readonly_fields = (
+        "status",
+        "original_address",
+        "raw",
+        "platform_updated_at",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("shop", "platform_order_id", "status", "platform_status")}),
+        ("Buyer", {"fields": ("buyer_name", "buyer_email", "buyer_user_id", "buyer_note")}),
+        (
+            "Ship to",
+            {
+                "fields": (
+                    "recipient_name",
+                    "recipient_phone",
+                    "address_line1",
+                    "address_line2",
+                    ("city", "state", "postal_code", "country"),
+                    "address_masked",
+                )
+            },
+        ),
+        (
+            "Money",
+            {
+                "fields": (
+                    "currency",
+                    ("subtotal", "shipping_fee", "tax"),
+                    ("seller_discount", "platform_discount", "total"),
+                    "creator_commission",
+                    ("is_cod", "is_presale"),
+                )
+            },
+        ),
+        (
+            "Dates and deadlines",
+            {
+                "fields": (
+                    ("placed_at", "paid_at"),
+                    ("ship_by", "tracking_by", "cancel_answer_by"),
+                    ("shipped_at", "delivered_at", "cancelled_at"),
+                )
+            },
+        ),
+        ("Notes", {"fields": ("seller_note",)}),
+        (
+            "As the platform sent it",
+            {
+                "classes": ("collapse",),
+                "fields": ("original_address", "raw", "platform_updated_at"),
+            },
+        ),
+        ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
+    )
+    inlines = (OrderLineInline, OrderHoldInline, OrderEventInline)
+    actions = ("hold_orders", "release_holds", "add_tag", "remove_tag")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "holds",
+                    queryset=OrderHold.objects.filter(released_at__isnull=True).order_by(
+                        "created_at", "pk"
+                    ),
+                    to_attr="active_holds",
+                ),
+                Prefetch("tags", queryset=Tag.objects.order_by("name")),
+            )
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if all_tenants_view(request):
+            # The operator's all-tenants view must say whose order this is.
+            (name, options), *rest = fieldsets
+            fieldsets = [(name, {**options, "fields": ("tenant", *options["fields"])}), *rest]
+        return fieldsets
+
+    @admin.display(description="total", ordering="total")
+    def total_with_currency(self, order):
+        return f"{order.total} {order.currency}"
+
+    @admin.display(description="holds")
+    def hold_codes(self, order):
+        holds = getattr(order, "active_holds", None)
+        if holds is None:
+            holds = order.holds.filter(released_at__isnull=True)
+        return ", ".join(hold.code for hold in holds)
+
+    @admin.display(description="tags")
+    def tag_names(self, order):
+        return ", ".join(tag.name for tag in order.tags.all())
+
+    # ------------------------------------------------------------------ import / export
+
+    def get_valid_export_item_pks(self, request):
+        # The library's default lists every order id of the table to validate the posted ones;
+        # check only what was posted, through the tenant-scoped queryset.
+        posted = [value for value in request.POST.getlist("export_items") if value.isdigit()]
+        return self.get_queryset(request).filter(pk__in=posted).values_list("pk", flat=True)
+
+    def add_success_message(self, result, request):
+        counts = getattr(result, "order_counts", None)
+        if counts is None:
+            return super().add_success_message(result, request)
+        lines = result.totals
+        messages.success(
+            request,
+            f"Import finished: {counts['new']} new and {counts['updated']} changed orders "
+            f"({lines['new']} new, {lines['update']} changed and {lines['skip']} unchanged "
+            "lines).",
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def _action_page(self, request, queryset, *, form, action, title, submit, extra=None):
+        """The intermediate page of an action: the form, the orders it applies to, and the
+        selection carried through as hidden inputs so the second POST runs the same action."""
+        orders = list(queryset.select_related("shop")[:ACTION_PREVIEW_LIMIT])
+        count = queryset.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "form": form,
+            "orders": orders,
+            "more": max(count - len(orders), 0),
+            "count": count,
+            "action": action,
+            "submit_label": submit,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+            **(extra or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/orders/order/action_form.html", context)
+
+    @staticmethod
+    def _in_pk_order(queryset):
+        # One order at a time, each in its own short transaction, in ascending pk order (the
+        # house locking order), so a bulk action never holds many locks at once.
+        return queryset.prefetch_related(None).order_by("pk")
+
+    @admin.action(description="Hold with a reason…", permissions=["change"])
+    def hold_orders(self, request, queryset):
+        form = HoldForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form=form,
+                action="hold_orders",
+                title="Hold orders",
+                submit="Hold",
+            )
+        code, message = form.cleaned_data["code"], form.cleaned_data["message"]
+        held = already = 0
+        refused = []
+        for order in self._in_pk_order(queryset):
+            try:
+                _, created = order_hold(order=order, code=code, message=message, user=request.user)
+            except HoldNotAllowed as e:
+                refused.append(str(e))
+                continue
+            held += created
+            already += not created
+        self.message_user(
+            request,
+            ngettext("Held %d order", "Held %d orders", held) % held
+            + f" ({code})."
+            + (f" {already} already had that hold." if already else ""),
+            messages.SUCCESS,
+        )
+        if refused:
+            self.message_user(request, " ".join(refused[:10]), messages.WARNING)
+        return None
+
+    @admin.action(description="Release holds", permissions=["change"])
+    def release_holds(self, request, queryset):
+        released = untouched = 0
+        for order in self._in_pk_order(queryset):
+            if order_release(order=order, user=request.user):
+                released += 1
+            else:
+                untouched += 1
+        self.message_user(
+            request,
+            ngettext(
+                "Released the holds of %d order.", "Released the holds of %d orders.", released
+            )
+            % released
+            + (f" {untouched} had no active hold." if untouched else ""),
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Add tag…", permissions=["change"])
+    def add_tag(self, request, queryset):
+        form = TagAddForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form=form,
+                action="add_tag",
+                title="Tag orders",
+                submit="Add tag",
+                extra={
+                    "tag_names": list(Tag.objects.order_by("name").values_list("name", flat=True))
+                },
+            )
+        name = form.cleaned_data["tag"]
+        added = sum(
+            order_tag_add(order=order, tag_name=name, user=request.user)[1]
+            for order in self._in_pk_order(queryset)
+        )
+        self.message_user(
+            request,
+            ngettext("Tagged %d order", "Tagged %d orders", added) % added + f" with “{name}”.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Remove tag…", permissions=["change"])
+    def remove_tag(self, request, queryset):
+        orders = queryset.prefetch_related(None).order_by().values("pk")
+        names = list(
+            Tag.objects.filter(order_tags__order__in=orders)
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        if not names:
+            self.message_user(request, "None of the selected orders has a tag.", messages.WARNING)
+            return None
+        form = TagRemoveForm(request.POST if "apply" in request.POST else None, tag_names=names)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                form=form,
+                action="remove_tag",
+                title="Untag orders",
+                submit="Remove tag",
+            )
+        name = form.cleaned_data["tag"]
+        removed = sum(
+            order_tag_remove(order=order, tag_name=name, user=request.user)
+            for order in self._in_pk_order(queryset)
+        )
+        self.message_user(
+            request,
+            ngettext("Removed “%s” from %d order.", "Removed “%s” from %d orders.", removed)
+            % (name, removed),
+            messages.SUCCESS,
+        )
+
+
+class TagForm(forms.ModelForm):
+    class Meta:
+        model = Tag
+        fields = ("name",)
+
+    def clean_name(self):
+        return tag_name_normalise(self.cleaned_data["name"])
+
+
+@admin.register(Tag)
+class TagAdmin(TenantModelAdmin):
+    form = TagForm
+    list_display = ("name", "order_count")
+    search_fields = ("name",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(order_count=Count("order_tags"))
+
+    @admin.display(description="orders", ordering="order_count")
+    def order_count(self, tag):
+        return tag.order_count
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(TenantModelAdmin):
+    """Browse the audit trail across orders. Read only for everyone, the operator included."""
+
+    list_display = ("created_at", "order", "kind", "source", "user", "message")
+    list_filter = ("kind", "source")
+    search_fields = ("order__platform_order_id", "kind", "message")
+    date_hierarchy = "created_at"
+    list_select_related = ("order__shop", "user")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

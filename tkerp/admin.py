@@ -10,6 +10,8 @@ column only to the operator who sees all of them.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from import_export.admin import ImportExportMixin
 
 from tkerp.tenancy import current_tenant
@@ -24,6 +26,15 @@ class TenantFormMixin:
         tenant = current_tenant()
         if tenant is not None and self.instance.tenant_id is None:
             self.instance.tenant = tenant
+
+    def _post_clean(self):
+        # An inline row takes its parent's tenant (see TenantInlineFormSetMixin), read now rather
+        # than when the form was built: on an add page the parent's tenant is only known once
+        # the parent form has been cleaned (the operator picks it in the same form).
+        parent = getattr(self, "tenant_parent", None)
+        if self.instance.tenant_id is None and getattr(parent, "tenant_id", None) is not None:
+            self.instance.tenant_id = parent.tenant_id
+        super()._post_clean()
 
     def _get_validation_exclusions(self):
         exclusions = super()._get_validation_exclusions()
@@ -93,23 +104,22 @@ class TenantAdminMixin(_TenantFormsMixin):
         super().save_model(request, obj, form, change)
 
 
+class TenantInlineFormSetMixin:
+    """Hands each inline form its parent, whose tenant the row takes when it is validated."""
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        form.tenant_parent = self.instance
+        return form
+
+
 class TenantInlineMixin(_TenantFormsMixin):
     """Base for inlines of tenant-owned child rows: children take their parent's tenant."""
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
         formset.form = tenant_form(formset.form)
-        parent_tenant = getattr(obj, "tenant_id", None)
-        if parent_tenant is not None:
-            base_init = formset.form.__init__
-
-            def __init__(form_self, *args, **kw):
-                base_init(form_self, *args, **kw)
-                if form_self.instance.tenant_id is None:
-                    form_self.instance.tenant_id = parent_tenant
-
-            formset.form = type(formset.form.__name__, (formset.form,), {"__init__": __init__})
-        return formset
+        return type(formset.__name__, (TenantInlineFormSetMixin, formset), {})
 
     def get_exclude(self, request, obj=None):
         # Inline rows always follow their parent's tenant.
@@ -128,6 +138,30 @@ class TenantImportExportMixin(ImportExportMixin):
     def has_import_permission(self, request):
         # The operator must pick one tenant to import into; rows never land "nowhere".
         return current_tenant() is not None and super().has_import_permission(request)
+
+    def process_result(self, result, request):
+        # The confirm step imports the file again. If it no longer validates (the data changed
+        # since the preview, e.g. stock was reserved meanwhile), the resource rolled everything
+        # back, and the page must say so instead of import-export's "Import finished".
+        if result.has_errors() or result.has_validation_errors():
+            problems = [
+                f"row {row.number}: "
+                + "; ".join(
+                    f"{field}: {' '.join(errors)}" for field, errors in row.error_dict.items()
+                )
+                for row in result.invalid_rows
+            ]
+            problems += [
+                f"row {number}: {errors[0].error}" for number, errors in result.row_errors()
+            ]
+            problems += [str(error.error) for error in result.base_errors]
+            messages.error(
+                request,
+                "Nothing was imported; the file no longer validates: " + " | ".join(problems[:5]),
+            )
+            opts = self.model._meta
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_import"))
+        return super().process_result(result, request)
 
     def import_action(self, request, **kwargs):
         if current_tenant() is None and request.user.is_superuser:

@@ -41,7 +41,14 @@ class TenantResource(resources.ModelResource):
         report_skipped = True
         clean_model_instances = True
         use_transactions = True
-        rollback_on_validation_errors = True
+
+    def import_data(self, dataset, *args, **kwargs):
+        # All or nothing, whichever door the import comes through. import-export only reads
+        # `rollback_on_validation_errors` as an argument here (a Meta option of that name is
+        # silently ignored), and the admin's confirm step does not pass it: without this, the
+        # valid rows of a file would be committed next to its invalid ones.
+        kwargs["rollback_on_validation_errors"] = True
+        return super().import_data(dataset, *args, **kwargs)
 
     def get_queryset(self):
         return self._meta.model.objects.filter(tenant=self.require_tenant())
@@ -60,6 +67,14 @@ class TenantResource(resources.ModelResource):
         for key in list(row.keys()):
             row[key] = restore_formula(row[key])
         super().before_import_row(row, **kwargs)
+
+    def import_field(self, field, instance, row, is_m2m=False, **kwargs):
+        try:
+            super().import_field(field, instance, row, is_m2m, **kwargs)
+        except ArithmeticError:
+            # Text in a numeric column raises decimal.InvalidOperation, which is no ValueError:
+            # import-export would report a traceback instead of a validation error on the column.
+            raise ValueError(f"“{row.get(field.column_name)}” is not a number.") from None
 
     def before_save_instance(self, instance, row, **kwargs):
         # Belt and braces: a row can only ever be written into this resource's tenant.

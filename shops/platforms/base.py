@@ -244,6 +244,21 @@ class CancellationRequest:
 
 
 @dataclass(slots=True)
+class ReturnRequest:
+    """A buyer's return or refund request as the platform reports it."""
+
+    return_id: str
+    platform_order_id: str
+    status: str
+    return_type: str = ""
+    reason: str = ""
+    requested_at: datetime | None = None
+    updated_at: datetime | None = None
+    lines: list[dict] = field(default_factory=list)  # {platform_line_id, seller_sku, quantity}
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class TokenSet:
     access_token: str
     access_token_expires_at: datetime | None
@@ -318,7 +333,17 @@ class Connector(abc.ABC):
         """Read back what the platform currently offers (for reconcile)."""
 
     # cancellations
+    #: (code, label) pairs a seller may reject a cancellation request with; empty where the
+    #: platform takes no reason codes (orders.cancellations offers a generic list then).
+    cancel_reject_reasons: ClassVar[tuple[tuple[str, str], ...]] = ()
+
     def fetch_cancellations(self, *, updated_since: datetime) -> list[CancellationRequest]:
+        return []
+
+    # returns
+    def fetch_returns(self, *, updated_since: datetime) -> list[ReturnRequest]:
+        """Return/refund requests changed since `updated_since`; none where the platform has no
+        returns API wired up yet."""
         return []
 
     def answer_cancellation(

@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -84,11 +85,56 @@ def bucket_for(key: tuple[str, str], limit: RateLimit) -> TokenBucket:
         return bucket
 
 
+_recycling_lock = threading.Lock()
+_recycling_paused = 0
+
+
+@contextmanager
+def _connections_kept():
+    """Stop Django from recycling DB connections around an in-process request.
+
+    A real WSGI server runs each request on its own connection; here the "remote" platform runs
+    on the caller's thread and so on the caller's connection, which `close_old_connections`
+    would close in the middle of the caller's transaction (Django's test client does the same).
+    Counted, so concurrent in-process requests never wait on each other.
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    global _recycling_paused
+    with _recycling_lock:
+        _recycling_paused += 1
+        if _recycling_paused == 1:
+            request_started.disconnect(close_old_connections)
+            request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        with _recycling_lock:
+            _recycling_paused -= 1
+            if _recycling_paused == 0:
+                request_started.connect(close_old_connections)
+                request_finished.connect(close_old_connections)
+
+
 def sandbox_transport() -> httpx.BaseTransport:
     """Serve requests with our own WSGI application (the sandboxes), in-process."""
     from django.core.handlers.wsgi import WSGIHandler
 
-    return httpx.WSGITransport(app=WSGIHandler())
+    class InProcessHandler(WSGIHandler):
+        def __call__(self, environ, start_response):
+            with _connections_kept():
+                response = super().__call__(environ, start_response)
+            close = response.close
+
+            def close_keeping_connections():
+                with _connections_kept():
+                    close()
+
+            response.close = close_keeping_connections
+            return response
+
+    return httpx.WSGITransport(app=InProcessHandler())
 
 
 def parse_retry_after(value: str | None) -> float | None:

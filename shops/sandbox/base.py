@@ -45,6 +45,11 @@ class SandboxPlatform(abc.ABC):
         Shopify...)."""
         return str(7495000000000000000 + shop.pk)
 
+    def listing_sku_id(self, *, listing) -> str:
+        """The platform's id for a listed SKU (numeric on TikTok; the seller SKU on platforms
+        whose listing APIs are keyed by it)."""
+        return str(1730000000000000000 + listing.pk)
+
     def store_defaults(self) -> dict:
         """Platform-specific `SandboxStore` field defaults (realistic rate limits...)."""
         return {}

@@ -68,7 +68,7 @@ def sandbox_connect(*, shop: Shop, rate_per_second: float | None = None) -> Sand
                 listing.platform_product_id = listing.platform_product_id or str(
                     1729000000000000000 + listing.pk
                 )
-                listing.platform_sku_id = str(1730000000000000000 + listing.pk)
+                listing.platform_sku_id = sandbox.listing_sku_id(listing=listing)
                 listing.save(update_fields=["platform_product_id", "platform_sku_id"])
             SandboxProduct.objects.get_or_create(
                 store=store,

@@ -1,0 +1,118 @@
+"""`python manage.py sandbox spike|load|show|faults --shop ID ...`: drive a platform sandbox.
+
+Works for every platform with a sandbox (through `sandbox_for(shop.platform)`); the logic lives
+in `shops.sandbox.actions`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from shops.models import Shop
+from shops.sandbox.actions import (
+    FAULT_KINDS,
+    SHOW_VIEWS,
+    sandbox_load,
+    sandbox_set_faults,
+    sandbox_show,
+    sandbox_spike,
+)
+from shops.sandbox.base import SandboxInputError
+from tkerp.tenancy import all_tenants, tenant_context
+
+
+class Command(BaseCommand):
+    help = "Drive a shop's platform sandbox: order spikes, loading orders, showing state, faults."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        def action(name: str, text: str) -> CommandParser:
+            sub = actions.add_parser(name, help=text, description=text)
+            sub.add_argument("--shop", type=int, required=True, help="The shop's database id.")
+            return sub
+
+        spike = action("spike", "Land a burst of paid orders on the shop's sandbox store.")
+        spike.add_argument("--orders", type=int, required=True)
+        spike.add_argument("--seed", type=int, default=None, help="Repeatable orders.")
+        spike.add_argument(
+            "--cancel-rate",
+            type=float,
+            default=0.03,
+            help="Share of orders whose buyer asks to cancel (default 0.03).",
+        )
+        spike.add_argument(
+            "--webhooks",
+            action="store_true",
+            help="Also send the platform's order webhooks to the store's webhook URL.",
+        )
+
+        load = action("load", "Load orders from a JSON list in the platform's order shape.")
+        load.add_argument("file", help="JSON file: a list of orders. All are loaded, or none.")
+
+        show = action("show", "Print the sandbox's state as the platform's JSON.")
+        show.add_argument("what", nargs="?", default="orders", choices=SHOW_VIEWS)
+
+        faults = action("faults", "Make a share of the store's API calls fail.")
+        faults.add_argument("--rate", type=float, required=True, help="0 to 1; 0 turns off.")
+        faults.add_argument(
+            "--kinds",
+            default=None,
+            help=f"Comma-separated, from {','.join(FAULT_KINDS)} (default: keep, else 429,500).",
+        )
+        faults.add_argument(
+            "--slow", type=float, default=None, help="Seconds added to every response."
+        )
+
+    def handle(self, *args, **options) -> None:
+        # Operator tool: the shop is named by id across tenants, then work is scoped to it.
+        with all_tenants():
+            shop = Shop.objects.filter(pk=options["shop"]).first()
+        if shop is None:
+            raise CommandError(f"shop {options['shop']} does not exist")
+        try:
+            with tenant_context(shop.tenant):
+                getattr(self, f"do_{options['action']}")(shop, options)
+        except SandboxInputError as exc:
+            raise CommandError(str(exc)) from None
+
+    def do_spike(self, shop: Shop, options: dict) -> None:
+        started = time.perf_counter()
+        result = sandbox_spike(
+            shop=shop,
+            orders=options["orders"],
+            seed=options["seed"],
+            cancel_rate=options["cancel_rate"],
+            webhooks=options["webhooks"],
+        )
+        elapsed = time.perf_counter() - started
+        line = (
+            f"{result.orders} orders ({result.first_order_id} .. {result.last_order_id}), "
+            f"{result.cancellations} cancellation requests on {shop} in {elapsed:.1f}s"
+        )
+        if options["webhooks"]:
+            line += f"; webhooks: {result.webhooks_sent} delivered, {result.webhooks_failed} not"
+        self.stdout.write(line)
+
+    def do_load(self, shop: Shop, options: dict) -> None:
+        count = sandbox_load(shop=shop, path=options["file"])
+        self.stdout.write(f"{count} orders loaded into {shop}'s sandbox")
+
+    def do_show(self, shop: Shop, options: dict) -> None:
+        data = sandbox_show(shop=shop, what=options["what"])
+        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+    def do_faults(self, shop: Shop, options: dict) -> None:
+        kinds = None
+        if options["kinds"] is not None:
+            kinds = [kind.strip() for kind in options["kinds"].split(",") if kind.strip()]
+        store = sandbox_set_faults(
+            shop=shop, rate=options["rate"], kinds=kinds, slow_seconds=options["slow"]
+        )
+        self.stdout.write(
+            f"{shop}: fault rate {store.fault_rate:g}, kinds {','.join(store.fault_kinds) or '-'},"
+            f" slow {store.slow_seconds:g}s"
+        )

@@ -1,1 +1,312 @@
-"""Admin registrations; see tkerp.admin for the tenant-scoping base classes."""
+"""The seller's own settings: the tenant row, who belongs to it, and its shops.
+
+`Tenant` is the one model here that is not tenant-owned, so its admin scopes itself by hand: a
+member sees only the active tenant's row. Shop credentials are edited only inline on their shop,
+by owners, and their secrets are never rendered back to the browser.
+"""
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models import Count, Q
+
+from orders.models import OPEN_STATUSES
+from shops.admin_sync import ShopSyncAdminMixin
+from shops.models import Membership, Role, Shop, ShopCredentials, Tenant
+from tkerp.admin import TenantModelAdmin, TenantStackedInline, all_tenants_view
+from tkerp.tenancy import current_tenant
+
+# ------------------------------------------------------------------------------------ tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    """Superusers manage every tenant; an owner views and edits the active tenant's row only."""
+
+    list_display = ("name", "slug", "default_currency", "timezone", "is_active", "created_at")
+    list_filter = ("is_active",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_at",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        tenant = current_tenant()
+        return queryset.filter(pk=tenant.pk) if tenant is not None else queryset.none()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            # The slug and the on/off switch belong to the SaaS operator.
+            readonly += ["slug", "is_active"]
+        return readonly
+
+    def get_list_filter(self, request):
+        return super().get_list_filter(request) if request.user.is_superuser else ()
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not request.user.is_superuser:
+            tenant = current_tenant()
+            if tenant is None or obj.pk != tenant.pk:
+                return False
+        return super().has_change_permission(request, obj)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None and not request.user.is_superuser:
+            tenant = current_tenant()
+            if tenant is None or obj.pk != tenant.pk:
+                return False
+        return super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+# -------------------------------------------------------------------------------- membership
+
+
+class MembershipForm(forms.ModelForm):
+    """Changing a membership's role, refusing to leave the tenant without an owner."""
+
+    class Meta:
+        model = Membership
+        fields = ("tenant", "user", "role")
+
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        instance = self.instance
+        demoted = instance.pk and instance.role == Role.OWNER and role != Role.OWNER
+        if demoted and not _other_owners(instance).exists():
+            raise forms.ValidationError("The tenant needs at least one owner.")
+        return role
+
+
+class MembershipAddForm(MembershipForm):
+    """Adding an existing user by exact username or email.
+
+    Users are not tenant-owned: a picker or autocomplete over them would list every tenant's
+    people, so a member who is not the operator must name the user exactly.
+    """
+
+    user_lookup = forms.CharField(
+        label="User",
+        max_length=254,
+        help_text="The exact username or email address of an existing tkerp user.",
+    )
+
+    class Meta(MembershipForm.Meta):
+        fields = ("user_lookup", "role")
+
+    def clean_user_lookup(self):
+        value = self.cleaned_data["user_lookup"].strip()
+        users = (
+            get_user_model()
+            ._default_manager.filter(is_active=True)
+            .filter(Q(username__iexact=value) | Q(email__iexact=value))
+        )
+        matches = list(users[:2])
+        if len(matches) != 1:
+            raise forms.ValidationError("No single active user has that username or email.")
+        user = matches[0]
+        if Membership.objects.filter(user=user).exists():
+            raise forms.ValidationError("That user is already a member of this tenant.")
+        self.instance.user = user
+        return value
+
+
+def _other_owners(membership: Membership):
+    return Membership._base_manager.filter(tenant_id=membership.tenant_id, role=Role.OWNER).exclude(
+        pk=membership.pk
+    )
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantModelAdmin):
+    """Who works in the tenant and in which role; only owners change it (see tkerp.auth)."""
+
+    form = MembershipForm
+    list_display = ("user", "user_email", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__username", "user__email", "user__first_name", "user__last_name")
+    list_select_related = ("user",)
+    readonly_fields = ("created_at",)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None and not request.user.is_superuser:
+            kwargs["form"] = MembershipAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_autocomplete_fields(self, request):
+        # Only the operator may search all users (see MembershipAddForm).
+        return ("user",) if request is not None and request.user.is_superuser else ()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly.append("user")  # a membership is one user's; add another instead
+        return readonly
+
+    def get_actions(self, request):
+        # Bulk delete could remove every owner at once; delete one membership at a time.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.role == Role.OWNER and not _other_owners(obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="email", ordering="user__email")
+    def user_email(self, membership):
+        return membership.user.email
+
+
+# ------------------------------------------------------------------------------------ shops
+
+SECRET_FIELDS = ("app_secret", "access_token", "refresh_token", "webhook_secret")
+
+
+class SecretField(forms.CharField):
+    """A secret typed into a password box: never rendered back, blank means "keep it"."""
+
+    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+    def has_changed(self, initial, data):
+        return bool(data)
+
+
+class ShopCredentialsForm(forms.ModelForm):
+    api_base_url = forms.URLField(
+        label="API base URL",
+        required=False,
+        assume_scheme="https",
+        help_text=ShopCredentials._meta.get_field("api_base_url").help_text,
+    )
+    clear_secrets = forms.MultipleChoiceField(
+        label="Erase",
+        required=False,
+        choices=[(name, name.replace("_", " ")) for name in SECRET_FIELDS],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Tick a secret to erase what is stored.",
+    )
+
+    class Meta:
+        model = ShopCredentials
+        # No foreign keys here: a form class built at import time would query the scoped
+        # managers for their choices with no tenant in scope. The admin adds `shop` per request.
+        fields = (
+            "api_base_url",
+            "app_key",
+            *SECRET_FIELDS,
+            "access_token_expires_at",
+            "refresh_token_expires_at",
+            "shop_cipher",
+            "extra",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            if name not in self.fields:
+                continue
+            stored = bool(getattr(self.instance, name, ""))
+            # Replace whatever the admin built (a textarea for tokens) with a password box.
+            self.fields[name] = SecretField(
+                label=self.fields[name].label,
+                required=False,
+                max_length=ShopCredentials._meta.get_field(name).max_length,
+                help_text="Stored; leave blank to keep it." if stored else "Not set.",
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        erase = set(cleaned.get("clear_secrets") or ())
+        for name in SECRET_FIELDS:
+            if name not in self.fields:
+                continue
+            if name in erase:
+                cleaned[name] = ""
+            elif not cleaned.get(name):
+                # Blank keeps what is stored (the box never shows it).
+                cleaned[name] = getattr(self.instance, name, "")
+        return cleaned
+
+
+class ShopCredentialsInline(TenantStackedInline):
+    """Only users with shops.view_shopcredentials (owners) get this inline at all; the admin
+    drops inlines the user has no permission on."""
+
+    model = ShopCredentials
+    form = ShopCredentialsForm
+    extra = 0
+    max_num = 1
+    fields = (
+        "api_base_url",
+        "app_key",
+        "app_secret",
+        "shop_cipher",
+        ("access_token", "access_token_expires_at"),
+        ("refresh_token", "refresh_token_expires_at"),
+        "webhook_secret",
+        "clear_secrets",
+        "extra",
+        "updated_at",
+    )
+    readonly_fields = ("updated_at",)
+
+    def get_extra(self, request, obj=None, **kwargs):
+        # Offer an empty form on a shop that has no credentials yet.
+        return 0 if obj is not None and hasattr(obj, "credentials") else 1
+
+
+@admin.register(Shop)
+class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
+    list_display = (
+        "name",
+        "platform",
+        "region",
+        "currency",
+        "is_active",
+        "ship_by_hours",
+        "presale_ship_by_hours",
+        "open_orders",
+    )
+    list_filter = ("platform", "region", "is_active")
+    ordering = ("name",)  # explicit: the open-orders count drops Meta.ordering
+    search_fields = ("name", "platform_shop_id")
+    fieldsets = (
+        (None, {"fields": ("name", "platform", "region", "platform_shop_id", "currency")}),
+        (
+            "Shipping policy",
+            {"fields": ("ship_by_hours", "presale_ship_by_hours")},
+        ),
+        ("Sync", {"fields": ("is_active", "sync_interval_seconds", "created_at")}),
+    )
+    readonly_fields = ("created_at",)
+    inlines = (ShopCredentialsInline,)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(open_orders=Count("orders", filter=Q(orders__status__in=OPEN_STATUSES)))
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if all_tenants_view(request):
+            # The operator's all-tenants view must say whose shop this is.
+            (name, options), *rest = fieldsets
+            fieldsets = [(name, {**options, "fields": ("tenant", *options["fields"])}), *rest]
+        return fieldsets
+
+    @admin.display(description="open orders", ordering="open_orders")
+    def open_orders(self, shop):
+        return shop.open_orders

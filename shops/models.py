@@ -84,6 +84,24 @@ class Shop(TenantOwnedModel):
     sync_interval_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Order sync state (shops.sync). Written only by conditional UPDATEs there, so two workers
+    # never both run a pass and the watermark never moves backwards.
+    sync_watermark = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Newest platform update time stored; the next pass asks from here.",
+    )
+    sync_lease_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A sync pass holds the shop until then."
+    )
+    sync_lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    sync_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_sync_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_sync_error = models.TextField(blank=True, editable=False)
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -123,3 +141,84 @@ class ShopCredentials(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"Credentials for {self.shop}"
+
+
+class SyncRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SyncRun(TenantOwnedModel):
+    """One order-sync pass over one shop: what it asked the platform for and what it stored.
+
+    The person watching a live-stream spike looks here to see that orders are flowing; a failed
+    run keeps the error. Rows are pruned after `TKERP_SYNC_RUN_RETENTION_DAYS`.
+    """
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="sync_runs")
+    status = models.CharField(
+        max_length=16, choices=SyncRunStatus.choices, default=SyncRunStatus.RUNNING
+    )
+    trigger = models.CharField(max_length=16, blank=True, help_text="schedule, manual, command.")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    rejects = models.JSONField(
+        default=list, blank=True, help_text="Orders that could not be stored, and why."
+    )
+    cancellations = models.PositiveIntegerField(default=0)
+    watermark_from = models.DateTimeField(null=True, blank=True)
+    watermark_to = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "shop", "-started_at"], name="syncrun_shop_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id} sync {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+
+class WebhookDelivery(TenantOwnedModel):
+    """A verified webhook as received, kept so a replay is recognised and processed only once.
+
+    The platform's delivery id is the natural key; the unique constraint is the final judge of
+    "already received".
+    """
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    delivery_id = models.CharField(max_length=200)
+    topic = models.CharField(max_length=100, blank=True)
+    platform_order_ids = models.JSONField(default=list, blank=True)
+    body = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its processing task was last queued."
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "delivery_id"], name="webhookdelivery_unique_delivery"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["processed_at", "received_at"], name="webhookdelivery_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} {self.topic} {self.delivery_id}"

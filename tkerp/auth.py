@@ -27,6 +27,7 @@ OPERATOR_EDITS = {
     "logistics.shipmentline",
     "inventory.stocklevel",
     "inventory.stockmovement",
+    "tkerp.alert",
 }
 # Only owners manage who belongs to the tenant and the tenant's own settings.
 OWNER_ONLY = {"shops.membership", "shops.tenant", "shops.shopcredentials"}

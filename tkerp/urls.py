@@ -11,6 +11,7 @@ admin.site.index_title = "Fulfillment back office"
 urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
     path("admin/", admin.site.urls),
+    path("webhooks/", include("shops.urls")),
 ]
 
 if settings.TKERP_SANDBOX_ENABLED:

@@ -1,0 +1,244 @@
+"""Benchmark: a live stream's 2,800-order spike through one TikTok sync pass, end to end.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/sync_spike.py
+
+Creates a throwaway PostgreSQL database next to the one DATABASE_URL names (dropped at the end
+unless --keep-db), builds its tables from the models, makes a tenant, a TikTok shop with SKUs and
+listings, connects it to the TikTok sandbox, lands the spike there, and times `shop_sync` with
+the connector's real page size and rate limits over the sandbox's HTTP API (served in-process).
+
+Reported: total seconds and orders/s end to end; the time spent inside the sandbox (the
+platform's share: its views, its queries, JSON) and waiting for the rate limiter, measured
+around the HTTP transport; and what remains, tkerp's own share. A second pass over the same
+window (nothing new) shows the cost of the overlap. Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=2800)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cancel-rate", type=float, default=0.03)
+    parser.add_argument("--keep-db", action="store_true", help="Leave the bench database.")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the first pass; print the top 30."
+    )
+    parser.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="Leave stock and review (orders.pipeline) out: sync and ingest alone.",
+    )
+    return parser.parse_args()
+
+
+def bench_database_url(url: str) -> tuple[str, str, str]:
+    """(bench database URL, bench database name, maintenance database URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        sys.exit("bench/sync_spike.py needs DATABASE_URL=postgres://... (PostgreSQL)")
+    base = parts.path.lstrip("/") or "tkerp"
+    name = f"{base}_bench_sync_{os.getpid()}"
+    return (
+        urlunsplit(parts._replace(path=f"/{name}")),
+        name,
+        urlunsplit(parts._replace(path="/postgres")),
+    )
+
+
+def admin_sql(maintenance_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def timed_transport(inner):
+    """The in-process sandbox transport, adding up the time the platform took."""
+    import httpx
+
+    class TimedTransport(httpx.BaseTransport):
+        def __init__(self):
+            self.inner = inner
+            self.seconds = 0.0
+            self.requests = 0
+
+        def handle_request(self, request):
+            started = time.perf_counter()
+            try:
+                response = self.inner.handle_request(request)
+                response.read()  # the body is produced lazily: count it as the platform's time
+                return response
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.requests += 1
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return TimedTransport()
+
+
+def main() -> None:
+    args = parse_args()
+    source_url = os.environ.get("DATABASE_URL", "")
+    url, name, maintenance = bench_database_url(source_url)
+    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
+    try:
+        run(args, url)
+    finally:
+        if args.keep_db:
+            print(f"kept database {name}")
+        else:
+            from django.db import connections
+
+            connections.close_all()
+            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
+    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+    from django.conf import settings
+
+    django.setup()
+    from django.core.management import call_command
+
+    # Tables straight from the models (like the test suite's --nomigrations).
+    settings.MIGRATION_MODULES = {app.label: None for app in django.apps.apps.get_app_configs()}
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from inventory.models import Listing, Sku, StockLevel, Warehouse
+    from orders import ingest as ingest_module
+    from orders.models import Order, OrderLine
+    from shops.models import Shop, Tenant
+    from shops.platforms import connector_for
+    from shops.platforms.http import sandbox_transport
+    from shops.sandbox.actions import sandbox_spike
+    from shops.sandbox.connect import sandbox_connect
+    from shops.sync import shop_sync
+    from tkerp.tenancy import tenant_context
+
+    tenant = Tenant.objects.create(name="Bench Seller", slug="bench-seller")
+    with tenant_context(tenant):
+        shop = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
+        warehouse = Warehouse.objects.create(tenant=tenant, code="MAIN", name="Main warehouse")
+        for number in range(1, 41):
+            sku = Sku.objects.create(
+                tenant=tenant,
+                code=f"BENCH-{number:03d}",
+                name=f"Bench product {number}",
+                cost=Decimal("3.20") + number,
+            )
+            Listing.objects.create(tenant=tenant, shop=shop, sku=sku)
+            # Enough stock for the whole spike: the live stream was planned for.
+            StockLevel.objects.create(tenant=tenant, sku=sku, warehouse=warehouse, on_hand=5000)
+        sandbox_connect(shop=shop)
+        shop.refresh_from_db()
+
+        started = time.perf_counter()
+        spike = sandbox_spike(
+            shop=shop, orders=args.orders, seed=args.seed, cancel_rate=args.cancel_rate
+        )
+        spike_seconds = time.perf_counter() - started
+
+        # Time stock and review (orders.pipeline, run by ingest on each stored page) apart.
+        pipeline = {"seconds": 0.0}
+        after_ingest = ingest_module.orders_after_ingest
+
+        def timed_after_ingest(**kwargs):
+            if args.no_pipeline:
+                return None
+            begun = time.perf_counter()
+            try:
+                return after_ingest(**kwargs)
+            finally:
+                pipeline["seconds"] += time.perf_counter() - begun
+
+        ingest_module.orders_after_ingest = timed_after_ingest
+
+        def timed_pass():
+            transport = timed_transport(sandbox_transport())
+            waits: list[float] = []
+
+            def sleep(seconds: float) -> None:
+                waits.append(seconds)
+                time.sleep(seconds)
+
+            connector = connector_for(shop, transport=transport, sleep=sleep)
+            begun = time.perf_counter()
+            run = shop_sync(shop=shop, trigger="bench", connector=connector)
+            total = time.perf_counter() - begun
+            connector.http.close()
+            return run, total, transport, sum(waits)
+
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        first, total, transport, waited = timed_pass()
+        pipeline_seconds = pipeline["seconds"]
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        orders = Order.objects.count()
+        clocks = Order.objects.filter(cancel_answer_by__isnull=False).count()
+        lines = OrderLine.objects.count()
+        second, total2, transport2, waited2 = timed_pass()
+
+    assert first.status == "success", first.error
+    assert orders == spike.orders, (orders, spike.orders)
+    ours = total - transport.seconds - waited - pipeline_seconds
+    print(
+        f"PostgreSQL {connection.pg_version // 10000}, database {connection.settings_dict['NAME']}"
+    )
+    print(
+        f"spike: {spike.orders} orders ({spike.cancellations} with a cancellation request) "
+        f"landed in the TikTok sandbox in {spike_seconds:.1f} s"
+    )
+    print(
+        f"first pass: {first.pages} pages, {first.created} orders / {lines} lines stored, "
+        f"{clocks} cancellation answer clocks"
+    )
+    print(f"  end to end        {total:7.2f} s   {first.created / total:7.0f} orders/s")
+    print(
+        f"  inside sandbox    {transport.seconds:7.2f} s   ({transport.requests} HTTP requests: "
+        "the platform's share)"
+    )
+    print(f"  rate-limit waits  {waited:7.2f} s")
+    if args.no_pipeline:
+        print("  stock and review  skipped (--no-pipeline)")
+    else:
+        print(f"  stock and review  {pipeline_seconds:7.2f} s   (orders.pipeline after each page)")
+    print(f"  sync and ingest   {ours:7.2f} s   {first.created / ours:7.0f} orders/s")
+    print(
+        f"second pass (nothing new, overlap re-read): {total2:.2f} s, {second.pages} pages, "
+        f"{second.skipped} unchanged, {second.created} created, sandbox {transport2.seconds:.2f} s,"
+        f" waits {waited2:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""SLA clocks stored on an order: when it must ship, carry tracking, and have its cancellation
+request answered.
+
+The platform's own deadline wins when it gives one; otherwise the shop's policy (24 h, 48 h, or
+longer for pre-sale) counts from payment. `sla_deadlines` is a pure function over values so the
+bulk ingest path can call it for a page of orders without touching the database.
+
+`sla_sweep` (every minute) keeps `Order.sla_state` (ok / due soon / overdue), one alert per kind,
+and each shop's late-shipment figures current; see "the sweep" below.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from orders.models import (
+    OPEN_STATUSES,
+    Order,
+    OrderStatus,
+    ShopSlaFigures,
+    SlaState,
+    TenantOrderPolicy,
+)
+from tkerp.tenancy import tenant_context
+
+if TYPE_CHECKING:
+    from shops.models import Shop, Tenant
+
+logger = logging.getLogger("tkerp.sla")
+
+
+@dataclass(frozen=True, slots=True)
+class SlaDeadlines:
+    ship_by: datetime | None
+    tracking_by: datetime | None
+    cancel_answer_by: datetime | None
+
+
+def sla_deadlines(
+    *,
+    paid_at: datetime | None,
+    placed_at: datetime | None,
+    is_presale: bool,
+    ship_by_hours: int,
+    presale_ship_by_hours: int,
+    platform_ship_by: datetime | None = None,
+    cancel_requested_at: datetime | None = None,
+    platform_cancel_answer_by: datetime | None = None,
+    tracking_upload_hours: int | None = None,
+    cancel_answer_hours: int | None = None,
+) -> SlaDeadlines:
+    """The three deadlines of one order.
+
+    - ship_by: the platform's deadline, else payment (or placement, for unpaid and COD orders)
+      plus the shop's ship-by hours (the pre-sale hours for pre-sale orders).
+    - tracking_by: payment (or placement) plus the tracking-upload window.
+    - cancel_answer_by: the platform's answer deadline, else the request time plus the answer
+      window; None while no cancellation was requested.
+    """
+    if tracking_upload_hours is None:
+        tracking_upload_hours = settings.TKERP_TRACKING_UPLOAD_HOURS
+    if cancel_answer_hours is None:
+        cancel_answer_hours = settings.TKERP_CANCEL_ANSWER_HOURS
+    start = paid_at or placed_at
+    if platform_ship_by is not None:
+        ship_by = platform_ship_by
+    elif start is not None:
+        hours = presale_ship_by_hours if is_presale else ship_by_hours
+        ship_by = start + timedelta(hours=hours)
+    else:
+        ship_by = None
+    tracking_by = start + timedelta(hours=tracking_upload_hours) if start is not None else None
+    if platform_cancel_answer_by is not None:
+        cancel_answer_by = platform_cancel_answer_by
+    elif cancel_requested_at is not None:
+        cancel_answer_by = cancel_requested_at + timedelta(hours=cancel_answer_hours)
+    else:
+        cancel_answer_by = None
+    return SlaDeadlines(ship_by=ship_by, tracking_by=tracking_by, cancel_answer_by=cancel_answer_by)
+
+
+def order_sla_compute(
+    *,
+    order: Order,
+    shop: Shop,
+    platform_ship_by: datetime | None = None,
+    cancel_requested_at: datetime | None = None,
+    platform_cancel_answer_by: datetime | None = None,
+) -> SlaDeadlines:
+    """The deadlines of a stored order under its shop's policy (nothing is saved).
+
+    Without a platform deadline the order's current `ship_by` is not consulted: the policy is
+    recomputed, so a changed shop policy applies to open orders when this is re-run.
+    """
+    return sla_deadlines(
+        paid_at=order.paid_at,
+        placed_at=order.placed_at,
+        is_presale=order.is_presale,
+        ship_by_hours=shop.ship_by_hours,
+        presale_ship_by_hours=shop.presale_ship_by_hours,
+        platform_ship_by=platform_ship_by,
+        cancel_requested_at=cancel_requested_at,
+        platform_cancel_answer_by=platform_cancel_answer_by or order.cancel_answer_by,
+    )
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+#
+# Every minute (`orders.tasks.sla_sweep_task`), tenant by tenant: mark where each open order
+# stands against its ship-by deadline, raise or resolve one alert per kind, recompute each
+# shop's figures, re-run the ingest pipeline for orders a dead worker left in "new", and let the
+# cancellation inbox catch up (`orders.cancellations.cancellations_sweep`). Every step selects
+# its work by state, so a second run in the same minute changes nothing.
+
+SLA_OVERDUE_ALERT = "sla.overdue"
+SLA_DUE_SOON_ALERT = "sla.due_soon"
+STUCK_BATCH = 500  # orders per shop re-run by one sweep; the next sweep takes the rest
+
+
+def sla_due_soon_hours(*, tenant: Tenant) -> int:
+    """Hours before ship-by that an order counts as due soon: the tenant's policy, else
+    `TKERP_SLA_DUE_SOON_HOURS` (default 4)."""
+    hours = (
+        TenantOrderPolicy._base_manager.filter(tenant=tenant)
+        .values_list("due_soon_hours", flat=True)
+        .first()
+    )
+    return hours if hours is not None else getattr(settings, "TKERP_SLA_DUE_SOON_HOURS", 4)
+
+
+def orders_sla_mark(*, tenant, now: datetime, due_soon_hours: int) -> dict[str, int]:
+    """Set `sla_state` on the tenant's orders with three conditional UPDATEs (only rows whose
+    state changes are written); returns how many open orders are overdue and due soon."""
+    soon = now + timedelta(hours=due_soon_hours)
+    orders = Order._base_manager.filter(tenant=tenant)
+    is_open = Q(status__in=OPEN_STATUSES, ship_by__isnull=False)
+    overdue = is_open & Q(ship_by__lt=now)
+    due_soon = is_open & Q(ship_by__gte=now, ship_by__lt=soon)
+    orders.filter(overdue).exclude(sla_state=SlaState.OVERDUE).update(sla_state=SlaState.OVERDUE)
+    orders.filter(due_soon).exclude(sla_state=SlaState.DUE_SOON).update(sla_state=SlaState.DUE_SOON)
+    orders.exclude(overdue | due_soon).exclude(sla_state=SlaState.OK).update(sla_state=SlaState.OK)
+    counts = dict(
+        orders.filter(status__in=OPEN_STATUSES)
+        .exclude(sla_state=SlaState.OK)
+        .values("sla_state")
+        .annotate(n=Count("id"))
+        .values_list("sla_state", "n")
+    )
+    return {
+        "overdue": counts.get(SlaState.OVERDUE, 0),
+        "due_soon": counts.get(SlaState.DUE_SOON, 0),
+    }
+
+
+def sla_alerts_update(*, tenant, overdue: int, due_soon: int, due_soon_hours: int) -> None:
+    """One open alert per kind while orders are overdue / due soon (its message carries the
+    count); resolved once none remain."""
+    from tkerp.alerts import alert_raise, alert_resolve
+    from tkerp.models import AlertSeverity
+
+    if overdue:
+        alert_raise(
+            tenant=tenant,
+            key=SLA_OVERDUE_ALERT,
+            kind=SLA_OVERDUE_ALERT,
+            severity=AlertSeverity.ERROR,
+            title=f"{overdue} order{'s' if overdue != 1 else ''} past their ship-by time",
+            message=f"{overdue} open orders should have shipped already; each late shipment "
+            "costs a penalty and raises the shop's late rate.",
+        )
+    else:
+        alert_resolve(tenant=tenant, key=SLA_OVERDUE_ALERT)
+    if due_soon:
+        alert_raise(
+            tenant=tenant,
+            key=SLA_DUE_SOON_ALERT,
+            kind=SLA_DUE_SOON_ALERT,
+            severity=AlertSeverity.WARNING,
+            title=f"{due_soon} order{'s' if due_soon != 1 else ''} due to ship within "
+            f"{due_soon_hours} h",
+            message=f"{due_soon} open orders reach their ship-by time within {due_soon_hours} "
+            "hours.",
+        )
+    else:
+        alert_resolve(tenant=tenant, key=SLA_DUE_SOON_ALERT)
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not values:
+        return None
+    values = sorted(values)
+    position = (len(values) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def _hours_to_ship(*, shop, since: datetime) -> tuple[int, float | None, float | None]:
+    """(count, median, p95) of hours from payment to shipment of orders shipped since `since`:
+    percentile_cont in PostgreSQL, the same interpolation in Python elsewhere."""
+    shipped = Order._base_manager.filter(
+        tenant_id=shop.tenant_id,
+        shop_id=shop.pk,
+        shipped_at__gte=since,
+        paid_at__isnull=False,
+    )
+    if connection.vendor == "postgresql":
+        sql, params = shipped.values("id").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY hours) "
+                "FROM (SELECT EXTRACT(EPOCH FROM (o.shipped_at - o.paid_at)) / 3600.0 AS hours "
+                f"FROM {Order._meta.db_table} o WHERE o.id IN ({sql})) AS shipped",
+                params,
+            )
+            count, median, p95 = cursor.fetchone()
+        return (
+            count,
+            (float(median) if median is not None else None),
+            (float(p95) if p95 is not None else None),
+        )
+    hours = [
+        (shipped_at - paid_at).total_seconds() / 3600
+        for shipped_at, paid_at in shipped.values_list("shipped_at", "paid_at")
+    ]
+    return len(hours), _percentile(hours, 0.5), _percentile(hours, 0.95)
+
+
+def shop_sla_figures_compute(*, shop, now: datetime | None = None):
+    """Recompute and store `shop`'s figures (late rate over 7 and 30 days, median and p95 hours
+    from payment to shipment over 30 days) with aggregates; returns the `ShopSlaFigures` row."""
+    now = now or timezone.now()
+    orders = Order._base_manager.filter(tenant_id=shop.tenant_id, shop_id=shop.pk).exclude(
+        status=OrderStatus.CANCELLED
+    )
+    late = Q(shipped_at__gt=F("ship_by")) | Q(shipped_at__isnull=True, ship_by__lt=now)
+    figures: dict = {}
+    for days in (7, 30):
+        window = Q(ship_by__gte=now - timedelta(days=days), ship_by__lte=now)
+        totals = orders.aggregate(
+            due=Count("id", filter=window), late=Count("id", filter=window & late)
+        )
+        figures[f"due_{days}d"] = totals["due"]
+        figures[f"late_{days}d"] = totals["late"]
+        figures[f"late_rate_{days}d"] = totals["late"] / totals["due"] if totals["due"] else None
+    count, median, p95 = _hours_to_ship(shop=shop, since=now - timedelta(days=30))
+    figures.update(
+        shipped_30d=count, median_hours_to_ship=median, p95_hours_to_ship=p95, computed_at=now
+    )
+    row, _ = ShopSlaFigures._base_manager.update_or_create(
+        tenant_id=shop.tenant_id, shop_id=shop.pk, defaults=figures
+    )
+    return row
+
+
+def orders_stuck_rerun(*, tenant, now: datetime) -> int:
+    """Re-run the ingest pipeline (reserve, review) for orders still "new" minutes after they
+    were stored: a worker died between storing and reviewing. Returns how many were re-run."""
+    from orders.pipeline import orders_after_ingest
+    from shops.models import Shop
+
+    minutes = getattr(settings, "TKERP_SLA_STUCK_NEW_MINUTES", 5)
+    stuck = Order._base_manager.filter(
+        tenant=tenant, status=OrderStatus.NEW, created_at__lt=now - timedelta(minutes=minutes)
+    )
+    by_shop: dict[int, list[int]] = {}
+    for shop_id, order_id in stuck.order_by("shop_id", "pk").values_list("shop_id", "pk"):
+        ids = by_shop.setdefault(shop_id, [])
+        if len(ids) < STUCK_BATCH:
+            ids.append(order_id)
+    total = 0
+    for shop in Shop._base_manager.filter(pk__in=list(by_shop)).select_related("tenant"):
+        try:
+            orders_after_ingest(shop=shop, created_ids=[], updated_ids=by_shop[shop.pk])
+        except Exception:
+            # Logged, not raised: the rest of the sweep (cancellation clocks) must still run.
+            logger.exception("re-running the pipeline for shop %s failed", shop.pk)
+            continue
+        total += len(by_shop[shop.pk])
+    return total
+
+
+def sla_sweep_tenant(*, tenant, now: datetime | None = None) -> dict:
+    """One sweep over one tenant's orders, shops and cancellation requests (see above)."""
+    from orders.cancellations import cancellations_sweep
+    from shops.models import Shop
+
+    now = now or timezone.now()
+    with tenant_context(tenant):
+        hours = sla_due_soon_hours(tenant=tenant)
+        counts = orders_sla_mark(tenant=tenant, now=now, due_soon_hours=hours)
+        sla_alerts_update(tenant=tenant, due_soon_hours=hours, **counts)
+        for shop in Shop.objects.filter(is_active=True).order_by("pk"):
+            shop_sla_figures_compute(shop=shop, now=now)
+        rerun = orders_stuck_rerun(tenant=tenant, now=now)
+        cancellations = cancellations_sweep(tenant=tenant, now=now)
+    return {**counts, "rerun": rerun, "cancellations": cancellations}
+
+
+def sla_sweep(*, now: datetime | None = None) -> dict[int, dict]:
+    """Sweep every active tenant in turn (explicitly: each under its own scope). A tenant whose
+    sweep fails is logged and skipped; the next minute tries again."""
+    from shops.models import Tenant
+
+    now = now or timezone.now()
+    results: dict[int, dict] = {}
+    for tenant in Tenant.objects.filter(is_active=True).order_by("pk"):
+        try:
+            results[tenant.pk] = sla_sweep_tenant(tenant=tenant, now=now)
+        except Exception:
+            logger.exception("SLA sweep of tenant %s failed", tenant.pk)
+            results[tenant.pk] = {"error": True}
+    return results

@@ -1,0 +1,395 @@
+"""Order sync: pull every order a shop's platform changed since the last pass, and store it.
+
+One pass (`shop_sync`) holds a lease on the shop (one conditional UPDATE; it expires, so a killed
+worker blocks the shop for at most `TKERP_SYNC_LEASE_SECONDS`), then pages through the platform's
+changed orders from the watermark minus an overlap. Each page is stored in its own transaction,
+and only then does the watermark advance past it, so a pass that dies half-way resumes where the
+last stored page ended: nothing is missed (the overlap and ascending order guarantee it) and
+nothing is duplicated (ingest is an idempotent upsert). No database transaction is ever open
+while the platform is being asked (the sandbox even shares our database connection).
+
+Three failed passes in a row open an alert; the next successful pass resolves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from orders.ingest import IngestResult, orders_ingest
+from orders.returns import returns_supported, returns_sync
+from shops.models import Shop, SyncRun, SyncRunStatus
+from shops.platforms import connector_for
+from shops.platforms.base import Connector, PlatformError
+from tkerp.alerts import alert_raise, alert_resolve
+from tkerp.models import AlertSeverity
+from tkerp.tenancy import tenant_context
+
+if TYPE_CHECKING:
+    from shops.platforms.base import CancellationRequest
+
+logger = logging.getLogger("tkerp.sync")
+
+MAX_REJECTS_KEPT = 200  # per SyncRun; the count is exact, the list is a sample
+MAX_PAGES_PER_PASS = 5_000  # a platform handing out page tokens forever must not pin a worker
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def sync_overlap() -> timedelta:
+    """How far before the watermark each pass starts again (clock skew, late commits)."""
+    return timedelta(seconds=_setting("TKERP_SYNC_OVERLAP_SECONDS", 120))
+
+
+def sync_initial_window() -> timedelta:
+    """How far back the first pass of a newly connected shop looks."""
+    return timedelta(days=_setting("TKERP_SYNC_INITIAL_DAYS", 7))
+
+
+def sync_lease() -> timedelta:
+    return timedelta(seconds=_setting("TKERP_SYNC_LEASE_SECONDS", 600))
+
+
+def sync_failure_threshold() -> int:
+    return _setting("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", 3)
+
+
+def sync_alert_key(shop: Shop) -> str:
+    return f"shop:{shop.pk}:sync"
+
+
+def rejects_alert_key(shop: Shop) -> str:
+    return f"shop:{shop.pk}:ingest_rejects"
+
+
+class SyncLeaseLost(Exception):
+    """Another worker took the shop over (our lease expired mid-pass); stop writing."""
+
+
+@dataclass(slots=True)
+class _Totals:
+    pages: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    cancellations: int = 0
+
+
+def shop_sync(
+    *, shop: Shop, trigger: str = "schedule", connector: Connector | None = None
+) -> SyncRun:
+    """Run one sync pass over `shop` now and return its `SyncRun`.
+
+    When another pass holds the shop, nothing runs and an unsaved run with status "skipped" is
+    returned. Platform and storage errors are recorded on the run (status "failed"), never
+    raised: the next scheduled pass simply tries again. `connector` lets tests pass one built
+    with their own HTTP options.
+    """
+    tenant = shop.tenant
+    started = timezone.now()
+    token = secrets.token_hex(8)
+    with tenant_context(tenant):
+        acquired = (
+            Shop.objects.filter(pk=shop.pk)
+            .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=started))
+            .update(
+                sync_lease_until=started + sync_lease(),
+                sync_lease_token=token,
+                last_sync_started_at=started,
+            )
+        )
+        if not acquired:
+            return SyncRun(
+                tenant=tenant,
+                shop=shop,
+                trigger=trigger,
+                status=SyncRunStatus.SKIPPED,
+                started_at=started,
+                finished_at=started,
+                error="another sync pass of this shop is running",
+            )
+        # We hold the lease, so a run still marked running was left by a worker that died.
+        SyncRun.objects.filter(shop=shop, status=SyncRunStatus.RUNNING).update(
+            status=SyncRunStatus.FAILED,
+            finished_at=started,
+            error="the worker stopped before the pass finished",
+        )
+        watermark = Shop.objects.values_list("sync_watermark", flat=True).get(pk=shop.pk)
+        run = SyncRun.objects.create(
+            tenant=tenant,
+            shop=shop,
+            trigger=trigger,
+            status=SyncRunStatus.RUNNING,
+            started_at=started,
+            watermark_from=watermark,
+        )
+        try:
+            totals = _Totals()
+            rejects: list[dict] = []
+            try:
+                _sync_pass(
+                    shop=shop,
+                    run=run,
+                    token=token,
+                    started=started,
+                    watermark=watermark,
+                    connector=connector,
+                    totals=totals,
+                    rejects=rejects,
+                )
+            except Exception as exc:
+                _record_failure(shop=shop, run=run, exc=exc)
+            else:
+                _record_success(shop=shop, run=run, started=started, rejects=rejects)
+        finally:
+            Shop.objects.filter(pk=shop.pk, sync_lease_token=token).update(
+                sync_lease_until=None, sync_lease_token=""
+            )
+    return run
+
+
+def _sync_pass(
+    *,
+    shop: Shop,
+    run: SyncRun,
+    token: str,
+    started: datetime,
+    watermark: datetime | None,
+    connector: Connector | None,
+    totals: _Totals,
+    rejects: list[dict],
+) -> None:
+    own_connector = connector is None
+    if connector is None:
+        connector = connector_for(shop)
+    try:
+        _page_through(
+            shop=shop,
+            run=run,
+            token=token,
+            started=started,
+            watermark=watermark,
+            connector=connector,
+            totals=totals,
+            rejects=rejects,
+        )
+    finally:
+        if own_connector:
+            connector.http.close()
+
+
+def _page_through(
+    *,
+    shop: Shop,
+    run: SyncRun,
+    token: str,
+    started: datetime,
+    watermark: datetime | None,
+    connector: Connector,
+    totals: _Totals,
+    rejects: list[dict],
+) -> None:
+    since = watermark - sync_overlap() if watermark else started - sync_initial_window()
+    page_token: str | None = None
+    seen_tokens: set[str] = set()
+    # Pages come oldest update first, so the watermark may follow each stored page; should a
+    # platform ever break that order, from then on it only advances once the pass is stored.
+    in_order = True
+    previous_max: datetime | None = None
+    pass_max: datetime | None = None
+    while True:
+        page = connector.fetch_orders(updated_since=since, page_token=page_token)  # no tx open
+        times = [
+            order.updated_at for order in page.orders if isinstance(order.updated_at, datetime)
+        ]
+        if times and previous_max is not None and min(times) < previous_max:
+            in_order = False
+        # Still ours? A pass whose lease expired stops before writing another page.
+        _renew_lease(shop=shop, token=token, advance_to=None)
+        # The page commits on its own (then stock and review run on it, see orders.pipeline);
+        # only once it is stored may the watermark pass it. Dying in between costs a re-read.
+        result = orders_ingest(shop=shop, platform_orders=page.orders, source="poll")
+        page_max = result.max_updated_at
+        if page_max is not None:
+            previous_max = max(previous_max or page_max, page_max)
+            pass_max = previous_max
+        with transaction.atomic():
+            _store_progress(
+                shop=shop,
+                run=run,
+                token=token,
+                result=result,
+                totals=totals,
+                rejects=rejects,
+                advance_to=_cap(page_max, started) if in_order else None,
+            )
+        page_token = page.next_page_token
+        if not page_token:
+            break
+        if page_token in seen_tokens or totals.pages >= MAX_PAGES_PER_PASS:
+            raise PlatformError(
+                f"paging did not end after {totals.pages} pages (token repeated or too many)",
+                platform=shop.platform,
+            )
+        seen_tokens.add(page_token)
+    if not in_order and pass_max is not None:
+        advance_to = _cap(pass_max, started)
+        _renew_lease(shop=shop, token=token, advance_to=advance_to)
+        run.watermark_to = max(filter(None, (run.watermark_from, run.watermark_to, advance_to)))
+        SyncRun.objects.filter(pk=run.pk).update(watermark_to=run.watermark_to)
+    requests = []
+    if _supports_cancellations(connector):
+        requests = connector.fetch_cancellations(updated_since=since)  # no tx open
+    totals.cancellations = cancellations_apply(shop=shop, requests=requests)
+    SyncRun.objects.filter(pk=run.pk).update(cancellations=totals.cancellations)
+    if returns_supported(connector):
+        returns_sync(shop=shop, connector=connector)  # no tx open
+
+
+def _cap(when: datetime | None, started: datetime) -> datetime | None:
+    """Never move the watermark past this pass's start: a platform clock running ahead would
+    otherwise make the next pass skip orders our clock has not reached yet."""
+    if when is None:
+        return None
+    return min(when, started)
+
+
+def _renew_lease(*, shop: Shop, token: str, advance_to: datetime | None) -> None:
+    """Extend our lease and move the watermark forward to `advance_to` (never back) in one
+    conditional UPDATE; raises `SyncLeaseLost` when another pass holds the shop now."""
+    updates = {"sync_lease_until": timezone.now() + sync_lease()}
+    if advance_to is not None:
+        updates["sync_watermark"] = Greatest(
+            Coalesce("sync_watermark", Value(advance_to)), Value(advance_to)
+        )
+    held = Shop.objects.filter(pk=shop.pk, sync_lease_token=token).update(**updates)
+    if not held:
+        raise SyncLeaseLost("the sync lease expired and another pass took over")
+
+
+def _store_progress(
+    *,
+    shop: Shop,
+    run: SyncRun,
+    token: str,
+    result: IngestResult,
+    totals: _Totals,
+    rejects: list[dict],
+    advance_to: datetime | None,
+) -> None:
+    """In the page's transaction: renew the lease, advance the watermark, count the page."""
+    _renew_lease(shop=shop, token=token, advance_to=advance_to)
+    totals.pages += 1
+    totals.created += result.created
+    totals.updated += result.updated
+    totals.skipped += result.skipped
+    totals.rejected += len(result.rejects)
+    room = MAX_REJECTS_KEPT - len(rejects)
+    rejects.extend(reject.as_dict() for reject in result.rejects[: max(room, 0)])
+    updates = {
+        "pages": totals.pages,
+        "created": totals.created,
+        "updated": totals.updated,
+        "skipped": totals.skipped,
+        "rejected": totals.rejected,
+    }
+    if result.rejects:
+        updates["rejects"] = rejects
+    if advance_to is not None:
+        # Only this pass moves the watermark while it holds the lease.
+        watermark_to = max(filter(None, (run.watermark_from, run.watermark_to, advance_to)))
+        run.watermark_to = updates["watermark_to"] = watermark_to
+    SyncRun.objects.filter(pk=run.pk).update(**updates)
+
+
+def _record_success(*, shop: Shop, run: SyncRun, started: datetime, rejects: list[dict]) -> None:
+    finished = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRunStatus.SUCCESS, finished_at=finished)
+    Shop.objects.filter(pk=shop.pk).update(
+        consecutive_sync_failures=0, last_sync_success_at=started, last_sync_error=""
+    )
+    alert_resolve(tenant=shop.tenant, key=sync_alert_key(shop))
+    if rejects:
+        sample = "; ".join(
+            f"order {r['order'] or '(no id)'}: {r['field']}: {r['message']}" for r in rejects[:5]
+        )
+        alert_raise(
+            tenant=shop.tenant,
+            key=rejects_alert_key(shop),
+            kind="ingest_rejected",
+            severity=AlertSeverity.WARNING,
+            title=f"Orders from {shop.name} could not be stored",
+            message=f"The platform sent orders tkerp cannot store: {sample}. See sync run "
+            f"#{run.pk} for the full list.",
+            shop=shop,
+        )
+    run.refresh_from_db()
+
+
+def _record_failure(*, shop: Shop, run: SyncRun, exc: Exception) -> None:
+    if isinstance(exc, PlatformError | SyncLeaseLost):
+        logger.warning("sync of shop %s failed: %s", shop.pk, exc)
+        error = str(exc)
+    else:
+        logger.exception("sync of shop %s failed", shop.pk)
+        error = f"{type(exc).__name__}: {exc}"
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=SyncRunStatus.FAILED, finished_at=timezone.now(), error=error
+    )
+    Shop.objects.filter(pk=shop.pk).update(
+        consecutive_sync_failures=F("consecutive_sync_failures") + 1, last_sync_error=error
+    )
+    failures = Shop.objects.values_list("consecutive_sync_failures", flat=True).get(pk=shop.pk)
+    if failures >= sync_failure_threshold():
+        try:
+            alert_raise(
+                tenant=shop.tenant,
+                key=sync_alert_key(shop),
+                kind="sync_failing",
+                title=f"Order sync failing for {shop.name}",
+                message=f"{failures} sync passes in a row failed; orders may be missing. "
+                f"Last error: {error}",
+                shop=shop,
+            )
+        except Exception:
+            logger.exception("could not raise the sync alert of shop %s", shop.pk)
+    run.refresh_from_db()
+
+
+def _supports_cancellations(connector: Connector) -> bool:
+    return type(connector).fetch_cancellations is not Connector.fetch_cancellations
+
+
+def cancellations_apply(*, shop: Shop, requests: list[CancellationRequest]) -> int:
+    """Store the platform's cancellation requests in the inbox (orders.cancellations), and give
+    orders that arrived carrying a request one too; returns how many requests changed."""
+    from orders.cancellations import cancellations_apply as inbox_apply
+    from orders.cancellations import cancellations_from_orders
+
+    changed = inbox_apply(shop=shop, requests=requests) if requests else 0
+    return changed + cancellations_from_orders(tenant=shop.tenant)
+
+
+def sync_runs_prune(*, older_than: timedelta | None = None) -> int:
+    """Delete finished sync runs older than the retention (`TKERP_SYNC_RUN_RETENTION_DAYS`,
+    default 14); call it under `all_tenants()` or a tenant scope. The shop keeps its own sync
+    state, so nothing but history is lost."""
+    if older_than is None:
+        older_than = timedelta(days=_setting("TKERP_SYNC_RUN_RETENTION_DAYS", 14))
+    cutoff = timezone.now() - older_than
+    deleted, _ = (
+        SyncRun.objects.filter(started_at__lt=cutoff).exclude(status=SyncRunStatus.RUNNING).delete()
+    )
+    return deleted

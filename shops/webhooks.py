@@ -1,0 +1,242 @@
+"""Webhooks in: platforms telling us an order changed.
+
+A delivery is verified with the shop's own credentials before anything is written (an unknown
+shop gets the same 401 as a bad signature: no existence oracle), recorded once under its
+platform delivery id (a replay is acknowledged and not processed again), and answered at once;
+the work (re-fetching the orders by id through the connector and ingesting them) runs in a
+django-q task queued on commit. Webhooks are a hint, never the only source: the periodic sync
+finds anything a lost webhook would have told us.
+
+The shop is found across tenants (`all_tenants()`): a webhook names its shop before we know the
+tenant. Everything after the lookup runs scoped to that shop's tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from orders.ingest import IngestResult, orders_ingest
+from shops.models import Shop, WebhookDelivery
+from shops.platforms import connector_class, connector_for
+from shops.platforms.base import Connector, PlatformError, WebhookVerificationError
+from tkerp.alerts import alert_raise
+from tkerp.models import AlertSeverity
+from tkerp.tenancy import all_tenants, tenant_context
+
+logger = logging.getLogger("tkerp.webhooks")
+
+# Topics that concern the shop's authorization rather than orders: a person must act.
+AUTH_TOPICS = {
+    "SELLER_DEAUTHORIZATION": ("shop_deauthorized", AlertSeverity.CRITICAL),
+    "UPCOMING_AUTHORIZATION_EXPIRATION": ("authorization_expiring", AlertSeverity.WARNING),
+    "app/uninstalled": ("shop_deauthorized", AlertSeverity.CRITICAL),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """What to answer the platform: an HTTP status and a short message."""
+
+    status: int
+    message: str
+    delivery: WebhookDelivery | None = None
+
+
+def _tiktok_shop_key(headers: Mapping[str, str], payload: dict) -> str:
+    return str(payload.get("shop_id") or "")
+
+
+def _shopify_shop_key(headers: Mapping[str, str], payload: dict) -> str:
+    return headers.get("X-Shopify-Shop-Domain", "").strip().lower()
+
+
+# Where each platform names the shop a webhook is for. eBay and Amazon do not POST webhooks to
+# us (their connectors say so), so they have no entry and no route.
+SHOP_KEYS: dict[str, Callable[[Mapping[str, str], dict], str]] = {
+    "tiktok": _tiktok_shop_key,
+    "shopify": _shopify_shop_key,
+}
+
+
+def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
+    """Verify, record and queue one webhook delivery; see the module doc."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return WebhookOutcome(400, "the body is not valid JSON")
+    if not isinstance(payload, dict):
+        return WebhookOutcome(400, "the body is not a JSON object")
+    shop_key = SHOP_KEYS[platform](headers, payload)
+    if not shop_key:
+        return WebhookOutcome(400, "the webhook does not say which shop it is for")
+
+    cls = connector_class(platform)
+    with all_tenants():  # ESCAPE HATCH: the tenant is known only once the shop is found
+        candidates = list(
+            Shop.objects.filter(
+                platform=platform, platform_shop_id=shop_key, is_active=True, tenant__is_active=True
+            )
+            .select_related("tenant", "credentials")
+            .order_by("pk")
+        )
+    verified = [
+        shop
+        for shop in candidates
+        if _has_credentials(shop)
+        and cls.verify_webhook(headers=headers, body=body, credentials=shop.credentials)
+    ]
+    if not verified:
+        logger.info("%s webhook refused: unknown shop or bad signature", platform)
+        return WebhookOutcome(401, "signature verification failed")
+    try:
+        event = cls.parse_webhook(headers=headers, body=body)
+    except (PlatformError, WebhookVerificationError, ValueError, KeyError, TypeError) as exc:
+        return WebhookOutcome(400, f"malformed webhook: {getattr(exc, 'message', exc)}")
+
+    outcome = WebhookOutcome(200, "already received")
+    # Normally one shop; the same platform shop connected in two tenants gets one each.
+    for shop in verified:
+        delivery = _record(shop=shop, platform=platform, event=event, body=body)
+        if delivery is not None:
+            outcome = WebhookOutcome(200, "accepted", delivery)
+    return outcome
+
+
+def _has_credentials(shop: Shop) -> bool:
+    return hasattr(shop, "credentials")  # False when the reverse one-to-one row is missing
+
+
+def _record(*, shop: Shop, platform: str, event, body: bytes) -> WebhookDelivery | None:
+    """Store the delivery once (None when it is a replay) and queue its processing on commit."""
+    now = timezone.now()
+    with tenant_context(shop.tenant), transaction.atomic():
+        if WebhookDelivery.objects.filter(shop=shop, delivery_id=event.delivery_id).exists():
+            return None
+        order_ids = [str(order_id) for order_id in event.platform_order_ids if order_id]
+        try:
+            with transaction.atomic():
+                delivery = WebhookDelivery.objects.create(
+                    tenant=shop.tenant,
+                    shop=shop,
+                    platform=platform,
+                    delivery_id=event.delivery_id[:200],
+                    topic=(event.topic or "")[:100],
+                    platform_order_ids=order_ids,
+                    body=body.decode("utf-8", "replace"),
+                    received_at=now,
+                    # Nothing to fetch: done on arrival.
+                    processed_at=None if order_ids else now,
+                )
+        except IntegrityError:
+            return None  # the same delivery arrived twice at once; the other one has it
+        if order_ids:
+            transaction.on_commit(lambda: webhook_process_enqueue(delivery_id=delivery.pk))
+        if event.topic in AUTH_TOPICS:
+            kind, severity = AUTH_TOPICS[event.topic]
+            alert_raise(
+                tenant=shop.tenant,
+                key=f"shop:{shop.pk}:{kind}",
+                kind=kind,
+                severity=severity,
+                title=f"{shop.name}: {event.topic.replace('_', ' ').lower()}",
+                message="The platform says the shop's authorization is ending or has ended; "
+                "reconnect the shop or orders will stop arriving.",
+                shop=shop,
+            )
+    return delivery
+
+
+def webhook_process_enqueue(*, delivery_id: int) -> None:
+    """Queue `shops.tasks.process_webhook`; a broker failure is logged, not raised (the sweep
+    in `shops.tasks.sync_due_shops` re-queues deliveries never attempted)."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task("shops.tasks.process_webhook", delivery_id, task_name=f"webhook-{delivery_id}")
+    except Exception:
+        logger.exception("could not queue webhook delivery %s", delivery_id)
+        return
+    with all_tenants():  # a row named by its id, on behalf of whichever tenant owns it
+        WebhookDelivery.objects.filter(pk=delivery_id).update(queued_at=timezone.now())
+
+
+def webhook_delivery_process(
+    *, delivery: WebhookDelivery, connector: Connector | None = None
+) -> IngestResult | None:
+    """Re-fetch the delivery's orders by id and ingest them; None if it was already processed.
+
+    Errors are recorded on the delivery and raised, so the task is retried.
+    """
+    shop = delivery.shop
+    with tenant_context(delivery.tenant):
+        claimed = WebhookDelivery.objects.filter(pk=delivery.pk, processed_at__isnull=True).update(
+            attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return None
+        own_connector = connector is None
+        try:
+            if connector is None:
+                connector = connector_for(shop)
+            orders = connector.fetch_orders_by_id(platform_order_ids=delivery.platform_order_ids)
+            result = orders_ingest(shop=shop, platform_orders=orders, source="webhook")
+        except Exception as exc:
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(error=str(exc)[:2000])
+            raise
+        finally:
+            if own_connector and connector is not None:
+                connector.http.close()
+        error = "; ".join(str(reject) for reject in result.rejects)[:2000]
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            processed_at=timezone.now(), error=error
+        )
+    return result
+
+
+def webhook_deliveries_prune(*, older_than: timedelta | None = None) -> int:
+    """Delete deliveries received before the retention (`TKERP_WEBHOOK_RETENTION_DAYS`, default
+    14): their bodies may carry buyers' addresses, and platforms stop redelivering after days
+    (TikTok: 72 h), so replays older than that are no longer recognised by design. Call it under
+    `all_tenants()` or a tenant scope."""
+    if older_than is None:
+        older_than = timedelta(days=getattr(settings, "TKERP_WEBHOOK_RETENTION_DAYS", 14))
+    deleted, _ = WebhookDelivery.objects.filter(
+        received_at__lt=timezone.now() - older_than
+    ).delete()
+    return deleted
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def _answer(outcome: WebhookOutcome) -> JsonResponse:
+    code = 0 if outcome.status < 300 else outcome.status
+    return JsonResponse({"code": code, "message": outcome.message}, status=outcome.status)
+
+
+def _view(platform: str):
+    @csrf_exempt
+    @require_POST
+    def view(request: HttpRequest) -> JsonResponse:
+        return _answer(
+            webhook_receive(platform=platform, headers=request.headers, body=request.body)
+        )
+
+    view.__name__ = f"webhook_{platform}"
+    return view
+
+
+webhook_tiktok = _view("tiktok")
+webhook_shopify = _view("shopify")

@@ -1,0 +1,128 @@
+"""Test plumbing shared by the order-sync suites (tests/shops, tests/tkerp, tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.core.signals import request_finished, request_started
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+
+
+@contextmanager
+def in_process_http_keeps_connection():
+    """The sandboxes answer through our own WSGI app in the calling thread, whose
+    request_started/finished signals would close the test's database connection (and with it
+    the test transaction). Django's test client unhooks them the same way, but hooks them back
+    after each of its requests, so the connection's own check is made a no-op as well."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    connection.close_if_unusable_or_obsolete = lambda: None
+    try:
+        yield
+    finally:
+        del connection.close_if_unusable_or_obsolete
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@contextmanager
+def django_q_sync():
+    """Run django-q tasks inline, as `async_task` is called (no cluster in tests)."""
+    from django_q.conf import Conf
+
+    previous = Conf.SYNC
+    Conf.SYNC = True
+    try:
+        yield
+    finally:
+        Conf.SYNC = previous
+
+
+class LoopbackReceiver:
+    """A real HTTP server on 127.0.0.1 recording POSTs (an alert webhook's chat gateway)."""
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.received: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                receiver.received.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/alerts"
+
+    def json(self, index: int = -1) -> dict:
+        return json.loads(self.received[index]["body"])
+
+    def __enter__(self) -> LoopbackReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- shops connected to a platform sandbox ------------------------------------------------------
+
+
+def connect_shop(tenant, platform: str, *, sku_codes=("MUG-01", "CAP-02", "PIN-03"), **fields):
+    """A shop of `tenant` with listings, connected to its platform's sandbox: (shop, store)."""
+    from inventory.models import Sku
+    from shops.sandbox.connect import sandbox_connect
+    from tests.factories import ListingFactory, ShopFactory, SkuFactory
+
+    fields.setdefault("name", f"{tenant.name} {platform}")
+    shop = ShopFactory(tenant=tenant, platform=platform, platform_shop_id="", **fields)
+    for code in sku_codes:
+        sku = Sku._base_manager.filter(tenant=tenant, code=code).first() or SkuFactory(
+            tenant=tenant, code=code
+        )
+        ListingFactory(tenant=tenant, shop=shop, sku=sku)
+    store = sandbox_connect(shop=shop)
+    shop.refresh_from_db()
+    return shop, store
+
+
+def add_orders(store, count: int, *, start, step=None, seed: int = 0) -> list:
+    """`count` generated paid orders in the sandbox store, updated at start, start+step, ..."""
+    import random
+    from datetime import timedelta
+
+    from shops.sandbox.base import sandbox_for
+    from shops.sandbox.models import SandboxProduct
+
+    step = step if step is not None else timedelta(seconds=1)
+    sandbox = sandbox_for(store.platform)
+    products = list(SandboxProduct.objects.filter(store=store).order_by("pk"))
+    orders = []
+    for number in range(count):
+        payload = sandbox.generate_order(
+            store=store,
+            rng=random.Random(seed + number),
+            products=products,
+            now=start + number * step,
+        )
+        orders.append(sandbox.load_order(store=store, payload=payload))
+    return orders

@@ -16,6 +16,12 @@ from django.utils.translation import ngettext
 from import_export.admin import ExportActionMixin
 
 from inventory.models import Sku
+from orders.admin_inbox import SlaStateFilter, order_time_left  # also registers the inboxes
+from orders.admin_review import (  # also registers the review settings admin
+    edit_address_re_review,
+    order_form_saved,
+    re_review,
+)
 from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
 from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderHold, OrderLine, Tag
 from orders.resources import OrderLineResource
@@ -232,6 +238,7 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
         "recipient_name",
         "total_with_currency",
         "ship_by",
+        "time_left",
         "hold_codes",
         "tag_names",
         "placed_at",
@@ -243,6 +250,7 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
         HoldCodeFilter,
         TagFilter,
         ShipByFilter,
+        SlaStateFilter,
     )
     search_fields = (
         "platform_order_id",
@@ -317,7 +325,17 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
         ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
     inlines = (OrderLineInline, OrderHoldInline, OrderEventInline)
-    actions = ("hold_orders", "release_holds", "add_tag", "remove_tag")
+    actions = (
+        "hold_orders",
+        "release_holds",
+        "add_tag",
+        "remove_tag",
+        "stock_wait",
+        "stock_route_dropship",
+        "stock_cancel_through_platform",
+        re_review,
+        edit_address_re_review,
+    )
 
     def get_queryset(self, request):
         return (
@@ -343,9 +361,18 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
             fieldsets = [(name, {**options, "fields": ("tenant", *options["fields"])}), *rest]
         return fieldsets
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change:
+            order_form_saved(request=request, order=obj, form=form)
+
     @admin.display(description="total", ordering="total")
     def total_with_currency(self, order):
         return f"{order.total} {order.currency}"
+
+    @admin.display(description="time left", ordering="ship_by")
+    def time_left(self, order):
+        return order_time_left(order)
 
     @admin.display(description="holds")
     def hold_codes(self, order):
@@ -519,6 +546,50 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
             request,
             ngettext("Removed “%s” from %d order.", "Removed “%s” from %d orders.", removed)
             % (name, removed),
+            messages.SUCCESS,
+        )
+
+    # ------------------------------------------------------------------ oversold orders
+
+    def _stock_outcomes(self, request, queryset, run, label):
+        """Run a reservation function per order (own transaction each) and report outcomes."""
+        counts = {}
+        for order in self._in_pk_order(queryset):
+            outcome = run(order=order)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        self.message_user(
+            request,
+            f"{label}: "
+            + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in sorted(counts.items())),
+            messages.SUCCESS if counts.get("reserved") else messages.WARNING,
+        )
+
+    @admin.action(description="Oversold: wait for stock (reserve again)", permissions=["change"])
+    def stock_wait(self, request, queryset):
+        from inventory.reservations import order_reserve_retry
+
+        self._stock_outcomes(request, queryset, order_reserve_retry, "Reservation retried")
+
+    @admin.action(description="Oversold: route to a drop-ship supplier", permissions=["change"])
+    def stock_route_dropship(self, request, queryset):
+        from inventory.reservations import order_route_dropship
+
+        self._stock_outcomes(request, queryset, order_route_dropship, "Drop-ship routing")
+
+    @admin.action(description="Oversold: cancel through the platform", permissions=["change"])
+    def stock_cancel_through_platform(self, request, queryset):
+        from inventory.oversold import order_cancel_through_platform
+
+        sent = recorded = 0
+        for order in self._in_pk_order(queryset):
+            if order_cancel_through_platform(order=order, user=request.user):
+                sent += 1
+            else:
+                recorded += 1
+        self.message_user(
+            request,
+            f"Cancellation sent for {sent} orders; {recorded} recorded as to cancel in the "
+            "platform's seller centre (see the order events).",
             messages.SUCCESS,
         )
 

@@ -28,12 +28,16 @@ class HoldReason(models.TextChoices):
     ADDRESS_CHECK = "address.check", "Address needs checking"
     ADDRESS_PO_BOX = "address.po_box", "PO box address"
     ADDRESS_MILITARY = "address.military", "Military address"
+    ADDRESS_ZIP_STATE_MISMATCH = "address.zip_state_mismatch", "ZIP code does not fit the state"
+    ADDRESS_INCOMPLETE = "address.incomplete", "Address incomplete"
+    ADDRESS_TOO_LONG = "address.too_long", "Address line too long"
     PHONE_INVALID = "phone.invalid", "Phone number invalid"
     BUYER_NOTE = "buyer_note", "Buyer left a note"
     BUYER_CONTACT = "buyer.contact", "Waiting for the buyer"
     HIGH_VALUE = "high_value", "High-value order"
     DUPLICATE_ADDRESS = "duplicate_address", "Duplicate address"
     STOCK_SHORT = "stock.short", "Not enough stock"
+    SKU_UNKNOWN = "sku.unknown", "Line matches no SKU"
     FRAUD_SUSPECTED = "fraud.suspected", "Suspected fraud"
 
 

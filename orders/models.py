@@ -22,6 +22,14 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class SlaState(models.TextChoices):
+    """Where an open order stands against its ship-by deadline (kept by `orders.sla.sla_sweep`)."""
+
+    OK = "ok", "On time"
+    DUE_SOON = "due_soon", "Due soon"
+    OVERDUE = "overdue", "Overdue"
+
+
 OPEN_STATUSES = (
     OrderStatus.NEW,
     OrderStatus.ON_HOLD,
@@ -62,6 +70,14 @@ class Order(TenantOwnedModel):
     address_masked = models.BooleanField(
         default=False, help_text="The platform masks the recipient (platform-shipped orders)."
     )
+    # Review (orders/review.py): when the recipient fields were last normalised, and a hash of
+    # the address and lines review last saw, so it runs again only when they change.
+    address_normalised_at = models.DateTimeField(null=True, blank=True)
+    address_key = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the normalised destination."
+    )
+    review_fingerprint = models.CharField(max_length=64, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     currency = models.CharField(max_length=3, default="USD")
     subtotal = models.DecimalField(**MONEY)
@@ -80,6 +96,9 @@ class Order(TenantOwnedModel):
     ship_by = models.DateTimeField(null=True, blank=True, db_index=True)
     tracking_by = models.DateTimeField(null=True, blank=True)
     cancel_answer_by = models.DateTimeField(null=True, blank=True)
+    sla_state = models.CharField(
+        max_length=10, choices=SlaState.choices, default=SlaState.OK, editable=False
+    )
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
@@ -98,6 +117,8 @@ class Order(TenantOwnedModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "status", "ship_by"], name="order_tenant_status_shipby"),
+            models.Index(fields=["tenant", "address_key"], name="order_tenant_address_key"),
+            models.Index(fields=["tenant", "sla_state", "ship_by"], name="order_tenant_sla_shipby"),
         ]
 
     def __str__(self) -> str:
@@ -226,3 +247,206 @@ class OrderEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# --- SLA figures, cancellation and return inboxes (issue 4) -----------------------------------
+
+
+class TenantOrderPolicy(TenantOwnedModel):
+    """A tenant's order-handling policy: SLA warning window and cancellation handling.
+
+    At most one row per tenant; without one the settings' defaults apply (`order_policy_for`).
+    """
+
+    due_soon_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Warn this many hours before ship-by (blank: TKERP_SLA_DUE_SOON_HOURS).",
+    )
+    cancel_auto_approve = models.BooleanField(
+        default=True,
+        help_text="Approve buyers' cancellation requests by themselves while nothing was picked, "
+        "labelled or sent to a provider.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "order policies"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="tenantorderpolicy_unique_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return "Order policy"
+
+
+class ShopSlaFigures(TenantOwnedModel):
+    """A shop's shipping performance as the SLA sweep last computed it (one row per shop).
+
+    Late rate: orders due in the window (ship-by in the last N days) that shipped after ship-by
+    or are still unshipped past it, over all orders due in the window. Hours to ship: from payment
+    to shipment, over orders shipped in the last 30 days.
+    """
+
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="sla_figures")
+    computed_at = models.DateTimeField()
+    due_7d = models.PositiveIntegerField(default=0)
+    late_7d = models.PositiveIntegerField(default=0)
+    late_rate_7d = models.FloatField(null=True, blank=True, help_text="0-1; blank: nothing due.")
+    due_30d = models.PositiveIntegerField(default=0)
+    late_30d = models.PositiveIntegerField(default=0)
+    late_rate_30d = models.FloatField(null=True, blank=True, help_text="0-1; blank: nothing due.")
+    shipped_30d = models.PositiveIntegerField(default=0)
+    median_hours_to_ship = models.FloatField(null=True, blank=True)
+    p95_hours_to_ship = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "shop SLA figures"
+        ordering = ["shop"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "shop"], name="shopslafigures_unique_shop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SLA figures of shop {self.shop_id}"
+
+
+class CancellationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn by the buyer"
+    AUTO_CANCELLED = "auto_cancelled", "Cancelled by the platform"
+
+
+class CancellationRequest(TenantOwnedModel):
+    """A buyer's request to cancel an order, waiting for (or holding) the seller's answer.
+
+    Keyed by the platform's cancel id; platforms without one (Shopify, Amazon) use the order id.
+    `order` stays empty until the order itself is stored. `error` keeps the platform's refusal of
+    the last answer tried (the request then stays pending).
+    """
+
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="+")
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, null=True, blank=True, related_name="cancel_requests"
+    )
+    platform_order_id = models.CharField(max_length=100)
+    platform_cancel_id = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=CancellationStatus.choices, default=CancellationStatus.PENDING
+    )
+    platform_status = models.CharField(max_length=60, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    answer_by = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decision = models.CharField(max_length=8, blank=True, help_text="approve / reject.")
+    reject_reason = models.CharField(max_length=100, blank=True)
+    comment = models.CharField(max_length=500, blank=True)
+    auto_approved = models.BooleanField(default=False)
+    error = models.TextField(blank=True, help_text="The platform's refusal of the last answer.")
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["answer_by", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "platform_cancel_id"], name="cancelrequest_unique_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "status", "answer_by"], name="cancelrequest_inbox"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cancellation {self.platform_cancel_id} of order {self.platform_order_id}"
+
+
+class ReturnRequest(TenantOwnedModel):
+    """A buyer's return or refund request as the platform reports it, and whether we received
+    the goods back (`received_at`: restocked once, into `received_warehouse`)."""
+
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="+")
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, null=True, blank=True, related_name="return_requests"
+    )
+    platform_order_id = models.CharField(max_length=100)
+    platform_return_id = models.CharField(max_length=100)
+    return_type = models.CharField(max_length=40, blank=True, help_text="e.g. RETURN_AND_REFUND.")
+    status = models.CharField(max_length=60, blank=True, help_text="The platform's status.")
+    reason = models.CharField(max_length=500, blank=True)
+    lines = models.JSONField(
+        default=list, blank=True, help_text='[{"seller_sku": ..., "quantity": ...}, ...]'
+    )
+    requested_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True, help_text="Platform update time.")
+    received_at = models.DateTimeField(null=True, blank=True)
+    received_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    received_warehouse = models.ForeignKey(
+        "inventory.Warehouse", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    raw = models.JSONField(default=dict, blank=True)
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "platform_return_id"], name="returnrequest_unique_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Return {self.platform_return_id} of order {self.platform_order_id}"
+
+
+class ReviewSettings(TenantOwnedModel):
+    """A tenant's review rules (orders/review.py): which checks hold orders, and their limits.
+
+    One row per tenant, created with the defaults the first time review needs it.
+    """
+
+    check_po_box = models.BooleanField("hold PO boxes", default=True)
+    check_military = models.BooleanField("hold military addresses", default=True)
+    check_zip_state = models.BooleanField("hold ZIP/state mismatches", default=True)
+    check_incomplete = models.BooleanField("hold incomplete addresses", default=True)
+    check_too_long = models.BooleanField("hold over-long address lines", default=True)
+    check_phone = models.BooleanField("hold invalid phone numbers", default=True)
+    hold_buyer_notes = models.BooleanField("hold orders with a buyer note", default=True)
+    check_high_value = models.BooleanField("hold high-value orders", default=True)
+    high_value_threshold = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("500")
+    )
+    high_value_currency = models.CharField(
+        max_length=3, default="USD", help_text="Orders in other currencies are not compared."
+    )
+    address_max_length = models.PositiveSmallIntegerField(
+        default=120, help_text="The longest address line carriers and platforms accept."
+    )
+    check_duplicate_address = models.BooleanField("hold duplicate addresses", default=True)
+    duplicate_window_hours = models.PositiveSmallIntegerField(default=24)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "review settings"
+        verbose_name_plural = "review settings"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="reviewsettings_unique_tenant"),
+            models.CheckConstraint(
+                condition=Q(address_max_length__gte=10), name="reviewsettings_max_length_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Review settings"

@@ -23,12 +23,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import transaction
 from django.utils import timezone
 from import_export import fields, widgets
 
 from inventory.models import Sku
+from orders.address import ORDER_ADDRESS_FIELDS, Address, address_normalise
 from orders.events import order_event_add
 from orders.models import Order, OrderLine, OrderStatus
+from orders.pipeline import orders_after_ingest
+from orders.review import ADDRESS_EDIT_FIELDS
 from orders.sla import sla_deadlines
 from shops.models import Platform, Shop
 from tkerp.resources import TenantResource, restore_formula
@@ -204,6 +208,7 @@ class OrderLineResource(TenantResource):
         self._rows: dict[int, RowPlan] = {}
         self._current: RowPlan | None = None
         self.order_counts = {"new": 0, "updated": 0}
+        self._ingested: dict[int, tuple[Shop, set[int]]] = {}
 
     # ----------------------------------------------------------------------------- import
 
@@ -214,6 +219,7 @@ class OrderLineResource(TenantResource):
         super().before_import(dataset, **kwargs)
         self._rows = {}
         self.order_counts = {"new": 0, "updated": 0}
+        self._ingested = {}
         dataset.headers = [_column_key(header) for header in dataset.headers or []]
         missing = [column for column in REQUIRED_COLUMNS if column not in dataset.headers]
         if missing:
@@ -289,6 +295,8 @@ class OrderLineResource(TenantResource):
         is_new = order.pk is None
         order.save()
         group.saved = True
+        # Review and stock run on what the import created or changed, once it committed.
+        self._ingested.setdefault(order.shop_id, (order.shop, set()))[1].add(order.pk)
         source = {"file": file_name} if file_name else {}
         if is_new:
             self.order_counts["new"] += 1
@@ -312,6 +320,15 @@ class OrderLineResource(TenantResource):
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)
         result.order_counts = dict(self.order_counts)
+        if not kwargs.get("dry_run") and not result.has_errors():
+            ingested = list(self._ingested.values())
+
+            def after_commit() -> None:
+                for shop, order_ids in ingested:
+                    orders_after_ingest(shop=shop, created_ids=sorted(order_ids), updated_ids=())
+
+            # A preview or a failed import rolls back, and its callbacks are dropped with it.
+            transaction.on_commit(after_commit)
 
     # ----------------------------------------------------------------------------- export
 
@@ -633,6 +650,14 @@ def _finish_order(group: OrderPlan, first: RowPlan, tz) -> None:
     )
     if "placed_at" in values:
         fields_["placed_at"] = values["placed_at"]
+    # Stored normalised, as review would store it, so importing the same file again finds the
+    # order unchanged; the file's own spelling is kept in `original_address`.
+    original = {name: fields_[name] for name in ADDRESS_EDIT_FIELDS if fields_.get(name)}
+    address = address_normalise(
+        Address(**{key: fields_.get(name) or "" for key, name in ORDER_ADDRESS_FIELDS.items()})
+    )
+    for key, name in ORDER_ADDRESS_FIELDS.items():
+        fields_[name] = getattr(address, key)[: _max_length(Order, name) or None]
 
     existing = group.existing
     if existing is None:
@@ -642,6 +667,7 @@ def _finish_order(group: OrderPlan, first: RowPlan, tz) -> None:
             shop=shop,
             platform_order_id=group.platform_order_id,
             status=OrderStatus.NEW,
+            original_address=original,
             **fields_,
         )
         _set_deadlines(group.order, shop)

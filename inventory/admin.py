@@ -7,12 +7,16 @@ read-only here.
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from inventory.models import (
+    InventoryPush,
     Listing,
+    Reservation,
+    ShopWarehouse,
     Sku,
     StockLevel,
     StockMovement,
@@ -318,6 +322,18 @@ class StockMovementAdmin(TenantModelAdmin):
         return False
 
 
+class ListingChangeList(ChangeList):
+    """Computes what the rules say for the whole page at once (for the drift column)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        from inventory.availability import listings_available
+
+        available = listings_available(self.result_list)
+        for listing in self.result_list:
+            listing.available_now = available.get(listing.pk)
+
+
 @admin.register(Listing)
 class ListingAdmin(TenantImportExportModelAdmin):
     resource_classes = [ListingResource]
@@ -332,12 +348,76 @@ class ListingAdmin(TenantImportExportModelAdmin):
         "is_active",
         "published_quantity",
         "published_at",
+        "last_push",
+        "drift",
     )
-    list_filter = ("shop", "is_active")
+    list_filter = ("shop", "is_active", "dynamic_buffer")
     search_fields = ("sku__code", "sku__name", "platform_product_id", "platform_sku_id")
     list_select_related = ("shop", "sku")
     autocomplete_fields = ("sku",)
-    readonly_fields = ("published_quantity", "published_at")
+    readonly_fields = ("published_quantity", "published_at", "dynamic_buffer_units")
+
+    def get_changelist(self, request, **kwargs):
+        return ListingChangeList
+
+    def get_queryset(self, request):
+        latest = InventoryPush.objects.filter(listing=OuterRef("pk")).order_by("-created_at", "-pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_push_at=Subquery(latest.values("created_at")[:1]),
+                last_push_result=Subquery(latest.values("result")[:1]),
+            )
+        )
+
+    @admin.display(description="Last push", ordering="last_push_at")
+    def last_push(self, obj):
+        if getattr(obj, "last_push_at", None) is None:
+            return "-"
+        return f"{obj.last_push_result} {obj.last_push_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="Drift")
+    def drift(self, obj):
+        """What the rules say now minus what the platform was last told (0 = in sync)."""
+        available = getattr(obj, "available_now", None)
+        if available is None or obj.published_quantity is None:
+            return "-"
+        return available - obj.published_quantity
+
+
+@admin.register(InventoryPush)
+class InventoryPushAdmin(TenantModelAdmin):
+    """Every quantity sent to a platform (and every skip and repair): read-only."""
+
+    list_display = (
+        "created_at",
+        "listing",
+        "shop",
+        "quantity",
+        "platform_quantity",
+        "result",
+        "latency_ms",
+        "attempts",
+        "error",
+    )
+    list_filter = ("result", "listing__shop")
+    search_fields = ("listing__sku__code", "listing__platform_sku_id", "error")
+    list_select_related = ("listing__shop", "listing__sku")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Shop", ordering="listing__shop__name")
+    def shop(self, obj):
+        return obj.listing.shop
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Supplier)
@@ -374,3 +454,34 @@ class SupplierItemAdmin(TenantImportExportModelAdmin):
     search_fields = ("supplier__code", "supplier__name", "sku__code", "supplier_item_code")
     list_select_related = ("supplier", "sku")
     autocomplete_fields = ("supplier", "sku")
+
+
+@admin.register(ShopWarehouse)
+class ShopWarehouseAdmin(TenantModelAdmin):
+    """Each shop's warehouse priority list: reservations try lower numbers first."""
+
+    list_display = ("shop", "priority", "warehouse")
+    list_filter = ("shop",)
+    list_editable = ("priority",)
+    ordering = ("shop", "priority", "warehouse__code")
+    list_select_related = ("shop", "warehouse")
+    autocomplete_fields = ("warehouse",)
+
+
+@admin.register(Reservation)
+class ReservationAdmin(TenantModelAdmin):
+    """Stock held for order lines: read-only, it changes only through inventory.reservations."""
+
+    list_display = ("order", "order_line", "sku", "warehouse", "quantity", "state", "updated_at")
+    list_filter = ("state", "warehouse")
+    search_fields = ("order__platform_order_id", "sku__code")
+    list_select_related = ("order__shop", "order_line", "sku", "warehouse")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -176,6 +176,22 @@ class Listing(TenantOwnedModel):
     is_active = models.BooleanField(default=True)
     published_quantity = models.IntegerField(null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Dynamic buffer (issue 5, inventory.availability): off by default.
+    dynamic_buffer = models.BooleanField(
+        default=False,
+        help_text="Also hold back what the other channels sell while a push is in flight.",
+    )
+    dynamic_buffer_margin = models.PositiveIntegerField(
+        default=0, help_text="Units added to the dynamic buffer."
+    )
+    dynamic_buffer_units = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Last computed dynamic buffer (every minute)."
+    )
+    # Pending push (inventory.push): due when set; requested = the first stock change not yet
+    # pushed, so a push's latency runs from the change to the platform's acknowledgement.
+    push_due_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    push_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    push_failures = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["shop", "sku"]
@@ -248,3 +264,110 @@ class SupplierItem(TenantOwnedModel):
         return (
             self.lead_time_days if self.lead_time_days is not None else self.supplier.lead_time_days
         )
+
+
+class ReservationState(models.TextChoices):
+    RESERVED = "reserved", "Reserved"
+    COMMITTED = "committed", "Shipped (committed)"
+    RELEASED = "released", "Released"
+
+
+class Reservation(TenantOwnedModel):
+    """Units of one order line held in one stock level, and where they went.
+
+    One row per order line (unique): reserving again updates it instead of adding a second hold,
+    so a re-run is a no-op. `state` is a small state machine changed only under a row lock by
+    `inventory.reservations`: reserved -> committed (shipped) or released (cancelled/re-routed).
+    """
+
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="reservations")
+    order_line = models.ForeignKey(
+        "orders.OrderLine", on_delete=models.CASCADE, related_name="reservations"
+    )
+    stock_level = models.ForeignKey(
+        StockLevel, on_delete=models.PROTECT, related_name="reservations"
+    )
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="reservations")
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="reservations")
+    quantity = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=16, choices=ReservationState.choices, default=ReservationState.RESERVED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "order_line"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "order_line"], name="reservation_unique_order_line"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "sku", "state"], name="reservation_tenant_sku_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku_id}@{self.warehouse_id} ({self.state})"
+
+
+class ShopWarehouse(TenantOwnedModel):
+    """One entry of a shop's warehouse priority list: lower `priority` is tried first.
+
+    A shop with no entries uses every active warehouse: own, then 3PL, then drop-ship suppliers,
+    each by code (see `inventory.reservations.shop_warehouses`).
+    """
+
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="warehouse_links")
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.CASCADE, related_name="shop_links")
+    priority = models.PositiveIntegerField(default=100)
+
+    class Meta:
+        ordering = ["shop", "priority", "warehouse"]
+        verbose_name = "shop warehouse"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "warehouse"], name="shopwarehouse_unique_warehouse"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id} -> {self.warehouse_id} ({self.priority})"
+
+
+class PushResult(models.TextChoices):
+    OK = "ok", "Pushed"
+    ERROR = "error", "Failed"
+    SKIPPED = "skipped", "Skipped (platform already shows it)"
+    REPAIRED = "repaired", "Repaired by reconcile"
+
+
+class InventoryPush(TenantOwnedModel):
+    """One quantity sent (or deliberately not sent) to a platform for one listing.
+
+    `latency_ms` runs from the stock change that asked for the push (`requested_at`) to the
+    platform's acknowledgement (`pushed_at`); reconcile repairs carry the quantity the platform
+    showed before (`platform_quantity`).
+    """
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="pushes")
+    quantity = models.IntegerField()
+    platform_quantity = models.IntegerField(
+        null=True, blank=True, help_text="What the platform showed (reconcile)."
+    )
+    result = models.CharField(max_length=16, choices=PushResult.choices)
+    error = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "listing", "-created_at"], name="invpush_listing"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.listing_id}: {self.quantity} ({self.result})"

@@ -158,6 +158,11 @@ def _stock_level_apply(
         on_hand=F("on_hand") + on_hand_delta, updated_at=timezone.now()
     )
     level.on_hand += on_hand_delta
+    # Once committed: re-publish the SKU's listings, re-check its reorder point and let orders
+    # held `stock.short` for it try again (imported late: reservations pulls in the orders app).
+    from inventory.reservations import stock_changed
+
+    stock_changed(tenant=level.tenant, sku_ids=[level.sku_id], retry_waiting=on_hand_delta > 0)
     return StockMovement.objects.create(
         tenant_id=level.tenant_id,
         sku_id=level.sku_id,

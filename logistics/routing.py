@@ -1,0 +1,66 @@
+"""Turning an order's reservations into parcels: one shipment per warehouse the stock sits in."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db import transaction
+
+from inventory.locking import order_lock, reservations_lock
+from inventory.models import ReservationState
+from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from orders.models import Order
+from tkerp.tenancy import tenant_context
+
+
+def shipment_reference(*, order: Order, warehouse_id: int) -> str:
+    """The parcel reference for the order's parcel from one warehouse (stable across re-runs)."""
+    return f"TK{order.pk}-W{warehouse_id}"[:40]
+
+
+def order_shipments_split(*, order: Order) -> list[Shipment]:
+    """One pending `Shipment` per warehouse holding the order's reserved lines, with its lines.
+
+    Idempotent: a warehouse that already has a live (not cancelled) shipment for the order keeps
+    it, and only lines missing from it are added. Returns the order's live shipments from those
+    warehouses. Lines without a reservation (short, unknown SKU) get no shipment.
+    """
+    with tenant_context(order.tenant), transaction.atomic():
+        locked = order_lock(order_id=order.pk)
+        by_warehouse: dict[int, list] = defaultdict(list)
+        for reservation in reservations_lock(order=locked):
+            if reservation.state != ReservationState.RELEASED:
+                by_warehouse[reservation.warehouse_id].append(reservation)
+        shipments = []
+        for warehouse_id in sorted(by_warehouse):
+            shipment = (
+                Shipment.objects.filter(order=locked, warehouse_id=warehouse_id)
+                .exclude(status=ShipmentStatus.CANCELLED)
+                .order_by("pk")
+                .first()
+            )
+            if shipment is None:
+                reference = shipment_reference(order=locked, warehouse_id=warehouse_id)
+                taken = Shipment.objects.filter(reference__startswith=reference).count()
+                shipment = Shipment.objects.create(
+                    tenant_id=locked.tenant_id,
+                    order=locked,
+                    warehouse_id=warehouse_id,
+                    reference=reference if not taken else f"{reference}-{taken + 1}"[:40],
+                    status=ShipmentStatus.PENDING,
+                )
+            present = set(shipment.lines.values_list("order_line_id", flat=True))
+            ShipmentLine.objects.bulk_create(
+                [
+                    ShipmentLine(
+                        tenant_id=locked.tenant_id,
+                        shipment=shipment,
+                        order_line_id=reservation.order_line_id,
+                        quantity=reservation.quantity,
+                    )
+                    for reservation in by_warehouse[warehouse_id]
+                    if reservation.order_line_id not in present
+                ]
+            )
+            shipments.append(shipment)
+        return shipments

@@ -4,14 +4,19 @@ Factories write through the plain base manager, so building test data needs no t
 child rows take their parent's tenant.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from inventory.models import (
+    InventoryPush,
     Listing,
+    Reservation,
+    ShopWarehouse,
     Sku,
     StockLevel,
     StockMovement,
@@ -27,8 +32,29 @@ from logistics.models import (
     Shipment,
     ShipmentLine,
 )
-from orders.models import Order, OrderEvent, OrderHold, OrderLine, OrderTag, Tag
-from shops.models import Membership, Role, Shop, ShopCredentials, Tenant
+from orders.models import (
+    CancellationRequest,
+    Order,
+    OrderEvent,
+    OrderHold,
+    OrderLine,
+    OrderTag,
+    ReturnRequest,
+    ReviewSettings,
+    ShopSlaFigures,
+    Tag,
+    TenantOrderPolicy,
+)
+from shops.models import (
+    Membership,
+    Role,
+    Shop,
+    ShopCredentials,
+    SyncRun,
+    Tenant,
+    WebhookDelivery,
+)
+from tkerp.models import Alert
 
 
 class BaseFactory(DjangoModelFactory):
@@ -57,7 +83,7 @@ class UserFactory(BaseFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     is_staff = True
-    password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
+    password = factory.django.Password("pass-word-123")
 
 
 class MembershipFactory(BaseFactory):
@@ -293,3 +319,140 @@ class ShipmentLineFactory(BaseFactory):
         OrderLineFactory, order=factory.SelfAttribute("..shipment.order")
     )
     quantity = 1
+
+
+class ShopWarehouseFactory(BaseFactory):
+    class Meta:
+        model = ShopWarehouse
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    warehouse = factory.SubFactory(WarehouseFactory, tenant=factory.SelfAttribute("..tenant"))
+    priority = factory.Sequence(lambda n: n + 1)
+
+
+class ReservationFactory(BaseFactory):
+    class Meta:
+        model = Reservation
+
+    tenant = factory.SubFactory(TenantFactory)
+    order = factory.SubFactory(OrderFactory, tenant=factory.SelfAttribute("..tenant"))
+    order_line = factory.SubFactory(
+        OrderLineFactory,
+        tenant=factory.SelfAttribute("..tenant"),
+        order=factory.SelfAttribute("..order"),
+    )
+    stock_level = factory.SubFactory(
+        StockLevelFactory,
+        tenant=factory.SelfAttribute("..tenant"),
+        sku=factory.SelfAttribute("..order_line.sku"),
+        reserved=1,
+    )
+    sku = factory.SelfAttribute("stock_level.sku")
+    warehouse = factory.SelfAttribute("stock_level.warehouse")
+    quantity = 1
+
+
+class InventoryPushFactory(BaseFactory):
+    class Meta:
+        model = InventoryPush
+
+    listing = factory.SubFactory(ListingFactory)
+    tenant = factory.SelfAttribute("listing.tenant")
+    quantity = 7
+    result = "ok"
+    latency_ms = 120
+
+
+class ReviewSettingsFactory(BaseFactory):
+    class Meta:
+        model = ReviewSettings
+
+    tenant = factory.SubFactory(TenantFactory)
+
+
+class TenantOrderPolicyFactory(BaseFactory):
+    class Meta:
+        model = TenantOrderPolicy
+
+    tenant = factory.SubFactory(TenantFactory)
+    due_soon_hours = 4
+    cancel_auto_approve = True
+
+
+class ShopSlaFiguresFactory(BaseFactory):
+    class Meta:
+        model = ShopSlaFigures
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    computed_at = factory.LazyFunction(timezone.now)
+
+
+class CancellationRequestFactory(BaseFactory):
+    class Meta:
+        model = CancellationRequest
+
+    tenant = factory.SubFactory(TenantFactory)
+    order = factory.SubFactory(OrderFactory, tenant=factory.SelfAttribute("..tenant"))
+    shop = factory.SelfAttribute("order.shop")
+    platform_order_id = factory.SelfAttribute("order.platform_order_id")
+    platform_cancel_id = factory.Sequence(lambda n: f"4035{n:012d}")
+    reason = "Buyer changed mind"
+    requested_at = factory.LazyFunction(timezone.now)
+    answer_by = factory.LazyFunction(lambda: timezone.now() + timedelta(hours=48))
+
+
+class ReturnRequestFactory(BaseFactory):
+    class Meta:
+        model = ReturnRequest
+
+    tenant = factory.SubFactory(TenantFactory)
+    order = factory.SubFactory(OrderFactory, tenant=factory.SelfAttribute("..tenant"))
+    shop = factory.SelfAttribute("order.shop")
+    platform_order_id = factory.SelfAttribute("order.platform_order_id")
+    platform_return_id = factory.Sequence(lambda n: f"4036{n:012d}")
+    return_type = "RETURN_AND_REFUND"
+    status = "AWAITING_BUYER_SHIP"
+    lines = factory.LazyFunction(lambda: [{"seller_sku": "MUG-01", "quantity": 1}])
+
+
+class SyncRunFactory(BaseFactory):
+    class Meta:
+        model = SyncRun
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    status = "success"
+    trigger = "schedule"
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)
+    pages = 1
+    created = 3
+
+
+class WebhookDeliveryFactory(BaseFactory):
+    class Meta:
+        model = WebhookDelivery
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    platform = "tiktok"
+    delivery_id = factory.Sequence(lambda n: f"738006628401{n:07d}")
+    topic = "ORDER_STATUS_CHANGE"
+    platform_order_ids = factory.Sequence(lambda n: [f"5766{n:012d}"])
+    body = "{}"
+    received_at = factory.LazyFunction(timezone.now)
+
+
+class AlertFactory(BaseFactory):
+    class Meta:
+        model = Alert
+
+    tenant = factory.SubFactory(TenantFactory)
+    key = factory.Sequence(lambda n: f"test:{n}")
+    kind = "sync_failing"
+    title = factory.Sequence(lambda n: f"Something needs a person {n}")
+    message = "Details."
+    opened_at = factory.LazyFunction(timezone.now)
+    last_seen_at = factory.LazyFunction(timezone.now)

@@ -161,7 +161,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs full URLs at INFO, and some platform token endpoints take secrets in the query.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
 
 # Business defaults a seller can override per tenant or shop; figures vary by region and year.
@@ -171,11 +172,32 @@ TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS = int(
 )
 TKERP_TRACKING_UPLOAD_HOURS = int(os.environ.get("TKERP_TRACKING_UPLOAD_HOURS", "48"))
 TKERP_CANCEL_ANSWER_HOURS = int(os.environ.get("TKERP_CANCEL_ANSWER_HOURS", "48"))
+# SLA sweep: warn this many hours before ship-by (per-tenant override in TenantOrderPolicy), and
+# re-run the ingest pipeline for orders left in "new" longer than this many minutes.
+TKERP_SLA_DUE_SOON_HOURS = int(os.environ.get("TKERP_SLA_DUE_SOON_HOURS", "4"))
+TKERP_SLA_STUCK_NEW_MINUTES = int(os.environ.get("TKERP_SLA_STUCK_NEW_MINUTES", "5"))
+
+# Order sync: overlap re-read each pass, first-sync window, lease of a running pass, failures
+# before an alert, and how long sync runs and webhook deliveries are kept.
+TKERP_SYNC_OVERLAP_SECONDS = int(os.environ.get("TKERP_SYNC_OVERLAP_SECONDS", "120"))
+TKERP_SYNC_INITIAL_DAYS = int(os.environ.get("TKERP_SYNC_INITIAL_DAYS", "7"))
+TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "600"))
+TKERP_SYNC_FAILURE_ALERT_THRESHOLD = int(os.environ.get("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", "3"))
+TKERP_SYNC_RUN_RETENTION_DAYS = int(os.environ.get("TKERP_SYNC_RUN_RETENTION_DAYS", "14"))
+TKERP_WEBHOOK_RETENTION_DAYS = int(os.environ.get("TKERP_WEBHOOK_RETENTION_DAYS", "14"))
+# Outbound alert webhooks carry an HMAC signature when this is set.
+TKERP_ALERT_WEBHOOK_SECRET = os.environ.get("TKERP_ALERT_WEBHOOK_SECRET", "")
 
 # Platform HTTP: per-attempt timeout (s), retries for 429/5xx/timeouts, first backoff step (s).
 TKERP_HTTP_TIMEOUT = float(os.environ.get("TKERP_HTTP_TIMEOUT", "15"))
 TKERP_HTTP_MAX_RETRIES = int(os.environ.get("TKERP_HTTP_MAX_RETRIES", "4"))
 TKERP_HTTP_BACKOFF_BASE = float(os.environ.get("TKERP_HTTP_BACKOFF_BASE", "1.0"))
+# Stock push (inventory.push): how long a stock change waits for more before its push goes out,
+# and the window the dynamic buffer measures the other channels' sales velocity over.
+TKERP_PUSH_DEBOUNCE_MS = int(os.environ.get("TKERP_PUSH_DEBOUNCE_MS", "300"))
+TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
+    os.environ.get("TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES", "10")
+)
 # The platform sandboxes (local stand-ins for TikTok, Shopify, Amazon, eBay) are served under
 # /sandbox/ when enabled; the demo and the tests use them. Never enable them in production.
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)

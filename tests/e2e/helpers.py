@@ -7,27 +7,6 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from django.core.signals import request_finished, request_started
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
-
-
-@contextmanager
-def in_process_http_keeps_connection():
-    """The sandboxes answer through our own WSGI app in the calling thread, whose
-    request_started/finished signals would close the test's database connection (and with it
-    the test transaction). Django's test client unhooks them the same way, but hooks them back
-    after each of its requests, so the connection's own check is made a no-op as well."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    connection.close_if_unusable_or_obsolete = lambda: None
-    try:
-        yield
-    finally:
-        del connection.close_if_unusable_or_obsolete
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-
 
 @contextmanager
 def django_q_sync():

@@ -28,18 +28,11 @@ from tests.e2e.helpers import (
     LoopbackReceiver,
     connect_shop,
     django_q_sync,
-    in_process_http_keeps_connection,
 )
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 @pytest.fixture
@@ -118,8 +111,7 @@ def test_a_webhook_and_a_poll_racing_for_the_same_orders_store_them_once(tiktok,
 
     def run(name, work):
         try:
-            with in_process_http_keeps_connection():
-                results[name] = work()
+            results[name] = work()
         except BaseException as exc:  # re-raised below, in the test's thread
             errors.append(exc)
             barrier.abort()

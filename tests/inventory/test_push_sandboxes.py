@@ -19,7 +19,7 @@ from shops.models import ShopCredentials
 from shops.platforms import connector_for
 from shops.sandbox.base import reset_rate_limits
 from shops.sandbox.models import SandboxProduct
-from tests.e2e.helpers import connect_shop, in_process_http_keeps_connection
+from tests.e2e.helpers import connect_shop
 from tests.factories import ShopWarehouseFactory, WarehouseFactory
 from tkerp.tenancy import tenant_context
 
@@ -34,8 +34,7 @@ def sandbox_http(settings):
     # A retried 429 waits the platform's Retry-After at most; the backoff itself stays short.
     settings.TKERP_HTTP_BACKOFF_BASE = 0.01
     reset_rate_limits()
-    with in_process_http_keeps_connection():
-        yield
+    yield
     reset_rate_limits()
 
 

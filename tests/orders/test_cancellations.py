@@ -34,7 +34,6 @@ from tests.e2e.helpers import (
     add_orders,
     connect_shop,
     django_q_sync,
-    in_process_http_keeps_connection,
 )
 from tests.factories import (
     CancellationRequestFactory,
@@ -52,12 +51,6 @@ from tkerp.tenancy import tenant_context
 pytestmark = pytest.mark.django_db
 
 PLATFORMS = ["tiktok", "shopify"]
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 def sync(shop):

@@ -11,18 +11,12 @@ from orders.returns import ReturnError, return_receive, returns_sync
 from shops.sandbox.base import sandbox_for
 from shops.sandbox.models import SandboxOrder
 from shops.sync import shop_sync
-from tests.e2e.helpers import add_orders, connect_shop, in_process_http_keeps_connection
+from tests.e2e.helpers import add_orders, connect_shop
 from tests.factories import ReturnRequestFactory, SkuFactory, WarehouseFactory
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks, run_action
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from shops.sandbox.base import sandbox_for
 from shops.sandbox.models import SandboxProduct
 from shops.sync import shop_sync
 from shops.tasks import process_webhook
-from tests.e2e.helpers import connect_shop, in_process_http_keeps_connection
+from tests.e2e.helpers import connect_shop
 from tests.factories import (
     ShopWarehouseFactory,
     SkuFactory,
@@ -30,12 +30,6 @@ from tests.orders.test_order_import_export import order_row, run_import
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 CLEAN = {

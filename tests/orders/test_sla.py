@@ -13,7 +13,7 @@ from orders.sla import order_sla_compute, sla_deadlines
 from shops.platforms.base import PlatformLine, PlatformOrder
 from shops.sandbox.models import SandboxOrder
 from shops.sync import shop_sync
-from tests.e2e.helpers import add_orders, connect_shop, in_process_http_keeps_connection
+from tests.e2e.helpers import add_orders, connect_shop
 from tests.factories import ShopFactory
 from tkerp.tenancy import tenant_context
 
@@ -139,12 +139,11 @@ def _platform_ship_by(platform: str, payload: dict) -> datetime | None:
 
 @pytest.mark.parametrize("platform", ["tiktok", "shopify", "amazon", "ebay"])
 def test_ship_by_comes_from_each_platforms_field_or_the_shop_policy(tenant_a, platform):
-    with in_process_http_keeps_connection():
-        shop, store = connect_shop(tenant_a, platform, ship_by_hours=30)
-        (generated,) = add_orders(store, 1, start=timezone.now() - timedelta(minutes=30))
-        with tenant_context(tenant_a):
-            run = shop_sync(shop=shop)
-        assert run.status == "success", run.error
+    shop, store = connect_shop(tenant_a, platform, ship_by_hours=30)
+    (generated,) = add_orders(store, 1, start=timezone.now() - timedelta(minutes=30))
+    with tenant_context(tenant_a):
+        run = shop_sync(shop=shop)
+    assert run.status == "success", run.error
     payload = SandboxOrder.objects.get(pk=generated.pk).payload
     with tenant_context(tenant_a):
         order = Order.objects.get()

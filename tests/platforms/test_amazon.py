@@ -13,8 +13,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.utils import timezone
 
 from shops.models import ShopCredentials
@@ -42,17 +40,6 @@ HOST = "http://sandbox.tkerp.internal"
 BASE = "/sandbox/amazon"
 US = "ATVPDKIKX0DER"
 sandbox = AmazonSandbox()
-
-
-@pytest.fixture(autouse=True)
-def keep_test_connection():
-    """The in-process sandbox is served by Django's WSGIHandler, whose request signals would
-    close the test's connection mid-transaction; Django's own test client unhooks them too."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(autouse=True)

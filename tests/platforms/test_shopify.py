@@ -10,8 +10,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
@@ -36,18 +34,6 @@ from tests.factories import ListingFactory, ShopFactory
 
 T0 = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
 API = "http://sandbox.tkerp.internal/sandbox/shopify/admin/api/2025-01"
-
-
-@pytest.fixture(autouse=True)
-def keep_test_connection():
-    """The sandbox answers in-process through Django's WSGI handler, whose request signals close
-    "old" DB connections; inside the test transaction that would drop it (the test client
-    disconnects the same receiver)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from tests.e2e.helpers import (
     add_orders,
     connect_shop,
     django_q_sync,
-    in_process_http_keeps_connection,
 )
 from tests.factories import ShopFactory, SyncRunFactory, WebhookDeliveryFactory
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks
@@ -41,12 +40,6 @@ from tkerp.tenancy import tenant_context
 pytestmark = pytest.mark.django_db
 
 PLATFORMS = ["tiktok", "shopify"]
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 @pytest.fixture(params=PLATFORMS)

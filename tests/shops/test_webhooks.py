@@ -26,7 +26,6 @@ from tests.e2e.helpers import (
     add_orders,
     connect_shop,
     django_q_sync,
-    in_process_http_keeps_connection,
 )
 from tests.factories import ShopCredentialsFactory, ShopFactory, WebhookDeliveryFactory
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks
@@ -45,12 +44,6 @@ VECTOR_BODY = (
     b'"order_status":"UNPAID","update_time":1718305585}}'
 )
 VECTOR_SIGNATURE = "5dec0f11ec2f6783b8deee53c9ffbf8d024302f7c7e7fa55a35d17629031ac05"
-
-
-@pytest.fixture(autouse=True)
-def sandbox_http():
-    with in_process_http_keeps_connection():
-        yield
 
 
 def tiktok_signature(credentials: ShopCredentials, body: bytes) -> str:

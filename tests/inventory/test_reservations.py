@@ -1,0 +1,437 @@
+"""Reserving, releasing and shipping stock for orders (inventory.reservations)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from inventory.models import (
+    MovementKind,
+    Reservation,
+    ReservationState,
+    StockLevel,
+    StockMovement,
+    WarehouseKind,
+)
+from inventory.reservations import (
+    order_release,
+    order_reserve_retry,
+    order_route_dropship,
+    order_ship_commit,
+    orders_reserve,
+    shop_warehouses,
+)
+from inventory.stock import stock_adjust, stock_count, stock_ledger_balance
+from logistics.models import Shipment, ShipmentStatus
+from logistics.routing import order_shipments_split
+from orders.models import OrderHold, OrderLine, OrderStatus
+from tests.factories import (
+    OrderFactory,
+    OrderLineFactory,
+    ProviderFactory,
+    ShopFactory,
+    ShopWarehouseFactory,
+    SkuFactory,
+    SupplierFactory,
+    SupplierItemFactory,
+    WarehouseFactory,
+)
+from tkerp.models import Alert
+from tkerp.tenancy import all_tenants, tenant_context
+
+
+def receive(*, sku, warehouse, units: int, reorder_point: int = 0) -> StockLevel:
+    """Stock that arrived through the ledger (so the ledger sums to the stored numbers)."""
+    with tenant_context(sku.tenant):
+        stock_adjust(
+            sku=sku,
+            warehouse=warehouse,
+            delta=units,
+            kind=MovementKind.RECEIVE,
+            user=None,
+            note="test receipt",
+        )
+        level = StockLevel.objects.get(sku=sku, warehouse=warehouse)
+        if reorder_point:
+            level.reorder_point = reorder_point
+            level.save(update_fields=["reorder_point"])
+        return level
+
+
+def paid_order(*, shop, lines, **overrides):
+    """An order of `shop` paid now, with (sku, quantity) lines."""
+    overrides.setdefault("paid_at", timezone.now())
+    order = OrderFactory(tenant=shop.tenant, shop=shop, **overrides)
+    for sku, quantity in lines:
+        OrderLineFactory(order=order, tenant=shop.tenant, sku=sku, quantity=quantity)
+    return order
+
+
+def level_of(sku, warehouse) -> StockLevel:
+    return StockLevel._base_manager.get(sku=sku, warehouse=warehouse)
+
+
+def active_codes(order) -> set[str]:
+    return set(
+        OrderHold._base_manager.filter(order=order, released_at__isnull=True).values_list(
+            "code", flat=True
+        )
+    )
+
+
+def assert_ledger(sku, warehouse):
+    level = level_of(sku, warehouse)
+    assert stock_ledger_balance_unscoped(sku, warehouse) == (level.on_hand, level.reserved)
+
+
+def stock_ledger_balance_unscoped(sku, warehouse):
+    with tenant_context(sku.tenant):
+        return stock_ledger_balance(sku=sku, warehouse=warehouse)
+
+
+@pytest.fixture
+def pushes(monkeypatch):
+    """Record what the availability helper is told (its real pushes are tested on its side)."""
+    import inventory.availability
+
+    calls: list[tuple[int, list[int]]] = []
+
+    def record(*, tenant, sku_ids):
+        calls.append((tenant.pk, sorted(sku_ids)))
+
+    monkeypatch.setattr(inventory.availability, "skus_changed", record)
+    return calls
+
+
+@pytest.fixture
+def world(tenant_a):
+    shop = ShopFactory(tenant=tenant_a, name="TikTok A")
+    own = WarehouseFactory(tenant=tenant_a, code="A-OWN", kind=WarehouseKind.OWN)
+    mug = SkuFactory(tenant=tenant_a, code="MUG")
+    cap = SkuFactory(tenant=tenant_a, code="CAP")
+    return {"tenant": tenant_a, "shop": shop, "own": own, "mug": mug, "cap": cap}
+
+
+@pytest.fixture
+def commit(django_capture_on_commit_callbacks):
+    """Run the on-commit work (pushes, alerts, retries) as a real commit would."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+class TestReserve:
+    def test_a_paid_order_reserves_its_lines_with_a_movement_and_a_reservation(
+        self, world, commit, pushes
+    ):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+
+        summary = commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+
+        assert summary.reserved == [order.pk]
+        level = level_of(world["mug"], world["own"])
+        assert (level.on_hand, level.reserved) == (5, 2)
+        reservation = Reservation._base_manager.get(order=order)
+        assert (reservation.quantity, reservation.state) == (2, ReservationState.RESERVED)
+        movement = StockMovement._base_manager.get(kind=MovementKind.RESERVE)
+        assert (movement.order_id, movement.reserved_delta, movement.on_hand_delta) == (
+            order.pk,
+            2,
+            0,
+        )
+        assert_ledger(world["mug"], world["own"])
+        assert (world["tenant"].pk, [world["mug"].pk]) in pushes
+
+    def test_reserving_again_changes_nothing(self, world, commit):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        movements = StockMovement._base_manager.count()
+
+        summary = commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+
+        assert summary.unchanged == [order.pk]
+        assert StockMovement._base_manager.count() == movements
+        assert level_of(world["mug"], world["own"]).reserved == 2
+        assert Reservation._base_manager.count() == 1
+
+    def test_an_unpaid_order_reserves_nothing(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)], paid_at=None)
+
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+
+        assert level_of(world["mug"], world["own"]).reserved == 0
+
+    def test_a_short_order_reserves_no_line_is_held_alerted_and_republished(
+        self, world, commit, pushes
+    ):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        receive(sku=world["cap"], warehouse=world["own"], units=1)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2), (world["cap"], 3)])
+
+        summary = commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+
+        assert summary.short == [order.pk]
+        assert level_of(world["mug"], world["own"]).reserved == 0  # all lines or none
+        assert level_of(world["cap"], world["own"]).reserved == 0
+        assert not Reservation._base_manager.exists()
+        hold = OrderHold._base_manager.get(order=order, released_at__isnull=True)
+        assert hold.code == "stock.short"
+        assert "CAP: needs 3, 1 free (short 2)" in hold.message
+        order.refresh_from_db()
+        assert order.status == OrderStatus.ON_HOLD
+        with all_tenants():
+            alert = Alert.objects.get(key="stock.short:CAP", resolved_at__isnull=True)
+        assert order.platform_order_id in alert.message
+        assert (world["tenant"].pk, [world["cap"].pk]) in pushes
+
+    def test_a_line_with_no_sku_holds_sku_unknown_and_reserves_nothing(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        OrderLineFactory(order=order, tenant=world["tenant"], sku=None, seller_sku="NOPE")
+
+        summary = orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+
+        assert summary.unknown_sku == [order.pk]
+        assert active_codes(order) == {"sku.unknown"}
+        assert "NOPE" in OrderHold._base_manager.get(order=order).message
+        assert level_of(world["mug"], world["own"]).reserved == 0
+
+    def test_a_quantity_change_reserves_or_releases_the_difference(self, world, commit):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        line = OrderLine._base_manager.get(order=order)
+
+        line.quantity = 4
+        line.save()
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        assert level_of(world["mug"], world["own"]).reserved == 4
+
+        line.quantity = 1
+        line.save()
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        assert level_of(world["mug"], world["own"]).reserved == 1
+        assert Reservation._base_manager.get().quantity == 1
+
+        line.is_cancelled = True
+        line.save()
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        assert level_of(world["mug"], world["own"]).reserved == 0
+        assert Reservation._base_manager.get().state == ReservationState.RELEASED
+        assert_ledger(world["mug"], world["own"])
+
+    def test_another_tenants_order_is_not_touched(self, world, tenant_b):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+
+        orders_reserve(tenant=tenant_b, order_ids=[order.pk])
+
+        assert level_of(world["mug"], world["own"]).reserved == 0
+
+
+class TestWarehouseChoice:
+    def test_default_priority_is_own_then_3pl_then_supplier_by_code(self, world):
+        tenant = world["tenant"]
+        supplier = WarehouseFactory(tenant=tenant, code="A-AAA", kind=WarehouseKind.SUPPLIER)
+        tpl = WarehouseFactory(tenant=tenant, code="A-BBB", kind=WarehouseKind.THREE_PL)
+        own2 = WarehouseFactory(tenant=tenant, code="A-ZZZ", kind=WarehouseKind.OWN)
+        with tenant_context(tenant):
+            assert shop_warehouses(shop=world["shop"]) == [world["own"], own2, tpl, supplier]
+
+    def test_the_shops_priority_list_is_followed(self, world):
+        tenant = world["tenant"]
+        tpl = WarehouseFactory(tenant=tenant, code="A-3PL", kind=WarehouseKind.THREE_PL)
+        ShopWarehouseFactory(tenant=tenant, shop=world["shop"], warehouse=tpl, priority=1)
+        ShopWarehouseFactory(tenant=tenant, shop=world["shop"], warehouse=world["own"], priority=2)
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        receive(sku=world["mug"], warehouse=tpl, units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+
+        assert level_of(world["mug"], tpl).reserved == 1
+        assert level_of(world["mug"], world["own"]).reserved == 0
+
+    def test_a_warehouse_off_the_shops_list_is_never_used(self, world):
+        tenant = world["tenant"]
+        tpl = WarehouseFactory(tenant=tenant, code="A-3PL", kind=WarehouseKind.THREE_PL)
+        ShopWarehouseFactory(tenant=tenant, shop=world["shop"], warehouse=tpl, priority=1)
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+
+        summary = orders_reserve(tenant=tenant, order_ids=[order.pk])
+
+        assert summary.short == [order.pk]
+
+    def test_the_whole_order_stays_in_the_first_warehouse_when_it_can(self, world):
+        tenant = world["tenant"]
+        second = WarehouseFactory(tenant=tenant, code="A-ZZZ", kind=WarehouseKind.OWN)
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        receive(sku=world["cap"], warehouse=world["own"], units=1)
+        receive(sku=world["cap"], warehouse=second, units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1), (world["cap"], 1)])
+
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+
+        assert level_of(world["cap"], world["own"]).reserved == 1
+        assert level_of(world["cap"], second).reserved == 0
+
+    def test_lines_split_across_warehouses_become_one_shipment_each(self, world):
+        tenant = world["tenant"]
+        second = WarehouseFactory(tenant=tenant, code="A-ZZZ", kind=WarehouseKind.OWN)
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        receive(sku=world["cap"], warehouse=second, units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1), (world["cap"], 2)])
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+        assert level_of(world["cap"], second).reserved == 2
+
+        shipments = order_shipments_split(order=order)
+        again = order_shipments_split(order=order)
+
+        assert [s.pk for s in shipments] == [s.pk for s in again]
+        assert Shipment._base_manager.filter(order=order).count() == 2
+        with all_tenants():
+            by_warehouse = {
+                s.warehouse_id: [(ln.order_line.sku_id, ln.quantity) for ln in s.lines.all()]
+                for s in Shipment.objects.filter(order=order)
+            }
+        assert by_warehouse == {
+            world["own"].pk: [(world["mug"].pk, 1)],
+            second.pk: [(world["cap"].pk, 2)],
+        }
+        assert {s.status for s in shipments} == {ShipmentStatus.PENDING}
+        assert all(s.reference for s in shipments)
+
+
+class TestReleaseAndShip:
+    def test_release_gives_the_units_back_once(self, world, commit):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+
+        assert commit(order_release, order=order, reason="cancelled") == 2
+        assert commit(order_release, order=order, reason="cancelled") == 0
+
+        assert level_of(world["mug"], world["own"]).reserved == 0
+        assert StockMovement._base_manager.filter(kind=MovementKind.RELEASE).count() == 1
+        assert_ledger(world["mug"], world["own"])
+
+    def test_a_cancelled_order_gives_its_units_back_when_reserve_runs(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        order.status = OrderStatus.CANCELLED
+        order.save()
+
+        summary = orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+
+        assert summary.released == [order.pk]
+        assert level_of(world["mug"], world["own"]).reserved == 0
+
+    def test_shipping_commits_once_and_a_later_release_changes_nothing(self, world, commit):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+
+        assert commit(order_ship_commit, order=order) == 2
+        assert commit(order_ship_commit, order=order) == 0
+        assert commit(order_release, order=order) == 0
+
+        level = level_of(world["mug"], world["own"])
+        assert (level.on_hand, level.reserved) == (3, 0)
+        assert Reservation._base_manager.get().state == ReservationState.COMMITTED
+        ship = StockMovement._base_manager.get(kind=MovementKind.SHIP)
+        assert (ship.on_hand_delta, ship.reserved_delta) == (-2, -2)
+        assert_ledger(world["mug"], world["own"])
+
+    def test_shipping_one_shipment_commits_only_its_lines(self, world):
+        tenant = world["tenant"]
+        second = WarehouseFactory(tenant=tenant, code="A-ZZZ", kind=WarehouseKind.OWN)
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        receive(sku=world["cap"], warehouse=second, units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1), (world["cap"], 2)])
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+        shipments = {s.warehouse_id: s for s in order_shipments_split(order=order)}
+
+        assert order_ship_commit(shipment=shipments[second.pk]) == 2
+        assert order_ship_commit(shipment=shipments[second.pk]) == 0
+
+        cap, mug = level_of(world["cap"], second), level_of(world["mug"], world["own"])
+        assert (cap.on_hand, cap.reserved) == (3, 0)
+        assert (mug.on_hand, mug.reserved) == (1, 1)
+
+
+class TestOversoldActions:
+    def test_wait_for_stock_reserves_when_stock_arrives_and_releases_the_hold(self, world, commit):
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 3)])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[order.pk])
+        assert order_reserve_retry(order=order) == "short"
+
+        # A receipt retries waiting orders once it commits.
+        commit(receive, sku=world["mug"], warehouse=world["own"], units=5)
+
+        assert level_of(world["mug"], world["own"]).reserved == 3
+        assert active_codes(order) == set()
+        order.refresh_from_db()
+        assert order.status == OrderStatus.READY
+        assert order_reserve_retry(order=order) == "unchanged"
+
+    def test_route_to_a_dropship_supplier_that_carries_the_sku(self, world):
+        tenant = world["tenant"]
+        supplier = SupplierFactory(tenant=tenant, code="SUP-1")
+        provider = ProviderFactory(tenant=tenant, code="DS-1", kind="dropship", supplier=supplier)
+        dropship = WarehouseFactory(
+            tenant=tenant, code="A-DS", kind=WarehouseKind.SUPPLIER, provider=provider
+        )
+        other = WarehouseFactory(tenant=tenant, code="A-DS2", kind=WarehouseKind.SUPPLIER)
+        ShopWarehouseFactory(tenant=tenant, shop=world["shop"], warehouse=world["own"])
+        receive(sku=world["mug"], warehouse=other, units=9)  # no supplier carries it there
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        assert orders_reserve(tenant=tenant, order_ids=[order.pk]).short == [order.pk]
+        assert order_route_dropship(order=order) == "short"  # nobody carries it yet
+
+        SupplierItemFactory(tenant=tenant, supplier=supplier, sku=world["mug"])
+        receive(sku=world["mug"], warehouse=dropship, units=4)
+        assert order_route_dropship(order=order) == "reserved"
+
+        assert level_of(world["mug"], dropship).reserved == 2
+        assert level_of(world["mug"], other).reserved == 0
+        assert active_codes(order) == set()
+
+
+class TestLowStock:
+    def test_a_low_stock_alert_names_the_suppliers_and_resolves_above_the_point(
+        self, world, commit
+    ):
+        tenant = world["tenant"]
+        supplier = SupplierFactory(tenant=tenant, code="SUP-1", name="Acme Mugs")
+        SupplierItemFactory(tenant=tenant, supplier=supplier, sku=world["mug"], lead_time_days=12)
+        commit(receive, sku=world["mug"], warehouse=world["own"], units=5, reorder_point=3)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+
+        commit(orders_reserve, tenant=tenant, order_ids=[order.pk])
+
+        with all_tenants():
+            alert = Alert.objects.get(key="stock.low:MUG", resolved_at__isnull=True)
+        assert "Acme Mugs (12 days)" in alert.message
+        assert "3 free" in alert.message
+
+        commit(order_release, order=order)
+        with all_tenants():
+            assert not Alert.objects.filter(key="stock.low:MUG", resolved_at__isnull=True).exists()
+
+    def test_a_count_below_reserved_is_still_refused(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 3)])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        from django.core.exceptions import ValidationError
+
+        with tenant_context(world["tenant"]), pytest.raises(ValidationError):
+            stock_count(sku=world["mug"], warehouse=world["own"], counted=2, user=None)

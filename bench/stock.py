@@ -1,0 +1,366 @@
+"""Benchmark: reserving stock under contention, and a 2,800-order spike that must never oversell.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/stock.py
+
+Creates a throwaway PostgreSQL database next to the one DATABASE_URL names (dropped at the end
+unless --keep-db) and builds its tables from the models. Then:
+
+1. contention: --threads workers (each with its own connection, released together) reserve
+   --orders single-unit orders, one `orders_reserve` call per order, all on ONE SKU whose free
+   stock covers half of them. Prints reservations per second and checks nothing oversold
+   (reserved == min(orders, stock), reserved <= on hand, the ledger sums to the stored numbers).
+2. spike: a 2,800-order spike for one SKU with limited stock, ingested through `orders_ingest`
+   from two shops (TikTok and Shopify) in pages by four workers, while a monitor samples, in one
+   REPEATABLE READ snapshot at a time, what every listing would publish
+   (`inventory.availability.listings_available`) and the SKU's free stock. Asserts no sample
+   publishes more than the free stock and that exactly the free units were reserved. Pushes to
+   the platforms themselves are not made here: `bench_push()` from bench/stock_push.py (the
+   availability helper's bench, called at the end when it exists) measures those against the
+   sandboxes. Any `InventoryPush` rows written meanwhile are compared with the free stock the
+   ledger had at the time they were recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--orders", type=int, default=1000, help="Contention run orders.")
+    parser.add_argument("--spike", type=int, default=2800, help="Spike orders.")
+    parser.add_argument("--spike-stock", type=int, default=900, help="Free units in the spike.")
+    parser.add_argument("--keep-db", action="store_true", help="Leave the bench database.")
+    parser.add_argument("--no-push", action="store_true", help="Skip bench/stock_push.py.")
+    return parser.parse_args()
+
+
+def bench_database_url(url: str) -> tuple[str, str, str]:
+    """(bench database URL, bench database name, maintenance database URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        sys.exit("bench/stock.py needs DATABASE_URL=postgres://... (PostgreSQL)")
+    base = parts.path.lstrip("/") or "tkerp"
+    name = f"{base}_bench_stock_{os.getpid()}"
+    return (
+        urlunsplit(parts._replace(path=f"/{name}")),
+        name,
+        urlunsplit(parts._replace(path="/postgres")),
+    )
+
+
+def admin_sql(maintenance_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def main() -> None:
+    args = parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    source_url = os.environ.get("DATABASE_URL", "")
+    url, name, maintenance = bench_database_url(source_url)
+    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
+    try:
+        run(args, url)
+    finally:
+        if args.keep_db:
+            print(f"kept database {name}")
+        else:
+            from django.db import connections
+
+            connections.close_all()
+            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if not args.no_push and (ROOT / "bench" / "stock_push.py").exists():
+        # The availability helper's bench (its own database and sandboxes): push latency.
+        os.environ["DATABASE_URL"] = source_url
+        sys.path.insert(0, str(ROOT / "bench"))
+        from stock_push import bench_push
+
+        print("\n--- availability pushes (bench/stock_push.py) ---")
+        bench_push()
+    elif not args.no_push:
+        print("\nbench/stock_push.py not found: push latency not measured here.")
+
+
+def run_together(jobs):
+    """Run `jobs` in threads released together; returns (seconds, errors)."""
+    from django.db import connection
+
+    barrier = threading.Barrier(len(jobs) + 1)
+    errors: list[BaseException] = []
+
+    def wrap(job):
+        try:
+            barrier.wait()
+            job()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=wrap, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, errors
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
+    # bench_push (run afterwards in this process) talks to the sandboxes: settings read this once.
+    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+    from django.conf import settings
+
+    django.setup()
+    from django.core.management import call_command
+
+    settings.MIGRATION_MODULES = {app.label: None for app in django.apps.apps.get_app_configs()}
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+    from django.db import connection
+
+    from shops.models import Shop, Tenant
+    from tkerp.tenancy import tenant_context
+
+    tenant = Tenant.objects.create(name="Bench Seller", slug="bench-stock")
+    with tenant_context(tenant):
+        tiktok = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
+        shopify = Shop.objects.create(tenant=tenant, name="Bench Shopify", platform="shopify")
+    print(f"PostgreSQL {connection.pg_version // 10000}, {args.threads} threads")
+    contention(args, tenant, tiktok)
+    spike(args, tenant, tiktok, shopify)
+
+
+def _receive(tenant, sku, warehouse, units):
+    from inventory.models import MovementKind
+    from inventory.stock import stock_adjust
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(tenant):
+        stock_adjust(
+            sku=sku, warehouse=warehouse, delta=units, kind=MovementKind.RECEIVE, user=None, note=""
+        )
+
+
+def _check_ledger(tenant, sku):
+    from inventory.models import StockLevel
+    from inventory.stock import stock_ledger_balance
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(tenant):
+        for level in StockLevel.objects.filter(sku=sku).select_related("warehouse"):
+            ledger = stock_ledger_balance(sku=sku, warehouse=level.warehouse)
+            assert ledger == (level.on_hand, level.reserved), (ledger, level)
+            assert 0 <= level.reserved <= level.on_hand
+
+
+def contention(args, tenant, shop) -> None:
+    from django.utils import timezone
+
+    from inventory.models import Sku, StockLevel, Warehouse
+    from inventory.reservations import orders_reserve
+    from orders.models import Order, OrderLine
+    from tkerp.tenancy import tenant_context
+
+    stock = args.orders // 2
+    with tenant_context(tenant):
+        warehouse = Warehouse.objects.create(tenant=tenant, code="MAIN", name="Main")
+        sku = Sku.objects.create(tenant=tenant, code="HOT-1", name="Hot item")
+        _receive(tenant, sku, warehouse, stock)
+        now = timezone.now()
+        orders = Order.objects.bulk_create(
+            [
+                Order(tenant=tenant, shop=shop, platform_order_id=f"C-{n}", paid_at=now)
+                for n in range(args.orders)
+            ]
+        )
+        OrderLine.objects.bulk_create(
+            [
+                OrderLine(
+                    tenant=tenant,
+                    order=order,
+                    platform_line_id="1",
+                    sku=sku,
+                    seller_sku=sku.code,
+                    quantity=1,
+                )
+                for order in orders
+            ]
+        )
+    ids = [order.pk for order in orders]
+
+    def worker(share):
+        def job():
+            for order_id in share:
+                orders_reserve(tenant=tenant, order_ids=[order_id])
+
+        return job
+
+    seconds, errors = run_together([worker(ids[i :: args.threads]) for i in range(args.threads)])
+    assert not errors, errors[:3]
+    with tenant_context(tenant):
+        level = StockLevel.objects.get(sku=sku, warehouse=warehouse)
+    _check_ledger(tenant, sku)
+    oversold = max(0, level.reserved - stock)
+    print(
+        f"contention: {args.orders} single-unit orders on one SKU ({stock} free), "
+        f"{args.threads} threads: {seconds:.2f} s, {args.orders / seconds:,.0f} orders/s, "
+        f"{level.reserved / seconds:,.0f} reservations/s; reserved {level.reserved}, "
+        f"oversold {oversold}"
+    )
+    assert level.reserved == stock and oversold == 0
+
+
+def spike(args, tenant, tiktok, shopify) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from django.db import connection, transaction
+
+    from inventory.availability import listings_available
+    from inventory.models import InventoryPush, Listing, Sku, StockLevel, StockMovement, Warehouse
+    from orders.ingest import orders_ingest
+    from orders.models import OrderHold
+    from shops.platforms.base import PlatformAddress, PlatformLine, PlatformOrder
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(tenant):
+        warehouse = Warehouse.objects.get(code="MAIN")
+        sku = Sku.objects.create(tenant=tenant, code="SPIKE-1", name="Live stream item")
+        _receive(tenant, sku, warehouse, args.spike_stock)
+        listings = [
+            Listing.objects.create(tenant=tenant, shop=shop, sku=sku, platform_sku_id=f"P-{n}")
+            for n, shop in enumerate((tiktok, shopify))
+        ]
+    t0 = datetime(2026, 4, 12, 20, 0, tzinfo=UTC)
+
+    def order(shop, n):
+        return PlatformOrder(
+            platform_order_id=f"S{shop.pk}-{n}",
+            platform_status="AWAITING_SHIPMENT",
+            status="new",
+            updated_at=t0 + timedelta(milliseconds=n),
+            placed_at=t0,
+            paid_at=t0,
+            subtotal=Decimal("9.99"),
+            total=Decimal("9.99"),
+            buyer_name=f"Buyer {shop.pk}-{n}",
+            # A distinct, complete address each, so review holds nothing but stock.short.
+            address=PlatformAddress(
+                name=f"Buyer {shop.pk}-{n}",
+                phone=f"+1415555{n:04d}",
+                line1=f"{n + 1} Market St Unit {shop.pk}",
+                city="San Francisco",
+                state="CA",
+                postal_code="94105",
+            ),
+            lines=[
+                PlatformLine(
+                    platform_line_id="1", quantity=1, seller_sku=sku.code, total=Decimal("9.99")
+                )
+            ],
+        )
+
+    per_shop = args.spike // 2
+    batches = {shop: [order(shop, n) for n in range(per_shop)] for shop in (tiktok, shopify)}
+    done = threading.Event()
+    samples: list[tuple[int, int]] = []  # (max published, free) per snapshot
+
+    def monitor():
+        try:
+            with tenant_context(tenant):
+                while not done.is_set():
+                    with transaction.atomic():
+                        connection.cursor().execute(
+                            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+                        )
+                        level = StockLevel.objects.get(sku=sku, warehouse=warehouse)
+                        fresh = list(Listing.objects.filter(pk__in=[lst.pk for lst in listings]))
+                        published = listings_available(fresh)
+                    samples.append((max(published.values()), level.on_hand - level.reserved))
+                    time.sleep(0.01)
+        finally:
+            connection.close()
+
+    def ingest(shop, share):
+        def job():
+            for start in range(0, len(share), 50):
+                orders_ingest(shop=shop, platform_orders=share[start : start + 50], source="bench")
+
+        return job
+
+    watcher = threading.Thread(target=monitor)
+    watcher.start()
+    jobs = [ingest(shop, orders[half::2]) for shop, orders in batches.items() for half in range(2)]
+    try:
+        seconds, errors = run_together(jobs)
+    finally:
+        done.set()
+        watcher.join()
+    assert not errors, errors[:3]
+    _check_ledger(tenant, sku)
+    with tenant_context(tenant):
+        level = StockLevel.objects.get(sku=sku, warehouse=warehouse)
+        short = (
+            OrderHold.objects.filter(
+                code="stock.short", released_at__isnull=True, order__lines__sku=sku
+            )
+            .distinct()
+            .count()
+        )
+        pushes = list(InventoryPush.objects.filter(listing__in=listings).order_by("created_at"))
+        movements = list(
+            StockMovement.objects.filter(sku=sku)
+            .order_by("created_at")
+            .values_list("created_at", "on_hand_delta", "reserved_delta")
+        )
+    over = [(published, free) for published, free in samples if published > free]
+    print(
+        f"spike: {args.spike} orders from 2 shops for {args.spike_stock} free units, ingested "
+        f"in {seconds:.2f} s ({args.spike / seconds:,.0f} orders/s): reserved {level.reserved}, "
+        f"{short} held stock.short, oversold {max(0, level.reserved - level.on_hand)}"
+    )
+    print(
+        f"  publish check: {len(samples)} snapshots, max published "
+        f"{max((p for p, _ in samples), default=0)}, snapshots publishing more than free: "
+        f"{len(over)}"
+    )
+    if pushes:
+        late = 0
+        for push in pushes:
+            on_hand = sum(d for at, d, _ in movements if at <= push.created_at)
+            reserved = sum(r for at, _, r in movements if at <= push.created_at)
+            free = on_hand - reserved
+            late += push.quantity > free
+        print(
+            f"  InventoryPush rows during the spike: {len(pushes)}, max quantity "
+            f"{max(p.quantity for p in pushes)}; above the ledger's free stock when recorded: "
+            f"{late}"
+        )
+    else:
+        print("  no InventoryPush rows: no push ran during this part (see bench_push below)")
+    assert not over, over[:5]
+    assert level.reserved == args.spike_stock
+    assert short == args.spike - args.spike_stock
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Row locks for stock work, always taken in one fixed order: Order -> OrderLine -> Reservation ->
+StockLevel, and within a model by ascending primary key.
+
+Two transactions that lock the same rows in the same order queue behind each other instead of
+deadlocking. Every helper must run inside `transaction.atomic()`, and nothing that talks to the
+network may run until that transaction ends (pushes are queued with `transaction.on_commit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from inventory.models import Reservation, StockLevel
+from orders.models import Order, OrderLine
+
+
+def order_lock(*, order_id: int) -> Order:
+    """The order, row-locked, through the tenant scope (another tenant's is DoesNotExist).
+
+    Only the order row is locked (`of=("self",)`): the shop comes along for reading, and locking
+    it too would serialise every order of the shop and block its sync.
+    """
+    return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=order_id)
+
+
+def order_lines_lock(*, order: Order) -> list[OrderLine]:
+    """The order's lines, row-locked in ascending pk order."""
+    return list(OrderLine.objects.select_for_update().filter(order=order).order_by("pk"))
+
+
+def reservations_lock(*, order: Order) -> list[Reservation]:
+    """The order's reservations, row-locked in ascending pk order."""
+    return list(Reservation.objects.select_for_update().filter(order=order).order_by("pk"))
+
+
+def stock_levels_lock(*, level_ids: Iterable[int]) -> dict[int, StockLevel]:
+    """The given stock levels, row-locked in ascending pk order, by pk."""
+    ids = sorted(set(level_ids))
+    if not ids:
+        return {}
+    levels = StockLevel.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    return {level.pk: level for level in levels}
+
+
+def stock_level_take(*, level_id: int, quantity: int) -> bool:
+    """Reserve `quantity` units if that many are free: one conditional UPDATE, True if it did.
+
+    The WHERE clause is the guard (`on_hand - reserved >= quantity`); the row lock the UPDATE
+    takes lasts until the transaction ends, so callers must take levels in ascending pk order.
+    """
+    return bool(
+        StockLevel.objects.filter(pk=level_id, on_hand__gte=F("reserved") + quantity).update(
+            reserved=F("reserved") + quantity, updated_at=timezone.now()
+        )
+    )
+
+
+def stock_level_give_back(*, level_id: int, quantity: int) -> bool:
+    """Un-reserve `quantity` units (never below zero); True if it did."""
+    return bool(
+        StockLevel.objects.filter(pk=level_id, reserved__gte=quantity).update(
+            reserved=F("reserved") - quantity, updated_at=timezone.now()
+        )
+    )
+
+
+def stock_level_ship(*, level_id: int, quantity: int) -> bool:
+    """Take `quantity` reserved units out of the building: on hand and reserved both drop."""
+    return bool(
+        StockLevel.objects.filter(
+            pk=level_id, reserved__gte=quantity, on_hand__gte=quantity
+        ).update(
+            on_hand=F("on_hand") - quantity,
+            reserved=F("reserved") - quantity,
+            updated_at=timezone.now(),
+        )
+    )
+
+
+class StockLevelRefused(Exception):
+    """A locked stock level refused units its holder planned from its exact numbers."""
+
+
+def stock_levels_take_many(*, quantities: dict[int, int]) -> None:
+    """Reserve `quantities[level_id]` units on each level in one UPDATE ... FROM (VALUES ...).
+
+    For callers that already hold the levels' row locks and planned against their exact numbers.
+    The same guard as `stock_level_take` stays in the WHERE clause; a level that refuses means
+    the caller's numbers were wrong, so this raises and the caller's transaction rolls back.
+    """
+    items = sorted((level_id, quantity) for level_id, quantity in quantities.items() if quantity)
+    if not items:
+        return
+    table = connection.ops.quote_name(StockLevel._meta.db_table)
+    values = ", ".join(["(%s::bigint, %s::integer)"] * len(items))
+    params: list[object] = [timezone.now()]
+    for level_id, quantity in items:
+        params += [level_id, quantity]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS level SET reserved = level.reserved + v.quantity, updated_at = %s "
+            f"FROM (VALUES {values}) AS v(id, quantity) "
+            "WHERE level.id = v.id AND level.on_hand - level.reserved >= v.quantity",
+            params,
+        )
+        if cursor.rowcount != len(items):
+            raise StockLevelRefused(
+                f"{len(items) - cursor.rowcount} of {len(items)} locked stock levels refused"
+            )

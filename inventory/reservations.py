@@ -1,0 +1,1046 @@
+"""Reserving stock for orders, releasing it, and committing it when a parcel ships.
+
+A platform order is already sold, so it is always stored; what it cannot do is take stock that
+is not free. Each order is reserved in one transaction of its own, all lines or none:
+
+1. lock the order row, then its lines, then its reservations (`inventory.locking` fixes the order
+   Order -> Line -> Reservation -> Stock, so two workers never wait on each other in a circle);
+2. plan a warehouse per line from the shop's priority list (`shop_warehouses`), keeping the whole
+   order in the first warehouse when it can take every line;
+3. take the units with one conditional UPDATE per stock level, in ascending pk order
+   (`reserved = reserved + q WHERE on_hand - reserved >= q`); the check constraint
+   `0 <= reserved <= on_hand` is the last wall;
+4. write a `StockMovement` per level and one `Reservation` per line.
+
+A call with several orders first reserves the simple ones (new/held/ready, paid or COD, no
+`Reservation` row yet, every live line has a SKU) together in one transaction
+(`_orders_reserve_batch`): same lock order, every candidate level locked up front, the same
+planning rules applied in ascending order id against the exact locked numbers, bulk writes, and
+one round of after-commit work for the batch. A live-stream spike is mostly such orders. Every
+other order (re-alignments, cancellations, unknown SKUs, drop-ship) takes the per-order path.
+
+If any level refuses, the savepoint rolls every line back, the plan is re-made from fresh numbers
+(another order may have taken the stock between plan and update) and, when the stock is really
+gone, the order is held `stock.short` with the SKU and the shortfall in the message, an alert is
+raised, and the SKU's listings are re-published (the free stock is now zero, so every channel gets
+zero). Lines whose SKU is unknown hold the order `sku.unknown` and reserve nothing.
+
+Nothing here makes a network call: availability pushes, alerts and low-stock checks are queued
+with `transaction.on_commit`, after every lock is gone. Every function is idempotent: the
+`Reservation` row per order line and its state (reserved -> committed | released), changed only
+under a row lock, make a second run find nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.utils import timezone
+
+from inventory.locking import (
+    order_lines_lock,
+    order_lock,
+    reservations_lock,
+    stock_level_give_back,
+    stock_level_ship,
+    stock_level_take,
+    stock_levels_lock,
+    stock_levels_take_many,
+)
+from inventory.models import (
+    MovementKind,
+    Reservation,
+    ReservationState,
+    ShopWarehouse,
+    Sku,
+    StockLevel,
+    StockMovement,
+    SupplierItem,
+    Warehouse,
+    WarehouseKind,
+)
+from orders.events import order_event_add
+from orders.holds import HOLDABLE_STATUSES, HoldNotAllowed, HoldReason, order_hold
+from orders.holds import order_release as holds_release
+from orders.models import (
+    OPEN_STATUSES,
+    EventSource,
+    Order,
+    OrderEvent,
+    OrderHold,
+    OrderLine,
+    OrderStatus,
+)
+from tkerp.tenancy import tenant_context
+
+if TYPE_CHECKING:
+    from logistics.models import Shipment
+    from shops.models import Shop, Tenant
+
+logger = logging.getLogger("tkerp.stock")
+
+# How often a plan is re-made when another order took the planned stock between the read and
+# the conditional UPDATE. Each retry re-reads the numbers, so the last one sees the truth.
+PLAN_ATTEMPTS = 3
+
+# From this many orders in one call, the simple ones are reserved together in one transaction
+# (`_orders_reserve_batch`); a single order keeps the per-order path.
+BATCH_MIN_ORDERS = 2
+
+_KIND_RANK = {WarehouseKind.OWN: 0, WarehouseKind.THREE_PL: 1, WarehouseKind.SUPPLIER: 2}
+
+
+class StockError(Exception):
+    """A stock change the database refused although the rows were locked (a broken invariant)."""
+
+
+@dataclass(slots=True)
+class ReserveSummary:
+    """What `orders_reserve` did, by order id."""
+
+    reserved: list[int] = field(default_factory=list)
+    short: list[int] = field(default_factory=list)
+    unknown_sku: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Need:
+    """Units a line still needs, and the level they must come from when it already has one."""
+
+    line: OrderLine
+    quantity: int
+    reservation: Reservation | None
+    level_id: int | None = None
+
+
+class _Refused(Exception):
+    """A planned level no longer had the units: roll the order's savepoint back."""
+
+
+# --- warehouse choice -------------------------------------------------------------------------
+
+
+def shop_warehouses(*, shop: Shop) -> list[Warehouse]:
+    """The warehouses `shop` ships from, first choice first.
+
+    The shop's `ShopWarehouse` list when it has one; otherwise every active warehouse of the
+    tenant: own ones, then 3PLs, then drop-ship suppliers, each group by code.
+    """
+    links = list(
+        ShopWarehouse.objects.filter(shop=shop, warehouse__is_active=True)
+        .select_related("warehouse")
+        .order_by("priority", "warehouse__code")
+    )
+    if links:
+        return [link.warehouse for link in links]
+    rank = Case(
+        *(When(kind=kind, then=Value(order)) for kind, order in _KIND_RANK.items()),
+        default=Value(9),
+        output_field=IntegerField(),
+    )
+    return list(
+        Warehouse.objects.filter(is_active=True).annotate(rank=rank).order_by("rank", "code")
+    )
+
+
+def dropship_warehouses(*, sku_id: int) -> list[Warehouse]:
+    """Active drop-ship warehouses whose supplier carries the SKU (preferred supplier first)."""
+    items = (
+        SupplierItem.objects.filter(sku_id=sku_id, supplier__is_active=True)
+        .select_related("supplier")
+        .order_by("-is_preferred", "supplier__code")
+    )
+    supplier_ids = [item.supplier_id for item in items]
+    warehouses = Warehouse.objects.filter(
+        is_active=True,
+        kind=WarehouseKind.SUPPLIER,
+        provider__supplier_id__in=supplier_ids,
+    ).select_related("provider")
+    order = {supplier_id: index for index, supplier_id in enumerate(supplier_ids)}
+    return sorted(warehouses, key=lambda w: (order[w.provider.supplier_id], w.code))
+
+
+def _plan(
+    *,
+    needs: list[_Need],
+    candidates: Callable[[_Need], list[Warehouse]],
+) -> tuple[dict[int, int], dict[int, int], dict[int, tuple[int, int]]]:
+    """Pick a stock level per line from fresh, unlocked numbers.
+
+    Returns (level id per line id, units per level id, shortfall per SKU id as (needed, free)).
+    The plan is only a guess: the conditional UPDATE decides.
+    """
+    sku_ids = {need.line.sku_id for need in needs}
+    warehouse_ids = {w.pk for need in needs for w in candidates(need)}
+    levels = {
+        (level.sku_id, level.warehouse_id): level
+        for level in StockLevel.objects.filter(sku_id__in=sku_ids, warehouse_id__in=warehouse_ids)
+    }
+    free = {level.pk: level.on_hand - level.reserved for level in levels.values()}
+    return _plan_from(needs=needs, candidates=candidates, levels=levels, free=free)
+
+
+def _plan_from(
+    *,
+    needs: list[_Need],
+    candidates: Callable[[_Need], list[Warehouse]],
+    levels: dict[tuple[int, int], StockLevel],
+    free: dict[int, int],
+) -> tuple[dict[int, int], dict[int, int], dict[int, tuple[int, int]]]:
+    """`_plan`'s rules against given levels (by (sku id, warehouse id)) and free units (by level
+    id). `free` is consumed in place: pass a copy when the plan may be thrown away."""
+    line_level: dict[int, int] = {}
+    shortfall: dict[int, tuple[int, int]] = {}
+
+    fixed = [need for need in needs if need.level_id is not None]
+    new = [need for need in needs if need.level_id is None]
+    for need in fixed:
+        line_level[need.line.pk] = need.level_id
+        free[need.level_id] = free.get(need.level_id, 0) - need.quantity
+
+    # Whole order in the first-priority warehouse when it can take every new line.
+    first = {need.line.pk: (candidates(need) or [None])[0] for need in new}
+    first_ids = {w.pk for w in first.values() if w is not None}
+    if new and len(first_ids) == 1 and None not in first.values():
+        warehouse_id = first_ids.pop()
+        wanted: dict[int, int] = defaultdict(int)
+        for need in new:
+            wanted[need.line.sku_id] += need.quantity
+        chosen = {sku_id: levels.get((sku_id, warehouse_id)) for sku_id in wanted}
+        if all(
+            level is not None and free.get(level.pk, 0) >= wanted[sku_id]
+            for sku_id, level in chosen.items()
+        ):
+            for need in new:
+                level = chosen[need.line.sku_id]
+                line_level[need.line.pk] = level.pk
+                free[level.pk] -= need.quantity
+            new = []
+
+    for need in new:
+        for warehouse in candidates(need):
+            level = levels.get((need.line.sku_id, warehouse.pk))
+            if level is not None and free.get(level.pk, 0) >= need.quantity:
+                line_level[need.line.pk] = level.pk
+                free[level.pk] -= need.quantity
+                break
+        else:
+            available = sum(
+                max(free.get(levels[(need.line.sku_id, w.pk)].pk, 0), 0)
+                for w in candidates(need)
+                if (need.line.sku_id, w.pk) in levels
+            )
+            needed, _ = shortfall.get(need.line.sku_id, (0, 0))
+            shortfall[need.line.sku_id] = (needed + need.quantity, available)
+    for need in fixed:
+        if free[need.level_id] < 0:
+            needed, _ = shortfall.get(need.line.sku_id, (0, 0))
+            shortfall[need.line.sku_id] = (
+                needed + need.quantity,
+                free[need.level_id] + need.quantity,
+            )
+
+    units: dict[int, int] = defaultdict(int)
+    for need in needs:
+        if need.line.pk in line_level:
+            units[line_level[need.line.pk]] += need.quantity
+    return line_level, dict(units), shortfall
+
+
+# --- reserving --------------------------------------------------------------------------------
+
+
+def order_is_reservable(order: Order) -> bool:
+    """Paid (or cash on delivery, which is sold too) and still open."""
+    return order.status in OPEN_STATUSES and (order.paid_at is not None or order.is_cod)
+
+
+def orders_reserve(
+    *,
+    tenant: Tenant,
+    order_ids: Iterable[int],
+    dropship: bool = False,
+) -> ReserveSummary:
+    """Reserve (or re-align) stock for each of `order_ids`, one transaction per order.
+
+    Open, paid orders reserve what their lines still need; cancelled orders and cancelled lines
+    give their units back; a changed quantity reserves or releases the difference. With
+    `dropship=True` lines may only come from drop-ship warehouses whose supplier carries the SKU.
+    Safe to run again and to run concurrently for overlapping orders. Simple orders of a call
+    with several are reserved together first (`_orders_reserve_batch`), so an order the
+    per-order path handles may see stock a later simple order of the same call already took.
+    """
+    summary = ReserveSummary()
+    order_ids = sorted(set(order_ids))
+    with tenant_context(tenant):
+        # One query drops the orders with nothing to do (unpaid, shipped, cancelled holding
+        # nothing), so a page of updates doesn't open a transaction per order for them.
+        candidates = set(
+            Order.objects.filter(pk__in=order_ids)
+            .filter(
+                Q(status__in=OPEN_STATUSES, paid_at__isnull=False)
+                | Q(status__in=OPEN_STATUSES, is_cod=True)
+                | Q(status=OrderStatus.CANCELLED, reservations__state=ReservationState.RESERVED)
+            )
+            .values_list("pk", flat=True)
+        )
+        batched: dict[int, str] = {}
+        if not dropship and len(candidates) >= BATCH_MIN_ORDERS:
+            batched = _orders_reserve_batch(tenant=tenant, order_ids=sorted(candidates))
+        for order_id in order_ids:
+            if order_id not in candidates:
+                summary.unchanged.append(order_id)
+                continue
+            outcome = batched.get(order_id)
+            if outcome is None:
+                outcome = _order_reserve(tenant=tenant, order_id=order_id, dropship=dropship)
+            getattr(summary, outcome).append(order_id)
+    return summary
+
+
+def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, str]:
+    """Reserve the simple orders among `order_ids` in one transaction; returns their outcomes.
+
+    Simple: new, held or ready, paid or COD, holding no `Reservation` row, and every live line
+    has a SKU. Others are left out (absent from the result) for the per-order path. Locks follow
+    `inventory.locking`'s order: the orders, then their lines, then every candidate stock level,
+    each in ascending pk. With the levels locked the free numbers are exact, so the orders are
+    planned in Python, in ascending id, with `_plan`'s rules (all lines or none), and written
+    with a handful of bulk statements. Short orders are held `stock.short` as `order_hold`
+    would hold them; reserved ones lose an earlier `stock.short`/`sku.unknown` hold as
+    `orders.holds.order_release` would release it.
+    """
+    with transaction.atomic():
+        orders = list(
+            Order.objects.select_for_update(of=("self",))
+            .select_related("shop")
+            .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
+            .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
+            .order_by("pk")
+        )
+        if not orders:
+            return {}
+        lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
+        for line in (
+            OrderLine.objects.select_for_update()
+            .filter(order_id__in=[o.pk for o in orders])
+            .order_by("pk")
+        ):
+            lines_by_order[line.order_id].append(line)
+        # Reservations are only written under the order's lock, which we hold: this read is
+        # exact. Any row at all (even released) means the order needs the per-order path.
+        holding = set(
+            Reservation.objects.filter(order_id__in=[o.pk for o in orders]).values_list(
+                "order_id", flat=True
+            )
+        )
+        simple: list[tuple[Order, list[_Need]]] = []
+        for order in orders:
+            live = [line for line in lines_by_order[order.pk] if not line.is_cancelled]
+            live = [line for line in live if line.quantity > 0]
+            if order.pk in holding or not live or any(line.sku_id is None for line in live):
+                continue
+            simple.append(
+                (
+                    order,
+                    [_Need(line=line, quantity=line.quantity, reservation=None) for line in live],
+                )
+            )
+        if not simple:
+            return {}
+
+        priorities: dict[int, list[Warehouse]] = {}
+        for order, _ in simple:
+            if order.shop_id not in priorities:
+                priorities[order.shop_id] = shop_warehouses(shop=order.shop)
+        sku_ids = {need.line.sku_id for _, needs in simple for need in needs}
+        warehouse_ids = {w.pk for ws in priorities.values() for w in ws}
+        locked = list(
+            StockLevel.objects.select_for_update()
+            .filter(sku_id__in=sku_ids, warehouse_id__in=warehouse_ids)
+            .order_by("pk")
+        )
+        levels = {(level.sku_id, level.warehouse_id): level for level in locked}
+        level_by_id = {level.pk: level for level in locked}
+        free = {level.pk: level.on_hand - level.reserved for level in locked}
+
+        outcomes: dict[int, str] = {}
+        taken: dict[int, int] = defaultdict(int)
+        movements: list[StockMovement] = []
+        reservations: list[Reservation] = []
+        shorts: list[tuple[Order, dict[int, tuple[int, int]]]] = []
+        for order, needs in simple:
+            priority = priorities[order.shop_id]
+            trial = dict(free)
+            line_level, units, shortfall = _plan_from(
+                needs=needs, candidates=lambda need, p=priority: p, levels=levels, free=trial
+            )
+            if shortfall:
+                shorts.append((order, shortfall))
+                outcomes[order.pk] = "short"
+                continue
+            free = trial
+            outcomes[order.pk] = "reserved"
+            reference = f"order {order.platform_order_id}"[:100]
+            for level_id, quantity in sorted(units.items()):
+                taken[level_id] += quantity
+                level = level_by_id[level_id]
+                movements.append(
+                    StockMovement(
+                        tenant_id=order.tenant_id,
+                        sku_id=level.sku_id,
+                        warehouse_id=level.warehouse_id,
+                        kind=MovementKind.RESERVE,
+                        reserved_delta=quantity,
+                        order=order,
+                        reference=reference,
+                    )
+                )
+            for need in needs:
+                level = level_by_id[line_level[need.line.pk]]
+                reservations.append(
+                    Reservation(
+                        tenant_id=order.tenant_id,
+                        order=order,
+                        order_line=need.line,
+                        stock_level_id=level.pk,
+                        sku_id=level.sku_id,
+                        warehouse_id=level.warehouse_id,
+                        quantity=need.quantity,
+                    )
+                )
+
+        if taken:
+            stock_levels_take_many(quantities=taken)
+        StockMovement.objects.bulk_create(movements)
+        Reservation.objects.bulk_create(reservations)
+
+        reserved = [order for order, _ in simple if outcomes[order.pk] == "reserved"]
+        touched = {level_by_id[level_id].sku_id for level_id in taken}
+        codes = (
+            dict(
+                Sku.objects.filter(pk__in={s for _, f in shorts for s in f}).values_list(
+                    "pk", "code"
+                )
+            )
+            if shorts
+            else {}
+        )
+        _batch_holds(reserved=reserved, shorts=shorts, codes=codes)
+
+        short_skus = {sku_id for _, shortfall in shorts for sku_id in shortfall}
+        _batch_after_commit(
+            tenant=tenant,
+            shorts=shorts,
+            codes=codes,
+            sku_ids=touched | short_skus,
+            urgent=short_skus,
+        )
+    return outcomes
+
+
+def _batch_holds(
+    *,
+    reserved: list[Order],
+    shorts: list[tuple[Order, dict[int, tuple[int, int]]]],
+    codes: dict[int, str],
+) -> None:
+    """What `order_hold` (short orders) and `order_release` (reserved orders that were held
+    `stock.short` or `sku.unknown`) write, for a whole batch at once; the orders are locked."""
+    active: dict[int, list[OrderHold]] = defaultdict(list)
+    for hold in OrderHold.objects.filter(
+        order_id__in=[o.pk for o in reserved] + [o.pk for o, _ in shorts],
+        released_at__isnull=True,
+    ).order_by("pk"):
+        active[hold.order_id].append(hold)
+    now = timezone.now()
+    events: list[OrderEvent] = []
+    new_holds: list[OrderHold] = []
+    to_hold: list[int] = []
+    code = HoldReason.STOCK_SHORT
+    for order, shortfall in shorts:
+        if any(hold.code == code for hold in active[order.pk]):
+            continue  # held already: order_hold changes nothing and writes no event
+        message = _short_message(shortfall=shortfall, codes=codes)
+        new_holds.append(
+            OrderHold(tenant_id=order.tenant_id, order=order, code=code, message=message[:500])
+        )
+        previous_status = order.status
+        if order.status != OrderStatus.ON_HOLD:
+            to_hold.append(order.pk)
+            order.status = OrderStatus.ON_HOLD
+        events.append(
+            OrderEvent(
+                tenant_id=order.tenant_id,
+                order=order,
+                kind="hold.added",
+                message=f"Held: {code} — {message}"[:500],
+                data={"code": code, "message": message, "previous_status": previous_status},
+                source=EventSource.SYSTEM,
+            )
+        )
+    released: list[int] = []
+    to_ready: list[int] = []
+    release_codes = (HoldReason.SKU_UNKNOWN, HoldReason.STOCK_SHORT)
+    for order in reserved:
+        holds = active[order.pk]
+        to_release = [hold for hold in holds if hold.code in release_codes]
+        if not to_release:
+            continue
+        released += [hold.pk for hold in to_release]
+        previous_status = order.status
+        if len(to_release) == len(holds) and order.status == OrderStatus.ON_HOLD:
+            to_ready.append(order.pk)
+            order.status = OrderStatus.READY
+        released_codes = [hold.code for hold in to_release]
+        events.append(
+            OrderEvent(
+                tenant_id=order.tenant_id,
+                order=order,
+                kind="hold.released",
+                message="Released: " + ", ".join(released_codes),
+                data={
+                    "codes": released_codes,
+                    "previous_status": previous_status,
+                    "status": order.status,
+                },
+                source=EventSource.SYSTEM,
+            )
+        )
+    if released:
+        OrderHold.objects.filter(pk__in=released).update(released_at=now, released_by=None)
+    if to_hold:
+        Order.objects.filter(pk__in=to_hold).update(status=OrderStatus.ON_HOLD, updated_at=now)
+    if to_ready:
+        Order.objects.filter(pk__in=to_ready).update(status=OrderStatus.READY, updated_at=now)
+    if new_holds:
+        OrderHold.objects.bulk_create(new_holds)
+    if events:
+        OrderEvent.objects.bulk_create(events)
+
+
+def _batch_after_commit(
+    *,
+    tenant: Tenant,
+    shorts: list[tuple[Order, dict[int, tuple[int, int]]]],
+    codes: dict[int, str],
+    sku_ids: set[int],
+    urgent: set[int],
+) -> None:
+    """Queue, for the whole batch, one alert per short SKU, one availability mark and one
+    low-stock check (the per-order path queues them per order)."""
+    # One alert per SKU, worded for the last short order: what one alert per order would leave.
+    last: dict[int, tuple[Order, int, int]] = {}
+    for order, shortfall in shorts:
+        for sku_id, (needed, free) in shortfall.items():
+            last[sku_id] = (order, needed, free)
+    alerts = [
+        (codes[sku_id], order.platform_order_id, order.pk, order.shop, needed, free)
+        for sku_id, (order, needed, free) in sorted(last.items())
+    ]
+
+    def raise_alerts() -> None:
+        from tkerp.alerts import alert_raise
+
+        for code, platform_id, order_id, shop, needed, free in alerts:
+            alert_raise(
+                tenant=tenant,
+                key=f"stock.short:{code}",
+                kind="stock.short",
+                title=f"Oversold: {code}",
+                message=_short_alert_message(
+                    code=code, platform_id=platform_id, order_id=order_id, needed=needed, free=free
+                ),
+                shop=shop,
+            )
+
+    if alerts:
+        transaction.on_commit(raise_alerts, robust=True)
+    _after_commit(tenant=tenant, sku_ids=sku_ids, urgent_ids=urgent)
+
+
+def _order_reserve(*, tenant: Tenant, order_id: int, dropship: bool) -> str:
+    with transaction.atomic():
+        try:
+            order = order_lock(order_id=order_id)
+        except Order.DoesNotExist:
+            return "unchanged"
+        if order.status == OrderStatus.CANCELLED:
+            released = _release_locked(order=order, reason="cancelled")
+            return "released" if released else "unchanged"
+        if not order_is_reservable(order):
+            return "unchanged"
+        lines = order_lines_lock(order=order)
+        reservations = {r.order_line_id: r for r in reservations_lock(order=order)}
+        if dropship and any(r.state == ReservationState.RESERVED for r in reservations.values()):
+            return "unchanged"  # only an order holding nothing is re-routed
+
+        give_back: list[tuple[Reservation, int]] = []
+        needs: list[_Need] = []
+        unknown: list[OrderLine] = []
+        for line in lines:
+            reservation = reservations.get(line.pk)
+            if reservation is not None and reservation.state == ReservationState.COMMITTED:
+                continue  # shipped: quantity changes after that are returns, not ours
+            held = (
+                reservation.quantity
+                if reservation is not None and reservation.state == ReservationState.RESERVED
+                else 0
+            )
+            wanted = 0 if line.is_cancelled else line.quantity
+            if wanted and line.sku_id is None:
+                unknown.append(line)
+            elif wanted < held:
+                give_back.append((reservation, held - wanted))
+            elif wanted > held:
+                needs.append(
+                    _Need(
+                        line=line,
+                        quantity=wanted - held,
+                        reservation=reservation,
+                        level_id=reservation.stock_level_id if held else None,
+                    )
+                )
+
+        touched_skus = {r.sku_id for r, _ in give_back}
+        if give_back:
+            _give_back(order=order, items=give_back, reason="line changed")
+
+        if unknown:
+            codes = ", ".join(
+                sorted({line.seller_sku or line.platform_line_id for line in unknown})
+            )
+            _hold(
+                order=order,
+                code=HoldReason.SKU_UNKNOWN,
+                message=f"No SKU matches {codes}; map the listing or fix the line.",
+            )
+            _after_commit(tenant=tenant, sku_ids=touched_skus)
+            return "unknown_sku"
+
+        if not needs:
+            _release_hold_if_any(
+                order=order, codes=[HoldReason.SKU_UNKNOWN, HoldReason.STOCK_SHORT]
+            )
+            _after_commit(tenant=tenant, sku_ids=touched_skus)
+            return "released" if give_back else "unchanged"
+
+        if dropship:
+            cache: dict[int, list[Warehouse]] = {}
+
+            def candidates(need: _Need) -> list[Warehouse]:
+                sku_id = need.line.sku_id
+                if sku_id not in cache:
+                    cache[sku_id] = dropship_warehouses(sku_id=sku_id)
+                return cache[sku_id]
+        else:
+            priority = shop_warehouses(shop=order.shop)
+
+            def candidates(need: _Need) -> list[Warehouse]:
+                return priority
+
+        shortfall: dict[int, tuple[int, int]] = {}
+        for _attempt in range(PLAN_ATTEMPTS):
+            line_level, units, shortfall = _plan(needs=needs, candidates=candidates)
+            if shortfall:
+                break
+            try:
+                with transaction.atomic():
+                    _take(order=order, needs=needs, line_level=line_level, units=units)
+            except _Refused:
+                continue
+            touched_skus |= {need.line.sku_id for need in needs}
+            _release_hold_if_any(
+                order=order, codes=[HoldReason.SKU_UNKNOWN, HoldReason.STOCK_SHORT]
+            )
+            _after_commit(tenant=tenant, sku_ids=touched_skus)
+            return "reserved"
+        else:
+            # Every attempt lost its race: hold as short with the numbers as they are now.
+            _, _, shortfall = _plan(needs=needs, candidates=candidates)
+            if not shortfall:
+                shortfall = {
+                    need.line.sku_id: (need.quantity, 0) for need in needs
+                }  # pragma: no cover - only under extreme churn
+
+        _order_short(tenant=tenant, order=order, shortfall=shortfall)
+        _after_commit(tenant=tenant, sku_ids=set(shortfall), urgent=True)
+        _after_commit(tenant=tenant, sku_ids=touched_skus - set(shortfall))
+        return "short"
+
+
+def _take(
+    *, order: Order, needs: list[_Need], line_level: dict[int, int], units: dict[int, int]
+) -> None:
+    """Apply a plan: conditional UPDATEs in ascending level order, then ledger and reservations."""
+    for level_id in sorted(units):
+        if not stock_level_take(level_id=level_id, quantity=units[level_id]):
+            raise _Refused
+    levels = {
+        level.pk: level
+        for level in StockLevel.objects.filter(pk__in=units).only("pk", "sku_id", "warehouse_id")
+    }
+    StockMovement.objects.bulk_create(
+        [
+            StockMovement(
+                tenant_id=order.tenant_id,
+                sku_id=levels[level_id].sku_id,
+                warehouse_id=levels[level_id].warehouse_id,
+                kind=MovementKind.RESERVE,
+                reserved_delta=quantity,
+                order=order,
+                reference=f"order {order.platform_order_id}"[:100],
+            )
+            for level_id, quantity in sorted(units.items())
+        ]
+    )
+    for need in needs:
+        level = levels[line_level[need.line.pk]]
+        reservation = need.reservation
+        if reservation is None:
+            Reservation.objects.create(
+                tenant_id=order.tenant_id,
+                order=order,
+                order_line=need.line,
+                stock_level_id=level.pk,
+                sku_id=level.sku_id,
+                warehouse_id=level.warehouse_id,
+                quantity=need.quantity,
+            )
+        elif reservation.state == ReservationState.RESERVED:
+            reservation.quantity += need.quantity
+            reservation.save(update_fields=["quantity", "updated_at"])
+        else:  # released earlier (cancelled line re-opened, re-route): hold it again
+            reservation.stock_level_id = level.pk
+            reservation.sku_id = level.sku_id
+            reservation.warehouse_id = level.warehouse_id
+            reservation.quantity = need.quantity
+            reservation.state = ReservationState.RESERVED
+            reservation.save()
+
+
+def _short_message(*, shortfall: dict[int, tuple[int, int]], codes: dict[int, str]) -> str:
+    parts = [
+        f"{codes[sku_id]}: needs {needed}, {free} free (short {needed - free})"
+        for sku_id, (needed, free) in sorted(shortfall.items(), key=lambda item: codes[item[0]])
+    ]
+    return "Not enough stock — " + "; ".join(parts)
+
+
+def _short_alert_message(*, code: str, platform_id: str, order_id: int, needed: int, free: int):
+    return (
+        f"Order {platform_id} (id {order_id}) needs {needed} of {code}, "
+        f"{free} free. Its listings now publish zero. Wait for stock, route it to a "
+        "drop-ship supplier, or cancel it through the platform."
+    )
+
+
+def _order_short(*, tenant: Tenant, order: Order, shortfall: dict[int, tuple[int, int]]) -> None:
+    """Hold an order whose stock is gone, and queue the alerts for each short SKU."""
+    codes = dict(Sku.objects.filter(pk__in=shortfall).values_list("pk", "code"))
+    _hold(
+        order=order,
+        code=HoldReason.STOCK_SHORT,
+        message=_short_message(shortfall=shortfall, codes=codes),
+    )
+    order_id, platform_id, shop = order.pk, order.platform_order_id, order.shop
+
+    def raise_alerts() -> None:
+        from tkerp.alerts import alert_raise
+
+        for sku_id, (needed, free) in shortfall.items():
+            alert_raise(
+                tenant=tenant,
+                key=f"stock.short:{codes[sku_id]}",
+                kind="stock.short",
+                title=f"Oversold: {codes[sku_id]}",
+                message=_short_alert_message(
+                    code=codes[sku_id],
+                    platform_id=platform_id,
+                    order_id=order_id,
+                    needed=needed,
+                    free=free,
+                ),
+                shop=shop,
+            )
+
+    transaction.on_commit(raise_alerts, robust=True)
+
+
+def _hold(*, order: Order, code: str, message: str) -> None:
+    try:
+        order_hold(order=order, code=code, message=message, source="system")
+    except HoldNotAllowed:
+        # Allocated orders cannot be held; the event keeps the reason visible.
+        order_event_add(order=order, kind=code, message=message, data={"code": code})
+
+
+def _release_hold_if_any(*, order: Order, codes: list[str]) -> None:
+    if OrderHold.objects.filter(order=order, code__in=codes, released_at__isnull=True).exists():
+        holds_release(order=order, codes=codes, source="system")
+
+
+# --- releasing --------------------------------------------------------------------------------
+
+
+def order_release(*, order: Order, reason: str = "cancelled") -> int:
+    """Give back every unit `order` still holds (cancelled, re-routed...); returns units released.
+
+    Committed (shipped) reservations stay as they are. A second call finds nothing reserved and
+    changes nothing.
+    """
+    tenant = order.tenant
+    with tenant_context(tenant), transaction.atomic():
+        try:
+            locked = order_lock(order_id=order.pk)
+        except Order.DoesNotExist:
+            return 0
+        return _release_locked(order=locked, reason=reason)
+
+
+def _release_locked(*, order: Order, reason: str) -> int:
+    reservations = [
+        r for r in reservations_lock(order=order) if r.state == ReservationState.RESERVED
+    ]
+    if not reservations:
+        return 0
+    return _give_back(order=order, items=[(r, r.quantity) for r in reservations], reason=reason)
+
+
+def _give_back(*, order: Order, items: list[tuple[Reservation, int]], reason: str) -> int:
+    """Un-reserve `quantity` of each reservation; the caller holds the order and reservations."""
+    units: dict[int, int] = defaultdict(int)
+    for reservation, quantity in items:
+        units[reservation.stock_level_id] += quantity
+    levels = stock_levels_lock(level_ids=units)
+    for level_id in sorted(units):
+        if not stock_level_give_back(level_id=level_id, quantity=units[level_id]):
+            raise StockError(f"stock level {level_id} holds fewer than {units[level_id]} reserved")
+    StockMovement.objects.bulk_create(
+        [
+            StockMovement(
+                tenant_id=order.tenant_id,
+                sku_id=levels[level_id].sku_id,
+                warehouse_id=levels[level_id].warehouse_id,
+                kind=MovementKind.RELEASE,
+                reserved_delta=-quantity,
+                order=order,
+                reference=f"order {order.platform_order_id}"[:100],
+                note=reason[:255],
+            )
+            for level_id, quantity in sorted(units.items())
+        ]
+    )
+    for reservation, quantity in items:
+        reservation.quantity -= quantity
+        if reservation.quantity == 0:
+            reservation.quantity = quantity  # keep what was held, for the record
+            reservation.state = ReservationState.RELEASED
+        reservation.save(update_fields=["quantity", "state", "updated_at"])
+    _after_commit(tenant=order.tenant, sku_ids={r.sku_id for r, _ in items})
+    return sum(units.values())
+
+
+# --- shipping ---------------------------------------------------------------------------------
+
+
+def order_ship_commit(*, order: Order | None = None, shipment: Shipment | None = None) -> int:
+    """The reserved units of `order` (or of one `shipment`) leave: on hand and reserved both drop.
+
+    Returns the units committed. Reservations move reserved -> committed under a row lock taken
+    after the order's, so a second call — or a cancel racing this one — finds nothing to do.
+    """
+    if (order is None) == (shipment is None):
+        raise ValueError("pass an order or a shipment")
+    order_id = order.pk if order is not None else shipment.order_id
+    tenant = order.tenant if order is not None else shipment.tenant
+    with tenant_context(tenant), transaction.atomic():
+        locked = order_lock(order_id=order_id)
+        reservations = [
+            r for r in reservations_lock(order=locked) if r.state == ReservationState.RESERVED
+        ]
+        if shipment is not None:
+            line_ids = set(shipment.lines.values_list("order_line_id", flat=True))
+            reservations = [
+                r
+                for r in reservations
+                if r.order_line_id in line_ids and r.warehouse_id == shipment.warehouse_id
+            ]
+        if not reservations:
+            return 0
+        units: dict[int, int] = defaultdict(int)
+        for reservation in reservations:
+            units[reservation.stock_level_id] += reservation.quantity
+        levels = stock_levels_lock(level_ids=units)
+        for level_id in sorted(units):
+            if not stock_level_ship(level_id=level_id, quantity=units[level_id]):
+                raise StockError(f"stock level {level_id} cannot ship {units[level_id]}")
+        reference = shipment.reference if shipment is not None else ""
+        StockMovement.objects.bulk_create(
+            [
+                StockMovement(
+                    tenant_id=locked.tenant_id,
+                    sku_id=levels[level_id].sku_id,
+                    warehouse_id=levels[level_id].warehouse_id,
+                    kind=MovementKind.SHIP,
+                    on_hand_delta=-quantity,
+                    reserved_delta=-quantity,
+                    order=locked,
+                    reference=(reference or f"order {locked.platform_order_id}")[:100],
+                )
+                for level_id, quantity in sorted(units.items())
+            ]
+        )
+        Reservation.objects.filter(pk__in=[r.pk for r in reservations]).update(
+            state=ReservationState.COMMITTED
+        )
+        # Free stock is unchanged by shipping, but the low-stock check reads on hand too.
+        _after_commit(tenant=tenant, sku_ids={r.sku_id for r in reservations}, push=False)
+        return sum(units.values())
+
+
+# --- oversold orders: the action list ---------------------------------------------------------
+
+
+def order_reserve_retry(*, order: Order) -> str:
+    """ "Wait for stock": try again; on success the `stock.short` hold is released."""
+    summary = orders_reserve(tenant=order.tenant, order_ids=[order.pk])
+    return _outcome(summary)
+
+
+def order_route_dropship(*, order: Order) -> str:
+    """Reserve an oversold order in drop-ship warehouses whose supplier carries each SKU.
+
+    Supplier stock is whatever the supplier's warehouse level records (their feed or a count);
+    routing never reserves more than that.
+    """
+    summary = orders_reserve(tenant=order.tenant, order_ids=[order.pk], dropship=True)
+    return _outcome(summary)
+
+
+def _outcome(summary: ReserveSummary) -> str:
+    for name in ("reserved", "short", "unknown_sku", "released"):
+        if getattr(summary, name):
+            return name
+    return "unchanged"
+
+
+def orders_reserve_waiting(*, tenant: Tenant, sku_ids: Collection[int]) -> ReserveSummary:
+    """Retry the `stock.short` orders that wait for any of `sku_ids`, oldest paid first."""
+    with tenant_context(tenant):
+        order_ids = list(
+            Order.objects.filter(
+                holds__code=HoldReason.STOCK_SHORT,
+                holds__released_at__isnull=True,
+                lines__sku_id__in=sku_ids,
+                status__in=OPEN_STATUSES,
+            )
+            .order_by("paid_at", "pk")
+            .values_list("pk", flat=True)
+            .distinct()
+        )
+    summary = ReserveSummary()
+    # One order at a time, oldest first, so the first paid gets the stock.
+    for order_id in order_ids:
+        result = orders_reserve(tenant=tenant, order_ids=[order_id])
+        for name in ("reserved", "short", "unknown_sku", "released", "unchanged"):
+            getattr(summary, name).extend(getattr(result, name))
+    return summary
+
+
+# --- after commit: availability pushes and low-stock alerts -----------------------------------
+
+
+def stock_changed(*, tenant: Tenant, sku_ids: Collection[int], retry_waiting: bool = False) -> None:
+    """Queue what follows a stock change, to run once the current transaction commits.
+
+    `inventory.stock` calls this after counts and receipts (with `retry_waiting=True`, so orders
+    held `stock.short` for those SKUs try again).
+    """
+    _after_commit(tenant=tenant, sku_ids=sku_ids, retry_waiting=retry_waiting)
+
+
+def _after_commit(
+    *,
+    tenant: Tenant,
+    sku_ids: Collection[int],
+    push: bool = True,
+    retry_waiting: bool = False,
+    urgent: bool = False,
+    urgent_ids: Collection[int] = (),
+) -> None:
+    """Queue availability marks and the low-stock check for `sku_ids` after commit; `urgent`
+    (all of them) or `urgent_ids` (some) are oversold and skip the push debounce."""
+    sku_ids = sorted(set(sku_ids))
+    if not sku_ids:
+        return
+    urgent_ids = sorted(set(sku_ids) if urgent else set(urgent_ids))
+
+    def run() -> None:
+        from inventory import availability
+
+        with tenant_context(tenant):
+            if retry_waiting:
+                orders_reserve_waiting(tenant=tenant, sku_ids=sku_ids)
+            if push:
+                mark_due = getattr(availability, "listings_mark_due", None)
+                if urgent_ids and mark_due is not None:
+                    # Oversold: skip the debounce so every channel drops to zero at once.
+                    mark_due(
+                        tenant_id=tenant.pk,
+                        listing_filter=Q(sku_id__in=urgent_ids),
+                        delay=timedelta(0),
+                    )
+                availability.skus_changed(tenant=tenant, sku_ids=sku_ids)
+            stock_low_check(tenant=tenant, sku_ids=sku_ids)
+
+    transaction.on_commit(run, robust=True)
+
+
+def stock_low_check(*, tenant: Tenant, sku_ids: Collection[int]) -> None:
+    """Raise `stock.low:<sku>` for each SKU with a level at or under its reorder point (naming
+    the suppliers that carry it and their lead times); resolve it once every level is above."""
+    from tkerp.alerts import alert_raise, alert_resolve
+
+    with tenant_context(tenant):
+        levels: dict[int, list[StockLevel]] = defaultdict(list)
+        for level in StockLevel.objects.filter(sku_id__in=sku_ids).select_related(
+            "sku", "warehouse"
+        ):
+            levels[level.sku_id].append(level)
+        for sku_id in sorted(sku_ids):
+            watched = [level for level in levels.get(sku_id, []) if level.reorder_point > 0]
+            if not watched:
+                continue
+            sku = watched[0].sku
+            low = [level for level in watched if level.free <= level.reorder_point]
+            key = f"stock.low:{sku.code}"
+            if not low:
+                alert_resolve(tenant=tenant, key=key)
+                continue
+            items = SupplierItem.objects.filter(sku_id=sku_id).select_related("supplier")
+            suppliers = ", ".join(
+                f"{item.supplier.name} ({item.effective_lead_time_days} days)"
+                for item in sorted(items, key=lambda i: (not i.is_preferred, i.supplier.code))
+            )
+            where = "; ".join(
+                f"{level.warehouse.code}: {level.free} free, reorder at {level.reorder_point}"
+                for level in low
+            )
+            alert_raise(
+                tenant=tenant,
+                key=key,
+                kind="stock.low",
+                title=f"Low stock: {sku.code}",
+                message=f"{where}. Suppliers: {suppliers or 'none on file'}.",
+                severity="warning",
+            )

@@ -64,3 +64,32 @@ def order_shipments_split(*, order: Order) -> list[Shipment]:
             )
             shipments.append(shipment)
         return shipments
+
+
+#: How many ready orders one call splits at most (the sweep picks up the rest next minute).
+SPLIT_BATCH = 500
+
+
+def orders_split_ready(*, tenant, order_ids=None, limit: int = SPLIT_BATCH) -> int:
+    """Split every ready order whose stock is reserved but which has no live parcel yet.
+
+    Selected by state, so it is safe to run twice or after a worker died: the pipeline queues it
+    for the orders an ingest just made ready, and the minute sweep catches the rest (orders
+    released from a hold, a lost task). Returns how many orders were split.
+    """
+    from inventory.models import Reservation
+    from orders.models import OrderStatus
+
+    with tenant_context(tenant):
+        reserved = Reservation.objects.filter(state=ReservationState.RESERVED).values("order_id")
+        live = Shipment.objects.exclude(status=ShipmentStatus.CANCELLED).values("order_id")
+        orders = Order.objects.filter(status=OrderStatus.READY, pk__in=reserved).exclude(
+            pk__in=live
+        )
+        if order_ids is not None:
+            orders = orders.filter(pk__in=list(order_ids))
+        split = 0
+        for order in orders.order_by("pk")[:limit]:
+            order_shipments_split(order=order)
+            split += 1
+    return split

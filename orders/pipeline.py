@@ -9,12 +9,18 @@ behind) changes nothing new:
    an order that cannot be reserved is held with `stock.short`, never oversold.
 2. review: normalise the address and run the tenant's review rules (`orders.review.orders_review`);
    clean orders pass to `ready`, the rest wait `on_hold` with their reasons.
+3. parcels: ready orders whose stock is reserved are split into one shipment per warehouse
+   (`logistics.routing.orders_split_ready`), queued as a task so a spike's sync isn't slowed;
+   the minute sweep catches any the task missed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django_q.tasks import async_task
 
 if TYPE_CHECKING:
     from shops.models import Shop
@@ -32,3 +38,7 @@ def orders_after_ingest(
         return
     orders_reserve(tenant=shop.tenant, order_ids=order_ids)
     orders_review(tenant=shop.tenant, order_ids=order_ids)
+    tenant_id = shop.tenant_id
+    transaction.on_commit(
+        lambda: async_task("logistics.tasks.split_ready_orders", tenant_id, order_ids)
+    )

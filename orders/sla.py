@@ -293,6 +293,7 @@ def orders_stuck_rerun(*, tenant, now: datetime) -> int:
 
 def sla_sweep_tenant(*, tenant, now: datetime | None = None) -> dict:
     """One sweep over one tenant's orders, shops and cancellation requests (see above)."""
+    from logistics.routing import orders_split_ready
     from orders.cancellations import cancellations_sweep
     from shops.models import Shop
 
@@ -305,7 +306,8 @@ def sla_sweep_tenant(*, tenant, now: datetime | None = None) -> dict:
             shop_sla_figures_compute(shop=shop, now=now)
         rerun = orders_stuck_rerun(tenant=tenant, now=now)
         cancellations = cancellations_sweep(tenant=tenant, now=now)
-    return {**counts, "rerun": rerun, "cancellations": cancellations}
+        split = orders_split_ready(tenant=tenant)
+    return {**counts, "rerun": rerun, "cancellations": cancellations, "split": split}
 
 
 def sla_sweep(*, now: datetime | None = None) -> dict[int, dict]:

@@ -217,7 +217,8 @@ def test_csv_import_reviews_the_orders_after_commit(
     assert not preview  # a preview reviews nothing
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         result = run_import(tenant_a, rows)
-    assert not result.has_errors() and len(callbacks) == 1
+    # The pipeline runs after the import commits (and queues the parcel split in turn).
+    assert not result.has_errors() and callbacks
     orders = {o.platform_order_id: o for o in Order._base_manager.filter(tenant=tenant_a)}
     assert orders["M-1"].status == OrderStatus.READY
     assert orders["M-1"].address_line1 == "12 N OAK AVE"

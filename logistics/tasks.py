@@ -1,0 +1,10 @@
+"""django-q2 tasks of the logistics app: thin callers taking ids, safe to run twice."""
+
+from logistics.routing import orders_split_ready
+from shops.models import Tenant
+
+
+def split_ready_orders(tenant_id: int, order_ids: list[int] | None = None) -> int:
+    """Give the tenant's ready, reserved orders their parcels (one per warehouse)."""
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return orders_split_ready(tenant=tenant, order_ids=order_ids)

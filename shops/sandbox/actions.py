@@ -121,7 +121,9 @@ def sandbox_spike(
     sent = failed = 0
     notify = getattr(sandbox, "notify_order_changed", None)
     if webhooks and notify is not None and store.webhook_url:
-        for order in store.orders.filter(pk__gt=before).order_by("pk").iterator():
+        # Read them all first: each webhook is answered in-process, and a task run there may
+        # recycle the connection a streaming cursor would still be reading from.
+        for order in list(store.orders.filter(pk__gt=before).order_by("pk")):
             for status in notify(store=store, order=order):
                 if status is not None and 200 <= status < 300:
                     sent += 1

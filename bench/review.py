@@ -19,7 +19,6 @@ Never part of the test run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sync_spike import admin_sql, bench_database_url, timed_transport  # noqa: E402
+from harness import django_on, throwaway_database, timed_transport  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,33 +43,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    url, name, maintenance = bench_database_url(os.environ.get("DATABASE_URL", ""))
-    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database("sync", script="bench/review.py", keep=args.keep_db) as url:
         run(args, url)
-    finally:
-        if args.keep_db:
-            print(f"kept database {name}")
-        else:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(args: argparse.Namespace, url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
-    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-    from django.conf import settings
-
-    django.setup()
-    from django.core.management import call_command
-
-    settings.MIGRATION_MODULES = {app.label: None for app in django.apps.apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
+    django_on(url)
 
     from decimal import Decimal
 

@@ -28,10 +28,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from harness import django_on, throwaway_database  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,47 +47,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_database_url(url: str) -> tuple[str, str, str]:
-    """(bench database URL, bench database name, maintenance database URL)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit("bench/stock.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-    base = parts.path.lstrip("/") or "tkerp"
-    name = f"{base}_bench_stock_{os.getpid()}"
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        name,
-        urlunsplit(parts._replace(path="/postgres")),
-    )
-
-
-def admin_sql(maintenance_url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(maintenance_url, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 def main() -> None:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     source_url = os.environ.get("DATABASE_URL", "")
-    url, name, maintenance = bench_database_url(source_url)
-    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database("stock", script="bench/stock.py", keep=args.keep_db) as url:
         run(args, url)
-    finally:
-        if args.keep_db:
-            print(f"kept database {name}")
-        else:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if not args.no_push and (ROOT / "bench" / "stock_push.py").exists():
         # The availability helper's bench (its own database and sandboxes): push latency.
         os.environ["DATABASE_URL"] = source_url
-        sys.path.insert(0, str(ROOT / "bench"))
         from stock_push import bench_push
 
         print("\n--- availability pushes (bench/stock_push.py) ---")
@@ -121,19 +91,7 @@ def run_together(jobs):
 
 
 def run(args: argparse.Namespace, url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
-    # bench_push (run afterwards in this process) talks to the sandboxes: settings read this once.
-    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-    from django.conf import settings
-
-    django.setup()
-    from django.core.management import call_command
-
-    settings.MIGRATION_MODULES = {app.label: None for app in django.apps.apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
+    django_on(url)
 
     from django.db import connection
 

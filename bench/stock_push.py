@@ -24,40 +24,20 @@ configured Django at its own throwaway database.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import django_on, throwaway_database  # noqa: E402
 
 PLATFORMS = ("tiktok", "shopify", "amazon", "ebay")
 TARGET_P95_S = 5.0
-
-
-def bench_database_url(url: str) -> tuple[str, str, str]:
-    """(bench database URL, bench database name, maintenance database URL)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit("bench/stock_push.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-    base = parts.path.lstrip("/") or "tkerp"
-    name = f"{base}_bench_push_{os.getpid()}"
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        name,
-        urlunsplit(parts._replace(path="/postgres")),
-    )
-
-
-def admin_sql(maintenance_url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(maintenance_url, autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -66,45 +46,11 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
-def django_on(url: str, name: str) -> None:
-    """Set Django up on the bench database (or re-point it there if already set up)."""
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
-    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-    from django.apps import apps
-
-    if apps.ready:
-        from django.conf import settings
-        from django.db import connections
-
-        connections.close_all()
-        settings.DATABASES["default"]["NAME"] = name
-        connections["default"].settings_dict["NAME"] = name
-    else:
-        django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
-    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
-
-
 def bench_push(*, repeats: int = 20, skus: int = 20, pause: float = 0.5) -> dict:
     """Run the benchmark on a throwaway database; prints and returns p50/p95/max (seconds)."""
-    source_url = os.environ.get("DATABASE_URL", "")
-    url, name, maintenance = bench_database_url(source_url)
-    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
-    try:
-        django_on(url, name)
+    with throwaway_database("push", script="bench/stock_push.py") as url:
+        django_on(url)
         return _run(repeats=repeats, sku_count=skus, pause=pause)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        os.environ["DATABASE_URL"] = source_url
 
 
 def _run(*, repeats: int, sku_count: int, pause: float) -> dict:

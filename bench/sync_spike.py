@@ -16,14 +16,15 @@ window (nothing new) shows the cost of the overlap. Never part of the test run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import django_on, throwaway_database, timed_transport  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,84 +44,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_database_url(url: str) -> tuple[str, str, str]:
-    """(bench database URL, bench database name, maintenance database URL)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit("bench/sync_spike.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-    base = parts.path.lstrip("/") or "tkerp"
-    name = f"{base}_bench_sync_{os.getpid()}"
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        name,
-        urlunsplit(parts._replace(path="/postgres")),
-    )
-
-
-def admin_sql(maintenance_url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(maintenance_url, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def timed_transport(inner):
-    """The in-process sandbox transport, adding up the time the platform took."""
-    import httpx
-
-    class TimedTransport(httpx.BaseTransport):
-        def __init__(self):
-            self.inner = inner
-            self.seconds = 0.0
-            self.requests = 0
-
-        def handle_request(self, request):
-            started = time.perf_counter()
-            try:
-                response = self.inner.handle_request(request)
-                response.read()  # the body is produced lazily: count it as the platform's time
-                return response
-            finally:
-                self.seconds += time.perf_counter() - started
-                self.requests += 1
-
-        def close(self) -> None:
-            self.inner.close()
-
-    return TimedTransport()
-
-
 def main() -> None:
     args = parse_args()
-    source_url = os.environ.get("DATABASE_URL", "")
-    url, name, maintenance = bench_database_url(source_url)
-    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
         run(args, url)
-    finally:
-        if args.keep_db:
-            print(f"kept database {name}")
-        else:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(args: argparse.Namespace, url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
-    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-    from django.conf import settings
-
-    django.setup()
-    from django.core.management import call_command
-
-    # Tables straight from the models (like the test suite's --nomigrations).
-    settings.MIGRATION_MODULES = {app.label: None for app in django.apps.apps.get_app_configs()}
-    call_command("migrate", run_syncdb=True, verbosity=0)
+    django_on(url)
 
     from decimal import Decimal
 

@@ -316,19 +316,8 @@ class AmazonConnector(Connector):
             raise PlatformNotFound(message, **kwargs)
         raise PlatformRequestError(message, **kwargs)
 
-    def _json(self, response: httpx.Response) -> dict:
-        try:
-            data = response.json()
-        except ValueError:
-            raise PlatformResponseError(
-                f"not JSON (HTTP {response.status_code})", platform=self.platform
-            ) from None
-        if not isinstance(data, dict):
-            raise PlatformResponseError("JSON object expected", platform=self.platform)
-        return data
-
     def _payload(self, response: httpx.Response) -> dict:
-        payload = self._json(response).get("payload")
+        payload = self.response_json(response).get("payload")
         if not isinstance(payload, dict):
             raise PlatformResponseError("response has no payload object", platform=self.platform)
         return payload
@@ -369,7 +358,7 @@ class AmazonConnector(Connector):
                 platform=self.platform,
             )
 
-        data = self._json(self.http.send(build, check=check))
+        data = self.response_json(self.http.send(build, check=check))
         access_token = data.get("access_token")
         try:
             expires_in = int(data.get("expires_in") or 3600)
@@ -700,7 +689,7 @@ class AmazonConnector(Connector):
                     InventoryResult(sku, ok=False, error=exc.message, code=str(exc.code or ""))
                 )
                 continue
-            data = self._json(response)
+            data = self.response_json(response)
             if data.get("status") in ("ACCEPTED", "VALID"):
                 results.append(InventoryResult(sku, ok=True))
                 continue
@@ -732,7 +721,7 @@ class AmazonConnector(Connector):
                 )
             except PlatformNotFound:
                 continue
-            availability = self._json(response).get("fulfillmentAvailability") or []
+            availability = self.response_json(response).get("fulfillmentAvailability") or []
             quantity = sum(
                 int(entry.get("quantity") or 0)
                 for entry in availability

@@ -15,6 +15,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    import httpx
+
     from shops.models import Shop, ShopCredentials
     from shops.platforms.http import PlatformHttpClient, RateLimit
 
@@ -296,6 +298,18 @@ class Connector(abc.ABC):
         self.shop = shop
         self.credentials = credentials
         self.http = http
+
+    def response_json(self, response: httpx.Response) -> dict:
+        """The response body as a JSON object, or `PlatformResponseError` saying it is not."""
+        try:
+            payload = response.json()
+        except ValueError:
+            raise PlatformResponseError(
+                "response is not JSON", status=response.status_code, platform=self.platform
+            ) from None
+        if not isinstance(payload, dict):
+            raise PlatformResponseError("response is not a JSON object", platform=self.platform)
+        return payload
 
     # orders
     @abc.abstractmethod

@@ -178,18 +178,6 @@ class EbayConnector(Connector):
             raise PlatformRateLimited(message, **kwargs)
         raise PlatformRequestError(message, **kwargs)
 
-    @staticmethod
-    def _json(response: httpx.Response) -> dict:
-        try:
-            payload = response.json()
-        except ValueError:
-            raise PlatformResponseError(
-                "response is not JSON", status=response.status_code, platform="ebay"
-            ) from None
-        if not isinstance(payload, dict):
-            raise PlatformResponseError("response is not a JSON object", platform="ebay")
-        return payload
-
     # --- orders -----------------------------------------------------------------------------
 
     def fetch_orders(
@@ -230,12 +218,12 @@ class EbayConnector(Connector):
             "limit": self.page_size,
             "offset": offset,
         }
-        payload = self._json(self._request("GET", ORDERS_PATH, params=params))
+        payload = self.response_json(self._request("GET", ORDERS_PATH, params=params))
         total = int(payload.get("total") or 0)
         if previous_total is not None and total < previous_total and offset > 0:
             offset = max(0, offset - (previous_total - total))
             params["offset"] = offset
-            payload = self._json(self._request("GET", ORDERS_PATH, params=params))
+            payload = self.response_json(self._request("GET", ORDERS_PATH, params=params))
             total = int(payload.get("total") or 0)
         raw_orders = payload.get("orders") or []
         orders = [self._order(raw) for raw in raw_orders]
@@ -256,7 +244,7 @@ class EbayConnector(Connector):
         ids = [str(i) for i in platform_order_ids]
         for start in range(0, len(ids), MAX_ORDER_IDS):
             params = {"orderIds": ",".join(ids[start : start + MAX_ORDER_IDS])}
-            payload = self._json(self._request("GET", ORDERS_PATH, params=params))
+            payload = self.response_json(self._request("GET", ORDERS_PATH, params=params))
             # Unknown ids come back as warnings, not errors: they are simply left out.
             found.extend(self._order(raw) for raw in payload.get("orders") or [])
         return found
@@ -448,12 +436,12 @@ class EbayConnector(Connector):
 
     def _remaining_quantities(self, order_path: str) -> dict[str, int]:
         """Units per line not yet in any shipping fulfillment of the order."""
-        raw = self._json(self._request("GET", order_path))
+        raw = self.response_json(self._request("GET", order_path))
         remaining = {
             str(item["lineItemId"]): int(item.get("quantity") or 0)
             for item in raw.get("lineItems") or []
         }
-        done = self._json(self._request("GET", f"{order_path}/shipping_fulfillment"))
+        done = self.response_json(self._request("GET", f"{order_path}/shipping_fulfillment"))
         for fulfillment in done.get("fulfillments") or []:
             for item in fulfillment.get("lineItems") or []:
                 line_id = str(item.get("lineItemId"))
@@ -475,7 +463,7 @@ class EbayConnector(Connector):
                     for sku, u in keys.items()
                 ]
             }
-            payload = self._json(
+            payload = self.response_json(
                 self._request("POST", "/sell/inventory/v1/bulk_update_price_quantity", body=body)
             )
             answered: dict[str, dict] = {}
@@ -512,7 +500,7 @@ class EbayConnector(Connector):
         skus = [str(s) for s in platform_sku_ids]
         for start in range(0, len(skus), MAX_BULK):
             body = {"requests": [{"sku": sku} for sku in skus[start : start + MAX_BULK]]}
-            payload = self._json(
+            payload = self.response_json(
                 self._request("POST", "/sell/inventory/v1/bulk_get_inventory_item", body=body)
             )
             for item in payload.get("responses") or []:
@@ -586,7 +574,7 @@ class EbayConnector(Connector):
                 platform=self.platform,
             )
 
-        payload = self._json(self.http.send(build, check=check))
+        payload = self.response_json(self.http.send(build, check=check))
         token = payload.get("access_token")
         try:
             lifetime = int(payload.get("expires_in"))

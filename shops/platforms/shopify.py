@@ -209,18 +209,6 @@ class ShopifyConnector(Connector):
             raise PlatformNotFound(message, **kwargs)
         raise PlatformRequestError(message, **kwargs)
 
-    @staticmethod
-    def _json(response: httpx.Response) -> dict:
-        try:
-            payload = response.json()
-        except ValueError:
-            raise PlatformResponseError(
-                "response is not JSON", status=response.status_code, platform="shopify"
-            ) from None
-        if not isinstance(payload, dict):
-            raise PlatformResponseError("response is not a JSON object", platform="shopify")
-        return payload
-
     # --- orders -----------------------------------------------------------------------------
 
     def fetch_orders(
@@ -248,7 +236,7 @@ class ShopifyConnector(Connector):
                     ceiling += timedelta(seconds=1)
                 params["updated_at_max"] = _iso(ceiling)
         response = self._request("GET", "orders.json", params=params)
-        payload = self._json(response)
+        payload = self.response_json(response)
         orders = [self._order(raw) for raw in payload.get("orders") or []]
         since = updated_since.astimezone(UTC).replace(microsecond=0)
         orders = [
@@ -275,7 +263,7 @@ class ShopifyConnector(Connector):
             chunk = ids[start : start + MAX_IDS]
             # status=any: without it Shopify leaves out closed and cancelled orders.
             params = {"ids": ",".join(chunk), "status": "any", "limit": MAX_IDS}
-            payload = self._json(self._request("GET", "orders.json", params=params))
+            payload = self.response_json(self._request("GET", "orders.json", params=params))
             found.extend(self._order(raw) for raw in payload.get("orders") or [])
         return found
 
@@ -442,7 +430,7 @@ class ShopifyConnector(Connector):
         Shopify fulfils fulfillment-order lines, not order lines: read the order's open
         fulfillment orders and translate order line ids (and quantities) into them.
         """
-        payload = self._json(
+        payload = self.response_json(
             self._request("GET", f"orders/{request.platform_order_id}/fulfillment_orders.json")
         )
         # Order line id -> units still to place (None: all that is left on that line).
@@ -496,7 +484,7 @@ class ShopifyConnector(Connector):
                 "notify_customer": False,
             }
         }
-        created = self._json(self._request("POST", "fulfillments.json", body=body))
+        created = self.response_json(self._request("POST", "fulfillments.json", body=body))
         fulfillment = created.get("fulfillment") or {}
         if fulfillment.get("id") in (None, ""):
             raise PlatformResponseError("fulfillment created without an id", platform="shopify")
@@ -514,7 +502,7 @@ class ShopifyConnector(Connector):
                 "notify_customer": False,
             }
         }
-        updated = self._json(
+        updated = self.response_json(
             self._request(
                 "POST",
                 f"fulfillments/{request.platform_package_id}/update_tracking.json",
@@ -574,7 +562,9 @@ class ShopifyConnector(Connector):
             }
             if self.location_id:
                 params["location_ids"] = self.location_id
-            payload = self._json(self._request("GET", "inventory_levels.json", params=params))
+            payload = self.response_json(
+                self._request("GET", "inventory_levels.json", params=params)
+            )
             for level in payload.get("inventory_levels") or []:
                 levels.append(
                     InventoryLevel(

@@ -71,6 +71,7 @@ from shops.sandbox.base import (
     injected_fault,
     new_secret,
     next_number,
+    order_products,
     plain_fault_response,
     throttled,
 )
@@ -961,7 +962,7 @@ class AmazonSandbox(SandboxPlatform):
         )
         purchased = now - timedelta(minutes=rng.randint(1, 40))
         is_prime = rng.random() < 0.4
-        chosen = rng.sample(products, k=min(len(products), rng.choice([1, 1, 1, 2, 2, 3])))
+        chosen = order_products(rng, products)
         if not chosen:
             chosen = [
                 SandboxProduct(

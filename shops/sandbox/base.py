@@ -101,6 +101,14 @@ def new_secret(prefix: str = "") -> str:
     return prefix + secrets.token_urlsafe(24)
 
 
+def order_products(rng: random.Random, products: list[SandboxProduct]) -> list[SandboxProduct]:
+    """The products a generated order buys: mostly one, sometimes two or three, never repeated.
+
+    The draws (line count, then the sample) are the generators' seeded sequence: keep the order.
+    """
+    return rng.sample(products, k=min(len(products), rng.choice([1, 1, 1, 2, 2, 3])))
+
+
 # --- faults and rate limits -------------------------------------------------------------------
 
 _rng = random.Random()

@@ -46,6 +46,7 @@ from shops.sandbox.base import (
     SandboxPlatform,
     injected_fault,
     next_number,
+    order_products,
     plain_fault_response,
     throttled,
 )
@@ -831,7 +832,7 @@ class EbaySandbox(SandboxPlatform):
     ) -> dict:
         buyer = fake_buyer(rng)
         currency = "USD"
-        picks = rng.sample(products, k=min(len(products), rng.choice([1, 1, 1, 2, 2, 3])))
+        picks = order_products(rng, products)
         items = [(p.sku_id, p.product_id, p.title or p.seller_sku, p.price) for p in picks] or [
             ("SAMPLE-1", "385700000001", "Sample product", Decimal("19.99"))
         ]

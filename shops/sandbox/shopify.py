@@ -48,6 +48,7 @@ from shops.sandbox.base import (
     SandboxPlatform,
     injected_fault,
     next_number,
+    order_products,
     plain_fault_response,
     throttled,
 )
@@ -796,7 +797,7 @@ class ShopifySandbox(SandboxPlatform):
     ) -> dict:
         buyer = fake_buyer(rng)
         currency = "USD"
-        picks = rng.sample(products, k=min(len(products), rng.choice([1, 1, 1, 2, 2, 3])))
+        picks = order_products(rng, products)
         items = [
             (p.sku_id, p.product_id, p.seller_sku, p.title or p.seller_sku, p.price) for p in picks
         ] or [("1730000000000", "1729000000000", "SAMPLE-1", "Sample product", Decimal("19.99"))]

@@ -22,7 +22,6 @@ from shops.platforms.base import (
 from shops.platforms.http import sandbox_transport
 from shops.platforms.shopify import ShopifyConnector
 from shops.sandbox.base import SandboxInputError, sandbox_for
-from shops.sandbox.connect import sandbox_connect
 from shops.sandbox.models import (
     SandboxCancellation,
     SandboxOrder,
@@ -42,23 +41,6 @@ def shop(tenant_a):
     for code in ("GLOW-SERUM", "GLOW-MASK", "GLOW-OIL"):
         ListingFactory(tenant=tenant_a, shop=shop, sku__tenant=tenant_a, sku__code=code)
     return shop
-
-
-@pytest.fixture
-def store(shop) -> SandboxStore:
-    store = sandbox_connect(shop=shop)
-    shop.refresh_from_db()
-    return store
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def connector(shop, store, sleeps) -> ShopifyConnector:
-    return connector_for(shop, sleep=sleeps.append, backoff_base=0.01)
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""What every bench script shares: a throwaway PostgreSQL database and Django set up on it.
+
+    with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
+        django_on(url)
+        ...
+
+The database is created next to the one DATABASE_URL names and its tables are built straight
+from the models (like the test suite's --nomigrations). Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+
+def bench_database_url(url: str, *, label: str, script: str) -> tuple[str, str, str]:
+    """(bench database URL, bench database name, maintenance database URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        sys.exit(f"{script} needs DATABASE_URL=postgres://... (PostgreSQL)")
+    base = parts.path.lstrip("/") or "tkerp"
+    name = f"{base}_bench_{label}_{os.getpid()}"
+    return (
+        urlunsplit(parts._replace(path=f"/{name}")),
+        name,
+        urlunsplit(parts._replace(path="/postgres")),
+    )
+
+
+def admin_sql(maintenance_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@contextmanager
+def throwaway_database(label: str, *, script: str, keep: bool = False) -> Iterator[str]:
+    """Create a bench database next to DATABASE_URL's, yield its URL, then drop it.
+
+    `keep` leaves it (and says so). DATABASE_URL is put back afterwards, so a later bench in the
+    same process (bench/stock.py runs bench_push()) starts from the original one.
+    """
+    source_url = os.environ.get("DATABASE_URL", "")
+    url, name, maintenance = bench_database_url(source_url, label=label, script=script)
+    admin_sql(maintenance, f'CREATE DATABASE "{name}"')
+    try:
+        yield url
+    finally:
+        if keep:
+            print(f"kept database {name}")
+        else:
+            from django.db import connections
+
+            connections.close_all()
+            admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        os.environ["DATABASE_URL"] = source_url
+
+
+def django_on(url: str) -> None:
+    """Set Django up on the bench database (or re-point it there if already set up)."""
+    name = urlsplit(url).path.lstrip("/")
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
+    # Benches talk to the sandboxes (bench_push may run later in the same process): settings
+    # read this once.
+    os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+    from django.apps import apps
+
+    if apps.ready:
+        from django.conf import settings
+        from django.db import connections
+
+        connections.close_all()
+        settings.DATABASES["default"]["NAME"] = name
+        connections["default"].settings_dict["NAME"] = name
+    else:
+        django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    # Tables straight from the models (like the test suite's --nomigrations).
+    settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def timed_transport(inner):
+    """The in-process sandbox transport, adding up the time the platform took."""
+    import httpx
+
+    class TimedTransport(httpx.BaseTransport):
+        def __init__(self):
+            self.inner = inner
+            self.seconds = 0.0
+            self.requests = 0
+
+        def handle_request(self, request):
+            started = time.perf_counter()
+            try:
+                response = self.inner.handle_request(request)
+                response.read()  # the body is produced lazily: count it as the platform's time
+                return response
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.requests += 1
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return TimedTransport()

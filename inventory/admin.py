@@ -69,40 +69,37 @@ class StockLevelInline(TenantTabularInline):
         return super().get_queryset(request).select_related("sku", "warehouse")
 
 
-class SupplierItemForSkuInline(TenantTabularInline):
+class _SupplierItemInline(TenantTabularInline):
+    """Supplier items on a SKU's page or a supplier's: the same columns after the other side."""
+
     model = SupplierItem
-    fields = (
-        "supplier",
-        "supplier_item_code",
-        "cost",
-        "currency",
-        "lead_time_days",
-        "min_order_quantity",
-        "is_preferred",
-    )
-    autocomplete_fields = ("supplier",)
+    other_side: str
     extra = 0
+
+    def get_fields(self, request, obj=None):
+        return (
+            self.other_side,
+            "supplier_item_code",
+            "cost",
+            "currency",
+            "lead_time_days",
+            "min_order_quantity",
+            "is_preferred",
+        )
+
+    def get_autocomplete_fields(self, request):
+        return (self.other_side,)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("supplier", "sku")
 
 
-class SupplierItemForSupplierInline(TenantTabularInline):
-    model = SupplierItem
-    fields = (
-        "sku",
-        "supplier_item_code",
-        "cost",
-        "currency",
-        "lead_time_days",
-        "min_order_quantity",
-        "is_preferred",
-    )
-    autocomplete_fields = ("sku",)
-    extra = 0
+class SupplierItemForSkuInline(_SupplierItemInline):
+    other_side = "supplier"
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("supplier", "sku")
+
+class SupplierItemForSupplierInline(_SupplierItemInline):
+    other_side = "sku"
 
 
 @admin.register(Sku)

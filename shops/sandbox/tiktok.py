@@ -684,16 +684,8 @@ def cancellations_search(call: Call) -> dict:
         found = found.filter(status__in=statuses)
     if types := _body_list(body, "cancel_types"):
         found = found.filter(payload__cancel_type__in=types)
-    total = found.count()
-    field = "updated" if sort_field == "update_time" else "created"
-    kind = "U" if field == "updated" else "C"
-    rows, token = keyset_page(
-        found,
-        field=field,
-        ascending=sort_order == "ASC",
-        page_size=page_size,
-        token=call.query.get("page_token", ""),
-        kind=kind if sort_order == "ASC" else kind.lower(),
+    rows, token, total = _sorted_page(
+        call, found, page_size=page_size, sort_field=sort_field, sort_order=sort_order
     )
     return {
         "cancellations": [row.payload for row in rows],
@@ -797,16 +789,8 @@ def returns_search(call: Call) -> dict:
         found = found.filter(status__in=statuses)
     if types := _body_list(body, "return_types"):
         found = found.filter(payload__return_type__in=types)
-    total = found.count()
-    field = "updated" if sort_field == "update_time" else "created"
-    kind = "U" if field == "updated" else "C"
-    rows, token = keyset_page(
-        found,
-        field=field,
-        ascending=sort_order == "ASC",
-        page_size=page_size,
-        token=call.query.get("page_token", ""),
-        kind=kind if sort_order == "ASC" else kind.lower(),
+    rows, token, total = _sorted_page(
+        call, found, page_size=page_size, sort_field=sort_field, sort_order=sort_order
     )
     return {
         "return_orders": [{k: v for k, v in row.payload.items() if k != "record"} for row in rows],
@@ -1906,3 +1890,19 @@ class TikTokSandbox(SandboxPlatform):
                     )
                 )
         return statuses
+
+
+def _sorted_page(call, found, *, page_size: int, sort_field: str, sort_order: str):
+    """One keyset page of cancellation/return rows in the requested order: (rows, token, total)."""
+    total = found.count()
+    field = "updated" if sort_field == "update_time" else "created"
+    kind = "U" if field == "updated" else "C"
+    rows, token = keyset_page(
+        found,
+        field=field,
+        ascending=sort_order == "ASC",
+        page_size=page_size,
+        token=call.query.get("page_token", ""),
+        kind=kind if sort_order == "ASC" else kind.lower(),
+    )
+    return rows, token, total

@@ -71,6 +71,7 @@ from shops.platforms.base import (
     TokenSet,
     WebhookEvent,
     WebhookVerificationError,
+    parse_iso_datetime,
 )
 from shops.platforms.http import RateLimit, bucket_for
 
@@ -149,15 +150,7 @@ def amazon_datetime(value: datetime) -> str:
 
 def parse_amazon_datetime(value: str | None) -> datetime | None:
     """An aware UTC datetime from Amazon's ISO 8601 text (with Z or an offset)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        raise PlatformResponseError(f"unparseable date {value!r}", platform="amazon") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_iso_datetime(value, platform="amazon")
 
 
 def money(value: Mapping | None) -> Decimal:

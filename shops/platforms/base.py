@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
@@ -97,6 +97,21 @@ class PlatformResponseError(PlatformError):
 
 class WebhookVerificationError(Exception):
     """A webhook's signature did not verify."""
+
+
+def parse_iso_datetime(value, *, platform: str = "") -> datetime | None:
+    """An aware UTC datetime from a platform's ISO 8601 text (Z or an offset; a naive value is
+    read as UTC rather than guessed). Empty gives None; anything else unparseable is a
+    `PlatformResponseError`, never a half-mapped order."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise PlatformResponseError(f"bad timestamp {value!r}", platform=platform) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 # --- shapes ---------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from shops.platforms.base import (
     ShipRequest,
     ShipResult,
     TokenSet,
+    parse_iso_datetime,
 )
 from shops.platforms.http import RateLimit
 
@@ -78,15 +79,7 @@ def _decimal(amount: dict | None, *, field: str) -> Decimal:
 
 
 def _datetime(value) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise PlatformResponseError(f"bad timestamp {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_iso_datetime(value, platform="ebay")
 
 
 def _iso(value: datetime) -> str:

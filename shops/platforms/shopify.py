@@ -53,6 +53,7 @@ from shops.platforms.base import (
     ShipRequest,
     ShipResult,
     WebhookEvent,
+    parse_iso_datetime,
 )
 from shops.platforms.http import RateLimit
 
@@ -97,17 +98,7 @@ def _decimal(value, *, field: str = "amount") -> Decimal:
 
 
 def _datetime(value) -> datetime | None:
-    """ISO 8601 with an offset ("2025-01-31T09:15:02-05:00") as an aware UTC datetime."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise PlatformResponseError(f"bad timestamp {value!r}") from None
-    if parsed.tzinfo is None:
-        # Shopify always sends an offset; a naive value is read as UTC rather than guessed.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_iso_datetime(value, platform="shopify")
 
 
 def _iso(value: datetime) -> str:

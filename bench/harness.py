@@ -115,3 +115,33 @@ def timed_transport(inner):
             self.inner.close()
 
     return TimedTransport()
+
+
+def bench_tiktok_shop(*, on_hand: int, skus: int = 40, warehouse_priority: bool = False):
+    """A throwaway seller with one TikTok shop connected to its sandbox, `skus` listed SKUs and
+    `on_hand` units of each in one warehouse. Returns (tenant, shop)."""
+    from decimal import Decimal
+
+    from inventory.models import Listing, ShopWarehouse, Sku, StockLevel, Warehouse
+    from shops.models import Shop, Tenant
+    from shops.sandbox.connect import sandbox_connect
+    from tkerp.tenancy import tenant_context
+
+    tenant = Tenant.objects.create(name="Bench Seller", slug="bench-seller")
+    with tenant_context(tenant):
+        shop = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
+        warehouse = Warehouse.objects.create(tenant=tenant, code="MAIN", name="Main warehouse")
+        if warehouse_priority:
+            ShopWarehouse.objects.create(tenant=tenant, shop=shop, warehouse=warehouse, priority=1)
+        for number in range(1, skus + 1):
+            sku = Sku.objects.create(
+                tenant=tenant,
+                code=f"BENCH-{number:03d}",
+                name=f"Bench product {number}",
+                cost=Decimal("3.20") + number,
+            )
+            Listing.objects.create(tenant=tenant, shop=shop, sku=sku)
+            StockLevel.objects.create(tenant=tenant, sku=sku, warehouse=warehouse, on_hand=on_hand)
+        sandbox_connect(shop=shop)
+        shop.refresh_from_db()
+    return tenant, shop

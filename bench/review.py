@@ -28,7 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import django_on, throwaway_database, timed_transport  # noqa: E402
+from harness import (  # noqa: E402
+    bench_tiktok_shop,
+    django_on,
+    throwaway_database,
+    timed_transport,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,36 +55,17 @@ def main() -> None:
 def run(args: argparse.Namespace, url: str) -> None:
     django_on(url)
 
-    from decimal import Decimal
-
     import inventory.reservations as reservations_module
     import orders.review as review_module
-    from inventory.models import Listing, ShopWarehouse, Sku, StockLevel, Warehouse
     from orders.models import Order, OrderEvent, OrderHold, OrderStatus
-    from shops.models import Shop, Tenant
     from shops.platforms import connector_for
     from shops.platforms.http import sandbox_transport
     from shops.sandbox.actions import sandbox_spike
-    from shops.sandbox.connect import sandbox_connect
     from shops.sync import shop_sync
     from tkerp.tenancy import tenant_context
 
-    tenant = Tenant.objects.create(name="Bench Seller", slug="bench-seller")
+    tenant, shop = bench_tiktok_shop(on_hand=100_000, warehouse_priority=True)
     with tenant_context(tenant):
-        shop = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
-        warehouse = Warehouse.objects.create(tenant=tenant, code="MAIN", name="Main")
-        ShopWarehouse.objects.create(tenant=tenant, shop=shop, warehouse=warehouse, priority=1)
-        for number in range(1, 41):
-            sku = Sku.objects.create(
-                tenant=tenant,
-                code=f"BENCH-{number:03d}",
-                name=f"Bench product {number}",
-                cost=Decimal("3.20") + number,
-            )
-            Listing.objects.create(tenant=tenant, shop=shop, sku=sku)
-            StockLevel.objects.create(tenant=tenant, sku=sku, warehouse=warehouse, on_hand=100_000)
-        sandbox_connect(shop=shop)
-        shop.refresh_from_db()
         spike = sandbox_spike(shop=shop, orders=args.orders, seed=args.seed, cancel_rate=0.03)
 
         # 1. The sync pass, with the time spent inside review measured around it.

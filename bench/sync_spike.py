@@ -24,7 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import django_on, throwaway_database, timed_transport  # noqa: E402
+from harness import (  # noqa: E402
+    bench_tiktok_shop,
+    django_on,
+    throwaway_database,
+    timed_transport,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,38 +58,19 @@ def main() -> None:
 def run(args: argparse.Namespace, url: str) -> None:
     django_on(url)
 
-    from decimal import Decimal
-
     from django.db import connection
 
-    from inventory.models import Listing, Sku, StockLevel, Warehouse
     from orders import ingest as ingest_module
     from orders.models import Order, OrderLine
-    from shops.models import Shop, Tenant
     from shops.platforms import connector_for
     from shops.platforms.http import sandbox_transport
     from shops.sandbox.actions import sandbox_spike
-    from shops.sandbox.connect import sandbox_connect
     from shops.sync import shop_sync
     from tkerp.tenancy import tenant_context
 
-    tenant = Tenant.objects.create(name="Bench Seller", slug="bench-seller")
+    # Enough stock for the whole spike: the live stream was planned for.
+    tenant, shop = bench_tiktok_shop(on_hand=5000)
     with tenant_context(tenant):
-        shop = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
-        warehouse = Warehouse.objects.create(tenant=tenant, code="MAIN", name="Main warehouse")
-        for number in range(1, 41):
-            sku = Sku.objects.create(
-                tenant=tenant,
-                code=f"BENCH-{number:03d}",
-                name=f"Bench product {number}",
-                cost=Decimal("3.20") + number,
-            )
-            Listing.objects.create(tenant=tenant, shop=shop, sku=sku)
-            # Enough stock for the whole spike: the live stream was planned for.
-            StockLevel.objects.create(tenant=tenant, sku=sku, warehouse=warehouse, on_hand=5000)
-        sandbox_connect(shop=shop)
-        shop.refresh_from_db()
-
         started = time.perf_counter()
         spike = sandbox_spike(
             shop=shop, orders=args.orders, seed=args.seed, cancel_rate=args.cancel_rate

@@ -209,6 +209,10 @@ def address_findings(*, address: Address, settings: ReviewSettings) -> list[Find
 
 
 def address_key_hash(address: Address) -> str:
+    """The duplicate-address key; empty (never a duplicate) for an address with no street, which
+    is held `address.incomplete` anyway and would otherwise group every such order together."""
+    if not address.line1.strip():
+        return ""
     return hashlib.sha256(address.key().encode()).hexdigest()
 
 

@@ -310,6 +310,17 @@ def test_duplicate_address_holds_both_sides_and_names_the_siblings(make_order, s
     assert active_codes(far) == set()
 
 
+def test_orders_with_no_street_are_incomplete_not_duplicates_of_each_other(make_order):
+    now = timezone.now()
+    first = make_order(placed_at=now - timedelta(hours=1), address_line1="", address_line2="")
+    second = make_order(placed_at=now, address_line1="", address_line2="")
+    review(first)
+    review(second)
+    first.refresh_from_db()
+    assert "address.incomplete" in active_codes(second)
+    assert "duplicate_address" not in active_codes(first) | active_codes(second)
+
+
 def test_duplicates_do_not_cross_tenants(make_order, tenant_b):
     order = make_order()
     review(order)

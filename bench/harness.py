@@ -123,8 +123,8 @@ def bench_tiktok_shop(*, on_hand: int, skus: int = 40, warehouse_priority: bool 
     from decimal import Decimal
 
     from inventory.models import Listing, ShopWarehouse, Sku, StockLevel, Warehouse
+    from sandbox.connect import sandbox_connect
     from shops.models import Shop, Tenant
-    from shops.sandbox.connect import sandbox_connect
     from tkerp.tenancy import tenant_context
 
     tenant = Tenant.objects.create(name="Bench Seller", slug="bench-seller")

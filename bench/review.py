@@ -58,9 +58,9 @@ def run(args: argparse.Namespace, url: str) -> None:
     import inventory.reservations as reservations_module
     import orders.review as review_module
     from orders.models import Order, OrderEvent, OrderHold, OrderStatus
+    from sandbox.actions import sandbox_spike
     from shops.platforms import connector_for
     from shops.platforms.http import sandbox_transport
-    from shops.sandbox.actions import sandbox_spike
     from shops.sync import shop_sync
     from tkerp.tenancy import tenant_context
 

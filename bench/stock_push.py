@@ -63,11 +63,11 @@ def _run(*, repeats: int, sku_count: int, pause: float) -> dict:
     from inventory.availability import listings_available, skus_changed
     from inventory.models import InventoryPush, Listing, Sku, Warehouse
     from inventory.stock import stock_adjust, stock_count
+    from sandbox.base import reset_rate_limits
+    from sandbox.connect import sandbox_connect
+    from sandbox.models import SandboxProduct
     from shops.models import Shop, Tenant
     from shops.platforms import http as platform_http
-    from shops.sandbox.base import reset_rate_limits
-    from shops.sandbox.connect import sandbox_connect
-    from shops.sandbox.models import SandboxProduct
     from tkerp.tenancy import tenant_context
 
     reset_rate_limits()

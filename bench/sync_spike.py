@@ -62,9 +62,9 @@ def run(args: argparse.Namespace, url: str) -> None:
 
     from orders import ingest as ingest_module
     from orders.models import Order, OrderLine
+    from sandbox.actions import sandbox_spike
     from shops.platforms import connector_for
     from shops.platforms.http import sandbox_transport
-    from shops.sandbox.actions import sandbox_spike
     from shops.sync import shop_sync
     from tkerp.tenancy import tenant_context
 

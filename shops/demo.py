@@ -516,7 +516,7 @@ def demo_seed(
 
 def _connect_sandboxes(tenant: Tenant) -> None:
     """Point every platform shop of the tenant at its local sandbox (idempotent)."""
-    from shops.sandbox.connect import sandbox_connect
+    from sandbox.connect import sandbox_connect
 
     with tenant_context(tenant):
         for shop in Shop.objects.exclude(platform=Platform.MANUAL).order_by("pk"):

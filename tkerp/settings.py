@@ -48,7 +48,7 @@ INSTALLED_APPS = [
     "inventory.apps.InventoryConfig",
     "orders.apps.OrdersConfig",
     "logistics.apps.LogisticsConfig",
-    "shops.sandbox.apps.SandboxConfig",
+    "sandbox.apps.SandboxConfig",
 ]
 
 MIDDLEWARE = [

@@ -15,4 +15,4 @@ urlpatterns = [
 ]
 
 if settings.TKERP_SANDBOX_ENABLED:
-    urlpatterns.append(path("sandbox/", include("shops.sandbox.urls")))
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

@@ -69,7 +69,7 @@ class LoopbackReceiver:
 def connect_shop(tenant, platform: str, *, sku_codes=("MUG-01", "CAP-02", "PIN-03"), **fields):
     """A shop of `tenant` with listings, connected to its platform's sandbox: (shop, store)."""
     from inventory.models import Sku
-    from shops.sandbox.connect import sandbox_connect
+    from sandbox.connect import sandbox_connect
     from tests.factories import ListingFactory, ShopFactory, SkuFactory
 
     fields.setdefault("name", f"{tenant.name} {platform}")
@@ -89,8 +89,8 @@ def add_orders(store, count: int, *, start, step=None, seed: int = 0) -> list:
     import random
     from datetime import timedelta
 
-    from shops.sandbox.base import sandbox_for
-    from shops.sandbox.models import SandboxProduct
+    from sandbox.base import sandbox_for
+    from sandbox.models import SandboxProduct
 
     step = step if step is not None else timedelta(seconds=1)
     sandbox = sandbox_for(store.platform)

@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from orders.ingest import orders_ingest
 from orders.models import Order, OrderEvent, OrderLine
+from sandbox.actions import sandbox_spike
+from sandbox.models import SandboxOrder, SandboxStore
 from shops import sync as sync_module
 from shops import webhooks as webhooks_module
 from shops.models import Shop, SyncRun, WebhookDelivery
 from shops.platforms import connector_for
-from shops.sandbox.actions import sandbox_spike
-from shops.sandbox.models import SandboxOrder, SandboxStore
 from shops.sync import shop_sync
 from shops.tasks import process_webhook
 from tests.e2e.helpers import (

@@ -15,10 +15,10 @@ from inventory.models import InventoryPush, Listing, PushResult, Sku
 from inventory.push import push_pending, shop_reconcile
 from inventory.stock import stock_adjust, stock_count
 from inventory.tasks import flush_shop_pushes
+from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxProduct
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
-from shops.sandbox.base import reset_rate_limits
-from shops.sandbox.models import SandboxProduct
 from tests.e2e.helpers import connect_shop
 from tests.factories import ShopWarehouseFactory, WarehouseFactory
 from tkerp.tenancy import tenant_context

@@ -26,9 +26,9 @@ from orders.models import (
     OrderStatus,
     ReturnRequest,
 )
+from sandbox.base import sandbox_for
+from sandbox.models import SandboxCancellation, SandboxOrder
 from shops.platforms.tiktok import DEFAULT_REJECT_REASON
-from shops.sandbox.base import sandbox_for
-from shops.sandbox.models import SandboxCancellation, SandboxOrder
 from shops.sync import shop_sync
 from tests.e2e.helpers import (
     add_orders,

@@ -8,8 +8,8 @@ from django.utils import timezone
 from inventory.models import MovementKind, Sku, StockLevel, StockMovement
 from orders.models import ReturnRequest
 from orders.returns import ReturnError, return_receive, returns_sync
-from shops.sandbox.base import sandbox_for
-from shops.sandbox.models import SandboxOrder
+from sandbox.base import sandbox_for
+from sandbox.models import SandboxOrder
 from shops.sync import shop_sync
 from tests.e2e.helpers import add_orders, connect_shop
 from tests.factories import ReturnRequestFactory, SkuFactory, WarehouseFactory

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from inventory.models import Sku
 from orders.models import Order, OrderEvent, OrderHold, OrderStatus
+from sandbox.base import sandbox_for
+from sandbox.models import SandboxProduct
 from shops.models import WebhookDelivery
 from shops.platforms import connector_for
-from shops.sandbox.base import sandbox_for
-from shops.sandbox.models import SandboxProduct
 from shops.sync import shop_sync
 from shops.tasks import process_webhook
 from tests.e2e.helpers import connect_shop

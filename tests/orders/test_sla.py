@@ -10,8 +10,8 @@ from django.utils import timezone
 from orders.ingest import orders_ingest
 from orders.models import Order
 from orders.sla import order_sla_compute, sla_deadlines
+from sandbox.models import SandboxOrder
 from shops.platforms.base import PlatformLine, PlatformOrder
-from shops.sandbox.models import SandboxOrder
 from shops.sync import shop_sync
 from tests.e2e.helpers import add_orders, connect_shop
 from tests.factories import ShopFactory

@@ -7,9 +7,9 @@ recorded sleeps, TikTok's shop_store) define their own fixtures of the same name
 
 import pytest
 
+from sandbox.connect import sandbox_connect
+from sandbox.models import SandboxStore
 from shops.platforms import connector_for
-from shops.sandbox.connect import sandbox_connect
-from shops.sandbox.models import SandboxStore
 
 
 @pytest.fixture

@@ -15,6 +15,10 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from sandbox.amazon import AmazonSandbox
+from sandbox.base import SandboxInputError, reset_rate_limits
+from sandbox.connect import sandbox_connect
+from sandbox.models import SandboxOrder, SandboxProduct, SandboxShipment, SandboxStore
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
 from shops.platforms.amazon import AmazonConnector, amazon_datetime
@@ -28,10 +32,6 @@ from shops.platforms.base import (
     WebhookVerificationError,
 )
 from shops.platforms.http import sandbox_transport
-from shops.sandbox.amazon import AmazonSandbox
-from shops.sandbox.base import SandboxInputError, reset_rate_limits
-from shops.sandbox.connect import sandbox_connect
-from shops.sandbox.models import SandboxOrder, SandboxProduct, SandboxShipment, SandboxStore
 from tests.factories import ListingFactory, ShopFactory, SkuFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,6 +8,14 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from sandbox.base import SandboxInputError, sandbox_for
+from sandbox.models import (
+    SandboxCancellation,
+    SandboxOrder,
+    SandboxProduct,
+    SandboxShipment,
+    SandboxStore,
+)
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
 from shops.platforms.base import (
@@ -19,14 +27,6 @@ from shops.platforms.base import (
 )
 from shops.platforms.ebay import EbayConnector
 from shops.platforms.http import sandbox_transport
-from shops.sandbox.base import SandboxInputError, sandbox_for
-from shops.sandbox.models import (
-    SandboxCancellation,
-    SandboxOrder,
-    SandboxProduct,
-    SandboxShipment,
-    SandboxStore,
-)
 from tests.factories import ListingFactory, ShopFactory
 
 T0 = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)

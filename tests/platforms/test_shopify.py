@@ -11,6 +11,14 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from sandbox.base import SandboxInputError, sandbox_for
+from sandbox.models import (
+    SandboxCancellation,
+    SandboxOrder,
+    SandboxProduct,
+    SandboxStore,
+    SandboxWebhook,
+)
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
 from shops.platforms.base import (
@@ -21,14 +29,6 @@ from shops.platforms.base import (
 )
 from shops.platforms.http import sandbox_transport
 from shops.platforms.shopify import ShopifyConnector
-from shops.sandbox.base import SandboxInputError, sandbox_for
-from shops.sandbox.models import (
-    SandboxCancellation,
-    SandboxOrder,
-    SandboxProduct,
-    SandboxStore,
-    SandboxWebhook,
-)
 from tests.factories import ListingFactory, ShopFactory
 
 T0 = datetime(2025, 3, 10, 15, 0, tzinfo=UTC)
@@ -563,9 +563,7 @@ def test_sandbox_webhook_is_signed_and_parsed(shop, sandbox, store, monkeypatch)
         received.append(request)
         return httpx.Response(200)
 
-    monkeypatch.setattr(
-        "shops.sandbox.shopify.sandbox_transport", lambda: httpx.MockTransport(receiver)
-    )
+    monkeypatch.setattr("sandbox.shopify.sandbox_transport", lambda: httpx.MockTransport(receiver))
     order = add_order(sandbox, store, at=T0, seed=2)
 
     status = sandbox.send_webhook(store=store, topic="orders/updated", data=order.payload)

@@ -15,6 +15,12 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from sandbox import tiktok as tiktok_sandbox
+from sandbox.actions import sandbox_spike
+from sandbox.base import reset_rate_limits
+from sandbox.connect import sandbox_connect
+from sandbox.models import SandboxOrder, SandboxStore, SandboxWebhook
+from sandbox.tiktok import TikTokSandbox, issue_auth_code
 from shops.credentials import credentials_store_tokens
 from shops.models import ShopCredentials
 from shops.platforms import connector_for
@@ -30,12 +36,6 @@ from shops.platforms.base import (
 )
 from shops.platforms.http import sandbox_transport
 from shops.platforms.tiktok import TikTokConnector, query_string, sign
-from shops.sandbox import tiktok as tiktok_sandbox
-from shops.sandbox.actions import sandbox_spike
-from shops.sandbox.base import reset_rate_limits
-from shops.sandbox.connect import sandbox_connect
-from shops.sandbox.models import SandboxOrder, SandboxStore, SandboxWebhook
-from shops.sandbox.tiktok import TikTokSandbox, issue_auth_code
 from tests.factories import ListingFactory, ShopFactory, SkuFactory
 
 USPS = "7117858858072016686"
@@ -396,7 +396,7 @@ class TestGateway:
     def test_injected_badsign_is_not_retried(self, store, connector, monkeypatch):
         store.fault_rate, store.fault_kinds = 0.5, ["badsign"]
         store.save()
-        monkeypatch.setattr("shops.sandbox.base._rng", ScriptedFaults(0.1))
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults(0.1))
         with pytest.raises(PlatformAuthError):
             connector.warehouses()
         assert connector.http.last_attempts == 1
@@ -435,7 +435,7 @@ class TestGateway:
         )
         store.fault_rate, store.fault_kinds = 0.5, ["503"]
         store.save()
-        monkeypatch.setattr("shops.sandbox.base._rng", ScriptedFaults(0.1))
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults(0.1))
         transport = RecordingTransport()
         connector = connector_for(shop, transport=transport, sleep=lambda _: None)
         assert connector.warehouses()
@@ -528,7 +528,7 @@ class TestGateway:
     def test_429_with_retry_after_is_waited_out(self, store, connector, sleeps, monkeypatch):
         store.fault_rate, store.fault_kinds = 0.5, ["429"]
         store.save()
-        monkeypatch.setattr("shops.sandbox.base._rng", ScriptedFaults(0.1, 0.1))
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults(0.1, 0.1))
         assert connector.warehouses()[0]["id"] == store.warehouse_id
         assert connector.http.last_attempts == 3
         # Retry-After: 1 beats the 10 ms backoff both times.
@@ -539,7 +539,7 @@ class TestGateway:
     def test_server_errors_are_retried(self, store, connector, sleeps, monkeypatch, kind):
         store.fault_rate, store.fault_kinds = 0.5, [kind]
         store.save()
-        monkeypatch.setattr("shops.sandbox.base._rng", ScriptedFaults(0.1, 0.1))
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults(0.1, 0.1))
         assert connector.warehouses()
         assert connector.http.last_attempts == 3
         assert len(sleeps) == 2 and all(0 < delay <= 0.04 for delay in sleeps)

@@ -12,11 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from sandbox import tiktok as tiktok_sandbox
+from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxOrder, SandboxStore, SandboxWebhook
+from sandbox.tiktok import TikTokSandbox
 from shops.models import ShopCredentials
-from shops.sandbox import tiktok as tiktok_sandbox
-from shops.sandbox.base import reset_rate_limits
-from shops.sandbox.models import SandboxOrder, SandboxStore, SandboxWebhook
-from shops.sandbox.tiktok import TikTokSandbox
 from tests.factories import ListingFactory, ShopCredentialsFactory, ShopFactory, SkuFactory
 
 
@@ -198,7 +198,7 @@ class TestLoad:
         class OneByOne(TikTokSandbox):
             load_orders = None  # as a sandbox without the optional bulk hook
 
-        monkeypatch.setattr("shops.sandbox.actions.sandbox_for", lambda platform: OneByOne())
+        monkeypatch.setattr("sandbox.actions.sandbox_for", lambda platform: OneByOne())
         run("spike", "--shop", str(shop.pk), "--orders", "1", "--cancel-rate", "0")
         payloads = generated(store_of(shop), 3)
         payloads[2]["payment"]["total_amount"] = None

@@ -16,13 +16,13 @@ from django.utils import timezone
 import shops.admin_sync  # noqa: F401 - registers the sync admins (the lead wires it for real)
 from orders.ingest import orders_ingest
 from orders.models import Order, OrderEvent, OrderLine
+from sandbox.base import sandbox_for
+from sandbox.models import SandboxOrder, SandboxStore
 from shops import sync as sync_module
 from shops import tasks
 from shops.admin_sync import ShopSyncAdminMixin
 from shops.models import Shop, SyncRun, WebhookDelivery
 from shops.platforms import connector_for
-from shops.sandbox.base import sandbox_for
-from shops.sandbox.models import SandboxOrder, SandboxStore
 from shops.schedules import schedules_ensure
 from shops.sync import shop_sync, sync_alert_key
 from tests.e2e.helpers import (

@@ -16,11 +16,11 @@ from django.utils import timezone
 
 import shops.admin_sync  # noqa: F401 - registers the sync admins (the lead wires it for real)
 from orders.models import Order, OrderEvent
+from sandbox.base import sandbox_for
+from sandbox.models import SandboxStore
 from shops import tasks
 from shops.models import ShopCredentials, WebhookDelivery
 from shops.platforms.base import PlatformError
-from shops.sandbox.base import sandbox_for
-from shops.sandbox.models import SandboxStore
 from shops.webhooks import webhook_delivery_process
 from tests.e2e.helpers import (
     add_orders,

@@ -1,7 +1,7 @@
 """`python manage.py sandbox spike|load|show|faults --shop ID ...`: drive a platform sandbox.
 
 Works for every platform with a sandbox (through `sandbox_for(shop.platform)`); the logic lives
-in `shops.sandbox.actions`.
+in `sandbox.actions`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from shops.models import Shop
-from shops.sandbox.actions import (
+from sandbox.actions import (
     FAULT_KINDS,
     SHOW_VIEWS,
     sandbox_load,
@@ -20,7 +19,8 @@ from shops.sandbox.actions import (
     sandbox_show,
     sandbox_spike,
 )
-from shops.sandbox.base import SandboxInputError
+from sandbox.base import SandboxInputError
+from shops.models import Shop
 from tkerp.tenancy import all_tenants, tenant_context
 
 

@@ -15,14 +15,14 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from sandbox.models import SandboxOrder, SandboxProduct, SandboxStore
 from shops.platforms.http import RateLimit, TokenBucket
-from shops.sandbox.models import SandboxOrder, SandboxProduct, SandboxStore
 
 SANDBOXES = {
-    "tiktok": "shops.sandbox.tiktok.TikTokSandbox",
-    "shopify": "shops.sandbox.shopify.ShopifySandbox",
-    "amazon": "shops.sandbox.amazon.AmazonSandbox",
-    "ebay": "shops.sandbox.ebay.EbaySandbox",
+    "tiktok": "sandbox.tiktok.TikTokSandbox",
+    "shopify": "sandbox.shopify.ShopifySandbox",
+    "amazon": "sandbox.amazon.AmazonSandbox",
+    "ebay": "sandbox.ebay.EbaySandbox",
 }
 
 SANDBOX_BASE_URL = "http://sandbox.tkerp.internal/sandbox"

@@ -41,7 +41,7 @@ from django.utils import timezone as django_timezone
 from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
-from shops.sandbox.base import (
+from sandbox.base import (
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -50,14 +50,14 @@ from shops.sandbox.base import (
     plain_fault_response,
     throttled,
 )
-from shops.sandbox.models import (
+from sandbox.models import (
     SandboxCancellation,
     SandboxOrder,
     SandboxProduct,
     SandboxShipment,
     SandboxStore,
 )
-from shops.sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
+from sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
 
 ACCESS_TOKEN_SECONDS = 7200
 MAX_LIMIT = 200

@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class SandboxConfig(AppConfig):
-    name = "shops.sandbox"
+    name = "sandbox"
     label = "sandbox"
     verbose_name = "Platform sandboxes"

@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from inventory.models import Listing
+from sandbox.base import SANDBOX_BASE_URL, new_secret, sandbox_for
+from sandbox.models import SandboxProduct, SandboxStore
 from shops.models import Shop, ShopCredentials
-from shops.sandbox.base import SANDBOX_BASE_URL, new_secret, sandbox_for
-from shops.sandbox.models import SandboxProduct, SandboxStore
 
 WEBHOOK_BASE_URL = "http://sandbox.tkerp.internal/webhooks"
 

@@ -38,8 +38,7 @@ from django.urls import path, re_path
 from django.utils.crypto import get_random_string
 from django.views.decorators.csrf import csrf_exempt
 
-from shops.platforms.http import SANDBOX_HOST, sandbox_transport
-from shops.sandbox.base import (
+from sandbox.base import (
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -48,7 +47,7 @@ from shops.sandbox.base import (
     plain_fault_response,
     throttled,
 )
-from shops.sandbox.models import (
+from sandbox.models import (
     SandboxCancellation,
     SandboxOrder,
     SandboxProduct,
@@ -56,7 +55,8 @@ from shops.sandbox.models import (
     SandboxStore,
     SandboxWebhook,
 )
-from shops.sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
+from sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
+from shops.platforms.http import SANDBOX_HOST, sandbox_transport
 
 PREFIX = "/sandbox/tiktok"
 

@@ -63,9 +63,7 @@ from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from shops.platforms.amazon import MARKETPLACES, OPERATION_LIMITS, amazon_datetime
-from shops.platforms.http import RateLimit
-from shops.sandbox.base import (
+from sandbox.base import (
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -75,14 +73,16 @@ from shops.sandbox.base import (
     plain_fault_response,
     throttled,
 )
-from shops.sandbox.models import (
+from sandbox.models import (
     SandboxCancellation,
     SandboxOrder,
     SandboxProduct,
     SandboxShipment,
     SandboxStore,
 )
-from shops.sandbox.people import CANCEL_REASONS, fake_buyer
+from sandbox.people import CANCEL_REASONS, fake_buyer
+from shops.platforms.amazon import MARKETPLACES, OPERATION_LIMITS, amazon_datetime
+from shops.platforms.http import RateLimit
 
 ACCESS_TOKEN_SECONDS = 3600
 #: Amazon refuses a `...Before` later than two minutes ago (and defaults to exactly that).

@@ -19,10 +19,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from sandbox.base import SANDBOX_BASE_URL, SandboxInputError, sandbox_for
+from sandbox.connect import sandbox_connect
+from sandbox.models import SandboxStore
 from shops.models import Shop, ShopCredentials
-from shops.sandbox.base import SANDBOX_BASE_URL, SandboxInputError, sandbox_for
-from shops.sandbox.connect import sandbox_connect
-from shops.sandbox.models import SandboxStore
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "badsign")
 SHOW_VIEWS = ("orders", "inventory", "shipments", "cancellations")

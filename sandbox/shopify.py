@@ -41,9 +41,8 @@ from django.utils import timezone as django_timezone
 from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
-from shops.platforms.http import SANDBOX_HOST, sandbox_transport
-from shops.sandbox import base
-from shops.sandbox.base import (
+from sandbox import base
+from sandbox.base import (
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -52,7 +51,7 @@ from shops.sandbox.base import (
     plain_fault_response,
     throttled,
 )
-from shops.sandbox.models import (
+from sandbox.models import (
     SandboxCancellation,
     SandboxOrder,
     SandboxProduct,
@@ -60,7 +59,8 @@ from shops.sandbox.models import (
     SandboxStore,
     SandboxWebhook,
 )
-from shops.sandbox.people import BUYER_NOTES, CANCEL_REASONS, STATE_NAMES, fake_buyer
+from sandbox.people import BUYER_NOTES, CANCEL_REASONS, STATE_NAMES, fake_buyer
+from shops.platforms.http import SANDBOX_HOST, sandbox_transport
 
 API_VERSION = "2025-01"
 ORDER_ID_BASE = 5_600_000_000_000

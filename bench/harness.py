@@ -4,8 +4,9 @@
         django_on(url)
         ...
 
-The database is created next to the one DATABASE_URL names and its tables are built straight
-from the models (like the test suite's --nomigrations). Never part of the test run.
+The database is created next to the one DATABASE_URL names (the embedded PostgreSQL when it is
+unset) and its tables are built straight from the models (like the test suite's
+--nomigrations). Never part of the test run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ def throwaway_database(label: str, *, script: str, keep: bool = False) -> Iterat
     same process (bench/stock.py runs bench_push()) starts from the original one.
     """
     source_url = os.environ.get("DATABASE_URL", "")
+    if not source_url:
+        from pathlib import Path
+
+        from tkerp import embedded_postgres
+
+        data_dir = Path(
+            os.environ.get(
+                "TKERP_EMBEDDED_PGDATA", Path(__file__).resolve().parent.parent / "var/pgdata"
+            )
+        )
+        embedded_postgres.server_ensure(data_dir, database="tkerp")
+        source_url = embedded_postgres.server_url(data_dir, database="tkerp")
     url, name, maintenance = bench_database_url(source_url, label=label, script=script)
     admin_sql(maintenance, f'CREATE DATABASE "{name}"')
     try:
@@ -67,6 +80,7 @@ def django_on(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
     # Benches talk to the sandboxes (bench_push may run later in the same process): settings
     # read this once.
     os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")

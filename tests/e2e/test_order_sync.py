@@ -82,8 +82,6 @@ def test_a_spike_with_webhooks_then_a_poll_stores_every_order_exactly_once(tikto
 
 
 def test_a_webhook_and_a_poll_racing_for_the_same_orders_store_them_once(tiktok, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs concurrent writers (PostgreSQL)")
     shop, store = tiktok
     spike = sandbox_spike(shop=shop, orders=30, seed=11, cancel_rate=0)
     ids = list(SandboxOrder.objects.filter(store=store).values_list("order_id", flat=True))

@@ -431,8 +431,6 @@ class TestThroughput:
 @pytest.mark.django_db(transaction=True)
 def test_two_racing_ingests_of_the_same_order_store_it_once(tenant_a):
     """A webhook and a poll storing one order at the same instant: one order, one set of lines."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs concurrent writers (PostgreSQL)")
     shop = ShopFactory(tenant=tenant_a)
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []

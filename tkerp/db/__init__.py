@@ -1,0 +1,1 @@
+"""Database plumbing of the house framework (the embedded PostgreSQL backend)."""

@@ -1,0 +1,13 @@
+"""Settings of the test suite: the project's settings, with what the tests need turned on.
+
+DEBUG is on while the settings are computed, which allows the embedded PostgreSQL when
+DATABASE_URL is unset and serves the platform sandboxes the connector tests talk to;
+pytest-django still runs every test with `settings.DEBUG = False`, as production would.
+"""
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("TKERP_SANDBOX_ENABLED", "true")
+
+from tkerp.settings import *  # noqa: F403

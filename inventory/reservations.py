@@ -41,7 +41,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from inventory.locking import (
@@ -848,6 +848,32 @@ def _give_back(*, order: Order, items: list[tuple[Reservation, int]], reason: st
         reservation.save(update_fields=["quantity", "state", "updated_at"])
     _after_commit(tenant=order.tenant, sku_ids={r.sku_id for r, _ in items})
     return sum(units.values())
+
+
+# --- is an order's stock held? ----------------------------------------------------------------
+
+
+def lines_not_reserved(lines: QuerySet[OrderLine]) -> QuerySet[OrderLine]:
+    """The live lines of `lines` (not cancelled, quantity above zero) whose units are not all
+    held: no reservation, reserved or committed, for the line's whole quantity. A line with no
+    SKU is never held. `lines` may be correlated to an outer query (`order=OuterRef("pk")`)."""
+    covering = Reservation._base_manager.filter(
+        order_line=OuterRef("pk"),
+        state__in=(ReservationState.RESERVED, ReservationState.COMMITTED),
+        quantity__gte=OuterRef("quantity"),
+    )
+    return lines.filter(is_cancelled=False, quantity__gt=0).filter(~Exists(covering))
+
+
+def orders_not_reserved(*, order_ids: Collection[int]) -> set[int]:
+    """The orders among `order_ids` with a live line whose stock is not reserved (see
+    `lines_not_reserved`). Review and hold release ask this before calling an order ready: a
+    ready order is split into parcels from its reservations, so one without them would never
+    ship and its units would stay published on every channel. Call in the tenant's scope."""
+    if not order_ids:
+        return set()
+    lines = lines_not_reserved(OrderLine.objects.filter(order_id__in=list(order_ids)))
+    return set(lines.values_list("order_id", flat=True).distinct())
 
 
 # --- shipping ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from inventory.reservations import (
     order_reserve_retry,
     order_route_dropship,
     order_ship_commit,
+    orders_not_reserved,
     orders_reserve,
     shop_warehouses,
 )
@@ -365,6 +366,27 @@ class TestReleaseAndShip:
         cap, mug = level_of(world["cap"], second), level_of(world["mug"], world["own"])
         assert (cap.on_hand, cap.reserved) == (3, 0)
         assert (mug.on_hand, mug.reserved) == (1, 1)
+
+
+class TestReservedCoverage:
+    def test_orders_not_reserved_names_orders_with_a_line_not_fully_held(self, world):
+        tenant = world["tenant"]
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        held = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        grown = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        unknown = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        OrderLineFactory(order=unknown, tenant=tenant, sku=None, seller_sku="NOPE")
+        empty = paid_order(shop=world["shop"], lines=[])
+        orders_reserve(tenant=tenant, order_ids=[held.pk, grown.pk, unknown.pk])
+        OrderLine._base_manager.filter(order=grown).update(quantity=3)  # not re-aligned yet
+        ids = [held.pk, grown.pk, unknown.pk, empty.pk]
+
+        with tenant_context(tenant):
+            assert orders_not_reserved(order_ids=ids) == {grown.pk, unknown.pk}
+            OrderLine._base_manager.filter(order=held).update(is_cancelled=True)
+            assert orders_not_reserved(order_ids=ids) == {grown.pk, unknown.pk}
+        with tenant_context(world["tenant"]):
+            assert orders_not_reserved(order_ids=[]) == set()
 
 
 class TestOversoldActions:

@@ -178,3 +178,43 @@ def test_shipped_on_the_platform_commits_once_by_webhook_and_a_cancel_releases_n
     platform_cancels(store, order.platform_order_id)
     webhook(store, order.platform_order_id)
     assert_cancel_released_nothing(order, shipped)
+
+
+def test_a_cancel_reaching_a_shipped_order_before_its_stock_was_committed_commits_it(
+    stocked, monkeypatch
+):
+    """The shipping step keeps failing (the platform's "shipped" is stored, the stock still
+    reserved) when the platform's cancel arrives: giving the stock back would oversell, so the
+    cancel's release commits it instead."""
+    import inventory.reservations
+
+    shop, store, _ = stocked
+    order, held = reserved_order(shop, store, arrive=lambda _: sync_now(shop))
+    start = numbers(shop.tenant)
+
+    def broken(**kwargs):
+        raise RuntimeError("shipping step down")
+
+    monkeypatch.setattr(inventory.reservations, "orders_ship_commit", broken)
+    ship_on_platform(shop, order.platform_order_id)
+    sync_now(shop)
+    with tenant_context(shop.tenant):
+        order.refresh_from_db()
+        assert order.status == OrderStatus.SHIPPED
+        assert Reservation.objects.filter(order=order, state=ReservationState.RESERVED).exists()
+
+    platform_cancels(store, order.platform_order_id)
+    sync_now(shop)
+
+    with tenant_context(shop.tenant):
+        order.refresh_from_db()
+        assert order.status == OrderStatus.CANCELLED
+        assert not StockMovement.objects.filter(order=order, kind=MovementKind.RELEASE).exists()
+        assert set(Reservation.objects.filter(order=order).values_list("state", flat=True)) == {
+            ReservationState.COMMITTED
+        }
+    after = numbers(shop.tenant)
+    for sku_id, (on_hand, reserved) in start.items():
+        units = held.get(sku_id, 0)
+        assert after[sku_id] == (on_hand - units, reserved - units)
+    assert_ledger_matches(shop.tenant)

@@ -2,8 +2,12 @@
 StockLevel, and within a model by ascending primary key.
 
 Two transactions that lock the same rows in the same order queue behind each other instead of
-deadlocking. Every helper must run inside `transaction.atomic()`, and nothing that talks to the
-network may run until that transaction ends (pushes are queued with `transaction.on_commit`).
+deadlocking. An order's parcels (`logistics.Shipment`) are written only by a transaction holding
+the order's lock (`order_ship_commit`, `order_shipments_split`, `order_cancel_close`), so they
+need no place of their own in that order.
+
+Every helper must run inside `transaction.atomic()`, and nothing that talks to the network may
+run until that transaction ends (pushes are queued with `transaction.on_commit`).
 """
 
 from __future__ import annotations

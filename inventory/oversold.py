@@ -18,6 +18,8 @@ from tkerp.tenancy import tenant_context
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
+    from shops.platforms.base import Connector
+
 logger = logging.getLogger("tkerp.stock")
 
 
@@ -33,39 +35,51 @@ def order_cancel_through_platform(*, order: Order, user: AbstractBaseUser | None
     """
     from shops.models import ShopCredentials
     from shops.platforms import connector_for
-    from shops.platforms.base import PlatformError
 
     with tenant_context(order.tenant):
         order = Order.objects.select_related("shop").get(pk=order.pk)
-        cancel = None
+        connector = None
         if ShopCredentials._base_manager.filter(shop=order.shop).exists():
-            cancel = getattr(connector_for(order.shop), "cancel_order", None)
-        if cancel is None:
-            order_event_add(
-                order=order,
-                kind="cancel.intent",
-                message=(
-                    f"Cancel requested (out of stock); {order.shop.get_platform_display()} has no "
-                    "seller cancel API here: cancel it in the seller centre. Stock is released "
-                    "when the platform reports it cancelled."
-                ),
-                user=user,
-            )
-            return False
+            connector = connector_for(order.shop)
         try:
-            cancel(platform_order_id=order.platform_order_id, reason="out_of_stock")
-        except PlatformError as error:
-            order_event_add(
-                order=order,
-                kind="cancel.failed",
-                message=f"The platform refused the cancellation: {error}"[:500],
-                user=user,
-            )
-            return False
+            return _cancel(order=order, connector=connector, user=user)
+        finally:
+            # The connector owns an HTTP client (a connection pool): close it on every path.
+            if connector is not None:
+                connector.http.close()
+
+
+def _cancel(*, order: Order, connector: Connector | None, user: AbstractBaseUser | None) -> bool:
+    """Ask through `connector` when it can cancel; otherwise record the intent on the order."""
+    from shops.platforms.base import PlatformError
+
+    cancel = getattr(connector, "cancel_order", None)
+    if cancel is None:
         order_event_add(
             order=order,
-            kind="cancel.requested",
-            message="Cancellation sent to the platform (out of stock).",
+            kind="cancel.intent",
+            message=(
+                f"Cancel requested (out of stock); {order.shop.get_platform_display()} has no "
+                "seller cancel API here: cancel it in the seller centre. Stock is released "
+                "when the platform reports it cancelled."
+            ),
             user=user,
         )
-        return True
+        return False
+    try:
+        cancel(platform_order_id=order.platform_order_id, reason="out_of_stock")
+    except PlatformError as error:
+        order_event_add(
+            order=order,
+            kind="cancel.failed",
+            message=f"The platform refused the cancellation: {error}"[:500],
+            user=user,
+        )
+        return False
+    order_event_add(
+        order=order,
+        kind="cancel.requested",
+        message="Cancellation sent to the platform (out of stock).",
+        user=user,
+    )
+    return True

@@ -25,6 +25,10 @@ gone, the order is held `stock.short` with the SKU and the shortfall in the mess
 raised, and the SKU's listings are re-published (the free stock is now zero, so every channel gets
 zero). Lines whose SKU is unknown hold the order `sku.unknown` and reserve nothing.
 
+Shipping (`order_ship_commit`, the one door for every report of a parcel leaving) commits:
+on hand and reserved both drop, once, and an order that has shipped never gives its units back,
+even when the platform cancels it afterwards.
+
 Nothing here makes a network call: availability pushes, alerts and low-stock checks are queued
 with `transaction.on_commit`, after every lock is gone. Every function is idempotent: the
 `Reservation` row per order line and its state (reserved -> committed | released), changed only
@@ -37,11 +41,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from inventory.locking import (
@@ -81,6 +85,8 @@ from orders.models import (
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
     from logistics.models import Shipment
     from shops.models import Shop, Tenant
 
@@ -795,8 +801,10 @@ def _release_hold_if_any(*, order: Order, codes: list[str]) -> None:
 def order_release(*, order: Order, reason: str = "cancelled") -> int:
     """Give back every unit `order` still holds (cancelled, re-routed...); returns units released.
 
-    Committed (shipped) reservations stay as they are. A second call finds nothing reserved and
-    changes nothing.
+    Committed (shipped) reservations stay as they are, and an order that has shipped
+    (`order_has_shipped`: the platform may cancel an order after its parcel left) gives nothing
+    back: what it still holds is committed through `order_ship_commit`. A second call finds
+    nothing reserved and changes nothing.
     """
     tenant = order.tenant
     with tenant_context(tenant), transaction.atomic():
@@ -808,6 +816,11 @@ def order_release(*, order: Order, reason: str = "cancelled") -> int:
 
 
 def _release_locked(*, order: Order, reason: str) -> int:
+    if order_has_shipped(order):
+        # The units left with the parcel: a cancel after shipping gives nothing back. Whatever
+        # is still reserved (the pipeline had not committed it yet) is committed instead.
+        order_ship_commit(order=order, source=EventSource.SYSTEM)
+        return 0
     reservations = [
         r for r in reservations_lock(order=order) if r.state == ReservationState.RESERVED
     ]
@@ -850,62 +863,301 @@ def _give_back(*, order: Order, items: list[tuple[Reservation, int]], reason: st
     return sum(units.values())
 
 
+# --- is an order's stock held? ----------------------------------------------------------------
+
+
+def lines_not_reserved(lines: QuerySet[OrderLine]) -> QuerySet[OrderLine]:
+    """The live lines of `lines` (not cancelled, quantity above zero) whose units are not all
+    held: no reservation, reserved or committed, for the line's whole quantity. A line with no
+    SKU is never held. `lines` may be correlated to an outer query (`order=OuterRef("pk")`)."""
+    covering = Reservation._base_manager.filter(
+        order_line=OuterRef("pk"),
+        state__in=(ReservationState.RESERVED, ReservationState.COMMITTED),
+        quantity__gte=OuterRef("quantity"),
+    )
+    return lines.filter(is_cancelled=False, quantity__gt=0).filter(~Exists(covering))
+
+
+def orders_not_reserved(*, order_ids: Collection[int]) -> set[int]:
+    """The orders among `order_ids` with a live line whose stock is not reserved (see
+    `lines_not_reserved`). Review and hold release ask this before calling an order ready: a
+    ready order is split into parcels from its reservations, so one without them would never
+    ship and its units would stay published on every channel. Call in the tenant's scope."""
+    if not order_ids:
+        return set()
+    lines = lines_not_reserved(OrderLine.objects.filter(order_id__in=list(order_ids)))
+    return set(lines.values_list("order_id", flat=True).distinct())
+
+
 # --- shipping ---------------------------------------------------------------------------------
+#
+# `order_ship_commit` is the one door through which reserved units leave the building, whoever
+# reports it: the platform (ingest sees shipped, `orders_ship_commit` runs it from the
+# pipeline), a person ("Mark shipped" on the order admin), and the provider API and label
+# batches with one parcel. Under the order's lock it commits every still-reserved unit, moves
+# the parcels that had not left yet to shipped (so no label is bought or printed for them) and
+# moves an open order to shipped. Whatever the door, a second report finds the reservations
+# committed and the parcels shipped, and writes nothing.
+
+SHIPPED_STATUSES = (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
 
 
-def order_ship_commit(*, order: Order | None = None, shipment: Shipment | None = None) -> int:
-    """The reserved units of `order` (or of one `shipment`) leave: on hand and reserved both drop.
+def _parcel_statuses():
+    from logistics.models import ShipmentStatus
 
-    Returns the units committed. Reservations move reserved -> committed under a row lock taken
-    after the order's, so a second call — or a cancel racing this one — finds nothing to do.
+    # Parcels that have not left yet; `exception` (an intercept in progress) is a person's call.
+    unshipped = (
+        ShipmentStatus.PENDING,
+        ShipmentStatus.LABELLED,
+        ShipmentStatus.SENT_TO_PROVIDER,
+        ShipmentStatus.CONFIRMED,
+    )
+    gone = (ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.DELIVERED)
+    return unshipped, gone
+
+
+class ShipRefused(Exception):
+    """An order (or parcel) that may not be marked shipped now; the message says why."""
+
+
+def order_has_shipped(order: Order) -> bool:
+    """Whether `order`'s goods left the building by its own record: shipped, in transit or
+    delivered, or cancelled after it shipped (the platform may cancel a shipped order; the
+    units went with the parcel all the same)."""
+    return order.status in SHIPPED_STATUSES or (
+        order.status == OrderStatus.CANCELLED and order.shipped_at is not None
+    )
+
+
+def order_ship_commit(
+    *,
+    order: Order | None = None,
+    shipment: Shipment | None = None,
+    shipped_at: datetime | None = None,
+    user: AbstractBaseUser | None = None,
+    source: str | None = None,
+) -> int:
+    """`order` (or one parcel of it, `shipment`) left the building; returns the units committed.
+
+    Locks in the house order (the order, its lines, its reservations, the stock levels), then:
+    every reservation still reserved (of the parcel's lines and warehouse, for a parcel) moves
+    to committed, on hand and reserved both drop, and a `ship` movement per level is written;
+    the order's parcels that had not left (just `shipment`, for a parcel) become shipped with
+    their `shipped_at`; an open order becomes shipped (for a parcel: once no other live parcel
+    is waiting) and an event records what happened.
+
+    An order already shipped, in transit, delivered or cancelled after shipping is a fact being
+    reported (the platform says so): whatever it still holds is committed, nothing is refused,
+    and a cancel never gives those units back (`order_release` sends them here). Shipping an
+    open order is a request, refused with `ShipRefused` when the order is cancelled, on hold,
+    has a cancellation request pending or approved, or has a line whose stock is not reserved
+    (a parcel: the parcel is cancelled). A second call finds nothing to do and writes nothing.
     """
+    from logistics.models import Shipment, ShipmentStatus
+
     if (order is None) == (shipment is None):
         raise ValueError("pass an order or a shipment")
     order_id = order.pk if order is not None else shipment.order_id
     tenant = order.tenant if order is not None else shipment.tenant
+    unshipped, gone = _parcel_statuses()
+    now = timezone.now()
     with tenant_context(tenant), transaction.atomic():
         locked = order_lock(order_id=order_id)
-        reservations = [
-            r for r in reservations_lock(order=locked) if r.state == ReservationState.RESERVED
-        ]
+        lines = order_lines_lock(order=locked)
+        reservations = reservations_lock(order=locked)
+        parcel = None
         if shipment is not None:
-            line_ids = set(shipment.lines.values_list("order_line_id", flat=True))
-            reservations = [
+            # Every writer of an order's parcels holds the order's lock first: this read is exact.
+            parcel = Shipment.objects.get(pk=shipment.pk, order=locked)
+            parcel_line_ids = set(parcel.lines.values_list("order_line_id", flat=True))
+        reported = order_has_shipped(locked) or (parcel is not None and parcel.status in gone)
+        if not reported:
+            _ship_check(order=locked, lines=lines, reservations=reservations, parcel=parcel)
+        when = shipped_at or (parcel.shipped_at if parcel is not None else None)
+        when = when or locked.shipped_at or now
+
+        held = [r for r in reservations if r.state == ReservationState.RESERVED]
+        if parcel is not None:
+            held = [
                 r
-                for r in reservations
-                if r.order_line_id in line_ids and r.warehouse_id == shipment.warehouse_id
+                for r in held
+                if r.order_line_id in parcel_line_ids and r.warehouse_id == parcel.warehouse_id
             ]
-        if not reservations:
-            return 0
-        units: dict[int, int] = defaultdict(int)
-        for reservation in reservations:
-            units[reservation.stock_level_id] += reservation.quantity
-        levels = stock_levels_lock(level_ids=units)
-        for level_id in sorted(units):
-            if not stock_level_ship(level_id=level_id, quantity=units[level_id]):
-                raise StockError(f"stock level {level_id} cannot ship {units[level_id]}")
-        reference = shipment.reference if shipment is not None else ""
-        StockMovement.objects.bulk_create(
-            [
-                StockMovement(
-                    tenant_id=locked.tenant_id,
-                    sku_id=levels[level_id].sku_id,
-                    warehouse_id=levels[level_id].warehouse_id,
-                    kind=MovementKind.SHIP,
-                    on_hand_delta=-quantity,
-                    reserved_delta=-quantity,
-                    order=locked,
-                    reference=(reference or f"order {locked.platform_order_id}")[:100],
-                )
-                for level_id, quantity in sorted(units.items())
-            ]
+        units = _commit_locked(
+            order=locked, reservations=held, reference=parcel.reference if parcel else ""
         )
-        Reservation.objects.filter(pk__in=[r.pk for r in reservations]).update(
-            state=ReservationState.COMMITTED
+
+        parcels = Shipment.objects.filter(order=locked, status__in=unshipped)
+        if parcel is not None:
+            parcels = parcels.filter(pk=parcel.pk)
+        moved = sorted(parcels.values_list("reference", flat=True))
+        if moved:
+            parcels.update(status=ShipmentStatus.SHIPPED, shipped_at=when, updated_at=now)
+
+        previous_status = locked.status
+        if locked.status in OPEN_STATUSES and (
+            parcel is None
+            or not Shipment.objects.filter(order=locked, status__in=unshipped).exists()
+        ):
+            locked.status = OrderStatus.SHIPPED
+            locked.shipped_at = locked.shipped_at or when
+            Order.objects.filter(pk=locked.pk).update(
+                status=locked.status, shipped_at=locked.shipped_at, updated_at=now
+            )
+        if units or moved or locked.status != previous_status:
+            _ship_event(
+                order=locked,
+                units=units,
+                parcels=moved,
+                previous_status=previous_status,
+                user=user,
+                source=source,
+            )
+        return units
+
+
+def _ship_check(
+    *,
+    order: Order,
+    lines: list[OrderLine],
+    reservations: list[Reservation],
+    parcel: Shipment | None,
+) -> None:
+    """Refuse to ship an open order (or a parcel of it) that must not leave; see
+    `order_ship_commit`. The caller holds the locks."""
+    from logistics.models import ShipmentStatus
+    from orders.cancellations import order_ship_blocker
+
+    name = f"Order {order.platform_order_id}"
+    blocker = order_ship_blocker(order)
+    if blocker is not None:
+        raise ShipRefused(f"{name} can't ship: {blocker}.")
+    if parcel is not None and parcel.status == ShipmentStatus.CANCELLED:
+        raise ShipRefused(f"Parcel {parcel.reference} is cancelled; it can't ship.")
+    if order.status == OrderStatus.ON_HOLD:
+        codes = ", ".join(
+            OrderHold.objects.filter(order=order, released_at__isnull=True)
+            .order_by("code")
+            .values_list("code", flat=True)
         )
-        # Free stock is unchanged by shipping, but the low-stock check reads on hand too.
-        _after_commit(tenant=tenant, sku_ids={r.sku_id for r in reservations}, push=False)
-        return sum(units.values())
+        raise ShipRefused(f"{name} is on hold ({codes or 'no reason'}); release it first.")
+    wanted = {line.pk for line in lines if not line.is_cancelled and line.quantity > 0}
+    if parcel is not None:
+        wanted &= set(parcel.lines.values_list("order_line_id", flat=True))
+    held = {
+        r.order_line_id: r.quantity
+        for r in reservations
+        if r.state in (ReservationState.RESERVED, ReservationState.COMMITTED)
+    }
+    missing = [line for line in lines if line.pk in wanted and held.get(line.pk, 0) < line.quantity]
+    if missing:
+        what = ", ".join(sorted({line.seller_sku or line.platform_line_id for line in missing}))
+        raise ShipRefused(
+            f"{name} has no reserved stock for {what}: reserve it first (or count the stock), "
+            "so that shipping takes the units out of stock."
+        )
+
+
+def _commit_locked(*, order: Order, reservations: list[Reservation], reference: str) -> int:
+    """Commit the given reserved reservations of the locked `order`: on hand and reserved drop
+    on their levels (locked here, ascending), one `ship` movement per level, reservations
+    committed. Returns the units."""
+    if not reservations:
+        return 0
+    units: dict[int, int] = defaultdict(int)
+    for reservation in reservations:
+        units[reservation.stock_level_id] += reservation.quantity
+    levels = stock_levels_lock(level_ids=units)
+    for level_id in sorted(units):
+        if not stock_level_ship(level_id=level_id, quantity=units[level_id]):
+            raise StockError(f"stock level {level_id} cannot ship {units[level_id]}")
+    StockMovement.objects.bulk_create(
+        [
+            StockMovement(
+                tenant_id=order.tenant_id,
+                sku_id=levels[level_id].sku_id,
+                warehouse_id=levels[level_id].warehouse_id,
+                kind=MovementKind.SHIP,
+                on_hand_delta=-quantity,
+                reserved_delta=-quantity,
+                order=order,
+                reference=(reference or f"order {order.platform_order_id}")[:100],
+            )
+            for level_id, quantity in sorted(units.items())
+        ]
+    )
+    Reservation.objects.filter(pk__in=[r.pk for r in reservations]).update(
+        state=ReservationState.COMMITTED, updated_at=timezone.now()
+    )
+    for reservation in reservations:
+        reservation.state = ReservationState.COMMITTED
+    # Free stock is unchanged by shipping, but the low-stock check reads on hand too.
+    _after_commit(tenant=order.tenant, sku_ids={r.sku_id for r in reservations}, push=False)
+    return sum(units.values())
+
+
+def _ship_event(
+    *,
+    order: Order,
+    units: int,
+    parcels: list[str],
+    previous_status: str,
+    user: AbstractBaseUser | None,
+    source: str | None,
+) -> None:
+    parts = [f"{units} unit{'s' if units != 1 else ''} left stock"]
+    if parcels:
+        parts.append("parcels marked shipped: " + ", ".join(parcels))
+    if order.status == OrderStatus.CANCELLED:
+        # Nothing comes back by itself: a parcel that returns is received as a return.
+        message = (
+            "Cancelled after it shipped: the units stay out of stock (" + "; ".join(parts) + "). "
+            "If the parcel comes back, receive it as a return."
+        )
+    else:
+        message = "Shipped: " + "; ".join(parts)
+    order_event_add(
+        order=order,
+        kind="stock.shipped",
+        message=message,
+        data={
+            "units": units,
+            "parcels": parcels,
+            "previous_status": previous_status,
+            "status": order.status,
+        },
+        user=user,
+        source=source,
+    )
+
+
+def orders_ship_commit(*, tenant: Tenant, order_ids: Collection[int]) -> int:
+    """Run `order_ship_commit` for the orders among `order_ids` that have shipped by their own
+    record (the platform reported it) but still hold reserved units or unshipped parcels; the
+    pipeline calls this after every ingest. Selected by state: a second run finds nothing.
+    Returns the units committed."""
+    from logistics.models import Shipment
+
+    unshipped, _ = _parcel_statuses()
+    with tenant_context(tenant):
+        holding = Exists(
+            Reservation.objects.filter(order=OuterRef("pk"), state=ReservationState.RESERVED)
+        )
+        waiting = Exists(Shipment.objects.filter(order=OuterRef("pk"), status__in=unshipped))
+        orders = list(
+            Order.objects.filter(pk__in=sorted(set(order_ids)))
+            .filter(
+                Q(status__in=SHIPPED_STATUSES)
+                | Q(status=OrderStatus.CANCELLED, shipped_at__isnull=False)
+            )
+            .filter(holding | waiting)
+            .order_by("pk")
+        )
+    units = 0
+    for order in orders:
+        order.tenant = tenant
+        units += order_ship_commit(order=order, source=EventSource.PLATFORM)
+    return units
 
 
 # --- oversold orders: the action list ---------------------------------------------------------

@@ -333,6 +333,7 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
         "stock_wait",
         "stock_route_dropship",
         "stock_cancel_through_platform",
+        "mark_shipped",
         re_review,
         edit_address_re_review,
     )
@@ -592,6 +593,36 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
             "platform's seller centre (see the order events).",
             messages.SUCCESS,
         )
+
+    # ------------------------------------------------------------------ shipping
+
+    @admin.action(description="Mark shipped (the stock leaves)", permissions=["change"])
+    def mark_shipped(self, request, queryset):
+        """The parcels left outside tkerp's label flow: commit the stock through the one ship
+        door. The platform is not told here (its own status, or the tracking upload, does)."""
+        from inventory.reservations import ShipRefused, order_has_shipped, order_ship_commit
+
+        shipped = already = units = 0
+        refused = []
+        for order in self._in_pk_order(queryset):
+            was_shipped = order_has_shipped(order)
+            try:
+                # Called for a shipped order too: it commits whatever it still holds, if any.
+                units += order_ship_commit(order=order, user=request.user)
+            except ShipRefused as error:
+                refused.append(str(error))
+                continue
+            already += was_shipped
+            shipped += not was_shipped
+        self.message_user(
+            request,
+            ngettext("Marked %d order shipped", "Marked %d orders shipped", shipped) % shipped
+            + f"; {units} units left stock."
+            + (f" {already} had shipped already." if already else ""),
+            messages.SUCCESS if shipped else messages.WARNING,
+        )
+        if refused:
+            self.message_user(request, " ".join(refused[:10]), messages.WARNING)
 
 
 class TagForm(forms.ModelForm):

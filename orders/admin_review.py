@@ -202,20 +202,21 @@ def order_form_saved(*, request, order: Order, form) -> None:
 
 @admin.action(description="Re-review", permissions=["change"])
 def re_review(modeladmin, request, queryset):
-    reviewed = ready = held = 0
+    reviewed = ready = held = waiting = 0
     for tenant, pks in _by_tenant(queryset).items():
         result = orders_review(tenant=tenant, order_ids=pks, user=request.user, force=True)
-        reviewed, ready, held = (
+        reviewed, ready, held, waiting = (
             reviewed + result.reviewed,
             ready + result.ready,
             held + result.held,
+            waiting + result.waiting,
         )
     modeladmin.message_user(
         request,
-        ngettext("Re-reviewed %d order", "Re-reviewed %d orders", reviewed)
-        % reviewed
-        + f": {ready} ready, {held} on hold. Orders already allocated, shipped or cancelled "
-        "are not reviewed.",
+        ngettext("Re-reviewed %d order", "Re-reviewed %d orders", reviewed) % reviewed
+        + f": {ready} ready, {held} on hold"
+        + (f", {waiting} waiting for their stock to be reserved" if waiting else "")
+        + ". Orders already allocated, shipped or cancelled are not reviewed.",
         messages.SUCCESS,
     )
 

@@ -116,8 +116,10 @@ def order_release(
 ) -> list[OrderHold]:
     """Release the order's active holds (all of them, or only those with one of `codes`).
 
-    When no active hold is left and the order was on hold, it becomes ready. Returns the holds
-    released now; an empty list means there was nothing to do and nothing was written.
+    When no active hold is left and the order was on hold, it becomes ready, or "new" while its
+    stock is not reserved (the SLA sweep then runs it through stock and review again). Returns
+    the holds released now; an empty list means there was nothing to do and nothing was
+    written.
     """
     with transaction.atomic():
         order = order_lock(order=order)
@@ -135,7 +137,13 @@ def order_release(
         previous_status = order.status
         still_held = OrderHold.objects.filter(order=order, released_at__isnull=True).exists()
         if not still_held and order.status == OrderStatus.ON_HOLD:
-            order.status = OrderStatus.READY
+            # Imported late: inventory.reservations imports this module.
+            from inventory.reservations import orders_not_reserved
+
+            # Ready only with its stock reserved (releasing `stock.short` by hand conjures no
+            # stock): otherwise "new", which the SLA sweep runs through stock and review again.
+            waiting = bool(orders_not_reserved(order_ids=[order.pk]))
+            order.status = OrderStatus.NEW if waiting else OrderStatus.READY
             order.save(update_fields=["status", "updated_at"])
         released_codes = [hold.code for hold in to_release]
         order_event_add(

@@ -131,6 +131,8 @@ _LOADED_FIELDS = (
     "cancelled_at",
 )
 
+_SHIPPED = (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
+
 # Transaction-scoped advisory lock key space for "ingesting into shop N" ("tk" << 40 | shop pk).
 _INGEST_LOCK_BASE = 0x746B << 40
 
@@ -524,6 +526,9 @@ def _upsert(
             )
             if change["status_from"] != order.status:
                 message += f"; order {change['status_from']} → {order.status}"
+                if change["status_from"] in _SHIPPED and order.status == OrderStatus.CANCELLED:
+                    # Recorded, but the units left with the parcel: nothing is given back.
+                    message += " after it shipped (its stock stays shipped)"
             if change["address_changed"]:
                 message += "; address changed"
             events.append(_event(order, "platform_update", message, {"source": source, **change}))
@@ -535,20 +540,34 @@ def _upsert(
     OrderEvent.objects.bulk_create(events)
 
 
+def _shipped_at(po: PlatformOrder, status: str, stored: datetime | None) -> datetime | None:
+    """When the order shipped: the platform's time, else the one stored, else (a platform that
+    reports shipped without a time: Shopify, Amazon, eBay) the update that first said so.
+
+    Set whenever the status says shipped, because it is what marks an order cancelled after
+    shipping as shipped (`inventory.reservations.order_has_shipped`): its units never go back.
+    """
+    shipped_at = po.shipped_at or stored
+    if shipped_at is None and status in _SHIPPED:
+        shipped_at = po.updated_at
+    return shipped_at
+
+
 def _new_order(*, shop: Shop, po: PlatformOrder, now: datetime) -> Order:
     deadlines = _deadlines(po, shop)
     values = _platform_values(po)
     if po.address is not None:
         values.update(_address_values(po))
+    status = _initial_status(po.status)
     return Order(
         tenant_id=shop.tenant_id,
         shop_id=shop.pk,
         platform_order_id=po.platform_order_id,
-        status=_initial_status(po.status),
+        status=status,
         ship_by=deadlines.ship_by,
         tracking_by=deadlines.tracking_by,
         cancel_answer_by=deadlines.cancel_answer_by,
-        shipped_at=po.shipped_at,
+        shipped_at=_shipped_at(po, status, None),
         delivered_at=po.delivered_at,
         cancelled_at=po.cancelled_at,
         created_at=now,
@@ -583,7 +602,7 @@ def _apply_update(*, shop: Shop, order: Order, po: PlatformOrder, now: datetime)
     if deadlines.cancel_answer_by is not None:
         change["cancel_requested"] = order.cancel_answer_by is None
         order.cancel_answer_by = deadlines.cancel_answer_by
-    order.shipped_at = po.shipped_at or order.shipped_at
+    order.shipped_at = _shipped_at(po, order.status, order.shipped_at)
     order.delivered_at = po.delivered_at or order.delivered_at
     order.cancelled_at = po.cancelled_at or order.cancelled_at
     order.updated_at = now

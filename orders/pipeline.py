@@ -2,21 +2,36 @@
 
 `orders_ingest` (platform sync, webhooks) and the CSV import call `orders_after_ingest` with the
 orders they created or changed, after their own transaction committed. Each step selects its
-work by state, so running it twice (or the SLA sweep re-running it for orders a dead worker left
-behind) changes nothing new:
+work by state, so running it twice (or the SLA sweep re-running it) changes nothing new:
 
-1. stock: every paid, open order reserves its lines (`inventory.reservations.orders_reserve`);
-   an order that cannot be reserved is held with `stock.short`, never oversold.
-2. review: normalise the address and run the tenant's review rules (`orders.review.orders_review`);
-   clean orders pass to `ready`, the rest wait `on_hold` with their reasons.
-3. parcels: ready orders whose stock is reserved are split into one shipment per warehouse
-   (`logistics.routing.orders_split_ready`), queued as a task so a spike's sync isn't slowed;
-   the minute sweep catches any the task missed.
+1. shipping: orders the platform reports shipped (or cancelled after shipping) commit the stock
+   they still hold and their waiting parcels become shipped
+   (`inventory.reservations.orders_ship_commit`, through the one door `order_ship_commit`).
+2. stock: every paid, open order reserves its lines (`inventory.reservations.orders_reserve`);
+   an order that cannot be reserved is held with `stock.short`, never oversold; a cancelled one
+   gives back what it holds.
+3. review: normalise the address and run the tenant's review rules (`orders.review.orders_review`);
+   clean orders whose stock is reserved pass to `ready`, the rest wait `on_hold` with their
+   reasons (or stay `new` while their stock is not reserved).
+4. parcels: ready orders whose stock is reserved are split into one shipment per warehouse
+   (`logistics.routing.orders_split_ready`), queued as a task so a spike's sync isn't slowed.
+
+When a step fails: the page is already stored, so the failure must not lose the orders, and
+re-reading the page would not help (ingest finds them unchanged and reports nothing to do). So
+a failing step is logged, the next steps still run (each is safe on its own: review never calls
+an order ready without its reservations), the shop's `orders.pipeline:<shop>` alert is raised,
+and the door that stored the page (sync pass, webhook, import) succeeds. The orders are finished
+by the SLA sweep (`orders.sla.orders_stuck_rerun`, every minute): it selects stranded orders by
+state (paid orders still `new`, open orders not on a stock hold whose stock is not reserved,
+shipped or cancelled orders still holding reserved units) a few minutes after their last change
+and runs this pipeline on them again, then splits ready orders left without a parcel
+(`orders_split_ready`); it resolves the alert once the shop has no stranded order left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -25,20 +40,70 @@ from django_q.tasks import async_task
 if TYPE_CHECKING:
     from shops.models import Shop
 
+logger = logging.getLogger("tkerp.pipeline")
+
+PIPELINE_ALERT_KIND = "orders.pipeline"
+
+
+def pipeline_alert_key(shop_id: int) -> str:
+    """The alert open while orders of the shop wait for the sweep after a failed step."""
+    return f"{PIPELINE_ALERT_KIND}:{shop_id}"
+
 
 def orders_after_ingest(
     *, shop: Shop, created_ids: Collection[int], updated_ids: Collection[int]
-) -> None:
-    """Reserve, then review, the orders an ingest created or changed."""
-    from inventory.reservations import orders_reserve
+) -> list[str]:
+    """Ship-commit, reserve, then review the orders an ingest created or changed, and queue
+    their parcels. Returns the names of the steps that failed (see the module docstring)."""
+    from inventory.reservations import orders_reserve, orders_ship_commit
     from orders.review import orders_review
 
     order_ids = sorted({*created_ids, *updated_ids})
     if not order_ids:
-        return
-    orders_reserve(tenant=shop.tenant, order_ids=order_ids)
-    orders_review(tenant=shop.tenant, order_ids=order_ids)
+        return []
+    tenant = shop.tenant
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("shipping", lambda: orders_ship_commit(tenant=tenant, order_ids=order_ids)),
+        ("stock", lambda: orders_reserve(tenant=tenant, order_ids=order_ids)),
+        ("review", lambda: orders_review(tenant=tenant, order_ids=order_ids)),
+    ]
+    failed: list[str] = []
+    for name, run in steps:
+        try:
+            run()
+        except Exception as error:
+            # Only Exception: a worker being killed (SystemExit) must still die here.
+            logger.exception("%s failed for %d orders of shop %s", name, len(order_ids), shop.pk)
+            failed.append(name)
+            _pipeline_failed(shop=shop, step=name, count=len(order_ids), error=error)
     tenant_id = shop.tenant_id
+    # Robust: a broker that refuses the task must not fail the door; the sweep splits instead.
     transaction.on_commit(
-        lambda: async_task("logistics.tasks.split_ready_orders", tenant_id, order_ids)
+        lambda: async_task("logistics.tasks.split_ready_orders", tenant_id, order_ids),
+        robust=True,
     )
+    return failed
+
+
+def _pipeline_failed(*, shop: Shop, step: str, count: int, error: Exception) -> None:
+    """Tell the team once (one open alert per shop); never raises."""
+    from tkerp.alerts import alert_raise
+    from tkerp.models import AlertSeverity
+
+    try:
+        alert_raise(
+            tenant=shop.tenant,
+            key=pipeline_alert_key(shop.pk),
+            kind=PIPELINE_ALERT_KIND,
+            severity=AlertSeverity.WARNING,
+            title=f"Orders of {shop.name} were stored but not processed",
+            # The error's own text (SQL, internals) stays in the log, not on the screen.
+            message=(
+                f"The {step} step failed for {count} orders ({type(error).__name__}). "
+                "They are stored; the SLA sweep runs them again within a few minutes and this "
+                "alert closes once none is left waiting."
+            ),
+            shop=shop,
+        )
+    except Exception:
+        logger.exception("could not raise the pipeline alert of shop %s", shop.pk)

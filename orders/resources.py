@@ -10,6 +10,13 @@ resource: before the first row it reads and checks the whole file (an order's to
 consistency span rows), then each row writes its line, and the first row of an order that is new
 or changed writes the order. Any bad row rolls the whole file back; every bad row is reported with
 its number, its column and the reason.
+
+Payment: a CSV order is a sale the seller already agreed, so a new order counts as paid when it
+was placed (and reserves its stock at once) unless the optional `paid_at` column says otherwise:
+a date and time is when it was paid, `unpaid` imports it unpaid (it then reserves nothing and
+waits unreviewed until an import gives its `paid_at`). On an order already stored, a blank
+`paid_at` keeps what is stored. An export writes `unpaid` for an order not paid, so exporting and
+importing again changes nothing.
 """
 
 from __future__ import annotations
@@ -56,7 +63,16 @@ ORDER_TEXT_COLUMNS = {
 }
 # Money on the order, blank meaning zero.
 ORDER_MONEY_COLUMNS = {"shipping_fee": "shipping_fee", "tax": "tax", "discount": "seller_discount"}
-ORDER_COLUMNS = ("shop", "order_id", "placed_at", *ORDER_TEXT_COLUMNS, *ORDER_MONEY_COLUMNS)
+ORDER_COLUMNS = (
+    "shop",
+    "order_id",
+    "placed_at",
+    "paid_at",
+    *ORDER_TEXT_COLUMNS,
+    *ORDER_MONEY_COLUMNS,
+)
+# What a `paid_at` cell says for an order not paid yet.
+UNPAID = "unpaid"
 LINE_COLUMNS = ("sku", "quantity", "unit_price")
 EXPORT_ONLY_COLUMNS = ("status", "total")
 CSV_COLUMNS = (*ORDER_COLUMNS, *LINE_COLUMNS, *EXPORT_ONLY_COLUMNS)
@@ -156,6 +172,16 @@ class TenantDateTimeWidget(widgets.Widget):
         return local.isoformat(timespec="seconds")
 
 
+class PaidAtWidget(TenantDateTimeWidget):
+    """`paid_at` as `TenantDateTimeWidget` writes it, and `unpaid` for an order not paid (a blank
+    cell would mean "paid when placed" to the import)."""
+
+    def render(self, value, obj=None, **kwargs):
+        if value is None:
+            return UNPAID
+        return super().render(value, obj, **kwargs)
+
+
 def _money_field(attribute: str, column: str) -> fields.Field:
     return fields.Field(attribute=attribute, column_name=column, widget=widgets.DecimalWidget())
 
@@ -166,6 +192,7 @@ class OrderLineResource(TenantResource):
     shop = fields.Field(attribute="order__shop__name", column_name="shop")
     order_id = fields.Field(attribute="order__platform_order_id", column_name="order_id")
     placed_at = fields.Field(attribute="order__placed_at", column_name="placed_at")
+    paid_at = fields.Field(attribute="order__paid_at", column_name="paid_at")
     buyer_name = fields.Field(attribute="order__buyer_name", column_name="buyer_name")
     buyer_email = fields.Field(attribute="order__buyer_email", column_name="buyer_email")
     recipient_name = fields.Field(attribute="order__recipient_name", column_name="recipient_name")
@@ -205,6 +232,7 @@ class OrderLineResource(TenantResource):
         super().__init__(tenant=tenant, **kwargs)
         self.tz = _tenant_zone(self.tenant)
         self.fields["placed_at"].widget = TenantDateTimeWidget(self.tz)
+        self.fields["paid_at"].widget = PaidAtWidget(self.tz)
         self._rows: dict[int, RowPlan] = {}
         self._current: RowPlan | None = None
         self.order_counts = {"new": 0, "updated": 0}
@@ -561,6 +589,16 @@ def _merge_order_values(plan: RowPlan, group: OrderPlan, values: dict, tz) -> No
 def _parse_order_value(column: str, raw: Any, tz) -> Any:
     if column == "placed_at":
         return _parse_datetime(raw, tz)
+    if column == "paid_at":
+        if isinstance(raw, str) and raw.strip().lower() == UNPAID:
+            return None
+        try:
+            return _parse_datetime(raw, tz)
+        except ValueError:
+            raise ValueError(
+                f"'{raw}' is not a date and time; write it like 2025-04-12 14:30, "
+                f"or '{UNPAID}' for an order not paid yet"
+            ) from None
     if column in ORDER_MONEY_COLUMNS:
         return _parse_money(raw)
     value = _text(raw)
@@ -650,6 +688,8 @@ def _finish_order(group: OrderPlan, first: RowPlan, tz) -> None:
     )
     if "placed_at" in values:
         fields_["placed_at"] = values["placed_at"]
+    if "paid_at" in values:
+        fields_["paid_at"] = values["paid_at"]  # None: the file says "unpaid"
     # Stored normalised, as review would store it, so importing the same file again finds the
     # order unchanged; the file's own spelling is kept in `original_address`.
     original = {name: fields_[name] for name in ADDRESS_EDIT_FIELDS if fields_.get(name)}
@@ -662,6 +702,8 @@ def _finish_order(group: OrderPlan, first: RowPlan, tz) -> None:
     existing = group.existing
     if existing is None:
         fields_.setdefault("placed_at", timezone.now())
+        # Paid when placed unless the file says otherwise (see the module docstring).
+        fields_.setdefault("paid_at", fields_["placed_at"])
         group.order = Order(
             tenant_id=shop.tenant_id,
             shop=shop,
@@ -692,14 +734,15 @@ def _finish_order(group: OrderPlan, first: RowPlan, tz) -> None:
         )
     for name, value in fields_.items():
         setattr(existing, name, value)
-    if "placed_at" in changed:
+    if {"placed_at", "paid_at"} & set(changed):
         _set_deadlines(existing, shop)
     group.changed_fields = changed
     group.order = existing
 
 
 def _set_deadlines(order: Order, shop: Shop) -> None:
-    """A CSV order has no platform deadline: the shop's policy counts from placement."""
+    """A CSV order has no platform deadline: the shop's policy counts from payment (placement,
+    for an order not paid)."""
     deadlines = sla_deadlines(
         paid_at=order.paid_at,
         placed_at=order.placed_at,

@@ -10,7 +10,10 @@ fraction of its sync.
 Review owns the holds it sets (its codes, no `created_by`): when a re-review finds a reason gone
 (the address was fixed) it releases that hold. Manual holds, `stock.short` and holds a person
 set with one of review's codes are never released here. An order with no active hold left is
-`ready`, any other `on_hold`; orders already allocated, shipped or cancelled are never touched.
+`ready` once its stock is reserved (`inventory.reservations.orders_not_reserved`; until then it
+stays `new`, and is decided again whenever review runs on it), any other `on_hold`; orders already
+allocated, shipped or cancelled are never touched. Orders not paid (and not cash on delivery) wait
+for their payment unreviewed, whatever the door they came in by.
 
 `review_dry_run` runs the same rules over recent orders for settings not saved yet, writing
 nothing, so the admin can show what a change would hold before it is made.
@@ -30,6 +33,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from inventory.reservations import orders_not_reserved
 from orders.address import (
     Address,
     address_from_order,
@@ -55,7 +59,6 @@ from orders.models import (
     OrderStatus,
     ReviewSettings,
 )
-from shops.models import Platform
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -107,6 +110,7 @@ class ReviewResult:
     skipped: int = 0
     ready: int = 0
     held: int = 0
+    waiting: int = 0  # passed review, stays "new" until its stock is reserved
     holds_added: int = 0
     holds_released: int = 0
 
@@ -134,11 +138,12 @@ def review_settings_get(*, tenant: Tenant) -> ReviewSettings:
 # --- the rules (pure) ---------------------------------------------------------------------
 
 
-def order_needs_payment(order: Order, platform: str) -> bool:
-    """A platform order not paid yet is not reviewed: its recipient is usually hidden and it
-    may never be paid. Review runs when the payment arrives (the ingest update). Manual/CSV
-    orders carry no payment time."""
-    return order.paid_at is None and platform != Platform.MANUAL
+def order_needs_payment(order: Order) -> bool:
+    """An order not paid yet (and not cash on delivery) is not reviewed: its recipient is
+    usually hidden, it may never be paid, and it reserves no stock. Review runs when the payment
+    arrives (the ingest update; for a CSV order, an import that gives its `paid_at`). The same
+    rule as `inventory.reservations.order_is_reservable`."""
+    return order.paid_at is None and not order.is_cod
 
 
 def order_findings(*, order: Order, address: Address, settings: ReviewSettings) -> list[Finding]:
@@ -343,13 +348,25 @@ def orders_review(
             .order_by("pk")
         )
         lines = _lines_by_order([order.pk for order in orders])
+        # Ready means its parcels can be made from its reservations: an order whose stock is not
+        # reserved (short, unknown SKU, or the stock step has not run) never passes to ready.
+        # Reservations change only under the order's lock, which we hold: this read is exact.
+        not_reserved = orders_not_reserved(order_ids=[order.pk for order in orders])
         todo: list[tuple[Order, list[Finding], list[str]]] = []
         for order in orders:
-            if order_needs_payment(order, order.shop.platform):
+            if order_needs_payment(order):
                 result.skipped += 1
                 continue
-            if not force and order.review_fingerprint == review_fingerprint(
-                order=order, lines=lines[order.pk]
+            # An unchanged order is skipped only when its status is what review would set:
+            # "new" (waiting for its stock) and "ready" without its stock are decided again.
+            settled = order.status == OrderStatus.ON_HOLD or (
+                order.status == OrderStatus.READY and order.pk not in not_reserved
+            )
+            if (
+                not force
+                and settled
+                and order.review_fingerprint
+                == review_fingerprint(order=order, lines=lines[order.pk])
             ):
                 result.skipped += 1
                 continue
@@ -379,6 +396,7 @@ def orders_review(
             .order_by("pk")
         )
 
+        not_reserved |= orders_not_reserved(order_ids=[order.pk for order in siblings])
         all_ids = [order.pk for order, _, _ in todo] + [order.pk for order in siblings]
         active: dict[int, list[OrderHold]] = defaultdict(list)
         for hold in OrderHold.objects.filter(order_id__in=all_ids, released_at__isnull=True):
@@ -420,7 +438,12 @@ def orders_review(
             release_ids += [hold.pk for hold in released]
             still_active = (held_codes - {hold.code for hold in released}) | set(added)
             previous_status = order.status
-            order.status = OrderStatus.ON_HOLD if still_active else OrderStatus.READY
+            if still_active:
+                order.status = OrderStatus.ON_HOLD
+            elif order.pk in not_reserved:
+                order.status = OrderStatus.NEW  # passed; ready once its stock is reserved
+            else:
+                order.status = OrderStatus.READY
             if full:
                 order.review_fingerprint = review_fingerprint(order=order, lines=lines[order.pk])
                 order.reviewed_at = now
@@ -432,7 +455,8 @@ def orders_review(
                 continue
             result.reviewed += full
             result.held += bool(still_active)
-            result.ready += not still_active
+            result.ready += order.status == OrderStatus.READY
+            result.waiting += order.status == OrderStatus.NEW
             result.holds_added += len(added)
             result.holds_released += len(released)
             codes = [finding.code for finding in findings]
@@ -442,6 +466,8 @@ def orders_review(
                 if codes
                 else "Review passed"
             )
+            if order.status == OrderStatus.NEW:
+                message += "; waiting for its stock to be reserved"
             if released:
                 message += ". Released: " + ", ".join(hold.code for hold in released)
             other = sorted(still_active - set(REVIEW_CODES))
@@ -578,7 +604,7 @@ def review_dry_run(*, tenant: Tenant, settings: ReviewSettings, days: int) -> Dr
     batch: dict[int, tuple[str, datetime]] = {}
     by_pk = {}
     for order in orders:
-        if order_needs_payment(order, order.shop.platform):
+        if order_needs_payment(order):
             continue
         by_pk[order.pk] = order
         address = address_from_order(order)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from orders.models import (
@@ -116,9 +116,10 @@ def order_sla_compute(
 #
 # Every minute (`orders.tasks.sla_sweep_task`), tenant by tenant: mark where each open order
 # stands against its ship-by deadline, raise or resolve one alert per kind, recompute each
-# shop's figures, re-run the ingest pipeline for orders a dead worker left in "new", and let the
-# cancellation inbox catch up (`orders.cancellations.cancellations_sweep`). Every step selects
-# its work by state, so a second run in the same minute changes nothing.
+# shop's figures, re-run the ingest pipeline for orders it left half done (a failed step, a
+# dead worker: `orders_stranded`), let the cancellation inbox catch up
+# (`orders.cancellations.cancellations_sweep`) and split ready orders left without a parcel.
+# Every step selects its work by state, so a second run in the same minute changes nothing.
 
 SLA_OVERDUE_ALERT = "sla.overdue"
 SLA_DUE_SOON_ALERT = "sla.due_soon"
@@ -247,21 +248,80 @@ def shop_sla_figures_compute(*, shop, now: datetime | None = None):
     return row
 
 
-def orders_stuck_rerun(*, tenant, now: datetime) -> int:
-    """Re-run the ingest pipeline (reserve, review) for orders still "new" minutes after they
-    were stored: a worker died between storing and reviewing. Returns how many were re-run."""
-    from orders.pipeline import orders_after_ingest
-    from shops.models import Shop
+def orders_stranded(*, tenant, now: datetime):
+    """The tenant's orders the ingest pipeline (`orders.pipeline`) left half done, a few minutes
+    (`TKERP_SLA_STUCK_NEW_MINUTES`, default 5) after they were stored or last changed:
+
+    - paid (or COD) orders still "new": never reserved or reviewed, or reviewed while their stock
+      was not reserved (a step failed, a worker died between storing and processing);
+    - paid open orders whose stock is not reserved and that do not wait on a stock hold
+      (`stock.short` retries when stock arrives, `sku.unknown` waits for a person): held for
+      review or ready without their units, which stay on sale meanwhile;
+    - paid open orders never reviewed (held `stock.short` before review failed: the stock's
+      arrival must not make them ready unseen);
+    - orders shipped, or cancelled, that still hold reserved units: the platform's report was
+      stored but the stock was neither committed nor given back.
+
+    Unpaid orders are not stranded: they wait for their payment, which arrives as an update.
+    """
+    from inventory.models import Reservation, ReservationState
+    from inventory.reservations import SHIPPED_STATUSES, lines_not_reserved
+    from orders.holds import HoldReason
+    from orders.models import OrderHold, OrderLine
 
     minutes = getattr(settings, "TKERP_SLA_STUCK_NEW_MINUTES", 5)
-    stuck = Order._base_manager.filter(
-        tenant=tenant, status=OrderStatus.NEW, created_at__lt=now - timedelta(minutes=minutes)
+    cutoff = now - timedelta(minutes=minutes)
+    paid = Q(paid_at__isnull=False) | Q(is_cod=True)
+    holding = Exists(
+        Reservation._base_manager.filter(order=OuterRef("pk"), state=ReservationState.RESERVED)
     )
+    not_reserved = Exists(lines_not_reserved(OrderLine._base_manager.filter(order=OuterRef("pk"))))
+    waits_for_stock = Exists(
+        OrderHold._base_manager.filter(
+            order=OuterRef("pk"),
+            released_at__isnull=True,
+            code__in=(HoldReason.STOCK_SHORT, HoldReason.SKU_UNKNOWN),
+        )
+    )
+    return Order._base_manager.filter(tenant=tenant).filter(
+        (Q(status=OrderStatus.NEW, created_at__lt=cutoff) & paid)
+        | (
+            Q(status__in=(OrderStatus.ON_HOLD, OrderStatus.READY), updated_at__lt=cutoff)
+            & paid
+            & ((not_reserved & ~waits_for_stock) | Q(reviewed_at__isnull=True))
+        )
+        | (
+            Q(status__in=(*SHIPPED_STATUSES, OrderStatus.CANCELLED), updated_at__lt=cutoff)
+            & holding
+        )
+    )
+
+
+def orders_stuck_rerun(*, tenant, now: datetime) -> int:
+    """Re-run the ingest pipeline (ship-commit, reserve, review) for the tenant's stranded
+    orders (`orders_stranded`), at most `STUCK_BATCH` per shop a sweep; returns how many were
+    re-run. A shop's `orders.pipeline` alert (a failed step) is resolved once the shop has no
+    stranded order left; ready orders without a parcel are split by the sweep right after."""
+    from orders.pipeline import PIPELINE_ALERT_KIND, orders_after_ingest, pipeline_alert_key
+    from shops.models import Shop
+    from tkerp.alerts import alert_resolve
+    from tkerp.models import Alert
+
+    stuck = orders_stranded(tenant=tenant, now=now)
     by_shop: dict[int, list[int]] = {}
     for shop_id, order_id in stuck.order_by("shop_id", "pk").values_list("shop_id", "pk"):
         ids = by_shop.setdefault(shop_id, [])
         if len(ids) < STUCK_BATCH:
             ids.append(order_id)
+    waiting = {pipeline_alert_key(shop_id) for shop_id in by_shop}
+    for key in (
+        Alert._base_manager.filter(
+            tenant=tenant, kind=PIPELINE_ALERT_KIND, resolved_at__isnull=True
+        )
+        .exclude(key__in=waiting)
+        .values_list("key", flat=True)
+    ):
+        alert_resolve(tenant=tenant, key=key)
     total = 0
     for shop in Shop._base_manager.filter(pk__in=list(by_shop)).select_related("tenant"):
         try:

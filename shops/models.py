@@ -62,6 +62,18 @@ class Platform(models.TextChoices):
     MANUAL = "manual", "Manual / CSV"
 
 
+def default_ship_by_hours() -> int:
+    """A new shop's ship-by hours: `TKERP_DEFAULT_SHIP_BY_HOURS` (24 unless set), read when the
+    shop is made, so a deployment's policy applies without a migration."""
+    return settings.TKERP_DEFAULT_SHIP_BY_HOURS
+
+
+def default_presale_ship_by_hours() -> int:
+    """A new shop's pre-sale ship-by hours: `TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS` (72 unless
+    set)."""
+    return settings.TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS
+
+
 class Shop(TenantOwnedModel):
     """One storefront on one platform, with its shipping policy and sync settings."""
 
@@ -76,10 +88,11 @@ class Shop(TenantOwnedModel):
     currency = models.CharField(max_length=3, default="USD")
     is_active = models.BooleanField(default=True)
     ship_by_hours = models.PositiveIntegerField(
-        default=24, help_text="Hours from payment to ship when the platform gives no deadline."
+        default=default_ship_by_hours,
+        help_text="Hours from payment to ship when the platform gives no deadline.",
     )
     presale_ship_by_hours = models.PositiveIntegerField(
-        default=72, help_text="Ship-by hours for pre-sale orders."
+        default=default_presale_ship_by_hours, help_text="Ship-by hours for pre-sale orders."
     )
     sync_interval_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)

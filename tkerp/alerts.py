@@ -40,6 +40,9 @@ def alert_raise(
     Only a newly opened alert is notified (a django-q task queued on commit).
     """
     now = timezone.now()
+    # Cut to the column once, for the UPDATE as for the INSERT: a long shop or SKU name in a
+    # title must never make the alert itself fail (PostgreSQL refuses an over-long value).
+    title = title[: Alert._meta.get_field("title").max_length]
     with tenant_context(tenant), transaction.atomic():
         bumped = Alert.objects.filter(key=key, resolved_at__isnull=True).update(
             occurrences=F("occurrences") + 1, last_seen_at=now, message=message, title=title
@@ -52,7 +55,7 @@ def alert_raise(
                         key=key,
                         kind=kind,
                         severity=severity,
-                        title=title[:200],
+                        title=title,
                         message=message,
                         shop=shop,
                         opened_at=now,

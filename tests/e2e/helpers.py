@@ -105,3 +105,35 @@ def add_orders(store, count: int, *, start, step=None, seed: int = 0) -> list:
         )
         orders.append(sandbox.load_order(store=store, payload=payload))
     return orders
+
+
+def sync_now(shop):
+    """One sync pass of `shop` against its sandbox, tasks run inline; the pass must succeed."""
+    from shops.platforms import connector_for
+    from shops.sync import shop_sync
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(shop.tenant), django_q_sync():
+        run = shop_sync(
+            shop=shop, connector=connector_for(shop, sleep=lambda _: None, backoff_base=0.001)
+        )
+    assert run.status == "success", run.error
+    return run
+
+
+def platform_cancels(store, platform_order_id: str) -> None:
+    """TikTok cancels the order on its side (for a shipped one: a parcel never collected): the
+    order and its items say CANCELLED, with a later update time."""
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    from sandbox.models import SandboxOrder
+
+    row = SandboxOrder.objects.get(store=store, order_id=platform_order_id)
+    stamp = max(int(timezone.now().timestamp()), int(row.payload["update_time"]) + 1)
+    row.payload.update(status="CANCELLED", cancel_time=stamp, update_time=stamp)
+    for item in row.payload["line_items"]:
+        item.update(display_status="CANCELLED", package_status="CANCELLED")
+    row.status, row.updated = "CANCELLED", datetime.fromtimestamp(stamp, UTC)
+    row.save(update_fields=["payload", "status", "updated"])

@@ -6,6 +6,7 @@ through the database, exactly as two workers (or a webhook and a poll) would.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections import defaultdict
@@ -17,10 +18,12 @@ import pytest
 from django.db import connection
 
 from inventory.models import MovementKind, Reservation, ReservationState, StockLevel, StockMovement
-from inventory.reservations import order_release, order_ship_commit, orders_reserve
+from inventory.reservations import ShipRefused, order_release, order_ship_commit, orders_reserve
 from inventory.stock import stock_ledger_balance
+from logistics.models import Shipment, ShipmentStatus
+from logistics.routing import order_shipments_split
 from orders.ingest import orders_ingest
-from orders.models import Order, OrderHold, OrderLine
+from orders.models import Order, OrderEvent, OrderHold, OrderLine
 from shops.platforms.base import PlatformAddress, PlatformLine, PlatformOrder
 from tests.factories import ShopFactory, SkuFactory, WarehouseFactory
 from tests.inventory.test_reservations import paid_order, receive
@@ -186,10 +189,15 @@ def test_a_cancel_racing_a_ship_releases_or_commits_exactly_once(tenant_a):
     orders = [paid_order(shop=shop, lines=[(sku, 2)]) for _ in range(12)]
     orders_reserve(tenant=tenant_a, order_ids=[o.pk for o in orders])
 
+    def ship(order):
+        # When the cancel wins, no reserved stock is left to ship, and shipping says so.
+        with contextlib.suppress(ShipRefused):
+            order_ship_commit(order=order)
+
     jobs = []
     for order in orders:
         jobs.append(lambda order=order: order_release(order=order, reason="cancelled"))
-        jobs.append(lambda order=order: order_ship_commit(order=order))
+        jobs.append(lambda order=order: ship(order))
     errors = run_together(jobs)
 
     assert errors == []
@@ -230,4 +238,71 @@ def test_reserving_the_same_orders_from_many_workers_at_once_reserves_each_once(
     with tenant_context(tenant_a):
         assert StockLevel.objects.get(sku=sku).reserved == 20
         assert StockMovement.objects.filter(kind=MovementKind.RESERVE).count() == 20
+    assert_ledger_matches(tenant_a)
+
+
+def test_every_door_reporting_one_shipment_at_once_commits_it_once(tenant_a):
+    """The platform's "shipped" (ingest, as webhooks and the poll deliver it), a person's "Mark
+    shipped" and the parcel's own report, three of each at once: one commit. Then the
+    platform's cancel racing releases: nothing comes back."""
+    shop = ShopFactory(tenant=tenant_a)
+    warehouse = WarehouseFactory(tenant=tenant_a, code="OWN")
+    mug, cap = SkuFactory(tenant=tenant_a, code="MUG"), SkuFactory(tenant=tenant_a, code="CAP")
+    receive(sku=mug, warehouse=warehouse, units=10)
+    receive(sku=cap, warehouse=warehouse, units=10)
+    placed = platform_order("SHIP-1", [("MUG", 2), ("CAP", 3)])
+    orders_ingest(shop=shop, platform_orders=[placed], source="poll")
+    with tenant_context(tenant_a):
+        order = Order.objects.get(platform_order_id="SHIP-1")
+        assert Reservation.objects.filter(order=order, state=ReservationState.RESERVED).count()
+        (parcel,) = order_shipments_split(order=order)
+
+    def reported(status: str, minutes: int) -> PlatformOrder:
+        version = platform_order("SHIP-1", [("MUG", 2), ("CAP", 3)])
+        version.status = status
+        version.platform_status = status.upper()
+        version.updated_at = T0 + timedelta(minutes=minutes)
+        return version
+
+    jobs = []
+    for _ in range(3):
+        jobs.append(
+            lambda: orders_ingest(
+                shop=shop, platform_orders=[reported("shipped", 1)], source="webhook"
+            )
+        )
+        jobs.append(lambda: order_ship_commit(order=order))
+        jobs.append(lambda: order_ship_commit(shipment=parcel))
+    assert run_together(jobs) == []
+
+    with tenant_context(tenant_a):
+        ships = StockMovement.objects.filter(order=order, kind=MovementKind.SHIP)
+        assert sorted((m.sku_id, m.on_hand_delta) for m in ships) == sorted(
+            [(mug.pk, -2), (cap.pk, -3)]
+        )
+        assert OrderEvent.objects.filter(order=order, kind="stock.shipped").count() == 1
+        assert Order.objects.get(pk=order.pk).status == "shipped"
+        assert Shipment.objects.get(pk=parcel.pk).status == ShipmentStatus.SHIPPED
+        levels = {
+            level.sku_id: (level.on_hand, level.reserved) for level in StockLevel.objects.all()
+        }
+    assert levels == {mug.pk: (8, 0), cap.pk: (7, 0)}
+
+    jobs = []
+    for _ in range(3):
+        jobs.append(
+            lambda: orders_ingest(
+                shop=shop, platform_orders=[reported("cancelled", 2)], source="webhook"
+            )
+        )
+        jobs.append(lambda: order_release(order=order, reason="cancelled"))
+    assert run_together(jobs) == []
+
+    with tenant_context(tenant_a):
+        assert Order.objects.get(pk=order.pk).status == "cancelled"
+        assert not StockMovement.objects.filter(order=order, kind=MovementKind.RELEASE).exists()
+        levels = {
+            level.sku_id: (level.on_hand, level.reserved) for level in StockLevel.objects.all()
+        }
+    assert levels == {mug.pk: (8, 0), cap.pk: (7, 0)}
     assert_ledger_matches(tenant_a)

@@ -14,17 +14,20 @@ from inventory.models import (
     WarehouseKind,
 )
 from inventory.reservations import (
+    ShipRefused,
     order_release,
     order_reserve_retry,
     order_route_dropship,
     order_ship_commit,
+    orders_not_reserved,
     orders_reserve,
+    orders_ship_commit,
     shop_warehouses,
 )
 from inventory.stock import stock_adjust, stock_count, stock_ledger_balance
 from logistics.models import Shipment, ShipmentStatus
 from logistics.routing import order_shipments_split
-from orders.models import OrderHold, OrderLine, OrderStatus
+from orders.models import Order, OrderHold, OrderLine, OrderStatus
 from tests.factories import (
     OrderFactory,
     OrderLineFactory,
@@ -365,6 +368,113 @@ class TestReleaseAndShip:
         cap, mug = level_of(world["cap"], second), level_of(world["mug"], world["own"])
         assert (cap.on_hand, cap.reserved) == (3, 0)
         assert (mug.on_hand, mug.reserved) == (1, 1)
+
+
+class TestShipDoor:
+    def test_parcels_ship_one_by_one_and_the_order_ships_with_the_last(self, world):
+        tenant = world["tenant"]
+        second = WarehouseFactory(tenant=tenant, code="A-ZZZ", kind=WarehouseKind.OWN)
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        receive(sku=world["cap"], warehouse=second, units=5)
+        order = paid_order(
+            shop=world["shop"],
+            lines=[(world["mug"], 1), (world["cap"], 2)],
+            status=OrderStatus.READY,
+        )
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+        shipments = {s.warehouse_id: s for s in order_shipments_split(order=order)}
+
+        assert order_ship_commit(shipment=shipments[second.pk]) == 2
+        order.refresh_from_db()
+        assert order.status == OrderStatus.READY  # the other parcel has not left
+        assert Shipment._base_manager.get(pk=shipments[second.pk].pk).status == "shipped"
+        assert Shipment._base_manager.get(pk=shipments[world["own"].pk].pk).status == "pending"
+
+        assert order_ship_commit(shipment=shipments[world["own"].pk]) == 1
+        order.refresh_from_db()
+        assert order.status == OrderStatus.SHIPPED and order.shipped_at is not None
+        assert_ledger(world["mug"], world["own"])
+        assert_ledger(world["cap"], second)
+
+    def test_a_cancelled_order_or_parcel_cannot_ship(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        (parcel,) = order_shipments_split(order=order)
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.CANCELLED)
+
+        with pytest.raises(ShipRefused, match="cancelled; it can't ship"):
+            order_ship_commit(shipment=parcel)
+        order.status = OrderStatus.CANCELLED
+        order.save()
+        with pytest.raises(ShipRefused, match="the order is cancelled"):
+            order_ship_commit(order=order)
+
+        assert level_of(world["mug"], world["own"]).on_hand == 5
+
+    def test_a_release_of_an_order_the_platform_reported_shipped_commits_instead(self, world):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        # Ingest stored the platform's "shipped", then its cancel, before the stock moved.
+        order.status, order.shipped_at = OrderStatus.CANCELLED, timezone.now()
+        order.save()
+
+        assert order_release(order=order, reason="cancelled") == 0
+
+        level = level_of(world["mug"], world["own"])
+        assert (level.on_hand, level.reserved) == (3, 0)
+        assert not StockMovement._base_manager.filter(kind=MovementKind.RELEASE).exists()
+        assert Reservation._base_manager.get().state == ReservationState.COMMITTED
+        assert_ledger(world["mug"], world["own"])
+
+    def test_the_pipeline_commits_only_orders_that_have_shipped(self, world):
+        tenant = world["tenant"]
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        shipped = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        open_ = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        orders_reserve(tenant=tenant, order_ids=[shipped.pk, open_.pk])
+        Order._base_manager.filter(pk=shipped.pk).update(status=OrderStatus.SHIPPED)
+
+        assert orders_ship_commit(tenant=tenant, order_ids=[shipped.pk, open_.pk]) == 1
+        assert orders_ship_commit(tenant=tenant, order_ids=[shipped.pk, open_.pk]) == 0
+        assert orders_ship_commit(tenant=world["tenant"], order_ids=[]) == 0
+
+        states = dict(Reservation._base_manager.values_list("order_id", "state"))
+        assert states == {
+            shipped.pk: ReservationState.COMMITTED,
+            open_.pk: ReservationState.RESERVED,
+        }
+
+    def test_another_tenants_order_is_never_shipped(self, world, tenant_b):
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        order = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        Order._base_manager.filter(pk=order.pk).update(status=OrderStatus.SHIPPED)
+
+        assert orders_ship_commit(tenant=tenant_b, order_ids=[order.pk]) == 0
+        assert level_of(world["mug"], world["own"]).reserved == 1
+
+
+class TestReservedCoverage:
+    def test_orders_not_reserved_names_orders_with_a_line_not_fully_held(self, world):
+        tenant = world["tenant"]
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        held = paid_order(shop=world["shop"], lines=[(world["mug"], 2)])
+        grown = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        unknown = paid_order(shop=world["shop"], lines=[(world["mug"], 1)])
+        OrderLineFactory(order=unknown, tenant=tenant, sku=None, seller_sku="NOPE")
+        empty = paid_order(shop=world["shop"], lines=[])
+        orders_reserve(tenant=tenant, order_ids=[held.pk, grown.pk, unknown.pk])
+        OrderLine._base_manager.filter(order=grown).update(quantity=3)  # not re-aligned yet
+        ids = [held.pk, grown.pk, unknown.pk, empty.pk]
+
+        with tenant_context(tenant):
+            assert orders_not_reserved(order_ids=ids) == {grown.pk, unknown.pk}
+            OrderLine._base_manager.filter(order=held).update(is_cancelled=True)
+            assert orders_not_reserved(order_ids=ids) == {grown.pk, unknown.pk}
+        with tenant_context(world["tenant"]):
+            assert orders_not_reserved(order_ids=[]) == set()
 
 
 class TestOversoldActions:

@@ -6,7 +6,13 @@ from django.core.exceptions import ValidationError
 from orders.holds import HoldNotAllowed, order_hold, order_release
 from orders.models import Order, OrderEvent, OrderHold, OrderStatus, OrderTag, Tag
 from orders.tags import order_tag_add, order_tag_remove
-from tests.factories import OrderFactory, OrderHoldFactory, UserFactory
+from tests.factories import (
+    OrderFactory,
+    OrderHoldFactory,
+    OrderLineFactory,
+    ReservationFactory,
+    UserFactory,
+)
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +159,25 @@ class TestOrderTags:
     def test_empty_tag_name_is_refused(self, scope_a, order_a):
         with pytest.raises(ValidationError):
             order_tag_add(order=order_a, tag_name="   ")
+
+
+class TestReleaseWithoutStock:
+    def test_releasing_stock_short_by_hand_leaves_an_unreserved_order_new(self, scope_a, order_a):
+        OrderLineFactory(order=order_a, tenant=order_a.tenant, quantity=2)
+        order_hold(order=order_a, code="stock.short", message="MUG: needs 2, 0 free")
+
+        order_release(order=order_a, user=UserFactory())
+
+        # Releasing the hold conjures no stock: not ready (it would never get a parcel), but
+        # "new", which the SLA sweep runs through stock and review again.
+        assert reload(order_a).status == OrderStatus.NEW
+        event = OrderEvent._base_manager.filter(order=order_a, kind="hold.released").get()
+        assert event.data["status"] == OrderStatus.NEW
+
+    def test_an_order_holding_its_stock_becomes_ready(self, scope_a, order_a):
+        ReservationFactory(tenant=order_a.tenant, order=order_a)
+        order_hold(order=order_a, code="manual", message="check the shade")
+
+        order_release(order=order_a, user=UserFactory())
+
+        assert reload(order_a).status == OrderStatus.READY

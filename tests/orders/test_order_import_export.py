@@ -9,9 +9,20 @@ import pytest
 import tablib
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from inventory.models import MovementKind, Reservation, ReservationState, StockLevel, WarehouseKind
+from inventory.stock import stock_adjust
+from logistics.models import Shipment
+from logistics.routing import orders_split_ready
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from orders.resources import CSV_COLUMNS, OrderLineResource
-from tests.factories import OrderFactory, OrderLineFactory, ShopFactory, SkuFactory
+from tests.e2e.helpers import django_q_sync
+from tests.factories import (
+    OrderFactory,
+    OrderLineFactory,
+    ShopFactory,
+    SkuFactory,
+    WarehouseFactory,
+)
 from tests.orders.admin_helpers import admin_url, run_action
 from tkerp.tenancy import tenant_context
 
@@ -410,3 +421,135 @@ class TestAdminImport:
 
     def test_the_operator_must_choose_a_tenant_before_importing(self, superuser_client):
         assert superuser_client.get(admin_url(Order, "import")).status_code == 403
+
+
+class TestPaymentAndStock:
+    """A CSV order is paid when placed unless the file says `unpaid`: it reserves its stock and
+    gets its parcel like a platform order (orders.pipeline, then the split task)."""
+
+    @pytest.fixture
+    def stock(self, tenant_a, skus_a):
+        warehouse = WarehouseFactory(tenant=tenant_a, code="A-OWN", kind=WarehouseKind.OWN)
+        with tenant_context(tenant_a):
+            for sku in skus_a.values():
+                stock_adjust(
+                    sku=sku,
+                    warehouse=warehouse,
+                    delta=10,
+                    kind=MovementKind.RECEIVE,
+                    user=None,
+                    note="delivery",
+                )
+        return warehouse
+
+    def rows(self, **values) -> list[dict]:
+        return [
+            order_row(sku="RED-S", quantity="2", **values),
+            {"shop": "Alpha CSV", "order_id": "M-1", "sku": "RED-M", "quantity": "1",
+             "unit_price": "12.50"},
+        ]  # fmt: skip
+
+    def held(self, order) -> dict[str, int]:
+        return dict(
+            Reservation._base_manager.filter(
+                order=order, state=ReservationState.RESERVED
+            ).values_list("sku__code", "quantity")
+        )
+
+    def test_an_imported_order_reserves_and_gets_its_parcel(
+        self, client_a, tenant_a, manual_shop_a, stock, django_capture_on_commit_callbacks
+    ):
+        preview = TestAdminImport().upload(client_a, self.rows())
+        with django_q_sync(), django_capture_on_commit_callbacks(execute=True):
+            response = client_a.post(
+                admin_url(Order, "process_import"), preview.context["confirm_form"].initial
+            )
+        assert response.status_code == 302
+
+        order = orders_of(tenant_a).get()
+        assert order.paid_at == order.placed_at == datetime(2025, 4, 12, 14, 30, tzinfo=UTC)
+        assert order.status == OrderStatus.READY
+        assert self.held(order) == {"RED-S": 2, "RED-M": 1}
+        levels = StockLevel._base_manager.filter(warehouse=stock)
+        assert dict(levels.values_list("sku__code", "reserved")) == {
+            "RED-S": 2,
+            "RED-M": 1,
+            "BLUE-S": 0,
+        }
+        with tenant_context(tenant_a):
+            parcel = Shipment.objects.get(order=order)
+            assert (parcel.warehouse, parcel.status) == (stock, "pending")
+            assert sorted(parcel.lines.values_list("order_line__seller_sku", "quantity")) == [
+                ("RED-M", 1),
+                ("RED-S", 2),
+            ]
+            assert orders_split_ready(tenant=tenant_a) == 0  # split once, not again
+
+    def test_unpaid_in_the_file_reserves_nothing_until_an_import_pays_it(
+        self, tenant_a, manual_shop_a, stock, django_capture_on_commit_callbacks
+    ):
+        with django_q_sync(), django_capture_on_commit_callbacks(execute=True):
+            result = run_import(tenant_a, self.rows(paid_at="Unpaid"))
+        assert not result.has_validation_errors(), errors_by_row(result)
+        order = orders_of(tenant_a).get()
+        assert (order.paid_at, order.status, order.reviewed_at) == (None, OrderStatus.NEW, None)
+        assert self.held(order) == {}
+
+        with django_q_sync(), django_capture_on_commit_callbacks(execute=True):
+            paid = run_import(tenant_a, self.rows(paid_at="2025-04-12 16:00"))
+
+        assert paid.order_counts == {"new": 0, "updated": 1}
+        order.refresh_from_db()
+        assert order.paid_at == datetime(2025, 4, 12, 16, 0, tzinfo=UTC)  # tenant zone: UTC
+        assert order.ship_by == order.paid_at + timedelta(hours=manual_shop_a.ship_by_hours)
+        assert order.status == OrderStatus.READY
+        assert self.held(order) == {"RED-S": 2, "RED-M": 1}
+
+    def test_a_blank_paid_at_keeps_a_stored_order_unpaid(self, tenant_a, manual_shop_a, skus_a):
+        run_import(tenant_a, self.rows(paid_at="unpaid"))
+
+        again = run_import(tenant_a, self.rows())
+
+        assert again.order_counts == {"new": 0, "updated": 0}
+        assert orders_of(tenant_a).get().paid_at is None
+
+    def test_a_paid_at_that_is_no_time_names_row_and_column(self, tenant_a, manual_shop_a, skus_a):
+        errors = errors_by_row(run_import(tenant_a, self.rows(paid_at="soon")))
+
+        assert errors == {
+            1: {
+                "paid_at": [
+                    "'soon' is not a date and time; write it like 2025-04-12 14:30, "
+                    "or 'unpaid' for an order not paid yet"
+                ]
+            }
+        }
+        assert not orders_of(tenant_a).exists()
+
+    def test_an_unpaid_order_exports_as_unpaid_and_re_imports_unchanged(
+        self, client_a, tenant_a, manual_shop_a, skus_a
+    ):
+        run_import(tenant_a, self.rows(paid_at="unpaid"))
+
+        rows = TestExport().export_rows(client_a)
+
+        assert {row["paid_at"] for row in rows} == {"unpaid"}
+        result = run_import(tenant_a, rows)
+        assert (result.totals["new"], result.totals["update"], result.totals["skip"]) == (0, 0, 2)
+
+    def test_orders_imported_before_are_paid_when_placed_by_the_migration(
+        self, tenant_a, manual_shop_a, shop_a
+    ):
+        from importlib import import_module
+
+        from django.apps import apps
+
+        migration = import_module("orders.migrations.0002_csv_orders_paid_when_placed")
+        placed = datetime(2025, 4, 12, 14, 30, tzinfo=UTC)
+        csv_order = OrderFactory(tenant=tenant_a, shop=manual_shop_a, placed_at=placed)
+        platform_order = OrderFactory(tenant=tenant_a, shop=shop_a, placed_at=placed)
+
+        migration.csv_orders_paid_when_placed(apps, None)
+
+        assert Order._base_manager.get(pk=csv_order.pk).paid_at == placed
+        assert Order._base_manager.get(pk=platform_order.pk).paid_at is None

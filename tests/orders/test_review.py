@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from inventory.models import Reservation
 from orders.holds import order_hold
 from orders.models import Order, OrderEvent, OrderHold, OrderStatus, ReviewSettings
 from orders.review import order_address_edit, orders_review, review_dry_run, review_settings_get
@@ -14,6 +15,7 @@ from tests.factories import (
     OrderFactory,
     OrderHoldFactory,
     OrderLineFactory,
+    ReservationFactory,
     ShopFactory,
     UserFactory,
 )
@@ -49,7 +51,9 @@ def make_order(shop):
         values.setdefault("paid_at", timezone.now())
         values.setdefault("placed_at", timezone.now() - timedelta(days=2 * next(counter)))
         order = OrderFactory(tenant=shop.tenant, shop=shop, **values)
-        OrderLineFactory(order=order, tenant=shop.tenant)
+        line = OrderLineFactory(order=order, tenant=shop.tenant)
+        # Its stock is reserved (the pipeline's stock step ran): review may call it ready.
+        ReservationFactory(tenant=shop.tenant, order=order, order_line=line)
         return order
 
     return make
@@ -229,6 +233,45 @@ def test_unpaid_platform_orders_wait_for_payment(make_order):
     order = make_order(paid_at=None, address_line1="PO Box 1")
     review(order)
     assert order.status == OrderStatus.NEW and active_codes(order) == set()
+
+
+def test_unpaid_manual_orders_wait_for_payment_too_and_cod_orders_do_not(tenant_a, make_order):
+    manual = ShopFactory(tenant=tenant_a, platform="manual", platform_shop_id="")
+    unpaid = OrderFactory(tenant=tenant_a, shop=manual, paid_at=None, **CLEAN)
+    cod = make_order(paid_at=None, is_cod=True)  # sold: cash comes with the parcel
+    review(unpaid, cod)
+    assert unpaid.status == OrderStatus.NEW and unpaid.reviewed_at is None
+    assert cod.status == OrderStatus.READY
+
+
+def test_an_order_whose_stock_is_not_reserved_passes_but_waits_in_new(make_order):
+    order = make_order()
+    reservation = Reservation._base_manager.get(order=order)
+    Reservation._base_manager.filter(pk=reservation.pk).delete()
+
+    result = review(order)
+
+    assert (order.status, result.ready, result.waiting) == (OrderStatus.NEW, 0, 1)
+    assert order.reviewed_at is not None and active_codes(order) == set()
+    event = OrderEvent._base_manager.get(order=order, kind="review.passed")
+    assert "waiting for its stock to be reserved" in event.message
+
+    # Its stock is reserved now (the pipeline's stock step ran): the next review, with nothing
+    # else changed, makes it ready; one already ready with its stock is then left alone.
+    ReservationFactory(tenant=order.tenant, order=order, order_line=reservation.order_line)
+    assert review(order).ready == 1 and order.status == OrderStatus.READY
+    assert review(order).skipped == 1
+
+
+def test_a_ready_order_that_lost_its_stock_goes_back_to_new(make_order):
+    order = make_order()
+    review(order)
+    assert order.status == OrderStatus.READY
+    Reservation._base_manager.filter(order=order).update(state="released")
+
+    review(order)
+
+    assert order.status == OrderStatus.NEW
 
 
 def test_masked_recipients_skip_address_checks(make_order):

@@ -11,7 +11,12 @@ from django.utils import timezone
 from orders.models import Order, OrderEvent, OrderHold, OrderStatus, ReviewSettings
 from orders.review import orders_review, review_settings_get
 from shops.models import Role
-from tests.factories import OrderFactory, OrderLineFactory, ReviewSettingsFactory
+from tests.factories import (
+    OrderFactory,
+    OrderLineFactory,
+    ReservationFactory,
+    ReviewSettingsFactory,
+)
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks, run_action
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +42,9 @@ SETTINGS_POST = {
 def paid_order(shop, **fields):
     fields.setdefault("placed_at", timezone.now() - timedelta(hours=len(fields) * 30 + 1))
     order = OrderFactory(tenant=shop.tenant, shop=shop, paid_at=timezone.now(), **fields)
-    OrderLineFactory(order=order, tenant=shop.tenant)
+    line = OrderLineFactory(order=order, tenant=shop.tenant)
+    # Its stock is reserved (the pipeline's stock step ran): review may call it ready.
+    ReservationFactory(tenant=shop.tenant, order=order, order_line=line)
     return order
 
 

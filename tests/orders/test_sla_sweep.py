@@ -8,11 +8,25 @@ from orders import pipeline
 from orders.admin import OrderAdmin
 from orders.admin_inbox import countdown
 from orders.models import Order, ShopSlaFigures, SlaState
-from orders.sla import SLA_DUE_SOON_ALERT, SLA_OVERDUE_ALERT, shop_sla_figures_compute, sla_sweep
+from orders.sla import (
+    SLA_DUE_SOON_ALERT,
+    SLA_OVERDUE_ALERT,
+    orders_stranded,
+    shop_sla_figures_compute,
+    sla_sweep,
+)
 from orders.tasks import sla_sweep_task
 from shops.schedules import schedule_specs
-from tests.factories import OrderFactory, ShopFactory, TenantOrderPolicyFactory
+from tests.factories import (
+    OrderFactory,
+    OrderHoldFactory,
+    OrderLineFactory,
+    ReservationFactory,
+    ShopFactory,
+    TenantOrderPolicyFactory,
+)
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks
+from tkerp.alerts import alert_raise
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
 
@@ -166,15 +180,73 @@ class TestStuckOrders:
             "orders_after_ingest",
             lambda **kwargs: calls.append((kwargs["shop"].pk, sorted(kwargs["updated_ids"]))),
         )
-        stuck = _order(shop, "stuck", status="new")
-        fresh = _order(shop, "fresh", status="new")
-        _order(shop, "done", status="ready")
-        Order._base_manager.filter(pk=stuck.pk).update(created_at=NOW - timedelta(minutes=10))
+        paid = NOW - timedelta(minutes=20)
+        stuck = _order(shop, "stuck", status="new", paid_at=paid)
+        fresh = _order(shop, "fresh", status="new", paid_at=paid)
+        unpaid = _order(shop, "unpaid", status="new")  # waits for its payment, not stranded
+        _order(shop, "done", status="ready", paid_at=paid, reviewed_at=paid)
+        Order._base_manager.filter(pk__in=[stuck.pk, unpaid.pk]).update(
+            created_at=NOW - timedelta(minutes=10)
+        )
         Order._base_manager.filter(pk=fresh.pk).update(created_at=NOW - timedelta(minutes=1))
 
         sla_sweep(now=NOW)
 
         assert calls == [(shop.pk, [stuck.pk])]
+
+    def test_stranded_orders_are_selected_by_state(self, shop):
+        old = NOW - timedelta(minutes=10)
+        paid = {"paid_at": NOW - timedelta(hours=1), "reviewed_at": old}
+
+        def order(number, *, reserved=None, hold=None, **fields):
+            made = _order(shop, number, **fields)
+            line = OrderLineFactory(order=made, tenant=shop.tenant, quantity=1)
+            if reserved is not None:
+                ReservationFactory(tenant=shop.tenant, order=made, order_line=line, state=reserved)
+            if hold:
+                OrderHoldFactory(tenant=shop.tenant, order=made, code=hold)
+            Order._base_manager.filter(pk=made.pk).update(created_at=old, updated_at=old)
+            return made
+
+        expected = {
+            order("new", status="new", **paid),
+            order("ready-unreserved", status="ready", **paid),
+            order("held-for-review-unreserved", status="on_hold", hold="address.po_box", **paid),
+            order("held-unreviewed", status="on_hold", hold="stock.short", paid_at=NOW),
+            order("shipped-holding", status="shipped", reserved="reserved", **paid),
+            order("cancelled-holding", status="cancelled", reserved="reserved", **paid),
+        }
+        order("unpaid", status="new")
+        order("ready-reserved", status="ready", reserved="reserved", **paid)
+        order("waiting-for-stock", status="on_hold", hold="stock.short", **paid)
+        order("unknown-sku", status="on_hold", hold="sku.unknown", **paid)
+        order("shipped-committed", status="shipped", reserved="committed", **paid)
+        order("cancelled-released", status="cancelled", reserved="released", **paid)
+        recent = order("ready-just-now", status="ready", **paid)
+        Order._base_manager.filter(pk=recent.pk).update(updated_at=NOW)
+
+        stranded = set(orders_stranded(tenant=shop.tenant, now=NOW))
+
+        assert {o.platform_order_id for o in stranded} == {o.platform_order_id for o in expected}
+
+    def test_the_pipeline_alert_closes_once_nothing_is_stranded(self, shop, monkeypatch):
+        monkeypatch.setattr(pipeline, "orders_after_ingest", lambda **kwargs: [])
+        alert_raise(
+            tenant=shop.tenant,
+            key=pipeline.pipeline_alert_key(shop.pk),
+            kind=pipeline.PIPELINE_ALERT_KIND,
+            title="stored but not processed",
+            shop=shop,
+        )
+        stuck = _order(shop, "stuck", status="new", paid_at=NOW - timedelta(hours=1))
+        Order._base_manager.filter(pk=stuck.pk).update(created_at=NOW - timedelta(minutes=10))
+
+        sla_sweep(now=NOW)
+        assert pipeline.pipeline_alert_key(shop.pk) in _open_alerts(shop.tenant)
+
+        Order._base_manager.filter(pk=stuck.pk).update(status="ready", reviewed_at=NOW)
+        sla_sweep(now=NOW)
+        assert pipeline.pipeline_alert_key(shop.pk) not in _open_alerts(shop.tenant)
 
 
 def test_the_task_is_scheduled_every_minute_and_runs_the_sweep(shop):

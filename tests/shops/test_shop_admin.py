@@ -1,7 +1,7 @@
 """The seller's settings in the admin: tenant row, memberships, shops and their credentials."""
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from orders.models import Order
 from shops.models import Membership, Role, Shop, ShopCredentials, Tenant
@@ -171,6 +171,19 @@ class TestShopAdmin:
         assert "already exists" in same.content.decode()
         assert other.status_code == 302
         assert Shop._base_manager.filter(tenant=tenant_a, name="Other").exists()
+
+    @override_settings(TKERP_DEFAULT_SHIP_BY_HOURS=36, TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS=120)
+    def test_a_new_shop_takes_its_ship_by_hours_from_the_settings(self, client_a, tenant_a):
+        made_in_code = Shop._base_manager.create(tenant=tenant_a, name="Coded", platform="manual")
+        form = client_a.get(admin_url(Shop, "add")).context["adminform"].form
+
+        assert (made_in_code.ship_by_hours, made_in_code.presale_ship_by_hours) == (36, 120)
+        assert form["ship_by_hours"].value() == 36
+        assert form["presale_ship_by_hours"].value() == 120
+
+    def test_without_settings_overridden_the_defaults_are_24_and_72_hours(self, tenant_a):
+        shop = Shop(tenant=tenant_a, name="Plain", platform="manual")
+        assert (shop.ship_by_hours, shop.presale_ship_by_hours) == (24, 72)
 
     def test_superuser_sees_every_tenants_shops(self, superuser_client, tenant_a, tenant_b):
         shops = {ShopFactory(tenant=tenant_a).pk, ShopFactory(tenant=tenant_b).pk}

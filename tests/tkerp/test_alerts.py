@@ -70,6 +70,17 @@ class TestRaiseAndResolve:
         with pytest.raises(IntegrityError), transaction.atomic():
             AlertFactory(tenant=tenant_a, key="k")
 
+    def test_a_title_over_the_column_is_cut_when_opened_and_when_raised_again(self, tenant_a):
+        # A real case: "Low stock: <SKU code>" or a shop name in a title can run long.
+        title = "Orders of " + "A very long shop name " * 12 + "were stored but not processed"
+        assert len(title) > 200
+
+        first = alert_raise(tenant=tenant_a, key="long", kind="orders.pipeline", title=title)
+        again = alert_raise(tenant=tenant_a, key="long", kind="orders.pipeline", title=title)
+
+        assert again.pk == first.pk and again.occurrences == 2
+        assert again.title == title[:200]
+
 
 class TestNotify:
     @override_settings(TKERP_ALERT_WEBHOOK_SECRET="hook-secret")

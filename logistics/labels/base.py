@@ -85,5 +85,5 @@ class LabelSource(abc.ABC):
         """Cancel an unused label (refund); sources that cannot void raise LabelError."""
         raise LabelError(f"labels from {self.name} cannot be voided here", code="not_supported")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a source without connections has nothing to release
         """Release connections (HTTP clients) held by the source."""

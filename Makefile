@@ -29,6 +29,13 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 install: $(INSTALLED)  ## create .venv and install tkerp with its dev tools
 
 demo: $(INSTALLED)  ## the whole product: database, demo data, web + background workers
+	@mkdir -p var
+	@test -f var/demo.env || printf '%s\n' \
+		'# Written by `make demo`: this checkout runs the local demo. Every command run in it' \
+		'# (web, workers, a second terminal'"'"'s manage.py) reads this file, so DEBUG is on and' \
+		'# the embedded database and the platform sandboxes are allowed. Never deploy with it;' \
+		'# delete it to run this checkout like production (then set DATABASE_URL, SECRET_KEY...).' \
+		'DEBUG=true' > var/demo.env
 	@echo "Preparing the database (the embedded PostgreSQL in var/pgdata unless DATABASE_URL is set)..."
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py seed_demo

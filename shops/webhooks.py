@@ -70,11 +70,23 @@ SHOP_KEYS: dict[str, Callable[[Mapping[str, str], dict], str]] = {
 }
 
 
+def webhook_max_bytes() -> int:
+    """The largest webhook body accepted (`TKERP_WEBHOOK_MAX_BYTES`); platforms send a few KB."""
+    return getattr(settings, "TKERP_WEBHOOK_MAX_BYTES", 256 * 1024)
+
+
 def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
-    """Verify, record and queue one webhook delivery; see the module doc."""
+    """Verify, record and queue one webhook delivery; see the module doc.
+
+    The body comes from anyone on the internet before any signature is checked: it is size
+    capped first, and whatever the JSON parser cannot take (invalid text, nesting deep enough
+    to exhaust the parser's recursion) is a 400, never an error page.
+    """
+    if len(body) > webhook_max_bytes():
+        return WebhookOutcome(413, "the body is too large")
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return WebhookOutcome(400, "the body is not valid JSON")
     if not isinstance(payload, dict):
         return WebhookOutcome(400, "the body is not a JSON object")
@@ -102,7 +114,14 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
         return WebhookOutcome(401, "signature verification failed")
     try:
         event = cls.parse_webhook(headers=headers, body=body)
-    except (PlatformError, WebhookVerificationError, ValueError, KeyError, TypeError) as exc:
+    except (
+        PlatformError,
+        WebhookVerificationError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RecursionError,
+    ) as exc:
         return WebhookOutcome(400, f"malformed webhook: {getattr(exc, 'message', exc)}")
 
     outcome = WebhookOutcome(200, "already received")
@@ -230,6 +249,12 @@ def _view(platform: str):
     @csrf_exempt
     @require_POST
     def view(request: HttpRequest) -> JsonResponse:
+        try:
+            declared = int(request.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = 0
+        if declared > webhook_max_bytes():  # refused before the body is read at all
+            return _answer(WebhookOutcome(413, "the body is too large"))
         return _answer(
             webhook_receive(platform=platform, headers=request.headers, body=request.body)
         )

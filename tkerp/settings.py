@@ -1,6 +1,9 @@
-"""tkerp settings: every knob comes from the environment, with a default that runs the demo.
+"""tkerp settings: every knob comes from the environment, with a safe default.
 
-See `.env.example` for the documented list.
+See `.env.example` for the documented list. DEBUG is off unless asked for. The one file read
+besides the environment is `var/demo.env` (`TKERP_LOCAL_ENV`), which `make demo` writes so that
+every command of a demo checkout (web, workers, a second terminal's manage.py) runs with DEBUG
+on without anyone exporting anything; values in the environment always win over it.
 """
 
 import os
@@ -23,11 +26,34 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+def load_local_env(path: Path) -> None:
+    """Read KEY=VALUE lines of `path` (if it exists) into the environment, never overriding a
+    variable already set. Blank lines and # comments are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key.strip(), value.strip().strip("\"'"))
+
+
+LOCAL_ENV_FILE = os.environ.get("TKERP_LOCAL_ENV", str(BASE_DIR / "var" / "demo.env"))
+if LOCAL_ENV_FILE:
+    load_local_env(Path(LOCAL_ENV_FILE))
+
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (50+ random characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)"
+        )
+    # Only ever with DEBUG on: the local demo and the tests.
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -62,6 +88,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# HTTPS and cookies: safe values whenever DEBUG is off; each can be set explicitly (a TLS proxy
+# in front sets SECURE_PROXY_SSL_HEADER=true so Django trusts its X-Forwarded-Proto).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+# Error pages and reports (the DEBUG page included) hide every setting and environment variable
+# that can hold a credential, DATABASE_URL and the Redis URL among them.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tkerp.reporting.SecretSafeExceptionReporterFilter"
 
 ROOT_URLCONF = "tkerp.urls"
 WSGI_APPLICATION = "tkerp.wsgi.application"
@@ -198,6 +239,8 @@ TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "600")
 TKERP_SYNC_FAILURE_ALERT_THRESHOLD = int(os.environ.get("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", "3"))
 TKERP_SYNC_RUN_RETENTION_DAYS = int(os.environ.get("TKERP_SYNC_RUN_RETENTION_DAYS", "14"))
 TKERP_WEBHOOK_RETENTION_DAYS = int(os.environ.get("TKERP_WEBHOOK_RETENTION_DAYS", "14"))
+# Webhook bodies above this many bytes are refused (413) before they are parsed.
+TKERP_WEBHOOK_MAX_BYTES = int(os.environ.get("TKERP_WEBHOOK_MAX_BYTES", str(256 * 1024)))
 # Outbound alert webhooks carry an HMAC signature when this is set.
 TKERP_ALERT_WEBHOOK_SECRET = os.environ.get("TKERP_ALERT_WEBHOOK_SECRET", "")
 

@@ -10,6 +10,12 @@ admin.site.index_title = "Fulfillment back office"
 
 urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
+    # Before admin.site.urls, which maps the same path to Django's cross-tenant lookup.
+    path(
+        "admin/r/<int:content_type_id>/<path:object_id>/",
+        admin.site.admin_view(views.view_on_site),
+        name="view-on-site",
+    ),
     path("admin/", admin.site.urls),
     path("webhooks/", include("shops.urls")),
 ]

@@ -118,3 +118,12 @@ class TestSwitchingTenants:
         html = client.get(reverse("admin:index")).content.decode()
         assert 'id="tenant-switcher"' in html
         assert "Alpha Goods" in html and "Bravo Supply" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", ["①", "\u0661", "99999999999999999999999", "-1", " 1", "abc"])
+def test_a_tenant_id_that_is_not_plain_digits_changes_nothing(client_a, tenant_a, raw):
+    """ "①".isdigit() is True and int("①") raises: it used to be a 500 (issue 9, item 9)."""
+    response = client_a.post(reverse("switch-tenant"), {"tenant": raw, "next": "/admin/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"

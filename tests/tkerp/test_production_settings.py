@@ -1,0 +1,124 @@
+"""DEBUG is off unless asked for; production settings pass `check --deploy`; error pages never
+show a credential (issue 9, item 2).
+
+Settings are computed once per process, so each case runs Django in a subprocess with exactly
+the environment it describes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+from django.urls import path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "p7XvKq2M9sLrT4wYb8NcZ1dF6gHjE3aQ0uVxRtSy5oPiLkMnBvCzAq",
+    "ALLOWED_HOSTS": "erp.example.com",
+    "DATABASE_URL": "postgres://tkerp:pw@db.example.com:5432/tkerp",
+    "TKERP_LOCAL_ENV": "",
+}
+
+
+def django_run(code: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEBUG", "DATABASE_URL", "SECRET_KEY", "TKERP_", "DJANGO_"))
+    }
+    return subprocess.run(
+        [sys.executable, *(["-c", code] if code else []), *args],
+        cwd=ROOT,
+        env={**keep, "DJANGO_SETTINGS_MODULE": "tkerp.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def settings_value(name: str, env: dict) -> str:
+    done = django_run(
+        f"import django; django.setup(); from django.conf import settings; "
+        f"print(repr(settings.{name}))",
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_debug_is_off_unless_asked_for():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DEBUG"}
+    assert settings_value("DEBUG", env) == "False"
+
+
+def test_the_demo_file_turns_debug_on_for_every_command_of_the_checkout(tmp_path):
+    """`make demo` writes var/demo.env; a second terminal's manage.py reads it by itself."""
+    demo_env = tmp_path / "demo.env"
+    demo_env.write_text("# written by make demo\nDEBUG=true\n")
+    env = {"TKERP_LOCAL_ENV": str(demo_env)}  # no DEBUG, no DATABASE_URL, no SECRET_KEY
+    assert settings_value("DEBUG", env) == "True"
+    assert settings_value("DATABASES['default']['ENGINE']", env) == "'tkerp.db.embedded'"
+
+
+def test_the_environment_wins_over_the_demo_file(tmp_path):
+    demo_env = tmp_path / "demo.env"
+    demo_env.write_text("DEBUG=true\n")
+    env = {**PRODUCTION, "TKERP_LOCAL_ENV": str(demo_env)}
+    assert settings_value("DEBUG", env) == "False"
+
+
+def test_without_debug_a_missing_secret_key_is_a_clear_error():
+    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    done = django_run("import django; django.setup()", env)
+    assert done.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in done.stderr
+
+
+def test_check_deploy_is_clean_with_the_documented_production_variables():
+    done = django_run("", PRODUCTION, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+
+
+def test_production_defaults_are_the_safe_ones():
+    assert settings_value("SECURE_SSL_REDIRECT", PRODUCTION) == "True"
+    assert settings_value("SESSION_COOKIE_SECURE", PRODUCTION) == "True"
+    assert settings_value("CSRF_COOKIE_SECURE", PRODUCTION) == "True"
+    assert int(settings_value("SECURE_HSTS_SECONDS", PRODUCTION)) >= 31536000
+    assert settings_value("TKERP_SANDBOX_ENABLED", PRODUCTION) == "False"
+
+
+def boom(request):
+    raise RuntimeError("something broke")
+
+
+urlpatterns = [path("boom/", boom)]
+
+# Built, so the source lines the DEBUG page quotes never contain them literally.
+DB_PASSWORD = "-".join(["s3cret", "db", "pw"])
+REDIS_PASSWORD = "-".join(["r3dis", "pw"])
+MAIL_PASSWORD = "-".join(["mail", "pw", "123"])
+
+
+@pytest.mark.django_db
+@override_settings(
+    DEBUG=True,
+    ROOT_URLCONF=__name__,
+    DATABASE_URL=f"postgres://tkerp:{DB_PASSWORD}@db:5432/tkerp",
+    Q_CLUSTER={"name": "tkerp", "redis": f"redis://:{REDIS_PASSWORD}@cache:6379/0"},
+    EMAIL_HOST_PASSWORD=MAIL_PASSWORD,
+)
+def test_the_debug_error_page_shows_no_credential():
+    client = Client(raise_request_exception=False)
+    response = client.get("/boom/", HTTP_X_DATABASE_URL=f"postgres://x:{DB_PASSWORD}@h/db")
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "something broke" in page  # it is the technical page
+    for secret in (DB_PASSWORD, REDIS_PASSWORD, MAIL_PASSWORD):
+        assert secret not in page

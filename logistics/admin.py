@@ -4,6 +4,7 @@ Scoping comes from tkerp.admin; this module only lays out the pages and keeps li
 per-row queries.
 """
 
+from django import forms
 from django.contrib import admin
 from django.db import models
 
@@ -18,6 +19,7 @@ from logistics.models import (
 from logistics.resources import CarrierRuleResource
 from orders.models import OrderLine
 from tkerp.admin import TenantImportExportModelAdmin, TenantModelAdmin, TenantTabularInline
+from tkerp.admin_secrets import SecretsFormMixin, erase_field
 
 
 class _ServiceChoicesMixin:
@@ -127,8 +129,18 @@ def _range(label: str, low, high, unit: str) -> list[str]:
     return []
 
 
+class ProviderForm(SecretsFormMixin, forms.ModelForm):
+    """A provider: its webhook secret is write-only (stored encrypted), and its webhook URL is
+    checked against the outbound policy by its model validator. No `Meta`: the admin builds the
+    model form per request, in the tenant's scope (its supplier choices are scoped)."""
+
+    secret_fields = ("webhook_secret",)
+    clear_secrets = erase_field(secret_fields)
+
+
 @admin.register(Provider)
 class ProviderAdmin(TenantModelAdmin):
+    form = ProviderForm
     list_display = ("code", "name", "kind", "supplier", "contact_email", "is_active")
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name", "contact_email")

@@ -5,6 +5,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from tkerp.encryption import EncryptedTextField
+from tkerp.outbound import validate_outbound_url
 from tkerp.tenancy import TenantOwnedModel
 
 
@@ -124,8 +126,12 @@ class Provider(TenantOwnedModel):
         help_text="For drop-ship providers: the supplier record they correspond to.",
     )
     contact_email = models.EmailField(blank=True)
-    webhook_url = models.URLField(blank=True, help_text="Where shipment events are pushed.")
-    webhook_secret = models.CharField(max_length=200, blank=True)
+    webhook_url = models.URLField(
+        blank=True,
+        validators=[validate_outbound_url],
+        help_text="Where shipment events are pushed: an https URL on the public internet.",
+    )
+    webhook_secret = EncryptedTextField(max_length=200, blank=True)
     confirm_within_minutes = models.PositiveIntegerField(default=30)
     tracking_within_minutes = models.PositiveIntegerField(default=120)
     is_active = models.BooleanField(default=True)

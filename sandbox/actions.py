@@ -19,10 +19,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from sandbox.base import SANDBOX_BASE_URL, SandboxInputError, sandbox_for
+from sandbox.base import SandboxInputError, sandbox_for
 from sandbox.connect import sandbox_connect
 from sandbox.models import SandboxStore
-from shops.models import Shop, ShopCredentials
+from shops.models import ApiEndpoint, Shop, ShopCredentials
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "badsign")
 SHOW_VIEWS = ("orders", "inventory", "shipments", "cancellations")
@@ -51,7 +51,7 @@ def sandbox_store_for_shop(*, shop: Shop) -> SandboxStore:
     credentials = ShopCredentials._base_manager.filter(shop=shop).first()
     if (
         credentials is not None
-        and not (credentials.api_base_url or "").startswith(SANDBOX_BASE_URL)
+        and credentials.api_endpoint != ApiEndpoint.SANDBOX
         and (credentials.access_token or credentials.app_key)
     ):
         raise SandboxInputError(

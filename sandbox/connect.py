@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from inventory.models import Listing
-from sandbox.base import SANDBOX_BASE_URL, new_secret, sandbox_for
+from sandbox.base import new_secret, sandbox_for
 from sandbox.models import SandboxProduct, SandboxStore
-from shops.models import Shop, ShopCredentials
+from shops.models import ApiEndpoint, Shop, ShopCredentials
 
 WEBHOOK_BASE_URL = "http://sandbox.tkerp.internal/webhooks"
 
@@ -50,7 +50,7 @@ def sandbox_connect(*, shop: Shop, rate_per_second: float | None = None) -> Sand
             shop=shop,
             defaults={
                 "tenant_id": shop.tenant_id,
-                "api_base_url": f"{SANDBOX_BASE_URL}/{shop.platform}",
+                "api_endpoint": ApiEndpoint.SANDBOX,
                 "app_key": store.app_key,
                 "app_secret": store.app_secret,
                 "access_token": store.access_token,

@@ -13,17 +13,29 @@ from django.db.models import Count, Q
 
 from orders.models import OPEN_STATUSES
 from shops.admin_sync import ShopSyncAdminMixin
-from shops.models import Membership, Role, Shop, ShopCredentials, Tenant
+from shops.models import ApiEndpoint, Membership, Role, Shop, ShopCredentials, Tenant
+from shops.platforms.http import sandbox_enabled
 from tkerp.admin import TenantModelAdmin, TenantStackedInline, all_tenants_view
+from tkerp.admin_secrets import SecretsFormMixin, erase_field
 from tkerp.tenancy import current_tenant
 
 # ------------------------------------------------------------------------------------ tenant
+
+
+class TenantForm(SecretsFormMixin, forms.ModelForm):
+    """The tenant's settings; the alert webhook secret is write-only, and the webhook URL is
+    checked against the outbound policy by its model validator. No `Meta`: the admin builds the
+    model form per request (with its https URL default)."""
+
+    secret_fields = ("alert_webhook_secret",)
+    clear_secrets = erase_field(secret_fields)
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     """Superusers manage every tenant; an owner views and edits the active tenant's row only."""
 
+    form = TenantForm
     list_display = ("name", "slug", "default_currency", "timezone", "is_active", "created_at")
     list_filter = ("is_active",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -173,36 +185,19 @@ class MembershipAdmin(TenantModelAdmin):
 SECRET_FIELDS = ("app_secret", "access_token", "refresh_token", "webhook_secret")
 
 
-class SecretField(forms.CharField):
-    """A secret typed into a password box: never rendered back, blank means "keep it"."""
+class ShopCredentialsForm(SecretsFormMixin, forms.ModelForm):
+    """A shop's credentials: secrets write-only, and where the connector talks to chosen from
+    what the server allows (the sandbox only where it is enabled), never typed as a URL."""
 
-    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
-
-    def has_changed(self, initial, data):
-        return bool(data)
-
-
-class ShopCredentialsForm(forms.ModelForm):
-    api_base_url = forms.URLField(
-        label="API base URL",
-        required=False,
-        assume_scheme="https",
-        help_text=ShopCredentials._meta.get_field("api_base_url").help_text,
-    )
-    clear_secrets = forms.MultipleChoiceField(
-        label="Erase",
-        required=False,
-        choices=[(name, name.replace("_", " ")) for name in SECRET_FIELDS],
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Tick a secret to erase what is stored.",
-    )
+    secret_fields = SECRET_FIELDS
+    clear_secrets = erase_field(SECRET_FIELDS)
 
     class Meta:
         model = ShopCredentials
         # No foreign keys here: a form class built at import time would query the scoped
         # managers for their choices with no tenant in scope. The admin adds `shop` per request.
         fields = (
-            "api_base_url",
+            "api_endpoint",
             "app_key",
             *SECRET_FIELDS,
             "access_token_expires_at",
@@ -213,30 +208,8 @@ class ShopCredentialsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name in SECRET_FIELDS:
-            if name not in self.fields:
-                continue
-            stored = bool(getattr(self.instance, name, ""))
-            # Replace whatever the admin built (a textarea for tokens) with a password box.
-            self.fields[name] = SecretField(
-                label=self.fields[name].label,
-                required=False,
-                max_length=ShopCredentials._meta.get_field(name).max_length,
-                help_text="Stored; leave blank to keep it." if stored else "Not set.",
-            )
-
-    def clean(self):
-        cleaned = super().clean()
-        erase = set(cleaned.get("clear_secrets") or ())
-        for name in SECRET_FIELDS:
-            if name not in self.fields:
-                continue
-            if name in erase:
-                cleaned[name] = ""
-            elif not cleaned.get(name):
-                # Blank keeps what is stored (the box never shows it).
-                cleaned[name] = getattr(self.instance, name, "")
-        return cleaned
+        if "api_endpoint" in self.fields and not sandbox_enabled():
+            self.fields["api_endpoint"].choices = [(ApiEndpoint.LIVE.value, ApiEndpoint.LIVE.label)]
 
 
 class ShopCredentialsInline(TenantStackedInline):
@@ -248,7 +221,7 @@ class ShopCredentialsInline(TenantStackedInline):
     extra = 0
     max_num = 1
     fields = (
-        "api_base_url",
+        "api_endpoint",
         "app_key",
         "app_secret",
         "shop_cipher",

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from tkerp.encryption import EncryptedTextField
+from tkerp.outbound import validate_outbound_url
 from tkerp.tenancy import TenantOwnedModel
 
 
@@ -16,7 +18,16 @@ class Tenant(models.Model):
     timezone = models.CharField(max_length=64, default="UTC")
     alert_email = models.EmailField(blank=True, help_text="Where alerts are emailed, if set.")
     alert_webhook_url = models.URLField(
-        blank=True, help_text="Generic outbound webhook for alerts (chat or SMS gateway)."
+        blank=True,
+        validators=[validate_outbound_url],
+        help_text="Generic outbound webhook for alerts (chat or SMS gateway): an https URL on "
+        "the public internet.",
+    )
+    alert_webhook_secret = EncryptedTextField(
+        blank=True,
+        max_length=500,
+        help_text="Signs the alert webhook's body (X-Tkerp-Signature); blank uses the "
+        "server's default secret, if any.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -130,22 +141,38 @@ class Shop(TenantOwnedModel):
         return f"{self.name} ({self.get_platform_display()})"
 
 
+class ApiEndpoint(models.TextChoices):
+    """Where a shop's connector sends its requests. Never a URL: the connector knows the
+    platform's real hosts per region, so no tenant can point a token-carrying request at a host
+    of their choosing."""
+
+    LIVE = "live", "The platform's API"
+    SANDBOX = "sandbox", "tkerp's platform sandbox (demo and tests only)"
+
+
 class ShopCredentials(TenantOwnedModel):
     """The secrets a connector needs for one shop. Kept apart so lists and exports never show
-    them; only the shop's change page edits them."""
+    them; only the shop's change page edits them, and the secrets are stored encrypted
+    (`tkerp.encryption`). The app key is an identifier the platforms send in clear on every
+    request, so it stays readable for the owner to see which app is connected."""
 
     shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="credentials")
-    api_base_url = models.URLField(
-        blank=True, help_text="Override the platform host (the sandbox in the demo)."
+    api_endpoint = models.CharField(
+        "API endpoint",
+        max_length=16,
+        choices=ApiEndpoint.choices,
+        default=ApiEndpoint.LIVE,
+        help_text="The platform's own hosts for the shop's region, or tkerp's local sandbox "
+        "where this server enables it.",
     )
     app_key = models.CharField(max_length=200, blank=True)
-    app_secret = models.CharField(max_length=500, blank=True)
-    access_token = models.TextField(blank=True)
+    app_secret = EncryptedTextField(max_length=500, blank=True)
+    access_token = EncryptedTextField(blank=True)
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
-    refresh_token = models.TextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
     refresh_token_expires_at = models.DateTimeField(null=True, blank=True)
     shop_cipher = models.CharField(max_length=200, blank=True, help_text="TikTok shop cipher.")
-    webhook_secret = models.CharField(max_length=500, blank=True)
+    webhook_secret = EncryptedTextField(max_length=500, blank=True)
     extra = models.JSONField(default=dict, blank=True, help_text="Platform-specific settings.")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -204,7 +231,9 @@ class WebhookDelivery(TenantOwnedModel):
     """A verified webhook as received, kept so a replay is recognised and processed only once.
 
     The platform's delivery id is the natural key; the unique constraint is the final judge of
-    "already received".
+    "already received". The body is kept for looking into a delivery, capped
+    (`shops.webhooks.WEBHOOK_BODY_KEPT_BYTES`), and rows are deleted after
+    `TKERP_WEBHOOK_RETENTION_DAYS` (bodies carry buyers' addresses).
     """
 
     shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="webhook_deliveries")

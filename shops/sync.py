@@ -32,6 +32,7 @@ from shops.platforms import connector_for
 from shops.platforms.base import Connector, PlatformError
 from tkerp.alerts import alert_raise, alert_resolve
 from tkerp.models import AlertSeverity
+from tkerp.outbound import scrub_reason
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -343,8 +344,10 @@ def _record_failure(*, shop: Shop, run: SyncRun, exc: Exception) -> None:
         logger.warning("sync of shop %s failed: %s", shop.pk, exc)
         error = str(exc)
     else:
+        # Not a platform's answer, but shown to the operator role all the same: one scrubbed
+        # line (the traceback stays in the server log).
         logger.exception("sync of shop %s failed", shop.pk)
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {scrub_reason(exc)}"
     SyncRun.objects.filter(pk=run.pk).update(
         status=SyncRunStatus.FAILED, finished_at=timezone.now(), error=error
     )

@@ -37,6 +37,11 @@ from tkerp.tenancy import all_tenants, tenant_context
 
 logger = logging.getLogger("tkerp.webhooks")
 
+# How much of a delivery's body is kept for looking into it later: enough for any order
+# notification, while an oversized body (verified, but still a platform's input) cannot bloat
+# the table. Rows go after TKERP_WEBHOOK_RETENTION_DAYS (`webhook_deliveries_prune`).
+WEBHOOK_BODY_KEPT_BYTES = 64 * 1024
+
 # Topics that concern the shop's authorization rather than orders: a person must act.
 AUTH_TOPICS = {
     "SELLER_DEAUTHORIZATION": ("shop_deauthorized", AlertSeverity.CRITICAL),
@@ -153,7 +158,7 @@ def _record(*, shop: Shop, platform: str, event, body: bytes) -> WebhookDelivery
                     delivery_id=event.delivery_id[:200],
                     topic=(event.topic or "")[:100],
                     platform_order_ids=order_ids,
-                    body=body.decode("utf-8", "replace"),
+                    body=body[:WEBHOOK_BODY_KEPT_BYTES].decode("utf-8", "replace"),
                     received_at=now,
                     # Nothing to fetch: done on arrival.
                     processed_at=None if order_ids else now,

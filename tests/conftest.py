@@ -58,3 +58,10 @@ def scope_a(tenant_a):
 def scope_all(db):
     with all_tenants():
         yield
+
+
+@pytest.fixture
+def outbound_loopback(settings):
+    """Let the outbound-HTTP policy reach receivers on this machine's loopback (tests only: the
+    setting is never read from the environment, see tkerp.outbound)."""
+    settings.TKERP_OUTBOUND_ALLOW_LOOPBACK = True

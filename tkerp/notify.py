@@ -1,8 +1,12 @@
 """Telling a tenant about an alert through its channels: email and a generic outbound webhook.
 
-The webhook is a JSON POST a chat or SMS gateway can take; when `TKERP_ALERT_WEBHOOK_SECRET` is
-set the body is signed (`X-Tkerp-Signature: sha256=<hex HMAC of the raw body>`). Each channel is
-recorded once it has been told, so a retry after a partial failure does not repeat the others.
+The webhook is a JSON POST a chat or SMS gateway can take, sent through the outbound-HTTP policy
+(`tkerp.outbound`: https, public addresses only, checked at connect time, no redirects). When
+the tenant's alert webhook secret (else `TKERP_ALERT_WEBHOOK_SECRET`) is set the body is signed
+(`X-Tkerp-Signature: sha256=<hex HMAC of the raw body>`). Each channel is recorded once it has
+been told, so a retry after a partial failure does not repeat the others. What is recorded of a
+failure is our own words (a status code, "timed out", the policy's refusal), never the
+receiver's reply.
 """
 
 from __future__ import annotations
@@ -13,19 +17,18 @@ import json
 import logging
 from datetime import timedelta
 
-import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Q
 from django.utils import timezone
 
 from tkerp.models import Alert
+from tkerp.outbound import outbound_client, outbound_failure_reason
 from tkerp.tenancy import all_tenants, tenant_context
 
 logger = logging.getLogger("tkerp.alerts")
 
 SIGNATURE_HEADER = "X-Tkerp-Signature"
-WEBHOOK_TIMEOUT = 10.0  # seconds; a slow chat gateway must not hold a worker for long
 
 
 class NotificationFailed(Exception):
@@ -65,19 +68,25 @@ def _send_email(alert: Alert, address: str) -> None:
     )
 
 
-def _send_webhook(alert: Alert, url: str, transport: httpx.BaseTransport | None = None) -> None:
+def _send_webhook(alert: Alert, url: str) -> None:
     body = json.dumps(alert_payload(alert)).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "tkerp-alerts"}
-    secret = getattr(settings, "TKERP_ALERT_WEBHOOK_SECRET", "")
+    secret = alert.tenant.alert_webhook_secret or getattr(
+        settings, "TKERP_ALERT_WEBHOOK_SECRET", ""
+    )
     if secret:
         headers[SIGNATURE_HEADER] = webhook_signature(body, secret)
-    with httpx.Client(timeout=WEBHOOK_TIMEOUT, transport=transport) as client:
-        response = client.post(url, content=body, headers=headers)
+    try:
+        with outbound_client() as client:
+            response = client.post(url, content=body, headers=headers)
+    except Exception as exc:
+        raise NotificationFailed(f"alert webhook {outbound_failure_reason(exc)}") from exc
     if response.status_code >= 300:
+        # 3xx included: redirects are not followed (the policy's rule), so nothing arrived.
         raise NotificationFailed(f"alert webhook answered HTTP {response.status_code}")
 
 
-def alert_notify(*, alert_id: int, transport: httpx.BaseTransport | None = None) -> list[str]:
+def alert_notify(*, alert_id: int) -> list[str]:
     """Tell the alert's tenant on every channel not told yet; returns the channels told now.
 
     Raises `NotificationFailed` when a channel failed (after recording the error), so the
@@ -93,9 +102,7 @@ def alert_notify(*, alert_id: int, transport: httpx.BaseTransport | None = None)
     if tenant.alert_email:
         channels.append(("email", lambda: _send_email(alert, tenant.alert_email)))
     if tenant.alert_webhook_url:
-        channels.append(
-            ("webhook", lambda: _send_webhook(alert, tenant.alert_webhook_url, transport))
-        )
+        channels.append(("webhook", lambda: _send_webhook(alert, tenant.alert_webhook_url)))
     told, errors = [], []
     for name, send in channels:
         if name in done:

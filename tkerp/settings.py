@@ -259,3 +259,31 @@ TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
+
+# Outbound HTTP to URLs a tenant configured (tkerp/outbound.py): seconds for each phase and for
+# the whole reply, and the most of a reply that is read. TKERP_OUTBOUND_ALLOW_LOOPBACK lets the
+# policy reach 127.0.0.1 for the tests' receivers; it is deliberately not read from the
+# environment, so only a test's settings override can turn it on.
+TKERP_OUTBOUND_TIMEOUT = float(os.environ.get("TKERP_OUTBOUND_TIMEOUT", "10"))
+TKERP_OUTBOUND_MAX_RESPONSE_BYTES = int(
+    os.environ.get("TKERP_OUTBOUND_MAX_RESPONSE_BYTES", "65536")
+)
+TKERP_OUTBOUND_ALLOW_LOOPBACK = False
+# Secrets at rest (tkerp/encryption.py): Fernet keys, comma-separated, newest first; rotate by
+# prepending a new key, running `manage.py rotate_secrets`, then dropping the old one. Required
+# with DEBUG off; with DEBUG on and none set, a dev key is derived from SECRET_KEY.
+TKERP_FERNET_KEYS = env_list("TKERP_FERNET_KEYS", "")
+if not TKERP_FERNET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "TKERP_FERNET_KEYS must be set when DEBUG is off (comma-separated Fernet keys, "
+            "newest first); see .env.example"
+        )
+    import base64
+    import hashlib
+
+    TKERP_FERNET_KEYS = [
+        base64.urlsafe_b64encode(
+            hashlib.sha256(b"tkerp dev fernet key:" + SECRET_KEY.encode()).digest()
+        ).decode()
+    ]

@@ -45,7 +45,7 @@ def connector_for(
     http = PlatformHttpClient(
         platform=shop.platform,
         shop_key=str(shop.pk),
-        base_url=credentials.api_base_url or cls.default_base_url,
+        base_url=cls.api_base_url(shop=shop, credentials=credentials),
         rate_limit=rate_limit,
         transport=transport,
         **http_options,

@@ -73,7 +73,8 @@ from shops.platforms.base import (
     WebhookVerificationError,
     parse_iso_datetime,
 )
-from shops.platforms.http import RateLimit, bucket_for
+from shops.platforms.http import SANDBOX_HOST, RateLimit, bucket_for
+from tkerp.outbound import safe_media_type
 
 LWA_BASE_URL = "https://api.amazon.com"
 LWA_TOKEN_PATH = "/auth/o2/token"
@@ -95,6 +96,22 @@ MARKETPLACES = {
     "AU": "A39IBJ37TRP1C6",
 }
 DEFAULT_MARKETPLACE = MARKETPLACES["US"]
+
+#: SP-API's three regional hosts, and which serves each shop region (Amazon's endpoint table).
+SP_API_HOSTS = {
+    "na": "https://sellingpartnerapi-na.amazon.com",
+    "eu": "https://sellingpartnerapi-eu.amazon.com",
+    "fe": "https://sellingpartnerapi-fe.amazon.com",
+}
+REGION_ENDPOINTS = {
+    **dict.fromkeys(("US", "CA", "MX", "BR"), "na"),
+    **dict.fromkeys(
+        ("GB", "UK", "DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE", "IE", "TR", "EG", "SA"),
+        "eu",
+    ),
+    **dict.fromkeys(("AE", "IN", "ZA"), "eu"),
+    **dict.fromkeys(("JP", "AU", "SG"), "fe"),
+}
 
 #: Amazon's default usage plans (rate per second, burst) for the operations we call.
 OPERATION_LIMITS = {
@@ -174,7 +191,7 @@ class AmazonConnector(Connector):
     """One Amazon seller account (one marketplace) through SP-API."""
 
     platform = "amazon"
-    default_base_url = "https://sellingpartnerapi-na.amazon.com"
+    default_base_url = SP_API_HOSTS["na"]
     #: The per-shop ceiling only: the fastest operation we call (listings, 5/s) and the largest
     #: burst (getOrder/getOrderItems, 30). The real per-operation limits live in
     #: OPERATION_LIMITS, so this never throttles below what Amazon allows.
@@ -213,17 +230,20 @@ class AmazonConnector(Connector):
             self._scaled(OPERATION_LIMITS[operation]),
         )
 
+    @classmethod
+    def live_base_url(cls, *, shop, credentials) -> str:
+        """SP-API's regional host for the shop's marketplace (North America by default, as
+        the marketplace is)."""
+        return SP_API_HOSTS[REGION_ENDPOINTS.get((shop.region or "US").upper(), "na")]
+
     @property
     def token_url(self) -> str:
-        """The LWA token endpoint: `extra["auth_base_url"]`, else Amazon's for Amazon hosts,
-        else the API base URL itself (the sandbox serves /auth/o2/token next to the API)."""
-        explicit = (self.credentials.extra or {}).get("auth_base_url")
-        if explicit:
-            return explicit.rstrip("/") + LWA_TOKEN_PATH
+        """The LWA token endpoint: Amazon's own, or the sandbox's next to its API. Not
+        configurable: the call carries the app secret and the refresh token."""
         host = urlsplit(self.http.base_url).hostname or ""
-        if host.endswith(".amazon.com") or not self.credentials.api_base_url:
-            return LWA_BASE_URL + LWA_TOKEN_PATH
-        return self.http.base_url + LWA_TOKEN_PATH
+        if host == SANDBOX_HOST:
+            return self.http.base_url + LWA_TOKEN_PATH
+        return LWA_BASE_URL + LWA_TOKEN_PATH
 
     def _token_is_fresh(self) -> bool:
         expires_at = self.credentials.access_token_expires_at
@@ -757,7 +777,11 @@ def _first_error(response: httpx.Response) -> tuple[str, str]:
         if error.get("details"):
             message = f"{message} ({error['details']})" if message else str(error["details"])
         return str(error.get("code") or ""), message or f"HTTP {response.status_code}"
-    return "", (response.text or "")[:200] or f"HTTP {response.status_code}"
+    # No error list: the body is not Amazon's error shape, and is not quoted (see PlatformError).
+    return (
+        "",
+        f"HTTP {response.status_code} ({safe_media_type(response.headers.get('content-type'))})",
+    )
 
 
 def _is_token_problem(message: str) -> bool:

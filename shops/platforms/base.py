@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
+from tkerp.outbound import scrub_reason
+
 if TYPE_CHECKING:
     import httpx
 
@@ -27,7 +29,12 @@ ZERO = Decimal("0")
 
 
 class PlatformError(Exception):
-    """A platform answered with an error (or not at all). Carries the platform's own code."""
+    """A platform answered with an error (or not at all). Carries the platform's own code.
+
+    Its text ends up in sync runs, the shop's last error, alerts and logs, which the operator
+    role reads: the message is scrubbed here, once (`tkerp.outbound.scrub_reason`), and callers
+    pass a short reason (the platform's error field, or our own words), never a body excerpt.
+    """
 
     retryable: ClassVar[bool] = False
 
@@ -40,10 +47,13 @@ class PlatformError(Exception):
         request_id: str = "",
         platform: str = "",
     ):
-        self.message = message
-        self.code = code
+        self.message = scrub_reason(message)
+        self.code = scrub_reason(code, limit=40) if isinstance(code, str) else code
         self.status = status
-        self.request_id = request_id
+        # Request ids are short tokens; anything else is not a request id.
+        self.request_id = "".join(ch for ch in str(request_id or "") if ch.isalnum() or ch in "-_")[
+            :64
+        ]
         self.platform = platform
         super().__init__(str(self))
 
@@ -85,6 +95,11 @@ class PlatformTokenExpired(PlatformAuthError):
 
 class PlatformRequestError(PlatformError):
     """The platform rejected the request as invalid (our bug or bad data); do not retry."""
+
+
+class PlatformConfigError(PlatformError):
+    """The shop's own settings cannot work (no API host for its region or domain, the sandbox
+    is off on this server): a person must fix them; retrying does not help."""
 
 
 class PlatformNotFound(PlatformError):
@@ -302,7 +317,7 @@ class Connector(abc.ABC):
     `httpx` errors; nothing here writes to our database except `refresh_access_token`'s caller."""
 
     platform: ClassVar[str]
-    #: The production API host; `ShopCredentials.api_base_url` overrides it (sandbox, region).
+    #: The platform's production API host (see `live_base_url` for per-region hosts).
     default_base_url: ClassVar[str]
     #: The client-side limit we keep to; `credentials.extra["rate_limit"]` may override it.
     rate_limit: ClassVar[RateLimit]
@@ -313,6 +328,23 @@ class Connector(abc.ABC):
         self.shop = shop
         self.credentials = credentials
         self.http = http
+
+    @classmethod
+    def api_base_url(cls, *, shop: Shop, credentials: ShopCredentials) -> str:
+        """Where this shop's requests go: the platform's own host for the shop, or tkerp's
+        sandbox where this server enables it. Never a URL a tenant typed: a request carries
+        the shop's token, and its reply's words reach the shop's pages."""
+        from shops.models import ApiEndpoint
+        from shops.platforms.http import sandbox_base_url
+
+        if credentials.api_endpoint == ApiEndpoint.SANDBOX:
+            return sandbox_base_url(cls.platform)
+        return cls.live_base_url(shop=shop, credentials=credentials)
+
+    @classmethod
+    def live_base_url(cls, *, shop: Shop, credentials: ShopCredentials) -> str:
+        """The platform's production host for this shop (one host unless overridden)."""
+        return cls.default_base_url
 
     def response_json(self, response: httpx.Response) -> dict:
         """The response body as a JSON object, or `PlatformResponseError` saying it is not."""

@@ -7,6 +7,7 @@ method, path, status and latency only: never query strings, headers or bodies, w
 
 A base URL on the host `sandbox.tkerp.internal` is served in-process by our own WSGI app (the
 platform sandboxes under `/sandbox/<platform>/`): real HTTP requests and responses, no network.
+Only where `TKERP_SANDBOX_ENABLED` (never in production); anywhere else a base URL must be https.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 from django.conf import settings
 
 from shops.platforms.base import (
+    PlatformConfigError,
     PlatformError,
     PlatformRateLimited,
     PlatformUnavailable,
@@ -34,6 +36,21 @@ from shops.platforms.base import (
 logger = logging.getLogger("tkerp.platforms")
 
 SANDBOX_HOST = "sandbox.tkerp.internal"
+
+
+def sandbox_enabled() -> bool:
+    return bool(getattr(settings, "TKERP_SANDBOX_ENABLED", False))
+
+
+def sandbox_base_url(platform: str) -> str:
+    """The API base of `platform`'s sandbox, served in-process; refused where it is off."""
+    if not sandbox_enabled():
+        raise PlatformConfigError(
+            "the tkerp sandbox is not enabled on this server; set the shop's API endpoint to "
+            "the platform's API",
+            platform=platform,
+        )
+    return f"http://{SANDBOX_HOST}/sandbox/{platform}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +200,14 @@ class PlatformHttpClient:
         self.backoff_cap = backoff_cap
         self.sleep = sleep
         self.bucket = bucket_for((platform, shop_key), rate_limit)
-        if transport is None and urlsplit(self.base_url).hostname == SANDBOX_HOST:
-            transport = sandbox_transport()
+        base = urlsplit(self.base_url)
+        if base.hostname == SANDBOX_HOST:
+            if not sandbox_enabled():
+                sandbox_base_url(platform)  # raises, saying why
+            if transport is None:
+                transport = sandbox_transport()
+        elif base.scheme != "https":
+            raise PlatformConfigError("a platform API is only called over https", platform=platform)
         self.client = httpx.Client(
             timeout=timeout if timeout is not None else settings.TKERP_HTTP_TIMEOUT,
             transport=transport,

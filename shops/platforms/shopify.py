@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -45,6 +46,7 @@ from shops.platforms.base import (
     OrderPage,
     PlatformAddress,
     PlatformAuthError,
+    PlatformConfigError,
     PlatformLine,
     PlatformNotFound,
     PlatformOrder,
@@ -56,8 +58,11 @@ from shops.platforms.base import (
     parse_iso_datetime,
 )
 from shops.platforms.http import RateLimit
+from tkerp.outbound import safe_media_type
 
 DEFAULT_API_VERSION = "2025-01"
+# A store's own host: one DNS label under myshopify.com (Shopify's store names).
+MYSHOPIFY_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\.myshopify\.com")
 DEFAULT_CANCEL_REQUEST_TAG = "cancel requested"
 #: Shopify's maximum for `ids=` and `inventory_item_ids=` lists.
 MAX_IDS = 250
@@ -120,7 +125,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 def _error_message(payload) -> str:
     """Shopify's `errors` comes as a string, a list, or {field: [messages]}."""
     if not isinstance(payload, dict):
-        return str(payload)[:500]
+        return str(payload)
     errors = payload.get("errors", payload.get("error", payload))
     if isinstance(errors, str):
         return errors
@@ -139,18 +144,28 @@ class ShopifyConnector(Connector):
     """One Shopify store through the REST Admin API."""
 
     platform = "shopify"
-    #: `{shop}` is filled from the shop's myshopify domain (its `platform_shop_id`).
-    default_base_url = "https://{shop}"
+    #: `{shop}` is the shop's myshopify domain (its `platform_shop_id`): see `live_base_url`.
+    default_base_url = "https://{shop}.myshopify.com"
     # The REST leaky bucket: 40 requests, leaking 2/s (Advanced and Plus leak faster; override
     # with credentials.extra["rate_limit"]).
     rate_limit: ClassVar[RateLimit] = RateLimit(per_second=2, burst=40)
     page_size = 250
 
+    @classmethod
+    def live_base_url(cls, *, shop, credentials) -> str:
+        """The store's own `*.myshopify.com` host, and no other: the domain is the seller's
+        input, so anything that is not a myshopify subdomain is refused."""
+        domain = str((credentials.extra or {}).get("shop_key") or shop.platform_shop_id)
+        domain = domain.strip().lower()
+        if not MYSHOPIFY_DOMAIN.fullmatch(domain):
+            raise PlatformConfigError(
+                "the shop's Shopify id must be its myshopify domain (name.myshopify.com)",
+                platform=cls.platform,
+            )
+        return f"https://{domain}"
+
     def __init__(self, *, shop, credentials, http):
         super().__init__(shop=shop, credentials=credentials, http=http)
-        if "{shop}" in self.http.base_url:
-            domain = (credentials.extra or {}).get("shop_key") or shop.platform_shop_id
-            self.http.base_url = self.http.base_url.format(shop=domain)
         extra = credentials.extra or {}
         self.api_version = extra.get("api_version") or DEFAULT_API_VERSION
         self.cancel_request_tag = (
@@ -187,8 +202,9 @@ class ShopifyConnector(Connector):
         try:
             payload = response.json()
         except ValueError:
-            payload = response.text
-        message = _error_message(payload) or response.reason_phrase
+            # Not Shopify's error shape: say what it was, never quote it.
+            payload = f"HTTP {status} ({safe_media_type(response.headers.get('content-type'))})"
+        message = _error_message(payload) or f"HTTP {status}"
         kwargs = {
             "status": status,
             "request_id": response.headers.get("X-Request-Id", ""),

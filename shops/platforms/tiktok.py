@@ -51,6 +51,7 @@ from shops.platforms.base import (
     WebhookVerificationError,
 )
 from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit, parse_retry_after
+from tkerp.outbound import safe_media_type
 
 if TYPE_CHECKING:
     from shops.models import ShopCredentials
@@ -172,10 +173,9 @@ def parse_envelope(response: httpx.Response) -> dict:
     try:
         envelope = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
-        start = response.content[:60].decode("utf-8", "replace")
+        # Never quote the body: whatever answered, its words are not ours to show.
         raise PlatformResponseError(
-            f"response is not JSON (content-type {response.headers.get('content-type', '?')!r},"
-            f" starts {start!r})",
+            f"response is not JSON ({safe_media_type(response.headers.get('content-type'))})",
             status=status,
             platform=PLATFORM,
         ) from None
@@ -705,10 +705,8 @@ class TikTokConnector(Connector):
         self.credentials = credentials_store_tokens(credentials=self.credentials, tokens=tokens)
 
     def auth_base_url(self) -> str:
-        """Token endpoints live on their own host; the sandbox serves them under `/auth`."""
-        configured = (self.credentials.extra or {}).get("auth_base_url")
-        if configured:
-            return str(configured).rstrip("/")
+        """Token endpoints live on their own host; the sandbox serves them under `/auth`. Not
+        configurable: the refresh call carries the app secret in its query."""
         if urlsplit(self.http.base_url).hostname == SANDBOX_HOST:
             return f"{self.http.base_url}/auth"
         return DEFAULT_AUTH_BASE_URL

@@ -22,10 +22,14 @@ def django_q_sync():
 
 
 class LoopbackReceiver:
-    """A real HTTP server on 127.0.0.1 recording POSTs (an alert webhook's chat gateway)."""
+    """A real HTTP server on 127.0.0.1 recording requests (an alert webhook's chat gateway, or
+    whatever an attacker would run on an internal host). It answers every GET and POST with
+    `status`, `body` and `headers`."""
 
-    def __init__(self, status: int = 200):
+    def __init__(self, status: int = 200, *, body: bytes = b"{}", headers: dict | None = None):
         self.status = status
+        self.body = body
+        self.headers = headers or {"Content-Type": "application/json"}
         self.received: list[dict] = []
         receiver = self
 
@@ -34,18 +38,31 @@ class LoopbackReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.received.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
                 )
                 self.send_response(receiver.status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(receiver.body)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(receiver.body)
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port
 
     @property
     def url(self) -> str:

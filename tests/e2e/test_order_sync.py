@@ -182,7 +182,7 @@ def sync_emails():
     return [email for email in mail.outbox if "Order sync failing" in email.subject]
 
 
-def test_three_failed_passes_page_the_team_once_and_a_success_resolves(tiktok):
+def test_three_failed_passes_page_the_team_once_and_a_success_resolves(tiktok, outbound_loopback):
     shop, store = tiktok
     SandboxStore.objects.filter(pk=store.pk).update(fault_rate=1.0, fault_kinds=["500"])
     with LoopbackReceiver() as receiver, django_q_sync():

@@ -34,7 +34,7 @@ from shops.platforms.base import (
     ShipRequest,
     TokenSet,
 )
-from shops.platforms.http import sandbox_transport
+from shops.platforms.http import sandbox_base_url, sandbox_transport
 from shops.platforms.tiktok import TikTokConnector, query_string, sign
 from tests.factories import ListingFactory, ShopFactory, SkuFactory
 
@@ -365,7 +365,7 @@ class TestTokens:
             "app_key": credentials.app_key,
             "app_secret": credentials.app_secret,
             "auth_code": code,
-            "auth_base_url": f"{credentials.api_base_url}/auth",
+            "auth_base_url": f"{sandbox_base_url('tiktok')}/auth",
         }
         tokens = TikTokConnector.exchange_auth_code(**exchange)
         store.refresh_from_db()
@@ -419,7 +419,7 @@ class TestGateway:
         params["sign"] = sign(path, params, None, credentials.app_secret)
         with httpx.Client(transport=sandbox_transport()) as client:
             response = client.get(
-                f"{credentials.api_base_url}{path}?{query_string(params)}",
+                f"{sandbox_base_url('tiktok')}{path}?{query_string(params)}",
                 headers={"x-tts-access-token": credentials.access_token},
             )
         body = response.json()
@@ -456,7 +456,7 @@ class TestGateway:
             with httpx.Client(transport=sandbox_transport()) as client:
                 response = client.request(
                     method,
-                    f"{credentials.api_base_url}{path}?{query_string(params)}",
+                    f"{sandbox_base_url('tiktok')}{path}?{query_string(params)}",
                     content=body,
                     headers=headers,
                 )

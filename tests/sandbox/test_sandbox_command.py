@@ -16,7 +16,7 @@ from sandbox import tiktok as tiktok_sandbox
 from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxOrder, SandboxStore, SandboxWebhook
 from sandbox.tiktok import TikTokSandbox
-from shops.models import ShopCredentials
+from shops.models import ApiEndpoint, ShopCredentials
 from tests.factories import ListingFactory, ShopCredentialsFactory, ShopFactory, SkuFactory
 
 
@@ -68,7 +68,7 @@ class TestSpike:
                      "--cancel-rate", "0.25")  # fmt: skip
         store = store_of(shop)
         credentials = ShopCredentials._base_manager.get(shop=shop)
-        assert credentials.api_base_url.endswith("/sandbox/tiktok")
+        assert credentials.api_endpoint == ApiEndpoint.SANDBOX
         assert store.products.count() == 4
         assert store.orders.count() == 40
         cancellations = store.cancellations.count()

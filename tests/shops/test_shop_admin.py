@@ -260,6 +260,7 @@ class TestShopCredentials:
             "credentials-TOTAL_FORMS": "1",
             "credentials-INITIAL_FORMS": "0",
             "credentials-0-shop": str(shop.pk),
+            "credentials-0-api_endpoint": "live",
             "credentials-0-app_key": "new-key",
             "credentials-0-app_secret": "new-secret",
             "credentials-0-extra": "{}",
@@ -296,7 +297,7 @@ def _credentials_form(credentials, **values) -> dict:
     fields = {
         "id": credentials.pk,
         "shop": credentials.shop.pk,
-        "api_base_url": "",
+        "api_endpoint": "live",
         "app_key": credentials.app_key,
         "shop_cipher": "",
         "extra": "{}",

@@ -260,7 +260,7 @@ class TestLease:
 
 class TestFailuresAndAlerts:
     def test_three_failures_raise_one_alert_told_once_and_a_success_resolves_it(
-        self, shop, store, connector, sleeps, django_capture_on_commit_callbacks
+        self, shop, store, connector, sleeps, django_capture_on_commit_callbacks, outbound_loopback
     ):
         SandboxStore.objects.filter(pk=store.pk).update(fault_rate=1.0, fault_kinds=["500"])
         with LoopbackReceiver() as receiver, django_q_sync():

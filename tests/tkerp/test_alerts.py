@@ -82,6 +82,7 @@ class TestRaiseAndResolve:
         assert again.title == title[:200]
 
 
+@pytest.mark.usefixtures("outbound_loopback")
 class TestNotify:
     @override_settings(TKERP_ALERT_WEBHOOK_SECRET="hook-secret")
     def test_email_and_a_signed_webhook_are_sent_once(self, tenant_a):

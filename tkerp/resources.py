@@ -50,6 +50,14 @@ class TenantResource(resources.ModelResource):
         kwargs["rollback_on_validation_errors"] = True
         return super().import_data(dataset, *args, **kwargs)
 
+    def after_import(self, dataset, result, **kwargs):
+        # Deliberately skips `ModelResource.after_import`, which resets the table's id sequence
+        # to the highest id this transaction can see (Django's loaddata trick). Ids that
+        # concurrent transactions have taken but not committed are invisible here, so the
+        # counter would move below them and their next inserts fail with a duplicate primary
+        # key. tkerp never imports ids, so the sequence has nothing to catch up with.
+        resources.Resource.after_import(self, dataset, result, **kwargs)
+
     def get_queryset(self):
         return self._meta.model.objects.filter(tenant=self.require_tenant())
 

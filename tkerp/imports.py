@@ -431,20 +431,20 @@ class BulkImport:
         """Write checked rows: new ones in bulk, changed ones in bulk, unchanged ones not at
         all. Existing rows are read again, as they are now, inside the writing transaction; a
         conflict with a concurrent change fails at the database's unique constraints."""
-        existing = self._existing([values for _, values in prepared])
+        current = self._current_values([values for _, values in prepared])
         to_create, to_update, changed_fields = [], [], set()
         for _, values in prepared:
-            instance = existing.get(tuple(values[name] for name in self.key_attnames))
-            if instance is None:
+            found = current.get(tuple(values[name] for name in self.key_attnames))
+            if found is None:
                 to_create.append(self.model(tenant_id=self.tenant.pk, **values))
                 continue
-            changed = [name for name, value in values.items() if getattr(instance, name) != value]
+            pk, stored = found
+            changed = [name for name, value in values.items() if stored[name] != value]
             if not changed:
                 self.counts["unchanged"] += 1
                 continue
-            for name in changed:
-                setattr(instance, name, values[name])
-            to_update.append(instance)
+            # Every column of the file is set; `bulk_update` writes the changed ones.
+            to_update.append(self.model(pk=pk, tenant_id=self.tenant.pk, **values))
             changed_fields.update(changed)
         self._copy_in(to_create)
         if to_update:
@@ -568,14 +568,37 @@ class BulkImport:
             for value in wanted:
                 self.fk_cache[(column, value)] = found.get(value)
 
-    def _existing(self, rows: list[dict]) -> dict[tuple, models.Model]:
-        if not rows:
-            return {}
+    def _existing_queryset(self, rows: list[dict]):
         filters = {
             f"{attname}__in": {values[attname] for values in rows} for attname in self.key_attnames
         }
-        queryset = self.model.objects.filter(tenant=self.tenant, **filters)
-        return {tuple(getattr(obj, name) for name in self.key_attnames): obj for obj in queryset}
+        return self.model.objects.filter(tenant=self.tenant, **filters)
+
+    def _existing(self, rows: list[dict]) -> dict[tuple, models.Model]:
+        """The stored rows the chunk names, by key: whole rows where a check constraint may
+        involve columns the file leaves out, else just their ids (cheaper to read)."""
+        if not rows:
+            return {}
+        queryset = self._existing_queryset(rows)
+        if self.check_constraints:
+            return {
+                tuple(getattr(obj, name) for name in self.key_attnames): obj for obj in queryset
+            }
+        existing = {}
+        for pk, *key in queryset.values_list("pk", *self.key_attnames):
+            existing[tuple(key)] = self.model(pk=pk, tenant_id=self.tenant.pk)
+        return existing
+
+    def _current_values(self, rows: list[dict]) -> dict[tuple, tuple[int, dict]]:
+        """(id, {attname: stored value}) of the stored rows the chunk names, by key."""
+        if not rows:
+            return {}
+        attnames = list(rows[0])
+        current = {}
+        for pk, *stored in self._existing_queryset(rows).values_list("pk", *attnames):
+            values = dict(zip(attnames, stored, strict=True))
+            current[tuple(values[name] for name in self.key_attnames)] = (pk, values)
+        return current
 
     def _validate(self, number: int, instance, skip_columns=frozenset()) -> list[RowError]:
         skip = {name for name, column in self.column_of.items() if column in skip_columns}

@@ -54,7 +54,7 @@ from shops.models import (
     Tenant,
     WebhookDelivery,
 )
-from tkerp.models import Alert
+from tkerp.models import Alert, Job
 
 
 class BaseFactory(DjangoModelFactory):
@@ -456,3 +456,14 @@ class AlertFactory(BaseFactory):
     message = "Details."
     opened_at = factory.LazyFunction(timezone.now)
     last_seen_at = factory.LazyFunction(timezone.now)
+
+
+class JobFactory(BaseFactory):
+    class Meta:
+        model = Job
+
+    tenant = factory.SubFactory(TenantFactory)
+    kind = "import"
+    title = factory.Sequence(lambda n: f"Import of file-{n}.csv")
+    status = "succeeded"
+    message = "Imported 3 rows: 3 new, 0 changed, 0 unchanged."

@@ -7,14 +7,31 @@ tenant without each admin remembering to. These mixins add what the manager cann
 column only to the operator who sees all of them.
 """
 
+import csv
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from import_export.admin import ImportExportMixin
 
+from tkerp.imports import (
+    DecodingTempFolderStorage,
+    ImportFileRefused,
+    import_job_start,
+    import_limits,
+    streamed_delimiter,
+    upload_size_check,
+    upload_store,
+)
+from tkerp.models import Job
+from tkerp.resources import neutralise_formula
 from tkerp.tenancy import current_tenant
+
+logger = logging.getLogger(__name__)
 
 
 class TenantFormMixin:
@@ -127,7 +144,74 @@ class TenantInlineMixin(_TenantFormsMixin):
 
 
 class TenantImportExportMixin(ImportExportMixin):
-    """CSV import/export limited to the active tenant; the resource gets the tenant explicitly."""
+    """CSV import/export limited to the active tenant; the resource gets the tenant explicitly.
+
+    Uploads are read as text whatever their encoding (see `tkerp.imports`), refused above the
+    documented limits, and a CSV/TSV file too large for a web request becomes a background job
+    whose page the person lands on. Errors never show a traceback.
+    """
+
+    import_template_name = "admin/tkerp/import.html"
+    tmp_storage_class = DecodingTempFolderStorage
+
+    def create_import_form(self, request):
+        # One form per request: `import_action` checks the upload before the library's flow,
+        # which then finds the same (already validated, maybe refused) form.
+        form = getattr(request, "_tkerp_import_form", None)
+        if form is None:
+            form = request._tkerp_import_form = super().create_import_form(request)
+        return form
+
+    def get_import_context_data(self, **kwargs):
+        context = super().get_import_context_data(**kwargs)
+        context["import_limits"] = import_limits().for_display()
+        return context
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, ImportFileRefused):
+            form.add_error("import_file", str(e))
+            return
+        logger.info("import file unreadable: %r", e)
+        form.add_error(
+            "import_file",
+            "The file could not be read in the chosen format. Check the format, and that the "
+            "file is not damaged or password-protected.",
+        )
+
+    def _import_upload_route(self, request):
+        """Check the posted upload; returns the job page's redirect for a large CSV/TSV file,
+        else None (the library's preview flow goes on, with any refusal on the form)."""
+        form = self.create_import_form(request)
+        if not form.is_valid():
+            return None
+        upload = form.cleaned_data["import_file"]
+        input_format = self.get_import_formats()[int(form.cleaned_data["format"])]()
+        delimiter = streamed_delimiter(input_format)
+        try:
+            if delimiter is None:
+                upload_size_check(size=upload.size, streamed=False)
+                return None
+            stored = upload_store(upload=upload, tenant=current_tenant(), delimiter=delimiter)
+        except ImportFileRefused as refused:
+            form.add_error("import_file", str(refused))
+            return None
+        if stored.rows <= import_limits().background_rows:
+            stored.remove()  # small enough for the preview in this request
+            return None
+        resource_class = self.choose_import_resource_class(form, request)
+        job = import_job_start(
+            tenant=current_tenant(),
+            user=request.user,
+            resource_class=resource_class,
+            stored=stored,
+            file_name=upload.name,
+        )
+        messages.info(
+            request,
+            f"{upload.name} has {stored.rows:,} rows: it is being checked and imported in the "
+            "background. This page follows it.",
+        )
+        return HttpResponseRedirect(reverse("admin:tkerp_job_change", args=[job.pk]))
 
     def get_import_resource_kwargs(self, request, **kwargs):
         return {**super().get_import_resource_kwargs(request, **kwargs), "tenant": current_tenant()}
@@ -166,6 +250,10 @@ class TenantImportExportMixin(ImportExportMixin):
     def import_action(self, request, **kwargs):
         if current_tenant() is None and request.user.is_superuser:
             messages.warning(request, "Choose a tenant (top right) before importing.")
+        if request.method == "POST" and self.has_import_permission(request):
+            redirect = self._import_upload_route(request)
+            if redirect is not None:
+                return redirect
         return super().import_action(request, **kwargs)
 
 
@@ -183,3 +271,76 @@ class TenantTabularInline(TenantInlineMixin, admin.TabularInline):
 
 class TenantStackedInline(TenantInlineMixin, admin.StackedInline):
     pass
+
+
+@admin.register(Job)
+class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """Background jobs of the tenant: a list, and a page per job that refreshes itself while it
+    runs, with its errors and a CSV report of them. Jobs are started by the pages that need
+    them (e.g. a large import), never added or edited here."""
+
+    list_display = ("title", "status", "progress", "error_count", "created_by", "created_at")
+    list_filter = ("status", "kind")
+    list_select_related = ("created_by",)
+    change_form_template = "admin/tkerp/job.html"
+    # Shown on the page; the report has them all.
+    ERRORS_SHOWN = 200
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        return f"{job.percent}%"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        urls = super().get_urls()
+        report = path(
+            "<int:object_id>/errors.csv",
+            self.admin_site.admin_view(self.errors_csv_view),
+            name="tkerp_job_errors",
+        )
+        return [report, *urls]
+
+    def _job_or_404(self, request, object_id) -> Job:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = self.get_queryset(request).filter(pk=object_id).first()
+        if job is None:
+            raise Http404("No such job.")
+        return job
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self._job_or_404(request, object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": job.title,
+            "subtitle": None,
+            "opts": self.opts,
+            "original": job,
+            "job": job,
+            "errors": job.errors.all()[: self.ERRORS_SHOWN],
+            "errors_hidden": max(0, job.error_count - self.ERRORS_SHOWN),
+            "has_view_permission": True,
+            "refresh_seconds": None if job.is_finished else 2,
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def errors_csv_view(self, request, object_id):
+        job = self._job_or_404(request, object_id)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-errors.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["row", "column", "error"])
+        for error in job.errors.all().iterator(chunk_size=2000):
+            writer.writerow(
+                [
+                    error.row or "",
+                    neutralise_formula(error.column),
+                    neutralise_formula(error.message),
+                ]
+            )
+        return response

@@ -1,5 +1,6 @@
-"""Models of the house framework: alerts a person must see."""
+"""Models of the house framework: alerts a person must see, and background jobs with progress."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -63,3 +64,78 @@ class Alert(TenantOwnedModel):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Finished"
+    FAILED = "failed", "Failed"
+
+
+JOB_FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class Job(TenantOwnedModel):
+    """Background work a person waits for: a large import now, label batches and reconciles next.
+
+    The row is the contract between the admin page that shows progress and the task that does
+    the work (`tkerp.jobs`): the task moves `status` forward and reports `progress_done` out of
+    `progress_total` as it goes, and records problems as `JobError` rows. A finished job is
+    never run again, which is what makes a retried or twice-delivered task harmless.
+    """
+
+    kind = models.CharField(max_length=40, help_text="Which handler runs it, e.g. import.")
+    title = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    phase = models.CharField(max_length=100, blank=True, help_text="What it is doing now.")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    params = models.JSONField(default=dict, blank=True, help_text="What the handler needs.")
+    result = models.JSONField(default=dict, blank=True, help_text="Counts once finished.")
+    message = models.TextField(blank=True, help_text="The outcome, in a sentence.")
+    error_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="job_tenant_created")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in JOB_FINISHED
+
+    @property
+    def percent(self) -> int:
+        if self.status == JobStatus.SUCCEEDED:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, self.progress_done * 100 // self.progress_total)
+
+
+class JobError(TenantOwnedModel):
+    """One problem a job found: a row and column of an imported file, or the file as a whole."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="errors")
+    row = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the whole file.")
+    column = models.CharField(max_length=100, blank=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["job", "row", "id"]
+        indexes = [models.Index(fields=["tenant", "job", "row"], name="joberror_job_row")]
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.column}: {self.message}"

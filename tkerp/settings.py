@@ -287,3 +287,13 @@ if not TKERP_FERNET_KEYS:
             hashlib.sha256(b"tkerp dev fernet key:" + SECRET_KEY.encode()).digest()
         ).decode()
     ]
+
+# Imports (tkerp.imports): refused above these sizes; CSV/TSV files of more rows than
+# TKERP_IMPORT_BACKGROUND_ROWS run as a background job; other formats (XLSX...) are read whole in
+# the web request and limited to TKERP_IMPORT_SPREADSHEET_MAX_BYTES.
+TKERP_IMPORT_MAX_BYTES = int(os.environ.get("TKERP_IMPORT_MAX_BYTES", str(50_000_000)))
+TKERP_IMPORT_MAX_ROWS = int(os.environ.get("TKERP_IMPORT_MAX_ROWS", "200000"))
+TKERP_IMPORT_BACKGROUND_ROWS = int(os.environ.get("TKERP_IMPORT_BACKGROUND_ROWS", "2000"))
+TKERP_IMPORT_SPREADSHEET_MAX_BYTES = int(
+    os.environ.get("TKERP_IMPORT_SPREADSHEET_MAX_BYTES", str(2_000_000))
+)

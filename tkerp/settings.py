@@ -194,7 +194,9 @@ TKERP_SLA_STUCK_NEW_MINUTES = int(os.environ.get("TKERP_SLA_STUCK_NEW_MINUTES", 
 # before an alert, and how long sync runs and webhook deliveries are kept.
 TKERP_SYNC_OVERLAP_SECONDS = int(os.environ.get("TKERP_SYNC_OVERLAP_SECONDS", "120"))
 TKERP_SYNC_INITIAL_DAYS = int(os.environ.get("TKERP_SYNC_INITIAL_DAYS", "7"))
-TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "600"))
+# The lease is renewed every page and by a heartbeat while the pass lives: keep it short (well
+# under Q_TIMEOUT), it is how long a killed worker's shop stays locked.
+TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "60"))
 TKERP_SYNC_FAILURE_ALERT_THRESHOLD = int(os.environ.get("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", "3"))
 TKERP_SYNC_RUN_RETENTION_DAYS = int(os.environ.get("TKERP_SYNC_RUN_RETENTION_DAYS", "14"))
 TKERP_WEBHOOK_RETENTION_DAYS = int(os.environ.get("TKERP_WEBHOOK_RETENTION_DAYS", "14"))

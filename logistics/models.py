@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
 
@@ -190,6 +191,11 @@ class Shipment(TenantOwnedModel):
                 condition=~Q(tracking_number=""),
                 name="shipment_unique_tracking",
             ),
+        ]
+        # The shipment and order lists' search boxes (tkerp.search) find parcels by these.
+        indexes = [
+            trigram_index(table="shipment", field="reference"),
+            trigram_index(table="shipment", field="tracking_number"),
         ]
 
     def __str__(self) -> str:

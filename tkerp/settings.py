@@ -218,3 +218,6 @@ TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
+
+# Trigram search indexes (tkerp.search): OpClass(...) in an index needs this app to render.
+INSTALLED_APPS += ["django.contrib.postgres"]

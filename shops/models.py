@@ -190,8 +190,11 @@ class SyncRun(TenantOwnedModel):
 class WebhookDelivery(TenantOwnedModel):
     """A verified webhook as received, kept so a replay is recognised and processed only once.
 
-    The platform's delivery id is the natural key; the unique constraint is the final judge of
-    "already received".
+    The platform's delivery id is the natural key, and the body's SHA-256 a second one: a
+    Shopify signature covers the body only, so a captured body re-sent under a new delivery id
+    (or topic) still verifies; the same signed bytes are the same event whatever the headers
+    say. The unique constraints are the final judge of "already received". The digest has its
+    own column because `body` may be capped or encrypted.
     """
 
     shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="webhook_deliveries")
@@ -200,6 +203,9 @@ class WebhookDelivery(TenantOwnedModel):
     topic = models.CharField(max_length=100, blank=True)
     platform_order_ids = models.JSONField(default=list, blank=True)
     body = models.TextField(blank=True)
+    body_sha256 = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="SHA-256 of the body as received."
+    )
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -214,6 +220,11 @@ class WebhookDelivery(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "shop", "delivery_id"], name="webhookdelivery_unique_delivery"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "body_sha256"],
+                condition=~Q(body_sha256=""),
+                name="webhookdelivery_unique_body",
             ),
         ]
         indexes = [

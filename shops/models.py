@@ -54,6 +54,61 @@ class Membership(TenantOwnedModel):
         return f"{self.user} — {self.get_role_display()}"
 
 
+# Who outranks whom: nobody may grant a role above their own (shops.invitations).
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.MANAGER: 2, Role.OWNER: 3}
+
+
+class Invitation(TenantOwnedModel):
+    """An email address asked to join the tenant in a role: open until accepted, revoked or
+    expired, and then never usable again.
+
+    The emailed link carries a signed token; only the token's SHA-256 is stored, so someone who
+    reads the database cannot accept. Resending replaces the token (the old link dies). Nothing
+    here refers to an existing user: inviting works and reads the same whether or not the
+    address has an account (see shops.invitations).
+    """
+
+    email = models.EmailField(help_text="Stored lower-case; the invitation is for this address.")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(editable=False, help_text="When the last link was sent.")
+    expires_at = models.DateTimeField(editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_unique_open_email",
+                violation_error_message="An invitation to this address is open already: resend "
+                "it from the list.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_role_display()})"
+
+
 class Platform(models.TextChoices):
     TIKTOK = "tiktok", "TikTok Shop"
     SHOPIFY = "shopify", "Shopify"

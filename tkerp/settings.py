@@ -221,3 +221,6 @@ if TKERP_SANDBOX_ENABLED:
 
 # Trigram search indexes (tkerp.search): OpClass(...) in an index needs this app to render.
 INSTALLED_APPS += ["django.contrib.postgres"]
+
+# Invitations to join a tenant (shops.invitations): how many days an emailed link stays valid.
+TKERP_INVITATION_DAYS = int(os.environ.get("TKERP_INVITATION_DAYS", "7"))

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from shops.views import invitation_accept_view
 from tkerp import views
 
 admin.site.site_header = "tkerp"
@@ -11,6 +12,7 @@ admin.site.index_title = "Fulfillment back office"
 urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
     path("admin/", admin.site.urls),
+    path("invitations/<str:token>/", invitation_accept_view, name="invitation-accept"),
     path("webhooks/", include("shops.urls")),
 ]
 

@@ -70,7 +70,9 @@ class Invitation(TenantOwnedModel):
 
     email = models.EmailField(help_text="Stored lower-case; the invitation is for this address.")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Looked up before the tenant is known (the link is all there is), so indexed across
+    # tenants; 256 random bits signed by us do not collide, so no unique constraint is needed.
+    token_hash = models.CharField(max_length=64, db_index=True, editable=False)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

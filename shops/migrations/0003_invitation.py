@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('email', models.EmailField(help_text='Stored lower-case; the invitation is for this address.', max_length=254)),
                 ('role', models.CharField(choices=[('owner', 'Owner'), ('manager', 'Manager'), ('operator', 'Operator'), ('viewer', 'Viewer')], default='operator', max_length=16)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('token_hash', models.CharField(db_index=True, editable=False, max_length=64)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('sent_at', models.DateTimeField(editable=False, help_text='When the last link was sent.')),
                 ('expires_at', models.DateTimeField(editable=False)),

@@ -60,13 +60,12 @@ def search_capped(text: str) -> CappedSearch:
     """The first `MAX_SEARCH_TERMS` words (quoted phrases count as one) of the first
     `MAX_SEARCH_LENGTH` characters of `text`, and whether anything was left out."""
     text = text or ""
-    kept = _words(text[:MAX_SEARCH_LENGTH])[:MAX_SEARCH_TERMS]
-    if len(text) <= MAX_SEARCH_LENGTH and len(kept) < MAX_SEARCH_TERMS:
-        return CappedSearch(terms=tuple(kept), given=len(kept), cut=False)
-    given = max(len(text.split()), len(kept))  # a count for the message; quotes do not matter
-    # The last kept word may have been cut in half by the length cap.
-    cut = len(text) > MAX_SEARCH_LENGTH or given > len(kept)
-    return CappedSearch(terms=tuple(kept), given=given, cut=cut)
+    words = _words(text[:MAX_SEARCH_LENGTH])
+    kept = tuple(words[:MAX_SEARCH_TERMS])
+    if len(text) <= MAX_SEARCH_LENGTH:
+        return CappedSearch(terms=kept, given=len(words), cut=len(words) > len(kept))
+    # Past the length cap only a count for the message is needed: never parse all of it.
+    return CappedSearch(terms=kept, given=max(len(text.split()), len(kept)), cut=True)
 
 
 def search_cut_message(capped: CappedSearch) -> str:

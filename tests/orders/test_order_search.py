@@ -71,6 +71,19 @@ class TestTheCap:
         capped = search_capped("x" * 5_000)
         assert capped.cut and capped.terms == ("x" * MAX_SEARCH_LENGTH,)
 
+    @pytest.mark.parametrize(
+        ("text", "kept", "cut"),
+        [
+            (" ".join(["w"] * MAX_SEARCH_TERMS), MAX_SEARCH_TERMS, False),
+            (" ".join(["w"] * (MAX_SEARCH_TERMS - 1)) + ' "two words"', MAX_SEARCH_TERMS, False),
+            (" ".join(["w"] * (MAX_SEARCH_TERMS + 1)), MAX_SEARCH_TERMS, True),
+            ("   ", 0, False),
+        ],
+    )
+    def test_a_quoted_phrase_is_one_word_of_the_cap(self, text, kept, cut):
+        capped = search_capped(text)
+        assert (len(capped.terms), capped.cut) == (kept, cut)
+
     def test_a_short_search_is_untouched_and_quoted_phrases_stay_whole(self, client_a, findable):
         capped = search_capped('"zuzanna kowalczyk" MUG-BLUE')
         assert capped == search_capped(capped.text)

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
 
@@ -36,6 +37,8 @@ class Sku(TenantOwnedModel):
                 fields=["tenant", "barcode"], condition=~Q(barcode=""), name="sku_unique_barcode"
             ),
         ]
+        # The SKU list's search box (code, name, barcode): contains-matching an index answers.
+        indexes = [trigram_index(table="sku", field=field) for field in ("code", "name", "barcode")]
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"

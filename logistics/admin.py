@@ -18,7 +18,12 @@ from logistics.models import (
 )
 from logistics.resources import CarrierRuleResource
 from orders.models import OrderLine
-from tkerp.admin import TenantImportExportModelAdmin, TenantModelAdmin, TenantTabularInline
+from tkerp.admin import (
+    IndexedSearchAdminMixin,
+    TenantImportExportModelAdmin,
+    TenantModelAdmin,
+    TenantTabularInline,
+)
 from tkerp.admin_secrets import SecretsFormMixin, erase_field
 
 
@@ -174,7 +179,7 @@ class ShipmentLineInline(TenantTabularInline):
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(_ServiceChoicesMixin, TenantModelAdmin):
+class ShipmentAdmin(IndexedSearchAdminMixin, _ServiceChoicesMixin, TenantModelAdmin):
     list_display = (
         "reference",
         "order",
@@ -186,6 +191,7 @@ class ShipmentAdmin(_ServiceChoicesMixin, TenantModelAdmin):
         "created_at",
     )
     list_filter = ("status", "warehouse", ("service__carrier", admin.RelatedFieldListFilter))
+    # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
     list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
     # Orders are many: pick one by id (scoped lookup popup) rather than a select of all of them.

@@ -7,6 +7,7 @@ from django.db.models import Q
 
 from tkerp.encryption import EncryptedTextField
 from tkerp.outbound import validate_outbound_url
+from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
 
@@ -196,6 +197,11 @@ class Shipment(TenantOwnedModel):
                 condition=~Q(tracking_number=""),
                 name="shipment_unique_tracking",
             ),
+        ]
+        # The shipment and order lists' search boxes (tkerp.search) find parcels by these.
+        indexes = [
+            trigram_index(table="shipment", field="reference"),
+            trigram_index(table="shipment", field="tracking_number"),
         ]
 
     def __str__(self) -> str:

@@ -23,10 +23,19 @@ from orders.admin_review import (  # also registers the review settings admin
     re_review,
 )
 from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
-from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderHold, OrderLine, Tag
+from orders.models import (
+    OPEN_STATUSES,
+    ORDER_SEARCH_FIELDS,
+    Order,
+    OrderEvent,
+    OrderHold,
+    OrderLine,
+    Tag,
+)
 from orders.resources import OrderLineResource
 from orders.tags import order_tag_add, order_tag_remove, tag_name_normalise
 from tkerp.admin import (
+    IndexedSearchAdminMixin,
     TenantImportExportModelAdmin,
     TenantModelAdmin,
     TenantTabularInline,
@@ -229,7 +238,7 @@ class TagRemoveForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
+class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportModelAdmin):
     resource_classes = [OrderLineResource]
     list_display = (
         "platform_order_id",
@@ -252,15 +261,12 @@ class OrderAdmin(ExportActionMixin, TenantImportExportModelAdmin):
         ShipByFilter,
         SlaStateFilter,
     )
-    search_fields = (
-        "platform_order_id",
-        "buyer_name",
-        "recipient_name",
-        "recipient_phone",
-        "postal_code",
-        "lines__seller_sku",
+    # Each word is looked up with trigram indexes, one query per table (tkerp.search).
+    search_fields = ORDER_SEARCH_FIELDS
+    search_help_text = (
+        "Order id, buyer name or email, recipient, phone, postal code, seller SKU or tracking "
+        "number (at most 10 words)."
     )
-    search_help_text = "Order id, buyer, recipient, phone, postal code or seller SKU."
     date_hierarchy = "placed_at"
     list_select_related = ("shop",)
     autocomplete_fields = ("shop",)

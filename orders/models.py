@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
 MONEY = {"max_digits": 12, "decimal_places": 2, "default": Decimal("0")}
@@ -35,6 +36,20 @@ OPEN_STATUSES = (
     OrderStatus.ON_HOLD,
     OrderStatus.READY,
     OrderStatus.ALLOCATED,
+)
+
+
+# What the order list's search box matches (each word, case-insensitively, anywhere in one of
+# them); every field here has a trigram index, on its own table.
+ORDER_SEARCH_FIELDS = (
+    "platform_order_id",
+    "buyer_name",
+    "buyer_email",
+    "recipient_name",
+    "recipient_phone",
+    "postal_code",
+    "lines__seller_sku",
+    "shipments__tracking_number",
 )
 
 
@@ -119,6 +134,12 @@ class Order(TenantOwnedModel):
             models.Index(fields=["tenant", "status", "ship_by"], name="order_tenant_status_shipby"),
             models.Index(fields=["tenant", "address_key"], name="order_tenant_address_key"),
             models.Index(fields=["tenant", "sla_state", "ship_by"], name="order_tenant_sla_shipby"),
+            # The order list's search box (tkerp.search): contains-matching that an index answers.
+            *(
+                trigram_index(table="order", field=field)
+                for field in ORDER_SEARCH_FIELDS
+                if "__" not in field
+            ),
         ]
 
     def __str__(self) -> str:
@@ -155,6 +176,7 @@ class OrderLine(TenantOwnedModel):
                 fields=["tenant", "order", "platform_line_id"], name="orderline_unique_platform_id"
             ),
         ]
+        indexes = [trigram_index(table="orderline", field="seller_sku")]  # order search
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.seller_sku or self.product_name}"

@@ -7,11 +7,11 @@ by owners, and their secrets are never rendered back to the browser.
 
 from django import forms
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Count, Q
 
 from orders.models import OPEN_STATUSES
+from shops import admin_invitations  # noqa: F401 - registers the invitations admin
 from shops.admin_sync import ShopSyncAdminMixin
 from shops.models import ApiEndpoint, Membership, Role, Shop, ShopCredentials, Tenant
 from shops.platforms.http import sandbox_enabled
@@ -99,39 +99,6 @@ class MembershipForm(forms.ModelForm):
         return role
 
 
-class MembershipAddForm(MembershipForm):
-    """Adding an existing user by exact username or email.
-
-    Users are not tenant-owned: a picker or autocomplete over them would list every tenant's
-    people, so a member who is not the operator must name the user exactly.
-    """
-
-    user_lookup = forms.CharField(
-        label="User",
-        max_length=254,
-        help_text="The exact username or email address of an existing tkerp user.",
-    )
-
-    class Meta(MembershipForm.Meta):
-        fields = ("user_lookup", "role")
-
-    def clean_user_lookup(self):
-        value = self.cleaned_data["user_lookup"].strip()
-        users = (
-            get_user_model()
-            ._default_manager.filter(is_active=True)
-            .filter(Q(username__iexact=value) | Q(email__iexact=value))
-        )
-        matches = list(users[:2])
-        if len(matches) != 1:
-            raise forms.ValidationError("No single active user has that username or email.")
-        user = matches[0]
-        if Membership.objects.filter(user=user).exists():
-            raise forms.ValidationError("That user is already a member of this tenant.")
-        self.instance.user = user
-        return value
-
-
 def _other_owners(membership: Membership):
     return Membership._base_manager.filter(tenant_id=membership.tenant_id, role=Role.OWNER).exclude(
         pk=membership.pk
@@ -140,7 +107,12 @@ def _other_owners(membership: Membership):
 
 @admin.register(Membership)
 class MembershipAdmin(TenantModelAdmin):
-    """Who works in the tenant and in which role; only owners change it (see tkerp.auth)."""
+    """Who works in the tenant and in which role; only owners change it (see tkerp.auth).
+
+    People join by invitation (shops.admin_invitations), never by naming an existing user:
+    users are not tenant-owned, so adding one by name would reach into other tenants and tell
+    whether a name exists. Only the SaaS operator adds memberships directly.
+    """
 
     form = MembershipForm
     list_display = ("user", "user_email", "role", "created_at")
@@ -149,13 +121,11 @@ class MembershipAdmin(TenantModelAdmin):
     list_select_related = ("user",)
     readonly_fields = ("created_at",)
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None and not request.user.is_superuser:
-            kwargs["form"] = MembershipAddForm
-        return super().get_form(request, obj, change=change, **kwargs)
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)
 
     def get_autocomplete_fields(self, request):
-        # Only the operator may search all users (see MembershipAddForm).
+        # Only the operator may search all users.
         return ("user",) if request is not None and request.user.is_superuser else ()
 
     def get_readonly_fields(self, request, obj=None):

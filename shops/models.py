@@ -65,6 +65,63 @@ class Membership(TenantOwnedModel):
         return f"{self.user} — {self.get_role_display()}"
 
 
+# Who outranks whom: nobody may grant a role above their own (shops.invitations).
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.MANAGER: 2, Role.OWNER: 3}
+
+
+class Invitation(TenantOwnedModel):
+    """An email address asked to join the tenant in a role: open until accepted, revoked or
+    expired, and then never usable again.
+
+    The emailed link carries a signed token; only the token's SHA-256 is stored, so someone who
+    reads the database cannot accept. Resending replaces the token (the old link dies). Nothing
+    here refers to an existing user: inviting works and reads the same whether or not the
+    address has an account (see shops.invitations).
+    """
+
+    email = models.EmailField(help_text="Stored lower-case; the invitation is for this address.")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
+    # Looked up before the tenant is known (the link is all there is), so indexed across
+    # tenants; 256 random bits signed by us do not collide, so no unique constraint is needed.
+    token_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(editable=False, help_text="When the last link was sent.")
+    expires_at = models.DateTimeField(editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_unique_open_email",
+                violation_error_message="An invitation to this address is open already: resend "
+                "it from the list.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_role_display()})"
+
+
 class Platform(models.TextChoices):
     TIKTOK = "tiktok", "TikTok Shop"
     SHOPIFY = "shopify", "Shopify"
@@ -230,10 +287,12 @@ class SyncRun(TenantOwnedModel):
 class WebhookDelivery(TenantOwnedModel):
     """A verified webhook as received, kept so a replay is recognised and processed only once.
 
-    The platform's delivery id is the natural key; the unique constraint is the final judge of
-    "already received". The body is kept for looking into a delivery, capped
-    (`shops.webhooks.WEBHOOK_BODY_KEPT_BYTES`), and rows are deleted after
-    `TKERP_WEBHOOK_RETENTION_DAYS` (bodies carry buyers' addresses).
+    The platform's delivery id is the natural key, and the body's SHA-256 a second one: a
+    Shopify signature covers the body only, so a captured body re-sent under a new delivery id
+    (or topic) still verifies; the same signed bytes are the same event whatever the headers
+    say. The unique constraints are the final judge of "already received". The digest has its
+    own column because `body` is capped (`shops.webhooks.WEBHOOK_BODY_KEPT_BYTES`); rows are
+    deleted after `TKERP_WEBHOOK_RETENTION_DAYS` (bodies carry buyers' addresses).
     """
 
     shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="webhook_deliveries")
@@ -242,6 +301,9 @@ class WebhookDelivery(TenantOwnedModel):
     topic = models.CharField(max_length=100, blank=True)
     platform_order_ids = models.JSONField(default=list, blank=True)
     body = models.TextField(blank=True)
+    body_sha256 = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="SHA-256 of the body as received."
+    )
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -256,6 +318,11 @@ class WebhookDelivery(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "shop", "delivery_id"], name="webhookdelivery_unique_delivery"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "shop", "body_sha256"],
+                condition=~Q(body_sha256=""),
+                name="webhookdelivery_unique_body",
             ),
         ]
         indexes = [

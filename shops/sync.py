@@ -1,8 +1,12 @@
 """Order sync: pull every order a shop's platform changed since the last pass, and store it.
 
-One pass (`shop_sync`) holds a lease on the shop (one conditional UPDATE; it expires, so a killed
-worker blocks the shop for at most `TKERP_SYNC_LEASE_SECONDS`), then pages through the platform's
-changed orders from the watermark minus an overlap. Each page is stored in its own transaction,
+One pass (`shop_sync`) holds a lease on the shop (one conditional UPDATE), then pages through the
+platform's changed orders from the watermark minus an overlap. The lease is short
+(`TKERP_SYNC_LEASE_SECONDS`, a minute) and kept alive while the pass lives: renewed with every
+page, and by a heartbeat thread in between (one platform call with its retries can outlast the
+lease). A killed worker renews nothing, so its shop is free again a lease later, well inside the
+task timeout; a live pass whose lease another pass took over stops before its next write
+(`SyncLeaseLost`), so two passes never both write. Each page is stored in its own transaction,
 and only then does the watermark advance past it, so a pass that dies half-way resumes where the
 last stored page ended: nothing is missed (the overlap and ascending order guarantee it) and
 nothing is duplicated (ingest is an idempotent upsert). No database transaction is ever open
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -59,7 +66,8 @@ def sync_initial_window() -> timedelta:
 
 
 def sync_lease() -> timedelta:
-    return timedelta(seconds=_setting("TKERP_SYNC_LEASE_SECONDS", 600))
+    """How long a pass holds its shop past its last sign of life (acquire, page, heartbeat)."""
+    return timedelta(seconds=_setting("TKERP_SYNC_LEASE_SECONDS", 60))
 
 
 def sync_failure_threshold() -> int:
@@ -102,16 +110,7 @@ def shop_sync(
     started = timezone.now()
     token = secrets.token_hex(8)
     with tenant_context(tenant):
-        acquired = (
-            Shop.objects.filter(pk=shop.pk)
-            .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=started))
-            .update(
-                sync_lease_until=started + sync_lease(),
-                sync_lease_token=token,
-                last_sync_started_at=started,
-            )
-        )
-        if not acquired:
+        if not _acquire_lease(shop=shop, token=token, now=started):
             return SyncRun(
                 tenant=tenant,
                 shop=shop,
@@ -139,21 +138,22 @@ def shop_sync(
         try:
             totals = _Totals()
             rejects: list[dict] = []
-            try:
-                _sync_pass(
-                    shop=shop,
-                    run=run,
-                    token=token,
-                    started=started,
-                    watermark=watermark,
-                    connector=connector,
-                    totals=totals,
-                    rejects=rejects,
-                )
-            except Exception as exc:
-                _record_failure(shop=shop, run=run, exc=exc)
-            else:
-                _record_success(shop=shop, run=run, started=started, rejects=rejects)
+            with _lease_heartbeat(shop=shop, token=token):
+                try:
+                    _sync_pass(
+                        shop=shop,
+                        run=run,
+                        token=token,
+                        started=started,
+                        watermark=watermark,
+                        connector=connector,
+                        totals=totals,
+                        rejects=rejects,
+                    )
+                except Exception as exc:
+                    _record_failure(shop=shop, run=run, exc=exc)
+                else:
+                    _record_success(shop=shop, run=run, started=started, rejects=rejects)
         finally:
             Shop.objects.filter(pk=shop.pk, sync_lease_token=token).update(
                 sync_lease_until=None, sync_lease_token=""
@@ -267,16 +267,71 @@ def _cap(when: datetime | None, started: datetime) -> datetime | None:
     return min(when, started)
 
 
+def _acquire_lease(*, shop: Shop, token: str, now: datetime) -> bool:
+    """Take the shop for a pass when no live pass holds it (no lease, or an expired one)."""
+    return bool(
+        Shop.objects.filter(pk=shop.pk)
+        .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
+        .update(
+            sync_lease_until=now + sync_lease(),
+            sync_lease_token=token,
+            last_sync_started_at=now,
+        )
+    )
+
+
+@contextmanager
+def _lease_heartbeat(*, shop: Shop, token: str) -> Iterator[None]:
+    """Keep the pass's lease alive while the block runs, however long one platform call takes.
+
+    Renewing per page is not enough on its own: one call with its retries, backoffs and
+    `Retry-After` waits can outlast a short lease. A thread renews the lease every third of it
+    (on its own database connection, closed when it ends) until the block exits, and stops by
+    itself once the lease is no longer ours: the pass then learns so at its next renewal, before
+    it writes anything. The thread dies with a killed worker, which frees the shop a lease later.
+    """
+    interval = sync_lease().total_seconds() / 3
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            with tenant_context(shop.tenant):  # threads start with no scope of their own
+                while not stop.wait(interval):
+                    if not _extend_lease(shop=shop, token=token):
+                        return
+        except Exception:
+            # A database hiccup here only costs the lease; the pass's own renewal decides.
+            logger.exception("sync lease heartbeat of shop %s failed", shop.pk)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=beat, name=f"sync-lease-{shop.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        # Bounded: a renewal waiting on a row lock the caller's own transaction holds must not
+        # hang the pass; one finishing late is harmless (it matches our token only).
+        thread.join(timeout=10)
+
+
+def _extend_lease(*, shop: Shop, token: str, **updates) -> bool:
+    """Push our lease one lease ahead (with `updates` in the same UPDATE); False when the shop
+    is no longer held with our token."""
+    updates["sync_lease_until"] = timezone.now() + sync_lease()
+    return bool(Shop.objects.filter(pk=shop.pk, sync_lease_token=token).update(**updates))
+
+
 def _renew_lease(*, shop: Shop, token: str, advance_to: datetime | None) -> None:
     """Extend our lease and move the watermark forward to `advance_to` (never back) in one
     conditional UPDATE; raises `SyncLeaseLost` when another pass holds the shop now."""
-    updates = {"sync_lease_until": timezone.now() + sync_lease()}
+    updates = {}
     if advance_to is not None:
         updates["sync_watermark"] = Greatest(
             Coalesce("sync_watermark", Value(advance_to)), Value(advance_to)
         )
-    held = Shop.objects.filter(pk=shop.pk, sync_lease_token=token).update(**updates)
-    if not held:
+    if not _extend_lease(shop=shop, token=token, **updates):
         raise SyncLeaseLost("the sync lease expired and another pass took over")
 
 

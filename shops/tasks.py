@@ -16,7 +16,7 @@ from django_q.tasks import async_task
 
 from orders.cancellations import cancellations_from_orders
 from shops.models import Platform, Shop, SyncRun, Tenant, WebhookDelivery
-from shops.sync import shop_sync, sync_lease, sync_runs_prune
+from shops.sync import shop_sync, sync_runs_prune
 from shops.webhooks import (
     webhook_deliveries_prune,
     webhook_delivery_process,
@@ -33,6 +33,9 @@ logger = logging.getLogger("tkerp.tasks")
 REQUEUE_AFTER = timedelta(minutes=2)
 REQUEUE_EVERY = timedelta(minutes=15)
 REQUEUE_WITHIN = timedelta(days=1)
+# A sync pass queued but not started this long after is taken as lost and queued again. Not the
+# lease: a busy queue may hold a task for minutes, and a copy a minute would only pile up.
+SYNC_QUEUED_PATIENCE = timedelta(minutes=10)
 
 
 def sync_run_summary(run: SyncRun) -> dict:
@@ -125,7 +128,7 @@ def shop_sync_due(row: dict, *, now) -> bool:
         return False
     queued = row["sync_queued_at"]
     waiting = queued is not None and (last is None or queued > last)
-    return not (waiting and now - queued < sync_lease())
+    return not (waiting and now - queued < SYNC_QUEUED_PATIENCE)
 
 
 def process_webhook(delivery_id: int) -> dict:

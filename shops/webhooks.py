@@ -1,8 +1,10 @@
 """Webhooks in: platforms telling us an order changed.
 
 A delivery is verified with the shop's own credentials before anything is written (an unknown
-shop gets the same 401 as a bad signature: no existence oracle), recorded once under its
-platform delivery id (a replay is acknowledged and not processed again), and answered at once;
+shop gets the same 401 as a bad signature: no existence oracle), its body must fit its topic
+(the connector's `parse_webhook`: Shopify signs the body, not the topic header), it is recorded
+once under its platform delivery id and once under its body's digest (a replay, even under a
+new delivery id, is acknowledged and not processed again), and answered at once;
 the work (re-fetching the orders by id through the connector and ingesting them) runs in a
 django-q task queued on commit. Webhooks are a hint, never the only source: the periodic sync
 finds anything a lost webhook would have told us.
@@ -13,6 +15,7 @@ tenant. Everything after the lookup runs scoped to that shop's tenant.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -21,7 +24,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -145,8 +148,13 @@ def _has_credentials(shop: Shop) -> bool:
 def _record(*, shop: Shop, platform: str, event, body: bytes) -> WebhookDelivery | None:
     """Store the delivery once (None when it is a replay) and queue its processing on commit."""
     now = timezone.now()
+    delivery_id = event.delivery_id[:200]
+    # The same signed bytes are the same event, whatever delivery id or topic came with them.
+    digest = hashlib.sha256(body).hexdigest()
     with tenant_context(shop.tenant), transaction.atomic():
-        if WebhookDelivery.objects.filter(shop=shop, delivery_id=event.delivery_id).exists():
+        if WebhookDelivery.objects.filter(
+            Q(delivery_id=delivery_id) | Q(body_sha256=digest), shop=shop
+        ).exists():
             return None
         order_ids = [str(order_id) for order_id in event.platform_order_ids if order_id]
         try:
@@ -155,7 +163,8 @@ def _record(*, shop: Shop, platform: str, event, body: bytes) -> WebhookDelivery
                     tenant=shop.tenant,
                     shop=shop,
                     platform=platform,
-                    delivery_id=event.delivery_id[:200],
+                    delivery_id=delivery_id,
+                    body_sha256=digest,
                     topic=(event.topic or "")[:100],
                     platform_order_ids=order_ids,
                     body=body[:WEBHOOK_BODY_KEPT_BYTES].decode("utf-8", "replace"),

@@ -46,6 +46,7 @@ from orders.models import (
     TenantOrderPolicy,
 )
 from shops.models import (
+    Invitation,
     Membership,
     Role,
     Shop,
@@ -443,6 +444,18 @@ class WebhookDeliveryFactory(BaseFactory):
     platform_order_ids = factory.Sequence(lambda n: [f"5766{n:012d}"])
     body = "{}"
     received_at = factory.LazyFunction(timezone.now)
+
+
+class InvitationFactory(BaseFactory):
+    class Meta:
+        model = Invitation
+
+    tenant = factory.SubFactory(TenantFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.com")
+    role = Role.OPERATOR
+    token_hash = factory.Sequence(lambda n: f"{n:064x}")
+    sent_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
 
 
 class AlertFactory(BaseFactory):

@@ -12,6 +12,7 @@ import logging
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -29,6 +30,7 @@ from tkerp.imports import (
 )
 from tkerp.models import Job
 from tkerp.resources import neutralise_formula
+from tkerp.search import search_capped, search_cut_message, search_filter
 from tkerp.tenancy import current_tenant
 
 logger = logging.getLogger(__name__)
@@ -87,7 +89,33 @@ class _TenantFormsMixin:
         return readonly
 
 
-class TenantAdminMixin(_TenantFormsMixin):
+class CappedSearchAdminMixin:
+    """Every search is capped (`tkerp.search.search_capped`), with a message when it was cut:
+    a pasted page of text is a slow query for everyone, never an error page."""
+
+    def changelist_view(self, request, extra_context=None):
+        capped = search_capped(request.GET.get(SEARCH_VAR, ""))
+        if capped.cut:
+            messages.warning(request, search_cut_message(capped))
+        return super().changelist_view(request, extra_context)
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(request, queryset, search_capped(search_term).text)
+
+
+class IndexedSearchAdminMixin(CappedSearchAdminMixin):
+    """Search plain `search_fields` (no ^/=/@ prefixes) through `tkerp.search.search_filter`:
+    one indexed query per table instead of an OR across joins, and no duplicate rows."""
+
+    def get_search_results(self, request, queryset, search_term):
+        capped = search_capped(search_term)
+        if not capped.terms:
+            return queryset, False
+        fields = self.get_search_fields(request)
+        return search_filter(queryset=queryset, fields=fields, terms=capped.terms), False
+
+
+class TenantAdminMixin(CappedSearchAdminMixin, _TenantFormsMixin):
     """Base for the admin of every tenant-owned model."""
 
     def get_form(self, request, obj=None, change=False, **kwargs):

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # trigram search indexes (tkerp.search): OpClass needs it
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -235,7 +236,9 @@ TKERP_SLA_STUCK_NEW_MINUTES = int(os.environ.get("TKERP_SLA_STUCK_NEW_MINUTES", 
 # before an alert, and how long sync runs and webhook deliveries are kept.
 TKERP_SYNC_OVERLAP_SECONDS = int(os.environ.get("TKERP_SYNC_OVERLAP_SECONDS", "120"))
 TKERP_SYNC_INITIAL_DAYS = int(os.environ.get("TKERP_SYNC_INITIAL_DAYS", "7"))
-TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "600"))
+# The lease is renewed every page and by a heartbeat while the pass lives: keep it short (well
+# under Q_TIMEOUT), it is how long a killed worker's shop stays locked.
+TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "60"))
 TKERP_SYNC_FAILURE_ALERT_THRESHOLD = int(os.environ.get("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", "3"))
 TKERP_SYNC_RUN_RETENTION_DAYS = int(os.environ.get("TKERP_SYNC_RUN_RETENTION_DAYS", "14"))
 TKERP_WEBHOOK_RETENTION_DAYS = int(os.environ.get("TKERP_WEBHOOK_RETENTION_DAYS", "14"))
@@ -297,3 +300,6 @@ TKERP_IMPORT_BACKGROUND_ROWS = int(os.environ.get("TKERP_IMPORT_BACKGROUND_ROWS"
 TKERP_IMPORT_SPREADSHEET_MAX_BYTES = int(
     os.environ.get("TKERP_IMPORT_SPREADSHEET_MAX_BYTES", str(2_000_000))
 )
+
+# Invitations to join a tenant (shops.invitations): how many days an emailed link stays valid.
+TKERP_INVITATION_DAYS = int(os.environ.get("TKERP_INVITATION_DAYS", "7"))

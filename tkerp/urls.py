@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from shops.views import invitation_accept_view
 from tkerp import views
 
 admin.site.site_header = "tkerp"
@@ -17,6 +18,7 @@ urlpatterns = [
         name="view-on-site",
     ),
     path("admin/", admin.site.urls),
+    path("invitations/<str:token>/", invitation_accept_view, name="invitation-accept"),
     path("webhooks/", include("shops.urls")),
 ]
 

@@ -623,6 +623,12 @@ class ShopifyConnector(Connector):
             payload = json.loads(body or b"{}")
         except ValueError:
             raise PlatformResponseError("webhook body is not JSON", platform=cls.platform) from None
+        shop_domain = _header(headers, "X-Shopify-Shop-Domain")
+        problem = _webhook_shape_problem(topic=topic, payload=payload, shop_domain=shop_domain)
+        if problem:
+            raise PlatformResponseError(
+                f"the body does not fit the topic {topic!r}: {problem}", platform=cls.platform
+            )
         order_ids: list[str] = []
         if isinstance(payload, dict):
             if topic.startswith("orders/") and payload.get("id") not in (None, ""):
@@ -637,6 +643,66 @@ class ShopifyConnector(Connector):
             shop_key=_header(headers, "X-Shopify-Shop-Domain"),
             raw=payload if isinstance(payload, dict) else {"body": payload},
         )
+
+
+# Topics whose body is the Shop resource (the app's own shop), not an order.
+SHOP_TOPICS = {"app/uninstalled", "shop/update"}
+# Topics whose body is another resource that names its order (`order_id`).
+ORDER_CHILD_TOPIC_PREFIXES = (
+    "fulfillments/",
+    "fulfillment_events/",
+    "refunds/",
+    "order_transactions/",
+)
+
+
+def _is_id(value) -> bool:
+    """A Shopify resource id: a JSON number (a digit string tolerated), never a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+
+
+def _webhook_shape_problem(*, topic: str, payload, shop_domain: str) -> str:
+    """Why a webhook body cannot be what its topic says ("" when it fits).
+
+    Shopify's HMAC covers the body only: the topic header could be anything on a captured body.
+    So the body must be the resource the topic delivers: the shop itself (with the domain the
+    headers name) for app/uninstalled and shop/update, an order (id and line items; orders/delete
+    carries the id alone) for orders/*, and a record naming its order for fulfillments, refunds
+    and transactions. Topics tkerp does not act on are taken as they come.
+    """
+    if not isinstance(payload, dict):
+        return "the body is not a JSON object"
+    if topic in SHOP_TOPICS:
+        if not _is_id(payload.get("id")):
+            return "a shop has a numeric id"
+        if (
+            str(payload.get("myshopify_domain") or "").strip().lower()
+            != shop_domain.strip().lower()
+        ):
+            return "a shop names its own myshopify domain, the one this webhook came from"
+        if "line_items" in payload or "order_id" in payload:
+            return "this is an order's body, not a shop's"
+        return ""
+    if topic == "orders/delete":
+        return "" if _is_id(payload.get("id")) else "an order has a numeric id"
+    if topic == "orders/edited":
+        edit = payload.get("order_edit")
+        if not isinstance(edit, dict) or not _is_id(edit.get("order_id")):
+            return "an order edit names its order"
+        return ""
+    if topic.startswith("orders/"):
+        if not _is_id(payload.get("id")):
+            return "an order has a numeric id"
+        if not isinstance(payload.get("line_items"), list):
+            return "an order has line items"
+        if "myshopify_domain" in payload:
+            return "this is a shop's body, not an order's"
+        return ""
+    if topic.startswith(ORDER_CHILD_TOPIC_PREFIXES):
+        return "" if _is_id(payload.get("order_id")) else "it names no order"
+    return ""
 
 
 def _as_id(value: str) -> int | str:

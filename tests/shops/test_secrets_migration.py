@@ -7,7 +7,7 @@ from django.utils import timezone
 
 BEFORE = [("shops", "0001_initial"), ("logistics", "0001_initial")]
 AFTER = [
-    ("shops", "0004_secrets_encrypt_stored"),
+    ("shops", "0005_secrets_encrypt_stored"),
     ("logistics", "0002_provider_webhook_secret_encrypted"),
 ]
 

@@ -48,7 +48,7 @@ def remove_quoted_errors(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shops', '0003_secrets_encrypted_fields'),
+        ('shops', '0004_secrets_encrypted_fields'),
     ]
 
     operations = [

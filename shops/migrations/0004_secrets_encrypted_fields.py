@@ -10,7 +10,7 @@ import tkerp.outbound
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shops', '0002_shopcredentials_api_endpoint'),
+        ('shops', '0003_shopcredentials_api_endpoint'),
     ]
 
     operations = [

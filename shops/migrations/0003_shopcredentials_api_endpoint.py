@@ -45,7 +45,7 @@ def urls_from_endpoints(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shops', '0001_initial'),
+        ('shops', '0002_shop_ship_by_defaults_from_settings'),
     ]
 
     operations = [

@@ -1,0 +1,35 @@
+"""Trigram indexes for the SKU list's search box (tkerp.search): `icontains` compares
+`UPPER(column) LIKE '%word%'`, which only a GIN `gin_trgm_ops` index on that expression answers.
+
+Built CONCURRENTLY (so outside a transaction): the table keeps taking writes meanwhile.
+"""
+
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
+from django.db import migrations
+from django.db.models.functions import Upper
+
+
+def trigram(field, name):
+    return GinIndex(OpClass(Upper(field), name="gin_trgm_ops"), name=name)
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("inventory", "0002_initial"),
+    ]
+
+    operations = [
+        TrigramExtension(),
+        AddIndexConcurrently(
+            model_name="sku", index=trigram("code", "sku_code_trgm")
+        ),
+        AddIndexConcurrently(
+            model_name="sku", index=trigram("name", "sku_name_trgm")
+        ),
+        AddIndexConcurrently(
+            model_name="sku", index=trigram("barcode", "sku_barcode_trgm")
+        ),
+    ]

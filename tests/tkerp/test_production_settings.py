@@ -22,6 +22,7 @@ PRODUCTION = {
     "SECRET_KEY": "p7XvKq2M9sLrT4wYb8NcZ1dF6gHjE3aQ0uVxRtSy5oPiLkMnBvCzAq",
     "ALLOWED_HOSTS": "erp.example.com",
     "DATABASE_URL": "postgres://tkerp:pw@db.example.com:5432/tkerp",
+    "TKERP_FERNET_KEYS": "Vm5xQ0t3bFh2S0l0b0c2dDRkWjdjR3M5b1RqZ3B3Rjg=",
     "TKERP_LOCAL_ENV": "",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +20,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from sandbox.base import SANDBOX_BASE_URL, SandboxInputError, sandbox_for
+from sandbox.base import SANDBOX_BASE_URL, OrderDraft, SandboxInputError, sandbox_for
 from sandbox.connect import sandbox_connect
-from sandbox.models import SandboxStore
+from sandbox.models import SandboxOrder, SandboxStore
 from shops.models import Shop, ShopCredentials
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "badsign")
@@ -137,6 +138,18 @@ def sandbox_spike(
         first_order_id=new_orders[0][1] if new_orders else "",
         last_order_id=new_orders[-1][1] if new_orders else "",
     )
+
+
+def sandbox_store_drafts(*, shop: Shop, drafts: Sequence[OrderDraft]) -> dict[str, SandboxOrder]:
+    """Render `drafts` in the shop's platform shape and store them in its sandbox store, every
+    one or none; returns the stored orders by platform order id."""
+    store = sandbox_store_for_shop(shop=shop)
+    sandbox = sandbox_for(shop.platform)
+    _store_orders(
+        sandbox, store, [sandbox.compose_order(store=store, draft=draft) for draft in drafts]
+    )
+    ids = [draft.order_id for draft in drafts]
+    return {row.order_id: row for row in store.orders.filter(order_id__in=ids)}
 
 
 def sandbox_load(*, shop: Shop, path: str | Path) -> int:

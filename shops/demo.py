@@ -73,6 +73,7 @@ from orders.models import (
     OrderStatus,
     OrderTag,
     Tag,
+    TenantOrderPolicy,
 )
 from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
@@ -177,6 +178,9 @@ class TenantSpec:
     catalogue: tuple[SkuSpec, ...]
     short_sku: str  # the SKU that is out of stock (orders for it wait on `stock.short`)
     high_value_sku: str  # a few of these make a `high_value` order
+    # Sunny lets tkerp approve buyers' cancellation requests by itself; Peak answers by hand,
+    # so its inbox keeps requests waiting in a running demo.
+    cancel_auto_approve: bool
 
 
 SUNNY = TenantSpec(
@@ -230,6 +234,7 @@ SDB-HND-TRIO   | Shea Hand Cream Trio                  |  210 | 160x110x35 |  4.
     ),
     short_sku="SDB-MIR-LED",
     high_value_sku="SDB-SET-GLOW",
+    cancel_auto_approve=True,
 )  # fmt: skip
 
 PEAK = TenantSpec(
@@ -283,6 +288,7 @@ POC-CRB-4    | Locking Carabiners, 4 pack        |  120 |   120x80x30 |  3.20 | 
     ),
     short_sku="POC-BAG-20F",
     high_value_sku="POC-TNT-2P",
+    cancel_auto_approve=False,
 )  # fmt: skip
 
 DEMO_TENANTS: tuple[TenantSpec, ...] = (SUNNY, PEAK)
@@ -833,6 +839,9 @@ class _TenantBuilder:
     # -- master data --
 
     def _shops(self) -> None:
+        TenantOrderPolicy.objects.create(
+            tenant=self.tenant, cancel_auto_approve=self.spec.cancel_auto_approve
+        )
         self.shops = Shop.objects.bulk_create(
             Shop(
                 tenant=self.tenant,

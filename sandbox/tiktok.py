@@ -1788,6 +1788,9 @@ class TikTokSandbox(SandboxPlatform):
                 raise SandboxInputError(
                     f"order {order.order_id} is {payload.get('status')}: it cannot ship"
                 )
+            if payload.get("is_buyer_request_cancel"):
+                # As the ship endpoints: a pending request is answered before shipping.
+                raise SandboxInputError(f"order {order.order_id} has a pending cancellation")
             items = [item["id"] for item in _live_items(payload) if not item.get("tracking_number")]
             package_id = next(
                 (item["package_id"] for item in payload["line_items"] if item.get("package_id")),

@@ -77,7 +77,9 @@ from orders.models import (
 )
 from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
-from sandbox.base import DraftAddress, DraftLine, OrderDraft
+from sandbox.actions import sandbox_store_drafts
+from sandbox.base import DraftAddress, DraftLine, OrderDraft, sandbox_for
+from sandbox.connect import sandbox_connect
 from sandbox.models import SandboxProduct, SandboxStore
 from shops.models import Membership, Platform, Role, Shop, ShopCredentials, SyncRunStatus, Tenant
 from shops.sync import shop_sync
@@ -383,6 +385,9 @@ STATUS_MIX = (
     (OrderStatus.CANCELLED, 5),
 )
 # Why held orders wait, in rotation (some orders carry two reasons).
+# Why held orders wait, in rotation (some orders carry two reasons). The plan only makes the
+# order so (a PO box, a note, a short SKU...): review and reservation find the reasons
+# themselves, except "manual", which the owner sets by hand.
 HOLD_MIX = (
     ("buyer_note",),
     ("address.po_box",),
@@ -397,16 +402,7 @@ HOLD_MIX = (
     ("address.po_box",),
     ("high_value",),
 )
-HOLD_MESSAGES = {
-    "buyer_note": "The buyer left a note; read it before shipping.",
-    "address.po_box": "Ships to a PO box; most carriers refuse them.",
-    "address.military": "APO/FPO/DPO address; needs a USPS service.",
-    "phone.invalid": "The phone number is not a valid E.164 number.",
-    "high_value": "Order total is above the high-value review threshold.",
-    "stock.short": "Not enough free stock to reserve every line.",
-    "manual": "Held by hand: confirm the shade with the buyer before packing.",
-    "duplicate_address": "Another open order ships to the same address.",
-}
+MANUAL_HOLD_MESSAGE = "Held by hand: confirm the shade with the buyer before packing."
 BUYER_NOTES = (
     "Please gift wrap, it's a birthday present!",
     "Can you ship before Friday? Leaving for a trip.",
@@ -543,8 +539,6 @@ def demo_seed(
 
 def _connect_sandboxes(tenant: Tenant) -> None:
     """Point every platform shop of the tenant at its local sandbox (idempotent)."""
-    from sandbox.connect import sandbox_connect
-
     with tenant_context(tenant):
         for shop in Shop.objects.exclude(platform=Platform.MANUAL).order_by("pk"):
             sandbox_connect(shop=shop)
@@ -1480,10 +1474,6 @@ class _TenantBuilder:
         them today (unpaid, open, with a buyer's cancellation request, shipped with their
         tracking numbers, in transit, delivered, cancelled), then the shop's first sync
         imports them: ingest, reservation and review decide the rest."""
-        from sandbox.actions import sandbox_store_drafts
-        from sandbox.base import sandbox_for
-        from sandbox.connect import sandbox_connect
-
         for shop in self.shops:
             if shop.platform == Platform.MANUAL:
                 continue
@@ -1526,8 +1516,9 @@ class _TenantBuilder:
                 )
 
     def _draft(self, plan: _PlannedOrder) -> OrderDraft:
-        """The plan's order as the platform knows it: the buyer's address as typed on TikTok
-        (state by name), as the checkout form gives it elsewhere."""
+        """The plan's order as its platform holds it: on TikTok the street as the buyer typed
+        it (review normalises it), elsewhere as the checkout form gives it; the platform's
+        ship-by where it sets one, from the shop's policy."""
         shop = plan.shop
         ship_by = None
         if plan.paid_at and shop.platform != Platform.SHOPIFY:
@@ -1581,7 +1572,7 @@ class _TenantBuilder:
                 order_hold(
                     order=plan.order,
                     code=HoldReason.MANUAL,
-                    message=HOLD_MESSAGES["manual"],
+                    message=MANUAL_HOLD_MESSAGE,
                     user=self.owner,
                 )
         self._fetch_orders(plans)

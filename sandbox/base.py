@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, JSONField, Value
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
@@ -201,6 +201,42 @@ def next_number(store: SandboxStore, count: int = 1) -> int:
         SandboxStore.objects.filter(pk=store.pk).update(next_number=F("next_number") + count)
         value = SandboxStore.objects.values_list("next_number", flat=True).get(pk=store.pk)
     return value - count
+
+
+def orders_upsert(rows: list[SandboxOrder]) -> int:
+    """Insert or replace validated, unsaved orders of one store in bulk (one transaction)."""
+    for row in rows:
+        # As an expression the payload is bound as one JSON parameter per row: as a plain
+        # value Django bulk-inserts through UNNEST(array), whose client-side quoting is slow.
+        row.payload = Value(row.payload, output_field=JSONField())
+    with transaction.atomic():
+        SandboxOrder.objects.bulk_create(
+            rows,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["store", "order_id"],
+            update_fields=["status", "created", "updated", "payload"],
+        )
+    return len(rows)
+
+
+def upsert_indexed(store: SandboxStore, payloads: list, row_for) -> int:
+    """`orders_upsert` for `load_orders`: every payload is checked first (`row_for(store,
+    payload)` validates and builds the row), and errors name the order's index in the list."""
+    rows: list[SandboxOrder] = []
+    seen: dict[str, int] = {}
+    for index, payload in enumerate(payloads):
+        try:
+            row = row_for(store, payload)
+        except SandboxInputError as exc:
+            raise SandboxInputError(f"order {index}: {exc}") from None
+        if row.order_id in seen:
+            raise SandboxInputError(
+                f"order {index}: id: {row.order_id} is also order {seen[row.order_id]}"
+            )
+        seen[row.order_id] = index
+        rows.append(row)
+    return orders_upsert(rows)
 
 
 def new_secret(prefix: str = "") -> str:

@@ -52,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    upsert_indexed,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -841,6 +842,25 @@ def _validate_order(payload) -> None:
             _validate_money(line["discountedLineItemCost"], f"{where}.discountedLineItemCost")
 
 
+def _order_row(store: SandboxStore, payload) -> SandboxOrder:
+    """A validated order (unsaved), its payload a private copy with eBay's defaults."""
+    _validate_order(payload)
+    payload = json.loads(json.dumps(payload))
+    payload.setdefault("orderFulfillmentStatus", "NOT_STARTED")
+    payload.setdefault("cancelStatus", {"cancelState": "NONE_REQUESTED", "cancelRequests": []})
+    payload.setdefault("fulfillmentHrefs", [])
+    for line in payload["lineItems"]:
+        line.setdefault("lineItemFulfillmentStatus", "NOT_STARTED")
+    return SandboxOrder(
+        store=store,
+        order_id=payload["orderId"],
+        status=_order_state(payload),
+        created=_parse_ts(payload["creationDate"]),
+        updated=_parse_ts(payload["lastModifiedDate"]),
+        payload=payload,
+    )
+
+
 class EbaySandbox(SandboxPlatform):
     """eBay's Sell APIs for one seller account per connected shop."""
 
@@ -1193,24 +1213,23 @@ class EbaySandbox(SandboxPlatform):
             order.save(update_fields=["payload", "updated", "status"])
 
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
-        _validate_order(payload)
-        payload = json.loads(json.dumps(payload))
-        payload.setdefault("orderFulfillmentStatus", "NOT_STARTED")
-        payload.setdefault("cancelStatus", {"cancelState": "NONE_REQUESTED", "cancelRequests": []})
-        payload.setdefault("fulfillmentHrefs", [])
-        for line in payload["lineItems"]:
-            line.setdefault("lineItemFulfillmentStatus", "NOT_STARTED")
+        row = _order_row(store, payload)
         order, _ = SandboxOrder.objects.update_or_create(
             store=store,
-            order_id=payload["orderId"],
+            order_id=row.order_id,
             defaults={
-                "status": _order_state(payload),
-                "created": _parse_ts(payload["creationDate"]),
-                "updated": _parse_ts(payload["lastModifiedDate"]),
-                "payload": payload,
+                "status": row.status,
+                "created": row.created,
+                "updated": row.updated,
+                "payload": row.payload,
             },
         )
         return order
+
+    def load_orders(self, *, store: SandboxStore, payloads: list) -> int:
+        """Validate every order, then upsert them all in bulk (all or nothing). Errors name the
+        order's index in the list: `order 3: lineItems[0].quantity: ...`."""
+        return upsert_indexed(store, payloads, _order_row)
 
     def show(self, *, store: SandboxStore, what: str) -> list[dict]:
         if what == "orders":

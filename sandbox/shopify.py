@@ -52,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    upsert_indexed,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -518,7 +519,7 @@ def fulfillment_create(request: HttpRequest, store: SandboxStore) -> HttpRespons
             if line is None or quantity <= 0 or quantity > line["fulfillable_quantity"]:
                 return _errors(["Invalid fulfillment order line item quantity requested."], 422)
         shipped = {by_fo_line[k]["line_item_id"]: q for k, q in requested.items()}
-        record = _fulfil(
+        shipment = _fulfil(
             store,
             order,
             shipped,
@@ -526,7 +527,7 @@ def fulfillment_create(request: HttpRequest, store: SandboxStore) -> HttpRespons
             notify_customer=bool(fulfillment.get("notify_customer", False)),
             now=now,
         )
-    return JsonResponse({"fulfillment": record}, status=201)
+    return JsonResponse({"fulfillment": shipment.payload}, status=201)
 
 
 def _fulfil(
@@ -537,10 +538,10 @@ def _fulfil(
     *,
     notify_customer: bool,
     now: datetime,
-) -> dict:
+) -> SandboxShipment:
     """Record one fulfillment of `shipped` ({line item id: quantity}) on the locked `order`:
     the lines' fulfillable quantities drop, the fulfillment is added to the order and kept as
-    a `SandboxShipment`. Returns the fulfillment as the API shows it."""
+    a `SandboxShipment` (its payload is the fulfillment as the API shows it)."""
     fulfillment_id = FULFILLMENT_ID_BASE + next_number(store)
     payload = order.payload
     for line in payload["line_items"]:
@@ -572,7 +573,7 @@ def _fulfil(
     }
     payload.setdefault("fulfillments", []).append(record)
     _touch(order, now)
-    SandboxShipment.objects.create(
+    return SandboxShipment.objects.create(
         store=store,
         order_id=order.order_id,
         package_id=str(fulfillment_id),
@@ -581,7 +582,6 @@ def _fulfil(
         line_ids=[str(line_id) for line_id in shipped],
         payload=record,
     )
-    return record
 
 
 @shopify_api("POST")
@@ -807,6 +807,28 @@ def _validate_order(payload) -> None:
         for name in ("address1", "city", "zip", "country_code"):
             if not address.get(name):
                 raise SandboxInputError(f"shipping_address.{name}: required")
+
+
+def _order_row(store: SandboxStore, payload) -> SandboxOrder:
+    """A validated order (unsaved), its payload a private copy with Shopify's defaults."""
+    _validate_order(payload)
+    payload = json.loads(json.dumps(payload))
+    payload.setdefault("fulfillment_status", None)
+    payload.setdefault("fulfillments", [])
+    payload.setdefault("cancelled_at", None)
+    payload.setdefault("closed_at", None)
+    payload.setdefault("financial_status", "paid")
+    for line in payload["line_items"]:
+        line.setdefault("fulfillable_quantity", line["quantity"])
+        line.setdefault("fulfillment_status", None)
+    return SandboxOrder(
+        store=store,
+        order_id=str(payload["id"]),
+        status=_order_state(payload),
+        created=_parse_ts(payload["created_at"]),
+        updated=_parse_ts(payload["updated_at"]),
+        payload=payload,
+    )
 
 
 class ShopifySandbox(SandboxPlatform):
@@ -1114,7 +1136,7 @@ class ShopifySandbox(SandboxPlatform):
                 for line in order.payload["line_items"]
                 if int(line.get("fulfillable_quantity") or 0) > 0
             }
-            record = _fulfil(
+            return _fulfil(
                 store,
                 order,
                 shipped,
@@ -1122,7 +1144,6 @@ class ShopifySandbox(SandboxPlatform):
                 notify_customer=True,
                 now=at,
             )
-            return SandboxShipment.objects.get(store=store, package_id=str(record["id"]))
 
     def advance_order(
         self, *, store: SandboxStore, order: SandboxOrder, status: str, at: datetime
@@ -1164,29 +1185,23 @@ class ShopifySandbox(SandboxPlatform):
         return [self.send_webhook(store=store, topic=topic, data=payload)]
 
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
-        _validate_order(payload)
-        payload = json.loads(json.dumps(payload))  # a private copy we may fill in
-        payload.setdefault("fulfillment_status", None)
-        payload.setdefault("fulfillments", [])
-        payload.setdefault("cancelled_at", None)
-        payload.setdefault("closed_at", None)
-        payload.setdefault("financial_status", "paid")
-        for line in payload["line_items"]:
-            line.setdefault("fulfillable_quantity", line["quantity"])
-            line.setdefault("fulfillment_status", None)
-        created = _parse_ts(payload["created_at"])
-        updated = _parse_ts(payload["updated_at"])
+        row = _order_row(store, payload)
         order, _ = SandboxOrder.objects.update_or_create(
             store=store,
-            order_id=str(payload["id"]),
+            order_id=row.order_id,
             defaults={
-                "status": _order_state(payload),
-                "created": created,
-                "updated": updated,
-                "payload": payload,
+                "status": row.status,
+                "created": row.created,
+                "updated": row.updated,
+                "payload": row.payload,
             },
         )
         return order
+
+    def load_orders(self, *, store: SandboxStore, payloads: list) -> int:
+        """Validate every order, then upsert them all in bulk (all or nothing). Errors name the
+        order's index in the list: `order 3: line_items[0].price: ...`."""
+        return upsert_indexed(store, payloads, _order_row)
 
     def show(self, *, store: SandboxStore, what: str) -> list[dict]:
         if what == "orders":

@@ -11,7 +11,14 @@ import pytest
 from django.utils import timezone
 
 from sandbox.actions import sandbox_show, sandbox_store_drafts
-from sandbox.base import DraftAddress, DraftLine, OrderDraft, reset_rate_limits, sandbox_for
+from sandbox.base import (
+    DraftAddress,
+    DraftLine,
+    OrderDraft,
+    SandboxInputError,
+    reset_rate_limits,
+    sandbox_for,
+)
 from shops.platforms import connector_for
 from tests.e2e.helpers import connect_shop
 
@@ -163,3 +170,19 @@ def test_a_cancellation_request_keeps_the_time_it_was_asked(tenant_a, platform):
     order = fetch(shop, paid.order_id)
     assert order.cancel_requested
     assert order.cancel_requested_at == asked
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_loading_many_orders_is_all_or_nothing_and_names_the_bad_one(tenant_a, platform):
+    _, store = connect_shop(tenant_a, platform)
+    sandbox = sandbox_for(platform)
+    paid, unpaid = drafts(store, platform, now=timezone.now())
+    good = sandbox.compose_order(store=store, draft=paid)
+    bad = sandbox.compose_order(store=store, draft=unpaid)
+    items = {"tiktok": "line_items", "shopify": "line_items", "amazon": "OrderItems"}
+    bad[items.get(platform, "lineItems")] = []
+    with pytest.raises(SandboxInputError, match=r"^order 1: "):
+        sandbox.load_orders(store=store, payloads=[good, bad])
+    assert not store.orders.exists()
+    assert sandbox.load_orders(store=store, payloads=[good]) == 1
+    assert store.orders.get().order_id == paid.order_id

@@ -64,6 +64,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from sandbox.base import (
+    CARRIER_NAMES,
+    OrderDraft,
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -613,27 +615,38 @@ def confirm_shipment(request: HttpRequest, store: SandboxStore, *, order_id: str
                 return _invalid(
                     f"Quantity {quantity} for orderItemId {item_id} exceeds the {left} unshipped"
                 )
-        for item_id, quantity in wanted.items():
-            items[item_id]["QuantityShipped"] = (
-                int(items[item_id].get("QuantityShipped") or 0) + quantity
-            )
-        shipped = sum(int(i.get("QuantityShipped") or 0) for i in payload["OrderItems"])
-        ordered = sum(int(i["QuantityOrdered"]) for i in payload["OrderItems"])
-        payload["NumberOfItemsShipped"] = shipped
-        payload["NumberOfItemsUnshipped"] = ordered - shipped
-        payload["OrderStatus"] = "Shipped" if shipped >= ordered else "PartiallyShipped"
-        payload["LastUpdateDate"] = amazon_datetime(_now())
-        _save(row, payload)
-        SandboxShipment.objects.create(
-            store=store,
-            order_id=order_id,
-            package_id=package_id,
-            tracking_number=str(package["trackingNumber"]),
-            provider_id=str(package["carrierCode"]),
-            line_ids=list(wanted),
-            payload={"AmazonOrderId": order_id, **body},
-        )
+        _confirm(store, row, wanted, body, now=_now())
     return HttpResponse(status=204)
+
+
+def _confirm(
+    store: SandboxStore, row: SandboxOrder, wanted: dict[str, int], body: dict, *, now: datetime
+) -> SandboxShipment:
+    """Record a validated shipment confirmation on the locked order `row`: the items' shipped
+    quantities grow, the order moves to PartiallyShipped/Shipped, the package is kept."""
+    payload = row.payload
+    package = body["packageDetail"]
+    items = {str(item["OrderItemId"]): item for item in payload["OrderItems"]}
+    for item_id, quantity in wanted.items():
+        items[item_id]["QuantityShipped"] = (
+            int(items[item_id].get("QuantityShipped") or 0) + quantity
+        )
+    shipped = sum(int(i.get("QuantityShipped") or 0) for i in payload["OrderItems"])
+    ordered = sum(int(i["QuantityOrdered"]) for i in payload["OrderItems"])
+    payload["NumberOfItemsShipped"] = shipped
+    payload["NumberOfItemsUnshipped"] = ordered - shipped
+    payload["OrderStatus"] = "Shipped" if shipped >= ordered else "PartiallyShipped"
+    payload["LastUpdateDate"] = amazon_datetime(now)
+    _save(row, payload)
+    return SandboxShipment.objects.create(
+        store=store,
+        order_id=row.order_id,
+        package_id=f"{row.order_id}:{package['packageReferenceId']}",
+        tracking_number=str(package["trackingNumber"]),
+        provider_id=str(package["carrierCode"]),
+        line_ids=list(wanted),
+        payload={"AmazonOrderId": row.order_id, **body},
+    )
 
 
 def _save(row: SandboxOrder, payload: dict) -> None:
@@ -1065,6 +1078,151 @@ class AmazonSandbox(SandboxPlatform):
             "OrderItems": items,
         }
 
+    def compose_order(self, *, store: SandboxStore, draft: OrderDraft) -> dict:
+        """`draft` as getOrder's payload plus "OrderItems": Unshipped (Pending when unpaid),
+        seller-fulfilled, the shipping fee on the first item, `LatestShipDate` from
+        `draft.ship_by`. Amazon charges at purchase, so a paid draft's payment time is its
+        PurchaseDate; it has no buyer notes."""
+        currency = CURRENCIES.get(store.region, "USD")
+        items, total = [], Decimal(0)
+        for index, line in enumerate(draft.lines):
+            product = line.product
+            price = line.unit_price * line.quantity
+            shipping = draft.shipping_fee if index == 0 else Decimal(0)
+            total += price - line.discount + line.tax + shipping
+            items.append(
+                {
+                    "ASIN": product.product_id
+                    if product.product_id.startswith("B0")
+                    else _asin(product),
+                    "SellerSKU": product.seller_sku or product.sku_id,
+                    "OrderItemId": f"{draft.number:07d}{index:07d}",
+                    "Title": product.title or "Item",
+                    "QuantityOrdered": line.quantity,
+                    "QuantityShipped": 0,
+                    "ProductInfo": {"NumberOfItems": "1"},
+                    "ItemPrice": _money(price, currency),
+                    "ItemTax": _money(line.tax, currency),
+                    "ShippingPrice": _money(shipping, currency),
+                    "ShippingTax": _money(Decimal(0), currency),
+                    "ShippingDiscount": _money(Decimal(0), currency),
+                    "ShippingDiscountTax": _money(Decimal(0), currency),
+                    "PromotionDiscount": _money(line.discount, currency),
+                    "PromotionDiscountTax": _money(Decimal(0), currency),
+                    "PromotionIds": [f"PLM-{draft.number}"] if line.discount else [],
+                    "IsGift": "false",
+                    "ConditionId": "New",
+                    "ConditionSubtypeId": "New",
+                    "IsTransparency": False,
+                    "SerialNumberRequired": False,
+                    "BuyerRequestedCancel": {
+                        "IsBuyerRequestedCancel": "false",
+                        "BuyerCancelReason": "",
+                    },
+                }
+            )
+        address = draft.address
+        shipping_address = {
+            "Name": address.name,
+            "AddressLine1": address.line1,
+            "City": address.city,
+            "StateOrRegion": address.state,
+            "PostalCode": address.postal_code,
+            "CountryCode": address.country,
+            "Phone": address.phone,
+            "AddressType": "Residential",
+        }
+        if address.line2:
+            shipping_address["AddressLine2"] = address.line2
+        units = sum(line.quantity for line in draft.lines)
+        payload = {
+            "AmazonOrderId": draft.order_id,
+            "SellerOrderId": draft.order_id,
+            "PurchaseDate": amazon_datetime(draft.placed_at),
+            "LastUpdateDate": amazon_datetime(draft.updated_at),
+            "OrderStatus": "Unshipped" if draft.paid_at else "Pending",
+            "FulfillmentChannel": "MFN",
+            "SalesChannel": "Amazon.com",
+            "ShipServiceLevel": "Std US D2D Dom",
+            "ShipmentServiceLevelCategory": "Standard",
+            "OrderTotal": _money(total, currency),
+            "NumberOfItemsShipped": 0,
+            "NumberOfItemsUnshipped": units,
+            "PaymentMethod": "Other",
+            "PaymentMethodDetails": ["Standard"],
+            "MarketplaceId": marketplace_for(store),
+            "OrderType": "Preorder" if draft.presale else "StandardOrder",
+            "EarliestShipDate": amazon_datetime(draft.placed_at),
+            "IsBusinessOrder": False,
+            "IsPrime": False,
+            "IsPremiumOrder": False,
+            "IsGlobalExpressEnabled": False,
+            "IsReplacementOrder": False,
+            "IsSoldByAB": False,
+            "IsISPU": False,
+            "IsAccessPointOrder": False,
+            "HasRegulatedItems": False,
+            "ShippingAddress": shipping_address,
+            "BuyerInfo": {"BuyerEmail": draft.buyer_email, "BuyerName": draft.buyer_name},
+            "OrderItems": items,
+        }
+        if draft.ship_by is not None:
+            payload["LatestShipDate"] = amazon_datetime(draft.ship_by)
+        return payload
+
+    def ship_order(
+        self,
+        *,
+        store: SandboxStore,
+        order: SandboxOrder,
+        tracking_number: str,
+        carrier: str,
+        at: datetime,
+    ) -> SandboxShipment:
+        """One package with every unshipped item, as confirmShipment records it."""
+        with transaction.atomic():
+            row = SandboxOrder.objects.select_for_update().get(pk=order.pk)
+            if row.status not in ("Unshipped", "PartiallyShipped"):
+                raise SandboxInputError(f"order {row.order_id} is {row.status}: it cannot ship")
+            wanted = {
+                str(item["OrderItemId"]): int(item["QuantityOrdered"])
+                - int(item.get("QuantityShipped") or 0)
+                for item in row.payload["OrderItems"]
+            }
+            wanted = {item_id: quantity for item_id, quantity in wanted.items() if quantity}
+            reference = 1 + store.shipments.filter(order_id=row.order_id).count()
+            body = {
+                "marketplaceId": row.payload.get("MarketplaceId"),
+                "packageDetail": {
+                    "packageReferenceId": str(reference),
+                    "carrierCode": CARRIER_NAMES.get(carrier, "Other"),
+                    "trackingNumber": tracking_number,
+                    "shipDate": amazon_datetime(at),
+                    "orderItems": [
+                        {"orderItemId": item_id, "quantity": quantity}
+                        for item_id, quantity in wanted.items()
+                    ],
+                },
+            }
+            return _confirm(store, row, wanted, body, now=at.replace(microsecond=0))
+
+    def advance_order(
+        self, *, store: SandboxStore, order: SandboxOrder, status: str, at: datetime
+    ) -> bool:
+        """Orders v0 stops at Shipped: what happens on the road is the carrier's to tell."""
+        return False
+
+    def cancel_order(self, *, store: SandboxStore, order: SandboxOrder, at: datetime) -> None:
+        """Canceled before it shipped (the buyer's request granted, or never paid)."""
+        with transaction.atomic():
+            row = SandboxOrder.objects.select_for_update().get(pk=order.pk)
+            if row.status not in CANCELLABLE:
+                raise SandboxInputError(f"order {row.order_id} is {row.status}: too late")
+            payload = row.payload
+            payload["OrderStatus"] = "Canceled"
+            payload["LastUpdateDate"] = amazon_datetime(at)
+            _save(row, payload)
+
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
         """Validate an order in the stored shape (getOrder payload + "OrderItems") and insert
         or replace it. Errors name the field: `OrderItems[1].QuantityOrdered: ...`."""
@@ -1140,13 +1298,16 @@ class AmazonSandbox(SandboxPlatform):
             return [row.payload for row in store.cancellations.order_by("pk")]
         raise SandboxInputError(f"nothing called {what!r} to show")
 
-    def request_cancellation(self, *, store: SandboxStore, order: SandboxOrder) -> None:
-        """The buyer asks to cancel: Amazon flags every item with BuyerRequestedCancel (there is
-        no cancellation object in Orders v0) and the order's LastUpdateDate moves.
+    def request_cancellation(
+        self, *, store: SandboxStore, order: SandboxOrder, at: datetime | None = None
+    ) -> None:
+        """The buyer asks to cancel (now, or at `at`): Amazon flags every item with
+        BuyerRequestedCancel (there is no cancellation object in Orders v0) and the order's
+        LastUpdateDate moves.
 
         Whether a buyer request bumps LastUpdateDate on the real API is not documented (an
         "update" is a status change there); the sandbox bumps it so polling can see it."""
-        now = _now()
+        now = at.replace(microsecond=0) if at is not None else _now()
         with transaction.atomic():
             row = SandboxOrder.objects.select_for_update().get(pk=order.pk)
             payload = row.payload

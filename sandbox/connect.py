@@ -63,6 +63,7 @@ def sandbox_connect(*, shop: Shop, rate_per_second: float | None = None) -> Sand
             },
         )
         listings = Listing._base_manager.filter(shop=shop).select_related("sku")
+        products = []
         for number, listing in enumerate(listings, start=1):
             if not listing.platform_sku_id:
                 listing.platform_product_id = listing.platform_product_id or str(
@@ -70,17 +71,19 @@ def sandbox_connect(*, shop: Shop, rate_per_second: float | None = None) -> Sand
                 )
                 listing.platform_sku_id = sandbox.listing_sku_id(listing=listing)
                 listing.save(update_fields=["platform_product_id", "platform_sku_id"])
-            SandboxProduct.objects.get_or_create(
-                store=store,
-                sku_id=listing.platform_sku_id,
-                location_id=store.warehouse_id,
-                defaults={
-                    "product_id": listing.platform_product_id or listing.platform_sku_id,
-                    "seller_sku": listing.sku.code,
-                    "title": listing.sku.name,
-                    "price": (listing.sku.cost * 3).quantize(Decimal("0.01"))
+            products.append(
+                SandboxProduct(
+                    store=store,
+                    sku_id=listing.platform_sku_id,
+                    location_id=store.warehouse_id,
+                    product_id=listing.platform_product_id or listing.platform_sku_id,
+                    seller_sku=listing.sku.code,
+                    title=listing.sku.name,
+                    price=(listing.sku.cost * 3).quantize(Decimal("0.01"))
                     if listing.sku.cost
                     else Decimal(f"{9 + number % 20}.99"),
-                },
+                )
             )
+        # A product listed already keeps what the platform holds for it (its quantity...).
+        SandboxProduct.objects.bulk_create(products, ignore_conflicts=True)
     return store

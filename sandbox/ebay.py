@@ -42,6 +42,9 @@ from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
 from sandbox.base import (
+    CARRIER_NAMES,
+    SANDBOX_BASE_URL,
+    OrderDraft,
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -49,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    upsert_indexed,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -88,9 +92,15 @@ def _ts(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def _whole_ms(value: datetime) -> datetime:
+    """`value` in UTC, cut to the millisecond eBay's timestamps carry (so the `updated` column
+    equals the lastModifiedDate clients filter on)."""
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def _now() -> datetime:
-    now = django_timezone.now()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _whole_ms(django_timezone.now())
 
 
 def _parse_ts(value) -> datetime | None:
@@ -483,41 +493,67 @@ def _create_fulfillment(request: HttpRequest, store: SandboxStore, order_id: str
                     f"{ordered[line_id] - shipped.get(line_id, 0)} left to ship.",
                     400,
                 )
-            shipped[line_id] = shipped.get(line_id, 0) + quantity
-        fulfillment_id = str(next_number(store) + 900_000_000_000)
-        for line in payload["lineItems"]:
-            line_id = str(line["lineItemId"])
-            done = shipped.get(line_id, 0)
-            line["lineItemFulfillmentStatus"] = (
-                "FULFILLED"
-                if done >= ordered[line_id]
-                else ("IN_PROGRESS" if done else "NOT_STARTED")
-            )
-        states = {line["lineItemFulfillmentStatus"] for line in payload["lineItems"]}
-        payload["orderFulfillmentStatus"] = (
-            "FULFILLED" if states == {"FULFILLED"} else "IN_PROGRESS"
-        )
-        location = request.build_absolute_uri(f"{request.path}/{fulfillment_id}")
-        payload.setdefault("fulfillmentHrefs", []).append(location)
-        payload["lastModifiedDate"] = _ts(now)
-        order.updated = now
-        order.status = _order_state(payload)
-        order.save(update_fields=["payload", "updated", "status"])
-        SandboxShipment.objects.create(
-            store=store,
-            order_id=order_id,
-            package_id=fulfillment_id,
-            tracking_number=tracking,
-            provider_id=carrier,
-            line_ids=list(requested),
-            payload={
-                "lineItems": [{"lineItemId": k, "quantity": v} for k, v in requested.items()],
-                "shippedDate": shipped_date or _ts(now),
-            },
+        _fulfil(
+            store,
+            order,
+            requested,
+            tracking=tracking,
+            carrier=carrier,
+            shipped_date=shipped_date or _ts(now),
+            href=request.build_absolute_uri(request.path),
+            now=now,
         )
     response = HttpResponse(status=201)
-    response["Location"] = location
+    response["Location"] = order.payload["fulfillmentHrefs"][-1]
     return response
+
+
+def _fulfil(
+    store: SandboxStore,
+    order: SandboxOrder,
+    requested: dict[str, int],
+    *,
+    tracking: str,
+    carrier: str,
+    shipped_date: str,
+    href: str,
+    now: datetime,
+) -> SandboxShipment:
+    """Record one validated shipping fulfillment of `requested` ({line item id: quantity}) on
+    the locked `order`: line and order fulfillment statuses move on, the fulfillment's URL
+    (`href` + its id) is added to the order, and it is kept as a `SandboxShipment`."""
+    payload = order.payload
+    shipped = _shipped_quantities(store, order.order_id)
+    for line_id, quantity in requested.items():
+        shipped[line_id] = shipped.get(line_id, 0) + quantity
+    fulfillment_id = str(next_number(store) + 900_000_000_000)
+    for line in payload["lineItems"]:
+        line_id = str(line["lineItemId"])
+        done = shipped.get(line_id, 0)
+        line["lineItemFulfillmentStatus"] = (
+            "FULFILLED"
+            if done >= int(line["quantity"])
+            else ("IN_PROGRESS" if done else "NOT_STARTED")
+        )
+    states = {line["lineItemFulfillmentStatus"] for line in payload["lineItems"]}
+    payload["orderFulfillmentStatus"] = "FULFILLED" if states == {"FULFILLED"} else "IN_PROGRESS"
+    payload.setdefault("fulfillmentHrefs", []).append(f"{href}/{fulfillment_id}")
+    payload["lastModifiedDate"] = _ts(now)
+    order.updated = now
+    order.status = _order_state(payload)
+    order.save(update_fields=["payload", "updated", "status"])
+    return SandboxShipment.objects.create(
+        store=store,
+        order_id=order.order_id,
+        package_id=fulfillment_id,
+        tracking_number=tracking,
+        provider_id=carrier,
+        line_ids=list(requested),
+        payload={
+            "lineItems": [{"lineItemId": k, "quantity": v} for k, v in requested.items()],
+            "shippedDate": shipped_date,
+        },
+    )
 
 
 @ebay_api("GET")
@@ -806,6 +842,25 @@ def _validate_order(payload) -> None:
             _validate_money(line["discountedLineItemCost"], f"{where}.discountedLineItemCost")
 
 
+def _order_row(store: SandboxStore, payload) -> SandboxOrder:
+    """A validated order (unsaved), its payload a private copy with eBay's defaults."""
+    _validate_order(payload)
+    payload = json.loads(json.dumps(payload))
+    payload.setdefault("orderFulfillmentStatus", "NOT_STARTED")
+    payload.setdefault("cancelStatus", {"cancelState": "NONE_REQUESTED", "cancelRequests": []})
+    payload.setdefault("fulfillmentHrefs", [])
+    for line in payload["lineItems"]:
+        line.setdefault("lineItemFulfillmentStatus", "NOT_STARTED")
+    return SandboxOrder(
+        store=store,
+        order_id=payload["orderId"],
+        status=_order_state(payload),
+        created=_parse_ts(payload["creationDate"]),
+        updated=_parse_ts(payload["lastModifiedDate"]),
+        payload=payload,
+    )
+
+
 class EbaySandbox(SandboxPlatform):
     """eBay's Sell APIs for one seller account per connected shop."""
 
@@ -972,25 +1027,209 @@ class EbaySandbox(SandboxPlatform):
             order["buyerCheckoutNotes"] = rng.choice(BUYER_NOTES)
         return order
 
+    def compose_order(self, *, store: SandboxStore, draft: OrderDraft) -> dict:
+        """`draft` as a Fulfillment API order: PAID (PENDING when unpaid), one line item per
+        product with eBay-collected sales tax, `shipByDate` from `draft.ship_by`; line item
+        ids derive from `draft.number`."""
+        currency = "USD"
+        address = draft.address
+        lines = []
+        subtotal = discount_total = tax_total = Decimal("0")
+        for index, line in enumerate(draft.lines):
+            product = line.product
+            cost = line.unit_price * line.quantity
+            paid = cost - line.discount
+            subtotal += cost
+            discount_total += line.discount
+            tax_total += line.tax
+            item = {
+                "lineItemId": str(10_000_000_000_000 + draft.number * 100 + index),
+                "legacyItemId": str(product.product_id),
+                "sku": product.sku_id,
+                "title": product.title or product.seller_sku,
+                "lineItemCost": _money(cost, currency),
+                "quantity": line.quantity,
+                "soldFormat": "FIXED_PRICE",
+                "listingMarketplaceId": "EBAY_US",
+                "purchaseMarketplaceId": "EBAY_US",
+                "lineItemFulfillmentStatus": "NOT_STARTED",
+                "total": _money(paid + line.tax, currency),
+                "deliveryCost": {"shippingCost": _money(Decimal("0"), currency)},
+                "appliedPromotions": [],
+                "taxes": [],
+                "ebayCollectAndRemitTaxes": [
+                    {
+                        "taxType": "STATE_SALES_TAX",
+                        "amount": _money(line.tax, currency),
+                        "collectionMethod": "NET",
+                    }
+                ],
+                "properties": {"buyerProtection": True},
+                "lineItemFulfillmentInstructions": {
+                    "minEstimatedDeliveryDate": _ts(draft.placed_at + timedelta(days=4)),
+                    "maxEstimatedDeliveryDate": _ts(draft.placed_at + timedelta(days=7)),
+                    "guaranteedDelivery": False,
+                },
+            }
+            if draft.ship_by is not None:
+                item["lineItemFulfillmentInstructions"]["shipByDate"] = _ts(draft.ship_by)
+            if line.discount:
+                item["discountedLineItemCost"] = _money(paid, currency)
+            lines.append(item)
+        total = subtotal - discount_total + draft.shipping_fee + tax_total
+        contact = {
+            "addressLine1": address.line1,
+            "city": address.city,
+            "stateOrProvince": address.state,
+            "postalCode": address.postal_code,
+            "countryCode": address.country,
+        }
+        if address.line2:
+            contact["addressLine2"] = address.line2
+        pricing = {
+            "priceSubtotal": _money(subtotal, currency),
+            "deliveryCost": _money(draft.shipping_fee, currency),
+            "tax": _money(tax_total, currency),
+            "total": _money(total, currency),
+        }
+        if discount_total:
+            pricing["priceDiscount"] = _money(-discount_total, currency)
+        payments = []
+        if draft.paid_at is not None:
+            payments.append(
+                {
+                    "paymentMethod": "EBAY",
+                    "paymentReferenceId": f"{draft.number:020d}",
+                    "paymentDate": _ts(draft.paid_at),
+                    "amount": _money(total, currency),
+                    "paymentStatus": "PAID",
+                }
+            )
+        username = draft.buyer_user_id or (
+            "".join(ch for ch in draft.buyer_name.lower() if ch.isalnum()) + f"_{draft.number}"
+        )
+        order = {
+            "orderId": draft.order_id,
+            "legacyOrderId": draft.order_id,
+            "creationDate": _ts(draft.placed_at),
+            "lastModifiedDate": _ts(draft.updated_at),
+            "orderFulfillmentStatus": "NOT_STARTED",
+            "orderPaymentStatus": "PAID" if draft.paid_at else "PENDING",
+            "sellerId": store.shop_key,
+            "salesRecordReference": str(1000 + draft.number),
+            "buyer": {
+                "username": username,
+                "taxAddress": {
+                    "stateOrProvince": address.state,
+                    "postalCode": address.postal_code,
+                    "countryCode": address.country,
+                },
+            },
+            "pricingSummary": pricing,
+            "cancelStatus": {"cancelState": "NONE_REQUESTED", "cancelRequests": []},
+            "paymentSummary": {
+                "totalDueSeller": _money(total - tax_total, currency),
+                "payments": payments,
+                "refunds": [],
+            },
+            "fulfillmentStartInstructions": [
+                {
+                    "fulfillmentInstructionsType": "SHIP_TO",
+                    "ebaySupportedFulfillment": False,
+                    "shippingStep": {
+                        "shippingCarrierCode": "USPS",
+                        "shippingServiceCode": "USPSPriority",
+                        "shipTo": {
+                            "fullName": address.name,
+                            "contactAddress": contact,
+                            "primaryPhone": {"phoneNumber": address.phone},
+                            "email": draft.buyer_email,
+                        },
+                    },
+                }
+            ],
+            "fulfillmentHrefs": [],
+            "lineItems": lines,
+        }
+        if draft.note:
+            order["buyerCheckoutNotes"] = draft.note
+        return order
+
+    def ship_order(
+        self,
+        *,
+        store: SandboxStore,
+        order: SandboxOrder,
+        tracking_number: str,
+        carrier: str,
+        at: datetime,
+    ) -> SandboxShipment:
+        """One shipping fulfillment of everything left to ship, as the API records it."""
+        with transaction.atomic():
+            order = SandboxOrder.objects.select_for_update().get(pk=order.pk)
+            if _order_state(order.payload) == "CANCELED":
+                raise SandboxInputError(f"order {order.order_id} is cancelled: it cannot ship")
+            shipped = _shipped_quantities(store, order.order_id)
+            requested = {
+                str(line["lineItemId"]): int(line["quantity"])
+                - shipped.get(str(line["lineItemId"]), 0)
+                for line in order.payload["lineItems"]
+            }
+            requested = {line_id: left for line_id, left in requested.items() if left > 0}
+            if not requested:
+                raise SandboxInputError(f"order {order.order_id} has nothing left to ship")
+            at = _whole_ms(at)
+            return _fulfil(
+                store,
+                order,
+                requested,
+                tracking=tracking_number,
+                carrier=CARRIER_NAMES.get(carrier, carrier),
+                shipped_date=_ts(at),
+                href=f"{SANDBOX_BASE_URL}/ebay/{ORDERS}/{order.order_id}/shipping_fulfillment",
+                now=at,
+            )
+
+    def advance_order(
+        self, *, store: SandboxStore, order: SandboxOrder, status: str, at: datetime
+    ) -> bool:
+        """The Fulfillment API stops at FULFILLED: delivery is the carrier's to tell."""
+        return False
+
+    def cancel_order(self, *, store: SandboxStore, order: SandboxOrder, at: datetime) -> None:
+        """Cancelled before shipping: cancelState CANCELED and the buyer refunded."""
+        at = _whole_ms(at)
+        with transaction.atomic():
+            order = SandboxOrder.objects.select_for_update().get(pk=order.pk)
+            payload = order.payload
+            if payload.get("orderFulfillmentStatus") != "NOT_STARTED":
+                raise SandboxInputError(f"order {order.order_id} has shipped: too late")
+            payload.setdefault("cancelStatus", {})["cancelState"] = "CANCELED"
+            if payload.get("orderPaymentStatus") == "PAID":
+                payload["orderPaymentStatus"] = "FULLY_REFUNDED"
+            payload["lastModifiedDate"] = _ts(at)
+            order.updated = at
+            order.status = _order_state(payload)
+            order.save(update_fields=["payload", "updated", "status"])
+
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
-        _validate_order(payload)
-        payload = json.loads(json.dumps(payload))
-        payload.setdefault("orderFulfillmentStatus", "NOT_STARTED")
-        payload.setdefault("cancelStatus", {"cancelState": "NONE_REQUESTED", "cancelRequests": []})
-        payload.setdefault("fulfillmentHrefs", [])
-        for line in payload["lineItems"]:
-            line.setdefault("lineItemFulfillmentStatus", "NOT_STARTED")
+        row = _order_row(store, payload)
         order, _ = SandboxOrder.objects.update_or_create(
             store=store,
-            order_id=payload["orderId"],
+            order_id=row.order_id,
             defaults={
-                "status": _order_state(payload),
-                "created": _parse_ts(payload["creationDate"]),
-                "updated": _parse_ts(payload["lastModifiedDate"]),
-                "payload": payload,
+                "status": row.status,
+                "created": row.created,
+                "updated": row.updated,
+                "payload": row.payload,
             },
         )
         return order
+
+    def load_orders(self, *, store: SandboxStore, payloads: list) -> int:
+        """Validate every order, then upsert them all in bulk (all or nothing). Errors name the
+        order's index in the list: `order 3: lineItems[0].quantity: ...`."""
+        return upsert_indexed(store, payloads, _order_row)
 
     def show(self, *, store: SandboxStore, what: str) -> list[dict]:
         if what == "orders":
@@ -1016,10 +1255,12 @@ class EbaySandbox(SandboxPlatform):
             ]
         raise SandboxInputError(f"show: unknown {what!r} (orders, inventory, shipments, ...)")
 
-    def request_cancellation(self, *, store: SandboxStore, order: SandboxOrder) -> None:
-        """The buyer opens a Post-Order cancellation: a pending `cancelRequests[]` entry and
-        cancelState IN_PROGRESS, until the seller approves or rejects it."""
-        now = _now()
+    def request_cancellation(
+        self, *, store: SandboxStore, order: SandboxOrder, at: datetime | None = None
+    ) -> None:
+        """The buyer opens a Post-Order cancellation (now, or at `at`): a pending
+        `cancelRequests[]` entry and cancelState IN_PROGRESS, until the seller answers it."""
+        now = _whole_ms(at) if at is not None else _now()
         with transaction.atomic():
             order = SandboxOrder.objects.select_for_update().get(pk=order.pk)
             payload = order.payload

@@ -43,6 +43,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from sandbox import base
 from sandbox.base import (
+    CARRIER_NAMES,
+    OrderDraft,
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
@@ -50,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    upsert_indexed,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -97,6 +100,11 @@ WEBHOOK_TOPICS = {
 
 
 # --- small helpers ----------------------------------------------------------------------------
+
+
+def _as_int(value: str) -> int | str:
+    """Shopify ids are numbers; a non-numeric id (a seller SKU used as one) stays text."""
+    return int(value) if str(value).isdigit() else value
 
 
 def _money(value: Decimal) -> str:
@@ -510,50 +518,70 @@ def fulfillment_create(request: HttpRequest, store: SandboxStore) -> HttpRespons
             line = by_fo_line.get(fo_line_id)
             if line is None or quantity <= 0 or quantity > line["fulfillable_quantity"]:
                 return _errors(["Invalid fulfillment order line item quantity requested."], 422)
-        number = next_number(store)
-        fulfillment_id = FULFILLMENT_ID_BASE + number
         shipped = {by_fo_line[k]["line_item_id"]: q for k, q in requested.items()}
-        payload = order.payload
-        for line in payload["line_items"]:
-            quantity = shipped.get(line["id"])
-            if quantity:
-                line["fulfillable_quantity"] = int(line["fulfillable_quantity"]) - quantity
-                line["fulfillment_status"] = (
-                    "fulfilled" if line["fulfillable_quantity"] == 0 else "partial"
-                )
-        open_units = sum(int(line["fulfillable_quantity"]) for line in payload["line_items"])
-        payload["fulfillment_status"] = "fulfilled" if open_units == 0 else "partial"
-        tracking = _tracking(fulfillment.get("tracking_info"))
-        record = {
-            "id": fulfillment_id,
-            "order_id": int(order.order_id),
-            "name": f"{payload.get('name', '#')}.{len(payload.get('fulfillments') or []) + 1}",
-            "status": "success",
-            "service": "manual",
-            "shipment_status": None,
-            "location_id": int(store.warehouse_id) if store.warehouse_id else None,
-            "notify_customer": bool(fulfillment.get("notify_customer", False)),
-            **tracking,
-            "line_items": [
-                {**line, "quantity": shipped[line["id"]]}
-                for line in payload["line_items"]
-                if line["id"] in shipped
-            ],
-            "created_at": _ts(now),
-            "updated_at": _ts(now),
-        }
-        payload.setdefault("fulfillments", []).append(record)
-        _touch(order, now)
-        SandboxShipment.objects.create(
-            store=store,
-            order_id=order.order_id,
-            package_id=str(fulfillment_id),
-            tracking_number=tracking["tracking_number"] or "",
-            provider_id=tracking["tracking_company"] or "",
-            line_ids=[str(line_id) for line_id in shipped],
-            payload=record,
+        shipment = _fulfil(
+            store,
+            order,
+            shipped,
+            _tracking(fulfillment.get("tracking_info")),
+            notify_customer=bool(fulfillment.get("notify_customer", False)),
+            now=now,
         )
-    return JsonResponse({"fulfillment": record}, status=201)
+    return JsonResponse({"fulfillment": shipment.payload}, status=201)
+
+
+def _fulfil(
+    store: SandboxStore,
+    order: SandboxOrder,
+    shipped: dict,
+    tracking: dict,
+    *,
+    notify_customer: bool,
+    now: datetime,
+) -> SandboxShipment:
+    """Record one fulfillment of `shipped` ({line item id: quantity}) on the locked `order`:
+    the lines' fulfillable quantities drop, the fulfillment is added to the order and kept as
+    a `SandboxShipment` (its payload is the fulfillment as the API shows it)."""
+    fulfillment_id = FULFILLMENT_ID_BASE + next_number(store)
+    payload = order.payload
+    for line in payload["line_items"]:
+        quantity = shipped.get(line["id"])
+        if quantity:
+            line["fulfillable_quantity"] = int(line["fulfillable_quantity"]) - quantity
+            line["fulfillment_status"] = (
+                "fulfilled" if line["fulfillable_quantity"] == 0 else "partial"
+            )
+    open_units = sum(int(line["fulfillable_quantity"]) for line in payload["line_items"])
+    payload["fulfillment_status"] = "fulfilled" if open_units == 0 else "partial"
+    record = {
+        "id": fulfillment_id,
+        "order_id": int(order.order_id),
+        "name": f"{payload.get('name', '#')}.{len(payload.get('fulfillments') or []) + 1}",
+        "status": "success",
+        "service": "manual",
+        "shipment_status": None,
+        "location_id": int(store.warehouse_id) if store.warehouse_id else None,
+        "notify_customer": notify_customer,
+        **tracking,
+        "line_items": [
+            {**line, "quantity": shipped[line["id"]]}
+            for line in payload["line_items"]
+            if line["id"] in shipped
+        ],
+        "created_at": _ts(now),
+        "updated_at": _ts(now),
+    }
+    payload.setdefault("fulfillments", []).append(record)
+    _touch(order, now)
+    return SandboxShipment.objects.create(
+        store=store,
+        order_id=order.order_id,
+        package_id=str(fulfillment_id),
+        tracking_number=tracking["tracking_number"] or "",
+        provider_id=tracking["tracking_company"] or "",
+        line_ids=[str(line_id) for line_id in shipped],
+        payload=record,
+    )
 
 
 @shopify_api("POST")
@@ -588,6 +616,20 @@ def fulfillment_update_tracking(
     return JsonResponse({"fulfillment": shipment.payload})
 
 
+def _cancel(order: SandboxOrder, *, reason: str, now: datetime) -> None:
+    """Cancel the locked, unfulfilled `order`: closed, refunded (or voided), nothing left."""
+    payload = order.payload
+    payload["cancelled_at"] = _ts(now)
+    payload["closed_at"] = _ts(now)
+    payload["cancel_reason"] = reason
+    payload["financial_status"] = (
+        "voided" if payload.get("financial_status") in ("pending", "authorized") else "refunded"
+    )
+    for line in payload.get("line_items") or []:
+        line["fulfillable_quantity"] = 0
+    _touch(order, now)
+
+
 @shopify_api("POST")
 def order_cancel(request: HttpRequest, store: SandboxStore, order_id: str) -> HttpResponse:
     body = _json_body(request)
@@ -608,15 +650,7 @@ def order_cancel(request: HttpRequest, store: SandboxStore, order_id: str) -> Ht
             for line in payload.get("line_items") or []
         ):
             return _errors("Cannot cancel an order with fulfillments; cancel them first", 422)
-        payload["cancelled_at"] = _ts(now)
-        payload["closed_at"] = _ts(now)
-        payload["cancel_reason"] = reason
-        payload["financial_status"] = (
-            "voided" if payload.get("financial_status") in ("pending", "authorized") else "refunded"
-        )
-        for line in payload.get("line_items") or []:
-            line["fulfillable_quantity"] = 0
-        _touch(order, now)
+        _cancel(order, reason=reason, now=now)
         existing = SandboxCancellation.objects.filter(store=store, cancel_id=order_id).first()
         SandboxCancellation.objects.update_or_create(
             store=store,
@@ -773,6 +807,28 @@ def _validate_order(payload) -> None:
         for name in ("address1", "city", "zip", "country_code"):
             if not address.get(name):
                 raise SandboxInputError(f"shipping_address.{name}: required")
+
+
+def _order_row(store: SandboxStore, payload) -> SandboxOrder:
+    """A validated order (unsaved), its payload a private copy with Shopify's defaults."""
+    _validate_order(payload)
+    payload = json.loads(json.dumps(payload))
+    payload.setdefault("fulfillment_status", None)
+    payload.setdefault("fulfillments", [])
+    payload.setdefault("cancelled_at", None)
+    payload.setdefault("closed_at", None)
+    payload.setdefault("financial_status", "paid")
+    for line in payload["line_items"]:
+        line.setdefault("fulfillable_quantity", line["quantity"])
+        line.setdefault("fulfillment_status", None)
+    return SandboxOrder(
+        store=store,
+        order_id=str(payload["id"]),
+        status=_order_state(payload),
+        created=_parse_ts(payload["created_at"]),
+        updated=_parse_ts(payload["updated_at"]),
+        payload=payload,
+    )
 
 
 class ShopifySandbox(SandboxPlatform):
@@ -939,30 +995,213 @@ class ShopifySandbox(SandboxPlatform):
             "refunds": [],
         }
 
+    def compose_order(self, *, store: SandboxStore, draft: OrderDraft) -> dict:
+        """`draft` as a REST Admin order: `financial_status` paid (pending when unpaid), line
+        items with their discount and tax lines, money as strings; line item ids derive from
+        `draft.number`. Shopify has no platform ship-by or platform coupons."""
+        currency = "USD"
+        address = draft.address
+        first, _, last = address.name.partition(" ")
+        lines = []
+        subtotal = discounts = tax_total = Decimal("0")
+        for index, line in enumerate(draft.lines):
+            product = line.product
+            line_id = LINE_ID_BASE + draft.number * 100 + index
+            subtotal += line.unit_price * line.quantity - line.discount
+            discounts += line.discount
+            tax_total += line.tax
+            lines.append(
+                {
+                    "id": line_id,
+                    "admin_graphql_api_id": f"gid://shopify/LineItem/{line_id}",
+                    "variant_id": _as_int(product.sku_id),
+                    "product_id": _as_int(product.product_id),
+                    "sku": product.seller_sku,
+                    "title": product.title or product.seller_sku,
+                    "name": product.title or product.seller_sku,
+                    "variant_title": None,
+                    "vendor": store.name or "Sandbox store",
+                    "quantity": line.quantity,
+                    "current_quantity": line.quantity,
+                    "fulfillable_quantity": line.quantity,
+                    "fulfillment_status": None,
+                    "fulfillment_service": "manual",
+                    "requires_shipping": True,
+                    "taxable": True,
+                    "gift_card": False,
+                    "price": _money(line.unit_price),
+                    "price_set": _price_set(_money(line.unit_price), currency),
+                    "total_discount": _money(line.discount),
+                    "total_discount_set": _price_set(_money(line.discount), currency),
+                    "tax_lines": [
+                        {"title": f"{address.state} State Tax", "price": _money(line.tax)}
+                    ],
+                }
+            )
+        total = subtotal + draft.shipping_fee + tax_total
+        shipping_address = {
+            "first_name": first,
+            "last_name": last,
+            "name": address.name,
+            "company": None,
+            "address1": address.line1,
+            "address2": address.line2 or None,
+            "city": address.city,
+            "province": STATE_NAMES.get(address.state, address.state),
+            "province_code": address.state,
+            "zip": address.postal_code,
+            "country": "United States",
+            "country_code": address.country,
+            "phone": address.phone,
+        }
+        order_number = 1000 + draft.number
+        created = _ts(draft.placed_at)
+        return {
+            "id": int(draft.order_id),
+            "admin_graphql_api_id": f"gid://shopify/Order/{draft.order_id}",
+            "name": f"#{order_number}",
+            "order_number": order_number,
+            "number": draft.number,
+            "email": draft.buyer_email,
+            "contact_email": draft.buyer_email,
+            "phone": None,
+            "created_at": created,
+            "updated_at": _ts(draft.updated_at),
+            "processed_at": _ts(draft.paid_at) if draft.paid_at else created,
+            "closed_at": None,
+            "cancelled_at": None,
+            "cancel_reason": None,
+            "confirmed": True,
+            "test": False,
+            "financial_status": "paid" if draft.paid_at else "pending",
+            "fulfillment_status": None,
+            "currency": currency,
+            "presentment_currency": currency,
+            "total_line_items_price": _money(subtotal + discounts),
+            "subtotal_price": _money(subtotal),
+            "total_discounts": _money(discounts),
+            "total_tax": _money(tax_total),
+            "taxes_included": False,
+            "total_price": _money(total),
+            "total_shipping_price_set": _price_set(_money(draft.shipping_fee), currency),
+            "total_price_set": _price_set(_money(total), currency),
+            "gateway": "shopify_payments",
+            "payment_gateway_names": ["shopify_payments"],
+            "source_name": "web",
+            "tags": "",
+            "note": draft.note or None,
+            "note_attributes": [],
+            "customer": {
+                "id": CUSTOMER_ID_BASE + draft.number,
+                "email": draft.buyer_email,
+                "first_name": first,
+                "last_name": last,
+                "phone": address.phone,
+            },
+            "shipping_address": shipping_address,
+            "billing_address": dict(shipping_address),
+            "shipping_lines": [
+                {
+                    "id": LINE_ID_BASE + draft.number * 100 + 99,
+                    "title": "Standard Shipping",
+                    "code": "Standard Shipping",
+                    "source": "shopify",
+                    "price": _money(draft.shipping_fee),
+                    "discounted_price": _money(draft.shipping_fee),
+                    "price_set": _price_set(_money(draft.shipping_fee), currency),
+                }
+            ],
+            "line_items": lines,
+            "fulfillments": [],
+            "refunds": [],
+        }
+
+    def ship_order(
+        self,
+        *,
+        store: SandboxStore,
+        order: SandboxOrder,
+        tracking_number: str,
+        carrier: str,
+        at: datetime,
+    ) -> SandboxShipment:
+        """One fulfillment of everything still open, as `fulfillments.json` records it."""
+        at = at.replace(microsecond=0)
+        with transaction.atomic():
+            order = _store_order(store, order.order_id, lock=True)
+            if _fulfillment_order(store, order)["status"] not in ("open", "in_progress"):
+                raise SandboxInputError(f"order {order.order_id} has nothing left to fulfil")
+            shipped = {
+                line["id"]: int(line["fulfillable_quantity"])
+                for line in order.payload["line_items"]
+                if int(line.get("fulfillable_quantity") or 0) > 0
+            }
+            return _fulfil(
+                store,
+                order,
+                shipped,
+                _tracking({"number": tracking_number, "company": CARRIER_NAMES.get(carrier)}),
+                notify_customer=True,
+                now=at,
+            )
+
+    def advance_order(
+        self, *, store: SandboxStore, order: SandboxOrder, status: str, at: datetime
+    ) -> bool:
+        """The carrier's events reach Shopify as the fulfillments' `shipment_status`."""
+        if status not in ("in_transit", "delivered"):
+            raise SandboxInputError(f"cannot move an order to {status!r}")
+        at = at.replace(microsecond=0)
+        with transaction.atomic():
+            order = _store_order(store, order.order_id, lock=True)
+            for record in order.payload.get("fulfillments") or []:
+                record["shipment_status"] = status
+                record["updated_at"] = _ts(at)
+            _touch(order, at)
+            for shipment in SandboxShipment.objects.select_for_update().filter(
+                store=store, order_id=order.order_id
+            ):
+                shipment.payload = {
+                    **shipment.payload,
+                    "shipment_status": status,
+                    "updated_at": _ts(at),
+                }
+                shipment.save(update_fields=["payload", "updated"])
+        return True
+
+    def cancel_order(self, *, store: SandboxStore, order: SandboxOrder, at: datetime) -> None:
+        """The seller cancelled it in Shopify's admin at the buyer's request."""
+        with transaction.atomic():
+            order = _store_order(store, order.order_id, lock=True)
+            if not order.payload.get("cancelled_at"):
+                _cancel(order, reason="customer", now=at.replace(microsecond=0))
+
+    def notify_order_changed(self, *, store: SandboxStore, order: SandboxOrder) -> list:
+        """What Shopify sends when an order changes: `orders/create` for a new one, else
+        `orders/updated`, with the order as the body."""
+        payload = order.payload
+        new = payload.get("updated_at") == payload.get("created_at")
+        topic = "orders/create" if new else "orders/updated"
+        return [self.send_webhook(store=store, topic=topic, data=payload)]
+
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
-        _validate_order(payload)
-        payload = json.loads(json.dumps(payload))  # a private copy we may fill in
-        payload.setdefault("fulfillment_status", None)
-        payload.setdefault("fulfillments", [])
-        payload.setdefault("cancelled_at", None)
-        payload.setdefault("closed_at", None)
-        payload.setdefault("financial_status", "paid")
-        for line in payload["line_items"]:
-            line.setdefault("fulfillable_quantity", line["quantity"])
-            line.setdefault("fulfillment_status", None)
-        created = _parse_ts(payload["created_at"])
-        updated = _parse_ts(payload["updated_at"])
+        row = _order_row(store, payload)
         order, _ = SandboxOrder.objects.update_or_create(
             store=store,
-            order_id=str(payload["id"]),
+            order_id=row.order_id,
             defaults={
-                "status": _order_state(payload),
-                "created": created,
-                "updated": updated,
-                "payload": payload,
+                "status": row.status,
+                "created": row.created,
+                "updated": row.updated,
+                "payload": row.payload,
             },
         )
         return order
+
+    def load_orders(self, *, store: SandboxStore, payloads: list) -> int:
+        """Validate every order, then upsert them all in bulk (all or nothing). Errors name the
+        order's index in the list: `order 3: line_items[0].price: ...`."""
+        return upsert_indexed(store, payloads, _order_row)
 
     def show(self, *, store: SandboxStore, what: str) -> list[dict]:
         if what == "orders":
@@ -994,12 +1233,14 @@ class ShopifySandbox(SandboxPlatform):
             ]
         raise SandboxInputError(f"show: unknown {what!r} (orders, inventory, shipments, ...)")
 
-    def request_cancellation(self, *, store: SandboxStore, order: SandboxOrder) -> None:
+    def request_cancellation(
+        self, *, store: SandboxStore, order: SandboxOrder, at: datetime | None = None
+    ) -> None:
         """Shopify buyers cannot request a cancellation: they write to the seller, who tags
         the order. The sandbox plays both: it tags the order "cancel requested", records the
-        time in a `cancel_requested_at` note attribute, adds the buyer's words to the note and
-        bumps updated_at, so the next sync sees it."""
-        now = _now()
+        time (now, or `at`) in a `cancel_requested_at` note attribute, adds the buyer's words to
+        the note and bumps updated_at, so the next sync sees it."""
+        now = at.replace(microsecond=0) if at is not None else _now()
         reason = random.Random(order.order_id).choice(CANCEL_REASONS)
         with transaction.atomic():
             order = SandboxOrder.objects.select_for_update().get(pk=order.pk)

@@ -39,12 +39,15 @@ from django.utils.crypto import get_random_string
 from django.views.decorators.csrf import csrf_exempt
 
 from sandbox.base import (
+    CARRIER_NAMES,
+    OrderDraft,
     SandboxInputError,
     SandboxPlatform,
     injected_fault,
     new_secret,
     next_number,
     plain_fault_response,
+    split_amount,
     throttled,
 )
 from sandbox.models import (
@@ -55,7 +58,7 @@ from sandbox.models import (
     SandboxStore,
     SandboxWebhook,
 )
-from sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
+from sandbox.people import BUYER_NOTES, CANCEL_REASONS, STATE_NAMES, fake_buyer
 from shops.platforms.http import SANDBOX_HOST, sandbox_transport
 
 PREFIX = "/sandbox/tiktok"
@@ -1597,6 +1600,275 @@ class TikTokSandbox(SandboxPlatform):
             order["release_date"] = paid + 24 * 3600
         return order
 
+    def compose_order(self, *, store: SandboxStore, draft: OrderDraft) -> dict:
+        """`draft` in the 202309 order-detail shape: one line item per unit (each carrying its
+        share of the line's discount and tax to the cent), UNPAID with no payment time when
+        the draft is unpaid, AWAITING_SHIPMENT otherwise; line item and package ids derive from
+        `draft.number`, so the same draft always gives the same ids."""
+        package_id = str(PACKAGE_BASE + draft.number)
+        units = sum(line.quantity for line in draft.lines)
+        coupon = split_amount(draft.platform_discount, units)
+        items = []
+        totals = {key: Decimal(0) for key in ("original", "seller", "platform", "tax")}
+        unit_index = 0
+        for index, line in enumerate(draft.lines):
+            product = line.product
+            discounts = split_amount(line.discount, line.quantity)
+            taxes = split_amount(line.tax, line.quantity)
+            for unit in range(line.quantity):
+                platform_discount = coupon[unit_index]
+                unit_index += 1
+                items.append(
+                    {
+                        "id": str(LINE_BASE + draft.number * 1000 + index * 100 + unit),
+                        "sku_id": product.sku_id,
+                        "seller_sku": product.seller_sku,
+                        "product_id": product.product_id,
+                        "product_name": product.title or product.seller_sku,
+                        "sku_name": "Default",
+                        "sku_image": "https://p16-oec-va.ibyteimg.com/tos-maliva-i-o3syd03w52-us/"
+                        f"{product.sku_id}.jpeg",
+                        "sku_type": "PRE_ORDER" if draft.presale else "NORMAL",
+                        "original_price": money(line.unit_price),
+                        "sale_price": money(line.unit_price - discounts[unit]),
+                        "seller_discount": money(discounts[unit]),
+                        "platform_discount": money(platform_discount),
+                        "currency": "USD",
+                        "item_tax": [{"tax_type": "SALES_TAX", "tax_amount": money(taxes[unit])}],
+                        "display_status": "TO_SHIP" if draft.paid_at else "UNPAID",
+                        "package_id": package_id,
+                        "package_status": "TO_FULFILL",
+                        "shipping_provider_id": "",
+                        "shipping_provider_name": "",
+                        "tracking_number": "",
+                        "cancel_reason": "",
+                        "cancel_user": "",
+                        "is_gift": False,
+                    }
+                )
+                totals["original"] += line.unit_price
+                totals["seller"] += discounts[unit]
+                totals["platform"] += platform_discount
+                totals["tax"] += taxes[unit]
+        sub_total = totals["original"] - totals["seller"] - totals["platform"]
+        total = sub_total + draft.shipping_fee + totals["tax"]
+        address = draft.address
+        phone = address.phone
+        if phone.startswith("+1"):
+            phone = f"(+1){phone.removeprefix('+1')}"
+        first, _, last = address.name.partition(" ")
+        created = _seconds(draft.placed_at)
+        order = {
+            "id": draft.order_id,
+            "status": "AWAITING_SHIPMENT" if draft.paid_at else "UNPAID",
+            "create_time": created,
+            "update_time": _seconds(draft.updated_at),
+            "user_id": draft.buyer_user_id or str(7_000_000_000_000_000_000 + draft.number),
+            "buyer_email": draft.buyer_email,
+            "buyer_message": draft.note,
+            "seller_note": "",
+            "commerce_platform": "TIKTOK_SHOP",
+            "order_type": "PRE_ORDER" if draft.presale else "NORMAL",
+            "payment_method_name": "Credit card",
+            "shipping_type": "SELLER",
+            "fulfillment_type": "FULFILLMENT_BY_SELLER",
+            "delivery_type": "HOME_DELIVERY",
+            "delivery_option_id": DELIVERY_OPTION_ID,
+            "delivery_option_name": DELIVERY_OPTION_NAME,
+            "warehouse_id": store.warehouse_id,
+            "shipping_provider": "",
+            "shipping_provider_id": "",
+            "tracking_number": "",
+            "packages": [{"id": package_id}],
+            "split_or_combine_tag": "",
+            "is_on_hold_order": False,
+            "is_buyer_request_cancel": False,
+            "has_updated_recipient_address": False,
+            "is_cod": False,
+            "is_sample_order": False,
+            "is_replacement_order": False,
+            "payment": {
+                "currency": "USD",
+                "original_total_product_price": money(totals["original"]),
+                "seller_discount": money(totals["seller"]),
+                "platform_discount": money(totals["platform"]),
+                "sub_total": money(sub_total),
+                "original_shipping_fee": money(draft.shipping_fee),
+                "shipping_fee_seller_discount": "0",
+                "shipping_fee_platform_discount": "0",
+                "shipping_fee": money(draft.shipping_fee),
+                "product_tax": money(totals["tax"]),
+                "shipping_fee_tax": "0",
+                "tax": money(totals["tax"]),
+                "retail_delivery_fee": "0",
+                "small_order_fee": "0",
+                "buyer_service_fee": "0",
+                "handling_fee": "0",
+                "total_amount": money(total),
+            },
+            "recipient_address": {
+                "name": address.name,
+                "first_name": first,
+                "last_name": last,
+                "phone_number": phone,
+                "full_address": ", ".join(
+                    part
+                    for part in (
+                        " ".join(p for p in (address.line1, address.line2) if p),
+                        address.city,
+                        f"{address.state} {address.postal_code}",
+                    )
+                    if part.strip()
+                ),
+                "address_detail": address.line2,
+                "address_line1": address.line1,
+                "address_line2": address.line2,
+                "address_line3": "",
+                "address_line4": "",
+                "postal_code": address.postal_code,
+                "region_code": address.country,
+                "district_info": [
+                    {
+                        "address_level": "L0",
+                        "address_level_name": "Country",
+                        "address_name": "United States",
+                    },
+                    {
+                        "address_level": "L1",
+                        "address_level_name": "State",
+                        "address_name": STATE_NAMES.get(address.state, address.state),
+                    },
+                    {
+                        "address_level": "L3",
+                        "address_level_name": "City",
+                        "address_name": address.city,
+                    },
+                ],
+                "delivery_preferences": {"drop_off_location": ""},
+            },
+            "line_items": items,
+        }
+        if draft.paid_at:
+            paid = _seconds(draft.paid_at)
+            rts_sla = _seconds(draft.ship_by) if draft.ship_by else paid + 48 * 3600
+            order.update(
+                {
+                    "paid_time": paid,
+                    "rts_sla_time": rts_sla,
+                    "tts_sla_time": rts_sla + 24 * 3600,
+                    "shipping_due_time": rts_sla + 72 * 3600,
+                    "collection_due_time": rts_sla + 120 * 3600,
+                    "delivery_due_time": paid + 12 * 24 * 3600,
+                    "cancel_order_sla_time": rts_sla + 72 * 3600,
+                }
+            )
+        return order
+
+    def ship_order(
+        self,
+        *,
+        store: SandboxStore,
+        order: SandboxOrder,
+        tracking_number: str,
+        carrier: str,
+        at: datetime,
+    ) -> SandboxShipment:
+        """Every live item of `order` shipped in its package at `at`: what a mark-shipped call
+        leaves (items AWAITING_COLLECTION with the tracking number, a package shipment)."""
+        provider_name = CARRIER_NAMES.get(carrier, carrier)
+        provider_id = next(
+            (pid for pid, name in SHIPPING_PROVIDERS.items() if name == provider_name), None
+        )
+        if provider_id is None:
+            raise SandboxInputError(f"no TikTok shipping provider for carrier {carrier!r}")
+        with transaction.atomic():
+            order = _locked_order(store, order.order_id)
+            payload = order.payload
+            if payload.get("status") not in SHIPPABLE:
+                raise SandboxInputError(
+                    f"order {order.order_id} is {payload.get('status')}: it cannot ship"
+                )
+            if payload.get("is_buyer_request_cancel"):
+                # As the ship endpoints: a pending request is answered before shipping.
+                raise SandboxInputError(f"order {order.order_id} has a pending cancellation")
+            items = [item["id"] for item in _live_items(payload) if not item.get("tracking_number")]
+            package_id = next(
+                (item["package_id"] for item in payload["line_items"] if item.get("package_id")),
+                None,
+            ) or _id(PACKAGE_BASE, store, self._numbers(store, 1))
+            return _ship_items(
+                store,
+                order,
+                items,
+                tracking=tracking_number,
+                provider_id=provider_id,
+                package_id=package_id,
+                now=_seconds(at),
+            )
+
+    def advance_order(
+        self, *, store: SandboxStore, order: SandboxOrder, status: str, at: datetime
+    ) -> bool:
+        """IN_TRANSIT once the carrier collected the parcel, DELIVERED once it arrived."""
+        states = {"in_transit": "IN_TRANSIT", "delivered": "DELIVERED"}
+        if status not in states:
+            raise SandboxInputError(f"cannot move an order to {status!r}")
+        now = _seconds(at)
+        with transaction.atomic():
+            order = _locked_order(store, order.order_id)
+            payload = order.payload
+            payload["status"] = states[status]
+            payload["collection_time"] = payload.get("collection_time") or now
+            if status == "delivered":
+                payload["delivery_time"] = now
+            for item in _live_items(payload):
+                item["display_status"] = states[status]
+                if status == "delivered":
+                    item["package_status"] = "COMPLETED"
+            _touch(order, now)
+            _save(order)
+            for shipment in store.shipments.select_for_update().filter(order_id=order.order_id):
+                shipment.payload.update(
+                    {
+                        "status": "COMPLETED" if status == "delivered" else "PROCESSING",
+                        "update_time": now,
+                    }
+                )
+                shipment.save(update_fields=["payload", "updated"])
+        return True
+
+    def cancel_order(self, *, store: SandboxStore, order: SandboxOrder, at: datetime) -> None:
+        """The buyer cancelled before shipping (TikTok lets them, within the first hour)."""
+        now = _seconds(at)
+        reason = random.Random(order.order_id).choice(CANCEL_REASONS)
+        with transaction.atomic():
+            order = _locked_order(store, order.order_id)
+            payload = order.payload
+            if payload.get("status") not in CANCELLABLE:
+                raise SandboxInputError(
+                    f"order {order.order_id} is {payload.get('status')}: it cannot be cancelled"
+                )
+            payload.update(
+                {
+                    "status": "CANCELLED",
+                    "cancel_time": now,
+                    "cancel_reason": reason,
+                    "cancellation_initiator": "BUYER",
+                    "is_buyer_request_cancel": False,
+                }
+            )
+            for item in payload.get("line_items") or []:
+                item.update(
+                    {
+                        "display_status": "CANCELLED",
+                        "package_status": "CANCELLED",
+                        "cancel_user": "BUYER",
+                        "cancel_reason": reason,
+                    }
+                )
+            _touch(order, now)
+            _save(order)
+
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:
         validate_order(payload)
         row, _ = SandboxOrder.objects.update_or_create(
@@ -1735,10 +2007,10 @@ class TikTokSandbox(SandboxPlatform):
     # --- cancellations ---
 
     def request_cancellation(
-        self, *, store: SandboxStore, order: SandboxOrder
+        self, *, store: SandboxStore, order: SandboxOrder, at: datetime | None = None
     ) -> SandboxCancellation | None:
-        """The buyer asks to cancel: a pending request with TikTok's 48-hour answer clock, and
-        the order flagged (`is_buyer_request_cancel`) and touched."""
+        """The buyer asks to cancel (now, or at `at`): a pending request with TikTok's 48-hour
+        answer clock, and the order flagged (`is_buyer_request_cancel`) and touched."""
         payload = order.payload
         if payload.get("status") not in CANCELLABLE:
             raise SandboxInputError(
@@ -1747,7 +2019,7 @@ class TikTokSandbox(SandboxPlatform):
             )
         if payload.get("is_buyer_request_cancel"):
             return None
-        now = int(time.time())
+        now = _seconds(at) if at is not None else int(time.time())
         rng = random.Random(order.order_id)
         reason = rng.choice(CANCEL_REASONS)
         items = _live_items(payload)

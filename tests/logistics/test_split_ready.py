@@ -118,3 +118,11 @@ def test_other_tenants_orders_are_never_split(world, tenant_b):
     orders_after_ingest(shop=world["shop"], created_ids=[order.pk], updated_ids=[])
     assert orders_split_ready(tenant=tenant_b) == 0
     assert parcels(order) == {}
+
+
+def test_the_task_for_a_tenant_deleted_since_it_was_queued_does_nothing(tenant_b):
+    from logistics.tasks import split_ready_orders
+
+    tenant_id = tenant_b.pk
+    tenant_b.delete()
+    assert split_ready_orders(tenant_id, [1, 2]) == 0

@@ -1,4 +1,4 @@
-"""`python manage.py sandbox spike|load|show|faults --shop ID ...`: drive a platform sandbox.
+"""`python manage.py sandbox spike|live|load|show|faults --shop ID ...`: drive a platform sandbox.
 
 Works for every platform with a sandbox (through `sandbox_for(shop.platform)`); the logic lives
 in `sandbox.actions`.
@@ -6,7 +6,9 @@ in `sandbox.actions`.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,6 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from sandbox.actions import (
     FAULT_KINDS,
     SHOW_VIEWS,
+    LiveProgress,
+    sandbox_live,
     sandbox_load,
     sandbox_set_faults,
     sandbox_show,
@@ -48,6 +52,28 @@ class Command(BaseCommand):
             "--webhooks",
             action="store_true",
             help="Also send the platform's order webhooks to the store's webhook URL.",
+        )
+
+        live = action(
+            "live",
+            "Drip a live stream's orders into the shop's sandbox in real time: a burst in the "
+            "first minutes, then a decaying tail, and a few buyers asking to cancel.",
+        )
+        live.add_argument("--orders", type=int, required=True, help="Orders over the window.")
+        live.add_argument("--minutes", type=float, required=True, help="How long the stream runs.")
+        live.add_argument("--seed", type=int, default=None, help="Repeatable orders and timing.")
+        live.add_argument(
+            "--cancel-rate",
+            type=float,
+            default=0.03,
+            help="Share of orders whose buyer asks to cancel later on (default 0.03).",
+        )
+        live.add_argument(
+            "--webhooks",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="Send the platform's order webhooks for each drop, where it has any (default "
+            "on; without them the minute sync picks the orders up).",
         )
 
         load = action("load", "Load orders from a JSON list in the platform's order shape.")
@@ -97,6 +123,48 @@ class Command(BaseCommand):
             line += f"; webhooks: {result.webhooks_sent} delivered, {result.webhooks_failed} not"
         self.stdout.write(line)
 
+    def do_live(self, shop: Shop, options: dict) -> None:
+        orders, minutes = options["orders"], options["minutes"]
+        self.stdout.write(
+            f"Live stream on {shop}: {orders} orders over {minutes:g} min, most in the first "
+            f"quarter; webhooks {'on' if options['webhooks'] else 'off'}. Ctrl-C stops it."
+        )
+
+        def report(state: LiveProgress) -> None:
+            self.stdout.write(
+                f"[{_clock(state.elapsed)}] {state.orders} / {state.target} orders, "
+                f"{state.per_minute:.0f}/min, {state.cancellations} cancellation requests"
+            )
+
+        # Every webhook and queued task logs a line; the progress lines are the output here.
+        logging.disable(logging.INFO)
+        try:
+            result = sandbox_live(
+                shop=shop,
+                orders=orders,
+                minutes=minutes,
+                seed=options["seed"],
+                cancel_rate=options["cancel_rate"],
+                webhooks=options["webhooks"],
+                progress=report,
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+        verb = "Stopped" if result.interrupted else "Done"
+        line = (
+            f"{verb} after {_clock(result.elapsed)}: {result.orders} of {result.target} orders "
+            f"and {result.cancellations} cancellation requests landed on {shop}"
+        )
+        if options["webhooks"]:
+            if result.webhooks_sent or result.webhooks_failed:
+                line += (
+                    f"; webhooks: {result.webhooks_sent} delivered, {result.webhooks_failed} not"
+                )
+            else:
+                line += f"; no webhooks ({shop.get_platform_display()} sends none here: the "
+                line += "minute sync picks the orders up)"
+        self.stdout.write(line)
+
     def do_load(self, shop: Shop, options: dict) -> None:
         count = sandbox_load(shop=shop, path=options["file"])
         self.stdout.write(f"{count} orders loaded into {shop}'s sandbox")
@@ -116,3 +184,8 @@ class Command(BaseCommand):
             f"{shop}: fault rate {store.fault_rate:g}, kinds {','.join(store.fault_kinds) or '-'},"
             f" slow {store.slow_seconds:g}s"
         )
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes:02d}:{seconds:02d}"

@@ -1,14 +1,17 @@
 """`manage.py seed_demo`: load the demo tenants, logins and orders (see `shops.demo`)."""
 
-from django.core.management.base import BaseCommand
+import logging
 
-from shops.demo import ORDERS_PER_TENANT, demo_seed
+from django.core.management.base import BaseCommand, CommandError
+
+from shops.demo import ORDERS_PER_TENANT, DemoSeedError, demo_seed
 
 
 class Command(BaseCommand):
     help = (
         "Create two demo sellers with shops, SKUs, stock, carriers and a few hundred orders, "
-        "plus demo logins. Safe to run again: existing demo tenants are left as they are."
+        "plus demo logins. Platform orders are created in each shop's sandbox and imported by "
+        "the real sync. Safe to run again: existing demo tenants are left as they are."
     )
 
     def add_arguments(self, parser):
@@ -25,7 +28,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, reset: bool, orders: int, **options) -> None:
-        result = demo_seed(reset=reset, orders_per_tenant=orders)
+        if orders < 1:
+            raise CommandError("--orders must be at least 1")
+        # Seeding runs the real sync, reservations and alerts, which log every request and
+        # every low-stock SKU on the way; the summary below says what was built.
+        logging.disable(logging.WARNING)
+        try:
+            result = demo_seed(reset=reset, orders_per_tenant=orders)
+        except DemoSeedError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            logging.disable(logging.NOTSET)
         for tenant in result.tenants:
             counts = ", ".join(f"{count} {name}" for name, count in tenant.counts.items())
             state = "created" if tenant.created else "already there, left as is"

@@ -5,7 +5,7 @@ Built CONCURRENTLY (so outside a transaction): the table keeps taking writes mea
 """
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
-from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations
 from django.db.models.functions import Upper
 
@@ -22,7 +22,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
+        # Shared by every app's trigram indexes: unapplying one app's indexes must not drop it.
+        migrations.RunSQL(
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm", reverse_sql=migrations.RunSQL.noop
+        ),
         AddIndexConcurrently(
             model_name="shipment", index=trigram("reference", "shipment_reference_trgm")
         ),

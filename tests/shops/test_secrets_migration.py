@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("shops", "0001_initial"), ("logistics", "0001_initial")]
+BEFORE = [("shops", "0002_shop_ship_by_defaults_from_settings"), ("logistics", "0001_initial")]
 AFTER = [
     ("shops", "0005_secrets_encrypt_stored"),
     ("logistics", "0002_provider_webhook_secret_encrypted"),
@@ -17,6 +17,14 @@ def migrate(targets):
     executor.loader.build_graph()
     executor.migrate(targets)
     return executor.loader.project_state(targets).apps
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_latest_migrations():
+    """Tests after this one (same worker, same database) need every migration applied again."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def raw(table: str, pk: int, column: str) -> str:

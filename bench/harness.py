@@ -62,6 +62,9 @@ def throwaway_database(label: str, *, script: str, keep: bool = False) -> Iterat
         source_url = embedded_postgres.server_url(data_dir, database="tkerp")
     url, name, maintenance = bench_database_url(source_url, label=label, script=script)
     admin_sql(maintenance, f'CREATE DATABASE "{name}"')
+    # Tables are built from the models, not the migrations: the extension the search indexes
+    # need comes first.
+    admin_sql(url, "CREATE EXTENSION IF NOT EXISTS pg_trgm")
     try:
         yield url
     finally:

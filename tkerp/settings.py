@@ -259,3 +259,7 @@ TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
+
+# Label buying (logistics.labels.store): at most this many parcels' labels are bought at once;
+# each label source's own rate limit paces its calls within that.
+TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "16"))

@@ -7,7 +7,9 @@ from collections.abc import Hashable
 from logistics.labels.base import LabelError, LabelSource
 from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.manual import ManualLabelSource
+from logistics.labels.platform import TikTokLabelSource, order_ships_with_platform
 from logistics.models import LabelAccount, Shipment
+from shops.models import Shop
 
 
 def label_account_for(shipment: Shipment) -> LabelAccount | None:
@@ -24,6 +26,8 @@ def label_account_for(shipment: Shipment) -> LabelAccount | None:
 
 def label_source_key(shipment: Shipment) -> Hashable:
     """Parcels with the same key share one source (one HTTP client, one rate limit)."""
+    if order_ships_with_platform(shipment.order):
+        return ("tiktok", shipment.order.shop_id)
     account = label_account_for(shipment)
     if account is not None:
         return ("labelapi", account.pk)
@@ -31,6 +35,8 @@ def label_source_key(shipment: Shipment) -> Hashable:
 
 
 def _build(key: Hashable) -> LabelSource:
+    if key[0] == "tiktok":
+        return TikTokLabelSource(shop=Shop._base_manager.get(pk=key[1]))
     if key[0] == "labelapi":
         return LabelApiSource(account=LabelAccount._base_manager.get(pk=key[1]))
     return ManualLabelSource()
@@ -50,8 +56,9 @@ def label_sources_for(shipments: list[Shipment]) -> dict[int, LabelSource]:
 
 
 def label_source_for(shipment: Shipment) -> LabelSource:
-    """The parcel's label source: the seller's label-service account covering the parcel's
-    carrier, else manual (a label for a typed-in tracking number)."""
+    """The parcel's label source: the platform's label for orders the platform ships (TikTok
+    Shipping), the seller's label-service account covering the parcel's carrier, else manual
+    (a label for a typed-in tracking number)."""
     return _build(label_source_key(shipment))
 
 

@@ -30,7 +30,7 @@ from tkerp.tenancy import tenant_context
 
 logger = logging.getLogger("tkerp.labels")
 
-_RELATED = ("order", "warehouse", "service__carrier", "tenant", "label_account")
+_RELATED = ("order__shop", "warehouse", "service__carrier", "tenant", "label_account")
 
 
 def shipment_is_labelled(shipment: Shipment) -> bool:
@@ -113,6 +113,8 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
             locked.label_source = source.name
             locked.label_account_id = label.extra.get("label_account_id")
             locked.source_label_id = label.source_label_id
+            if label.extra.get("platform_package_id"):
+                locked.platform_package_id = label.extra["platform_package_id"]
             locked.shipping_cost = label.cost
             locked.labelled_at = timezone.now()
             locked.status = ShipmentStatus.LABELLED
@@ -128,6 +130,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                     "labelled_at",
                     "status",
                     "service",
+                    "platform_package_id",
                     "updated_at",
                 ]
             )
@@ -150,15 +153,21 @@ def _forget(name: str) -> None:
 
 def _check_carrier(shipment: Shipment, label: PurchasedLabel) -> None:
     """The tracking number must belong to the parcel's carrier (a platform refuses one that does
-    not). A parcel without a service takes the label's, when the seller has it."""
-    if shipment.service_id is None:
+    not). A parcel without a service takes the label's, when the seller has it; so does one
+    whose platform chose another carrier for its own label (the platform's word wins there)."""
+    carrier = shipment.service.carrier.code.lower() if shipment.service_id else ""
+    if shipment.service_id is None or (
+        label.extra.get("carrier_chosen_by_platform") and label.carrier_code.lower() != carrier
+    ):
+        services = CarrierService.objects.select_related("carrier").filter(
+            carrier__code__iexact=label.carrier_code
+        )
         shipment.service = (
-            CarrierService.objects.select_related("carrier")
-            .filter(carrier__code__iexact=label.carrier_code, code=label.service_code)
-            .first()
+            services.filter(code=label.service_code).first()
+            if label.service_code
+            else services.filter(is_active=True).order_by("code").first()
         )
         return
-    carrier = shipment.service.carrier.code.lower()
     if label.carrier_code.lower() != carrier:
         raise LabelError(
             f"the label is for {label.carrier_code} but parcel {shipment.reference} ships with "

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from logistics.labels.base import LabelError, LabelSource, PurchasedLabel
-from logistics.labels.sources import label_source_key, label_sources_for, stored_label_source
+from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
 from tkerp.tenancy import tenant_context
 
@@ -57,24 +57,28 @@ def shipment_label_buy(*, shipment: Shipment, source: LabelSource | None = None)
     when it already has one. Raises `LabelError` with a reason fit to show the seller."""
     _outside_transaction()
     with tenant_context(shipment.tenant):
-        current = _fresh(shipment.pk)
-        if shipment_is_labelled(current):
-            return current
-        if current.status != ShipmentStatus.PENDING:
-            raise LabelError(
-                f"parcel {current.reference} is {current.get_status_display().lower()}: labels "
-                "are bought for pending parcels",
-                code="not_pending",
-            )
-        own = source is None
+        return _label_buy(_fresh(shipment.pk), source)
+
+
+def _label_buy(current: Shipment, source: LabelSource | None) -> Shipment:
+    """`shipment_label_buy` for a parcel just read (in its tenant's scope)."""
+    if shipment_is_labelled(current):
+        return current
+    if current.status != ShipmentStatus.PENDING:
+        raise LabelError(
+            f"parcel {current.reference} is {current.get_status_display().lower()}: labels "
+            "are bought for pending parcels",
+            code="not_pending",
+        )
+    own = source is None
+    if own:
+        source = label_sources_for([current])[current.pk]
+    try:
+        label = source.buy(shipment=current)
+    finally:
         if own:
-            source = label_sources_for([current])[current.pk]
-        try:
-            label = source.buy(shipment=current)
-        finally:
-            if own:
-                source.close()
-        return _label_store(shipment=current, source=source, label=label)
+            source.close()
+    return _label_store(shipment=current, source=source, label=label)
 
 
 def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLabel) -> Shipment:
@@ -239,7 +243,7 @@ def _buy_one(shipment_id: int, source: LabelSource) -> LabelBuyResult:
     try:
         shipment = _fresh(shipment_id)
         already = shipment_is_labelled(shipment)
-        stored = shipment_label_buy(shipment=shipment, source=source)
+        stored = _label_buy(shipment, source)
     except LabelError as exc:
         return LabelBuyResult(
             shipment_id, ok=False, reason=exc.reason, code=exc.code, retryable=exc.retryable
@@ -282,7 +286,7 @@ def shipments_label_buy(
             results[pk] = LabelBuyResult(pk, ok=False, reason="no such parcel", code="not_found")
             if on_result is not None:
                 on_result(results[pk])
-    distinct = {label_source_key(found[pk]): sources[pk] for pk in found}
+    distinct = {id(source): source for source in sources.values()}
     bound = max(
         (math.ceil(source.rate_limit.per_second) for source in distinct.values()), default=1
     )

@@ -305,7 +305,11 @@ def shipments_label_buy(
                     with lock:
                         results[pk] = result
                     if on_result is not None:
-                        on_result(result)
+                        try:
+                            on_result(result)
+                        except Exception:
+                            # Progress reporting must not stop the buying.
+                            logger.exception("label progress callback failed")
         finally:
             # Each thread has its own database connection; give it back.
             connections.close_all()

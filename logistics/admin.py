@@ -1,13 +1,14 @@
 """Back office for carriers, their services and rules, providers and shipments.
 
 Scoping comes from tkerp.admin; this module only lays out the pages and keeps lists free of
-per-row queries.
+per-row queries. Label accounts and the parcels' label actions are in admin_labels.
 """
 
 from django import forms
 from django.contrib import admin
 from django.db import models
 
+from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -179,7 +180,9 @@ class ShipmentLineInline(TenantTabularInline):
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(IndexedSearchAdminMixin, _ServiceChoicesMixin, TenantModelAdmin):
+class ShipmentAdmin(
+    ShipmentLabelAdminMixin, IndexedSearchAdminMixin, _ServiceChoicesMixin, TenantModelAdmin
+):
     list_display = (
         "reference",
         "order",
@@ -198,3 +201,4 @@ class ShipmentAdmin(IndexedSearchAdminMixin, _ServiceChoicesMixin, TenantModelAd
     raw_id_fields = ("order",)
     readonly_fields = ("created_at", "updated_at")
     inlines = (ShipmentLineInline,)
+    actions = ("buy_labels", "void_labels", "compare_label_rates")

@@ -28,6 +28,12 @@ from inventory.models import (
 )
 from inventory.reservations import order_ship_commit
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from logistics.tracking_numbers import (
+    fedex_check_digit,
+    gs1_check_digit,
+    make_tracking_number,
+    ups_check_digit,
+)
 from orders.cancellations import (
     SHIPPED_SHIPMENTS,
     cancellation_approve,
@@ -43,15 +49,7 @@ from orders.models import (
     OrderStatus,
 )
 from sandbox.models import SandboxStore
-from shops.demo import (
-    DEMO_LOGINS,
-    DEMO_PASSWORD,
-    DEMO_TENANTS,
-    demo_tracking_number,
-    fedex_check_digit,
-    gs1_check_digit,
-    ups_check_digit,
-)
+from shops.demo import DEMO_LOGINS, DEMO_PASSWORD, DEMO_TENANTS
 from shops.models import Membership, Platform, Role, Shop, SyncRun, SyncRunStatus, Tenant
 from shops.platforms import connector_for
 from shops.platforms.base import ShipRequest
@@ -477,7 +475,7 @@ class TestTheSandboxesKnowTheDemo:
             shipment = order.shipments.select_related("service__carrier").first()
             carrier = shipment.service.carrier
             reserved = sum(order.reservations.values_list("quantity", flat=True))
-            tracking_number = demo_tracking_number(
+            tracking_number = make_tracking_number(
                 carrier=carrier.code, service=shipment.service.code, account="4W7R21", serial=17
             )
             connector = connector_for(shop)

@@ -303,3 +303,7 @@ TKERP_IMPORT_SPREADSHEET_MAX_BYTES = int(
 
 # Invitations to join a tenant (shops.invitations): how many days an emailed link stays valid.
 TKERP_INVITATION_DAYS = int(os.environ.get("TKERP_INVITATION_DAYS", "7"))
+
+# Label buying (logistics.labels.store): at most this many parcels' labels are bought at once;
+# each label source's own rate limit paces its calls within that.
+TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "16"))

@@ -259,3 +259,7 @@ TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
+
+# Carrier rules (logistics.rules): grams of packaging (box, filler, label) added to the SKU weights
+# of every parcel; a tenant overrides it in its shipping policy.
+TKERP_PACKAGING_ALLOWANCE_GRAMS = int(os.environ.get("TKERP_PACKAGING_ALLOWANCE_GRAMS", "60"))

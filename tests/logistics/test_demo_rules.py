@@ -19,39 +19,31 @@ pytestmark = pytest.mark.django_db
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(scope="module")
-def demo(django_db_setup, django_db_blocker):
-    from shops.demo import demo_reset
+@override_settings(PASSWORD_HASHERS=FAST_HASHERS)
+def test_the_demo_rules_are_the_issues_example_and_pick_every_demo_parcels_service():
+    # Seeded inside this test's transaction (rolled back), so nothing it makes outlives it.
+    call_command("seed_demo", stdout=StringIO())
 
-    with django_db_blocker.unblock(), override_settings(PASSWORD_HASHERS=FAST_HASHERS):
-        call_command("seed_demo", stdout=StringIO())
-        try:
-            yield
-        finally:
-            demo_reset()
+    for slug in [spec.slug for spec in DEMO_TENANTS]:
+        tenant = Tenant.objects.get(slug=slug)
+        rules = CarrierRule._base_manager.filter(tenant=tenant).order_by("priority")
+        assert [(rule.priority, rule.name, str(rule.service)) for rule in rules] == [
+            (10, "California: UPS Ground", "UPS Ground"),
+            (20, "Over 2 kg: FedEx Home Delivery", "FedEx Home Delivery"),
+            (30, "Under $10: USPS Ground Advantage", "USPS Ground Advantage"),
+            (40, "Over $30: USPS Priority Mail", "USPS Priority Mail"),
+            (100, "Everything else: USPS Ground Advantage", "USPS Ground Advantage"),
+        ]
 
+        summary = rules_dry_run(
+            tenant=tenant,
+            rules=carrier_rules_load(tenant=tenant),
+            since=timezone.now() - timedelta(days=400),
+        )
 
-@pytest.mark.parametrize("slug", [spec.slug for spec in DEMO_TENANTS])
-def test_the_demo_rules_are_the_issues_example_and_pick_every_demo_parcels_service(demo, slug):
-    tenant = Tenant.objects.get(slug=slug)
-    rules = CarrierRule._base_manager.filter(tenant=tenant).order_by("priority")
-    assert [(rule.priority, rule.name, str(rule.service)) for rule in rules] == [
-        (10, "California: UPS Ground", "UPS Ground"),
-        (20, "Over 2 kg: FedEx Home Delivery", "FedEx Home Delivery"),
-        (30, "Under $10: USPS Ground Advantage", "USPS Ground Advantage"),
-        (40, "Over $30: USPS Priority Mail", "USPS Priority Mail"),
-        (100, "Everything else: USPS Ground Advantage", "USPS Ground Advantage"),
-    ]
-
-    summary = rules_dry_run(
-        tenant=tenant,
-        rules=carrier_rules_load(tenant=tenant),
-        since=timezone.now() - timedelta(days=400),
-    )
-
-    assert summary.parcels > 100
-    assert (summary.changed, summary.unmatched) == (0, 0), summary.changes[:3]
-    taken = {effect.name: effect.parcels for effect in summary.rules}
-    assert taken["California: UPS Ground"] > 0
-    assert taken["Over $30: USPS Priority Mail"] > 0
-    assert taken["Everything else: USPS Ground Advantage"] > 0
+        assert summary.parcels > 100
+        assert (summary.changed, summary.unmatched) == (0, 0), summary.changes[:3]
+        taken = {effect.name: effect.parcels for effect in summary.rules}
+        assert taken["California: UPS Ground"] > 0
+        assert taken["Over $30: USPS Priority Mail"] > 0
+        assert taken["Everything else: USPS Ground Advantage"] > 0

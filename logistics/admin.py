@@ -1,12 +1,22 @@
 """Back office for carriers, their services and rules, providers and shipments.
 
 Scoping comes from tkerp.admin; this module only lays out the pages and keeps lists free of
-per-row queries. Label accounts and the parcels' label actions are in admin_labels.
+per-row queries. Label accounts and the parcels' label actions are in admin_labels; the
+carrier rules' pages (preview before saving, import preview, re-apply) call `logistics.rules`.
 """
 
+from datetime import timedelta
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.db import models
+from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from import_export.forms import ImportForm
 
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.models import (
@@ -16,9 +26,12 @@ from logistics.models import (
     Provider,
     Shipment,
     ShipmentLine,
+    ShippingPolicy,
 )
 from logistics.resources import CarrierRuleResource
+from logistics.rules import ApplyResult, packaging_allowance_get, shipments_rules_apply
 from orders.models import OrderLine
+from shops.models import Tenant
 from tkerp.admin import (
     IndexedSearchAdminMixin,
     TenantImportExportModelAdmin,
@@ -26,6 +39,10 @@ from tkerp.admin import (
     TenantTabularInline,
 )
 from tkerp.admin_secrets import SecretsFormMixin, erase_field
+from tkerp.tenancy import current_tenant
+
+#: The rules' preview (change form and import) looks this many days of orders back by default.
+PREVIEW_DAYS = 30
 
 
 class _ServiceChoicesMixin:
@@ -74,37 +91,164 @@ class CarrierServiceAdmin(TenantModelAdmin):
     list_select_related = ("carrier",)
 
 
+class PreviewDaysField(forms.IntegerField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            label="Preview over the last",
+            min_value=1,
+            max_value=365,
+            initial=PREVIEW_DAYS,
+            required=False,
+            help_text="days of orders: “Preview” shows what the rules would do to their parcels.",
+            **kwargs,
+        )
+
+
+class CarrierRuleForm(forms.ModelForm):
+    """The rule form plus the preview's window. No Meta: the admin builds the model form from
+    its fieldsets per request, when the tenant is in scope for the foreign-key choices."""
+
+    preview_days = PreviewDaysField()
+
+
+class CarrierRuleImportForm(ImportForm):
+    """The import form, with how many days of orders the confirm page previews the rules on."""
+
+    preview_days = PreviewDaysField()
+
+
 @admin.register(CarrierRule)
 class CarrierRuleAdmin(_ServiceChoicesMixin, TenantImportExportModelAdmin):
+    """Rules in the order they are tried. "Preview" on the change form, and the import's confirm
+    page, show what the proposed rules would do to recent parcels before anything is saved."""
+
     resource_classes = [CarrierRuleResource]
-    list_display = ("priority", "name", "conditions", "service", "is_active")
+    form = CarrierRuleForm
+    import_form_class = CarrierRuleImportForm
+    import_template_name = "admin/logistics/carrierrule/import.html"
+    change_form_template = "admin/logistics/carrierrule/change_form.html"
+    list_display = (
+        "priority",
+        "name",
+        "conditions",
+        "service",
+        "package_type",
+        "is_active",
+        "hit_count",
+        "last_hit_at",
+    )
     list_display_links = ("name",)
     list_editable = ("priority", "is_active")
     ordering = ("priority", "id")
     list_filter = ("is_active", ("service__carrier", admin.RelatedFieldListFilter), "shop")
-    search_fields = ("name", "tag", "sku_codes", "countries", "states")
+    search_fields = ("name", "tag", "sku_codes", "countries", "states", "postal_prefixes")
     list_select_related = ("service__carrier", "shop")
+    readonly_fields = ("hit_count", "last_hit_at")
     fieldsets = (
-        (None, {"fields": ("name", "priority", "is_active", "service")}),
+        (None, {"fields": ("name", "priority", "is_active", ("service", "package_type"))}),
         (
-            "Conditions (empty matches anything)",
+            "Conditions (empty matches anything; ranges include both ends)",
             {
                 "fields": (
-                    "shop",
+                    ("shop", "platform"),
                     ("min_total", "max_total"),
                     ("min_weight_grams", "max_weight_grams"),
+                    ("min_items", "max_items"),
                     "countries",
                     "states",
+                    "postal_prefixes",
                     "sku_codes",
                     "tag",
                 )
             },
         ),
+        ("Preview", {"fields": ("preview_days",)}),
+        ("Hits", {"fields": (("hit_count", "last_hit_at"),)}),
     )
 
     @admin.display(description="conditions")
     def conditions(self, rule: CarrierRule) -> str:
         return carrier_rule_summary(rule)
+
+    # ------------------------------------------------------------------ preview before saving
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and "_preview" in request.POST:
+            response = self._preview(request, object_id, form_url)
+            if response is not None:
+                return response
+        # Not a preview, or one the stock view must answer: a missing (or another tenant's)
+        # rule, no permission, or a form with errors (shown, since nothing validates to save).
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _preview(self, request, object_id, form_url):
+        """The change form again, with what the rules would do if this form were saved; None
+        when the stock view should answer instead."""
+        from logistics.rules import rules_dry_run
+
+        add = object_id is None
+        obj = None
+        if add:
+            if not self.has_add_permission(request):
+                return None
+        else:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None or not self.has_change_permission(request, obj):
+                return None
+        fieldsets = self.get_fieldsets(request, obj)
+        fields = flatten_fieldsets(fieldsets)
+        form_class = self.get_form(request, obj, change=not add, fields=fields)
+        form = form_class(request.POST, request.FILES, instance=obj)
+        if not form.is_valid():
+            return None
+        proposed = form.save(commit=False)  # never saved: the preview only reads it
+        days = form.cleaned_data.get("preview_days") or PREVIEW_DAYS
+        others = (
+            CarrierRule._base_manager.filter(tenant_id=proposed.tenant_id, is_active=True)
+            .exclude(pk=proposed.pk)
+            .select_related("service__carrier")
+        )
+        preview = rules_dry_run(
+            tenant=proposed.tenant,
+            rules=[*others, proposed],
+            since=timezone.now() - timedelta(days=days),
+        )
+        admin_form = helpers.AdminForm(
+            form,
+            list(fieldsets),
+            self.get_prepopulated_fields(request, obj),
+            self.get_readonly_fields(request, obj),
+            model_admin=self,
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": (_("Add %s") if add else _("Change %s")) % self.opts.verbose_name,
+            "subtitle": str(obj) if obj else None,
+            "adminform": admin_form,
+            "object_id": object_id,
+            "original": obj,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + admin_form.media,
+            "inline_admin_formsets": [],
+            "errors": helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "rules_preview": preview,
+            "preview_days": days,
+            "preview_rule": proposed.name,
+        }
+        return self.render_change_form(
+            request, context, add=add, change=not add, obj=obj, form_url=form_url
+        )
+
+    def get_import_data_kwargs(self, **kwargs):
+        form = kwargs.get("form")
+        kwargs = super().get_import_data_kwargs(**kwargs)
+        days = getattr(form, "cleaned_data", {}).get("preview_days")
+        if isinstance(form, CarrierRuleImportForm):
+            # The upload's dry run previews the rules as they would stand after the import.
+            kwargs["rules_preview_days"] = days or PREVIEW_DAYS
+        return kwargs
 
 
 def carrier_rule_summary(rule: CarrierRule) -> str:
@@ -112,12 +256,17 @@ def carrier_rule_summary(rule: CarrierRule) -> str:
     parts = []
     if rule.shop_id is not None:
         parts.append(f"shop {rule.shop.name}")
+    if rule.platform:
+        parts.append(f"platform {rule.get_platform_display()}")
     parts += _range("total", rule.min_total, rule.max_total, "")
     parts += _range("weight", rule.min_weight_grams, rule.max_weight_grams, " g")
+    parts += _range("items", rule.min_items, rule.max_items, "")
     if rule.countries:
         parts.append(f"country {rule.countries}")
     if rule.states:
         parts.append(f"state {rule.states}")
+    if rule.postal_prefixes:
+        parts.append(f"ZIP {rule.postal_prefixes}")
     if rule.sku_codes:
         parts.append(f"SKU {rule.sku_codes}")
     if rule.tag:
@@ -199,6 +348,117 @@ class ShipmentAdmin(
     list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
     # Orders are many: pick one by id (scoped lookup popup) rather than a select of all of them.
     raw_id_fields = ("order",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = (
+        "carrier_rule",
+        "rules_applied_at",
+        "skipped_rules",
+        "created_at",
+        "updated_at",
+    )
     inlines = (ShipmentLineInline,)
-    actions = ("buy_labels", "void_labels", "compare_label_rates")
+    actions = ("buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+
+    @admin.display(description="rules skipped")
+    def skipped_rules(self, shipment: Shipment):
+        """Rules whose conditions held but whose service could not take the parcel."""
+        skips = shipment.rule_skips or []
+        if not skips:
+            return "—"
+        return format_html_join(
+            "\n", "<div>“{}”: {}</div>", ((s.get("rule"), s.get("reason")) for s in skips)
+        )
+
+    def save_model(self, request, obj, form, change):
+        if "service" in form.changed_data:
+            obj.carrier_rule = None  # chosen by hand, not by a rule
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Re-apply carrier rules", permissions=["change"])
+    def rules_reapply(self, request, queryset):
+        total = ApplyResult()
+        unused = 0  # tenants without an active rule
+        rows = queryset.order_by("pk").values_list("pk", "tenant_id")
+        by_tenant: dict[int, list[int]] = {}
+        for pk, tenant_id in rows:
+            by_tenant.setdefault(tenant_id, []).append(pk)
+        for tenant in Tenant.objects.filter(pk__in=list(by_tenant)).order_by("pk"):
+            result = shipments_rules_apply(
+                tenant=tenant, shipment_ids=by_tenant[tenant.pk], user=request.user
+            )
+            for name in (
+                "applied",
+                "matched",
+                "changed",
+                "unmatched",
+                "left_alone",
+                "held",
+                "released",
+            ):
+                setattr(total, name, getattr(total, name) + getattr(result, name))
+            unused += result.no_rules
+        if unused and not total.applied:
+            self.message_user(
+                request,
+                "No active carrier rule: nothing was chosen. Add rules (or switch one on) first.",
+                messages.WARNING,
+            )
+            return
+        text = (
+            ngettext(
+                "Carrier rules re-applied to %d parcel",
+                "Carrier rules re-applied to %d parcels",
+                total.applied,
+            )
+            % total.applied
+            + f": {total.matched} got a service ({total.changed} changed)"
+        )
+        if total.unmatched:
+            text += (
+                f", {total.unmatched} matched no rule "
+                f"({total.held} order(s) newly held carrier.no_rule)"
+            )
+        text += "."
+        if total.released:
+            text += f" Released the carrier.no_rule hold of {total.released} order(s)."
+        if total.left_alone:
+            text += (
+                ngettext(
+                    " %d parcel already has a label (or has left) and was left alone.",
+                    " %d parcels already have a label (or have left) and were left alone.",
+                    total.left_alone,
+                )
+                % total.left_alone
+            )
+        self.message_user(request, text, messages.WARNING if total.unmatched else messages.SUCCESS)
+
+
+class ShippingPolicyForm(forms.ModelForm):
+    class Meta:
+        model = ShippingPolicy
+        fields = ("packaging_allowance_grams",)
+
+
+@admin.register(ShippingPolicy)
+class ShippingPolicyAdmin(TenantModelAdmin):
+    """One row per tenant, created with the defaults when the list is first opened."""
+
+    form = ShippingPolicyForm
+    list_display = ("__str__", "packaging_allowance", "updated_at")
+    readonly_fields = ("packaging_allowance", "updated_at")
+    fields = ("packaging_allowance_grams", "packaging_allowance", "updated_at")
+
+    def has_add_permission(self, request):
+        return False  # created on demand, one per tenant
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        tenant = current_tenant()
+        if tenant is not None:
+            ShippingPolicy.objects.get_or_create(tenant=tenant)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="allowance in use")
+    def packaging_allowance(self, policy: ShippingPolicy) -> str:
+        return f"{packaging_allowance_get(tenant=policy.tenant):,} g"

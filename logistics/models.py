@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from shops.models import Platform, Shop
 from tkerp.encryption import EncryptedTextField
 from tkerp.outbound import validate_outbound_url
 from tkerp.search import trigram_index
@@ -62,7 +63,9 @@ class CarrierService(TenantOwnedModel):
 class CarrierRule(TenantOwnedModel):
     """Ordered rule choosing a carrier service: lowest priority first, first match wins.
 
-    Every condition left empty matches anything.
+    Every condition left empty matches anything; ranges include both ends. A rule whose
+    conditions hold but whose service cannot take the parcel (too heavy, abroad, PO box) is
+    skipped, and the next rule is tried (see `logistics.rules`).
     """
 
     name = models.CharField(max_length=100)
@@ -71,19 +74,55 @@ class CarrierRule(TenantOwnedModel):
     shop = models.ForeignKey(
         "shops.Shop", on_delete=models.CASCADE, null=True, blank=True, related_name="carrier_rules"
     )
-    min_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    max_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    min_weight_grams = models.PositiveIntegerField(null=True, blank=True)
-    max_weight_grams = models.PositiveIntegerField(null=True, blank=True)
+    platform = models.CharField(
+        max_length=16, choices=Platform.choices, blank=True, help_text="Orders of any shop on it."
+    )
+    min_total = models.DecimalField(
+        "order total from", max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    max_total = models.DecimalField(
+        "order total up to",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Both ends included, in the order's currency: “under $10” is up to 9.99.",
+    )
+    min_weight_grams = models.PositiveIntegerField("parcel weight from (g)", null=True, blank=True)
+    max_weight_grams = models.PositiveIntegerField(
+        "parcel weight up to (g)",
+        null=True,
+        blank=True,
+        help_text="SKU weights times quantities plus the packaging allowance (shipping policy).",
+    )
+    min_items = models.PositiveIntegerField("items from", null=True, blank=True)
+    max_items = models.PositiveIntegerField(
+        "items up to", null=True, blank=True, help_text="Units in the parcel."
+    )
     countries = models.CharField(
         max_length=255, blank=True, help_text="Comma-separated ISO country codes."
     )
     states = models.CharField(max_length=500, blank=True, help_text="Comma-separated state codes.")
+    postal_prefixes = models.CharField(
+        "ZIP prefixes",
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated ZIP/postal code beginnings, e.g. 900,901,9021; any one matches.",
+    )
     sku_codes = models.CharField(
         max_length=1000, blank=True, help_text="Comma-separated SKU codes; any one matches."
     )
     tag = models.CharField(max_length=50, blank=True, help_text="The order carries this tag.")
     service = models.ForeignKey(CarrierService, on_delete=models.PROTECT, related_name="rules")
+    package_type = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Package the label is bought for, as the label service names it (e.g. Parcel, "
+        "FlatRateEnvelope, SoftPack); blank: the service's ordinary parcel.",
+    )
+    # Written set-based by logistics.rules each time the rule picks parcels; never by a form.
+    hit_count = models.PositiveBigIntegerField(default=0, editable=False)
+    last_hit_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["priority", "id"]
@@ -103,10 +142,61 @@ class CarrierRule(TenantOwnedModel):
                 name="carrierrule_weight_range",
                 violation_error_message="Minimum weight must not exceed maximum weight.",
             ),
+            models.CheckConstraint(
+                condition=Q(min_items__isnull=True)
+                | Q(max_items__isnull=True)
+                | Q(min_items__lte=models.F("max_items")),
+                name="carrierrule_items_range",
+                violation_error_message="Minimum items must not exceed maximum items.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.priority}: {self.name}"
+
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        bad = [c for c in self.countries.split(",") if c.strip() and len(c.strip()) != 2]
+        if bad:
+            errors["countries"] = (
+                f"“{bad[0].strip()}” is not a two-letter ISO country code (e.g. US, CA)."
+            )
+        if self.shop_id is not None and self.platform:
+            shop_platform = Shop._base_manager.filter(pk=self.shop_id).values_list(
+                "platform", flat=True
+            )
+            if shop_platform.first() not in (None, self.platform):
+                errors["platform"] = "The shop is on another platform: this rule would never match."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ShippingPolicy(TenantOwnedModel):
+    """A tenant's shipping figures the carrier rules use: the packaging allowance added to the
+    SKU weights of every parcel (box, filler, label).
+
+    One allowance per tenant, not per rule or package type: the weight is what the rules test,
+    so it must be known before a rule is chosen. At most one row per tenant; without one (or
+    with the field blank) `TKERP_PACKAGING_ALLOWANCE_GRAMS` applies.
+    """
+
+    packaging_allowance_grams = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Grams of packaging added to every parcel's SKU weights "
+        "(blank: TKERP_PACKAGING_ALLOWANCE_GRAMS).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "shipping policies"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="shippingpolicy_unique_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return "Shipping policy"
 
 
 class ProviderKind(models.TextChoices):
@@ -277,6 +367,15 @@ class Shipment(TenantOwnedModel):
         "buys a new label instead of getting the voided one back.",
     )
     weight_grams = models.PositiveIntegerField(default=0)
+    # Carrier rules (logistics.rules): the rule that chose `service`, the package it chose, when
+    # the rules last ran on this parcel, and the rules passed over because their service did not
+    # fit it ([{"rule_id", "rule", "reason"}, ...]).
+    carrier_rule = models.ForeignKey(
+        CarrierRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="shipments"
+    )
+    package_type = models.CharField(max_length=40, blank=True)
+    rules_applied_at = models.DateTimeField(null=True, blank=True)
+    rule_skips = models.JSONField(default=list, blank=True, editable=False)
     shipping_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
     platform_package_id = models.CharField(max_length=100, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)

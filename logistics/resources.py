@@ -2,8 +2,14 @@
 
 The rule's service is named by two columns, `carrier` (carrier code) and `service` (service code),
 and its shop, when set, by name; all are looked up among the importing tenant's rows only.
+
+The admin's upload step (a dry run, rolled back) also previews the rules as they would stand
+after the import on recent parcels (`logistics.rules.rules_dry_run`), for the confirm page.
 """
 
+from datetime import timedelta
+
+from django.utils import timezone
 from import_export.fields import Field
 
 from inventory.resources import NaturalKeyResource, TenantForeignKeyWidget
@@ -59,8 +65,32 @@ class CarrierRuleResource(NaturalKeyResource):
             "states",
             "sku_codes",
             "tag",
+            "platform",
+            "postal_prefixes",
+            "min_items",
+            "max_items",
+            "package_type",
         )
         export_order = fields
 
     def get_queryset(self):
         return super().get_queryset().select_related("service__carrier", "shop")
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        days = kwargs.get("rules_preview_days")
+        if not days or not kwargs.get("dry_run"):
+            return
+        if result.has_errors() or result.has_validation_errors():
+            return
+        from logistics.rules import carrier_rules_load, rules_dry_run
+
+        # Still inside the import's transaction, which the dry run rolls back: the rules read
+        # here are the tenant's rules with the file's rows applied.
+        tenant = self.require_tenant()
+        result.rules_preview = rules_dry_run(
+            tenant=tenant,
+            rules=carrier_rules_load(tenant=tenant),
+            since=timezone.now() - timedelta(days=days),
+        )
+        result.rules_preview_days = days

@@ -1,4 +1,5 @@
-"""Turning an order's reservations into parcels: one shipment per warehouse the stock sits in."""
+"""Turning an order's reservations into parcels: one shipment per warehouse the stock sits in,
+each given its carrier service by the carrier rules (`logistics.rules`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from django.db import transaction
 from inventory.locking import order_lock, reservations_lock
 from inventory.models import ReservationState
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from logistics.rules import (
+    Rule,
+    carrier_rules_load,
+    shipments_rules_apply,
+    shipments_rules_pending,
+)
 from orders.models import Order
 from tkerp.tenancy import tenant_context
 
@@ -18,12 +25,18 @@ def shipment_reference(*, order: Order, warehouse_id: int) -> str:
     return f"TK{order.pk}-W{warehouse_id}"[:40]
 
 
-def order_shipments_split(*, order: Order) -> list[Shipment]:
+def order_shipments_split(
+    *, order: Order, rules: list[Rule] | None = None, apply_rules: bool = True
+) -> list[Shipment]:
     """One pending `Shipment` per warehouse holding the order's reserved lines, with its lines.
 
     Idempotent: a warehouse that already has a live (not cancelled) shipment for the order keeps
     it, and only lines missing from it are added. Returns the order's live shipments from those
     warehouses. Lines without a reservation (short, unknown SKU) get no shipment.
+
+    New parcels, and parcels that got lines, go through the carrier rules in the same
+    transaction (`rules` saves loading them); a batch caller passes `apply_rules=False` and runs
+    the rules once over all its parcels instead.
     """
     with tenant_context(order.tenant), transaction.atomic():
         locked = order_lock(order_id=order.pk)
@@ -32,6 +45,7 @@ def order_shipments_split(*, order: Order) -> list[Shipment]:
             if reservation.state != ReservationState.RELEASED:
                 by_warehouse[reservation.warehouse_id].append(reservation)
         shipments = []
+        grown = []  # parcels created or given lines now: their weight and contents changed
         for warehouse_id in sorted(by_warehouse):
             shipment = (
                 Shipment.objects.filter(order=locked, warehouse_id=warehouse_id)
@@ -50,7 +64,7 @@ def order_shipments_split(*, order: Order) -> list[Shipment]:
                     status=ShipmentStatus.PENDING,
                 )
             present = set(shipment.lines.values_list("order_line_id", flat=True))
-            ShipmentLine.objects.bulk_create(
+            added = ShipmentLine.objects.bulk_create(
                 [
                     ShipmentLine(
                         tenant_id=locked.tenant_id,
@@ -63,6 +77,12 @@ def order_shipments_split(*, order: Order) -> list[Shipment]:
                 ]
             )
             shipments.append(shipment)
+            if added:
+                grown.append(shipment.pk)
+        if apply_rules and grown:
+            shipments_rules_apply(tenant=locked.tenant, shipment_ids=grown, rules=rules)
+            fresh = Shipment.objects.in_bulk(grown)
+            shipments = [fresh.get(shipment.pk, shipment) for shipment in shipments]
         return shipments
 
 
@@ -71,11 +91,14 @@ SPLIT_BATCH = 500
 
 
 def orders_split_ready(*, tenant, order_ids=None, limit: int = SPLIT_BATCH) -> int:
-    """Split every ready order whose stock is reserved but which has no live parcel yet.
+    """Split every ready order whose stock is reserved but which has no live parcel yet, then
+    give the new parcels their carrier service.
 
     Selected by state, so it is safe to run twice or after a worker died: the pipeline queues it
     for the orders an ingest just made ready, and the minute sweep catches the rest (orders
-    released from a hold, a lost task). Returns how many orders were split.
+    released from a hold, a lost task). The rules are loaded once and run set-based over every
+    parcel that has none yet (this batch's, and any a stopped run left behind), `limit` at a
+    time. Returns how many orders were split.
     """
     from inventory.models import Reservation
     from orders.models import OrderStatus
@@ -90,6 +113,15 @@ def orders_split_ready(*, tenant, order_ids=None, limit: int = SPLIT_BATCH) -> i
             orders = orders.filter(pk__in=list(order_ids))
         split = 0
         for order in orders.order_by("pk")[:limit]:
-            order_shipments_split(order=order)
+            order_shipments_split(order=order, apply_rules=False)
             split += 1
+        rules, done = None, set()
+        while True:
+            pending = shipments_rules_pending(tenant=tenant, limit=limit)
+            if done.issuperset(pending):  # nothing new (or a parcel the rules cannot settle)
+                break
+            if rules is None:
+                rules = carrier_rules_load(tenant=tenant)
+            shipments_rules_apply(tenant=tenant, shipment_ids=pending, rules=rules)
+            done.update(pending)
     return split

@@ -15,7 +15,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from orders.events import order_event_add
-from orders.models import Order, OrderHold, OrderStatus
+from orders.models import EventSource, Order, OrderEvent, OrderHold, OrderStatus
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -39,6 +39,7 @@ class HoldReason(models.TextChoices):
     STOCK_SHORT = "stock.short", "Not enough stock"
     SKU_UNKNOWN = "sku.unknown", "Line matches no SKU"
     FRAUD_SUSPECTED = "fraud.suspected", "Suspected fraud"
+    CARRIER_NO_RULE = "carrier.no_rule", "No carrier rule fits a parcel"
 
 
 # Holding is for orders nobody has started fulfilling: once stock is allocated the order has
@@ -146,6 +147,12 @@ def order_release(
             order.status = OrderStatus.NEW if waiting else OrderStatus.READY
             order.save(update_fields=["status", "updated_at"])
         released_codes = [hold.code for hold in to_release]
+        if HoldReason.CARRIER_NO_RULE in released_codes:
+            # The person may have fixed the rules: try them once more on the parcels still
+            # without a service, and leave a parcel no rule fits unheld (they released it).
+            from logistics.rules import order_rules_after_release
+
+            order_rules_after_release(order=order, user=user)
         order_event_add(
             order=order,
             kind="hold.released",
@@ -159,3 +166,120 @@ def order_release(
             source=source,
         )
     return to_release
+
+
+def orders_hold_many(
+    *,
+    messages: dict[int, str],
+    code: str,
+    user: AbstractBaseUser | None = None,
+    source: str | None = None,
+) -> set[int]:
+    """Hold many orders for one reason at once, `messages` giving each order's message: the
+    set-based `order_hold` for a batch (a few queries whatever its size). Call inside a
+    transaction with the tenant in scope.
+
+    Orders that already have an active hold with `code` keep it, and orders past holding are
+    left as they are. Returns the ids of the orders held now.
+    """
+    if not messages:
+        return set()
+    user = user if user is not None and user.is_authenticated else None
+    source = source or (EventSource.USER if user is not None else EventSource.SYSTEM)
+    orders = list(
+        Order.objects.select_for_update(of=("self",))
+        .filter(pk__in=sorted(messages), status__in=HOLDABLE_STATUSES)
+        .order_by("pk")
+    )
+    already = set(
+        OrderHold.objects.filter(
+            order_id__in=[order.pk for order in orders], code=code, released_at__isnull=True
+        ).values_list("order_id", flat=True)
+    )
+    orders = [order for order in orders if order.pk not in already]
+    if not orders:
+        return set()
+    OrderHold.objects.bulk_create(
+        OrderHold(
+            tenant_id=order.tenant_id,
+            order_id=order.pk,
+            code=code,
+            message=messages[order.pk][:500],
+            created_by=user,
+        )
+        for order in orders
+    )
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            tenant_id=order.tenant_id,
+            order_id=order.pk,
+            kind="hold.added",
+            message=f"Held: {code} — {messages[order.pk]}"[:500],
+            data={"code": code, "message": messages[order.pk], "previous_status": order.status},
+            source=source,
+            user=user,
+        )
+        for order in orders
+    )
+    Order.objects.filter(pk__in=[order.pk for order in orders]).exclude(
+        status=OrderStatus.ON_HOLD
+    ).update(status=OrderStatus.ON_HOLD, updated_at=timezone.now())
+    return {order.pk for order in orders}
+
+
+def orders_release_many(
+    *,
+    order_ids: list[int],
+    code: str,
+    user: AbstractBaseUser | None = None,
+    source: str | None = None,
+) -> set[int]:
+    """Release the active `code` hold of many orders at once (the set-based `order_release` for
+    one code); an order left with no active hold becomes ready. Call inside a transaction with
+    the tenant in scope. Returns the ids of the orders whose hold was released."""
+    if not order_ids:
+        return set()
+    user = user if user is not None and user.is_authenticated else None
+    source = source or (EventSource.USER if user is not None else EventSource.SYSTEM)
+    orders = {
+        order.pk: order
+        for order in Order.objects.select_for_update(of=("self",))
+        .filter(pk__in=sorted(set(order_ids)), holds__code=code, holds__released_at__isnull=True)
+        .order_by("pk")
+    }
+    if not orders:
+        return set()
+    now = timezone.now()
+    OrderHold.objects.filter(order_id__in=list(orders), code=code, released_at__isnull=True).update(
+        released_at=now, released_by=user
+    )
+    still_held = set(
+        OrderHold.objects.filter(order_id__in=list(orders), released_at__isnull=True).values_list(
+            "order_id", flat=True
+        )
+    )
+    ready = [pk for pk, order in orders.items() if pk not in still_held]
+    Order.objects.filter(pk__in=ready, status=OrderStatus.ON_HOLD).update(
+        status=OrderStatus.READY, updated_at=now
+    )
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            tenant_id=order.tenant_id,
+            order_id=pk,
+            kind="hold.released",
+            message=f"Released: {code}",
+            data={
+                "codes": [code],
+                "previous_status": order.status,
+                "status": (
+                    OrderStatus.READY
+                    if pk not in still_held and order.status == OrderStatus.ON_HOLD
+                    else order.status
+                ),
+            },
+            source=source,
+            user=user,
+        )
+        for pk, order in orders.items()
+    )
+    return set(orders)

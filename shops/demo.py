@@ -63,6 +63,7 @@ from logistics.models import (
     ShipmentStatus,
 )
 from logistics.routing import orders_split_ready
+from logistics.rules import Parcel, rules_compile, rules_pick
 from logistics.tracking_numbers import gs1_check_digit, make_tracking_number
 from orders.holds import HOLDABLE_STATUSES, HoldReason, order_hold, order_release
 from orders.models import (
@@ -297,8 +298,8 @@ POC-CRB-4    | Locking Carabiners, 4 pack        |  120 |   120x80x30 |  3.20 | 
 DEMO_TENANTS: tuple[TenantSpec, ...] = (SUNNY, PEAK)
 
 # Carriers, their services and the rules that pick one. The rules read top to bottom (lowest
-# priority first, first match wins); `_service_for` applies the same conditions when the demo
-# decides which service its parcels went out with.
+# priority first, first match wins); `_service_for` asks the real rule engine (logistics.rules)
+# which service the demo's parcels went out with.
 CARRIERS = (
     (
         "usps",
@@ -348,26 +349,21 @@ class RuleSpec:
     min_weight_grams: int | None = None
     max_weight_grams: int | None = None
     min_total: Decimal | None = None
-
-    def matches(self, *, total: Decimal, weight: int, state: str, tags: set[str]) -> bool:
-        return (
-            (not self.tag or self.tag in tags)
-            and (not self.states or state in self.states.split(","))
-            and (self.min_weight_grams is None or weight >= self.min_weight_grams)
-            and (self.max_weight_grams is None or weight <= self.max_weight_grams)
-            and (self.min_total is None or total >= self.min_total)
-        )
+    max_total: Decimal | None = None
 
 
+# The issue's own example (ranges include both ends): California first, then heavy parcels, then
+# the price bands, and a catch-all so no demo parcel waits on carrier.no_rule. A PO box in
+# California skips UPS Ground (no PO boxes) and falls through to a USPS rule.
 CARRIER_RULES = (
-    RuleSpec(10, "VIP orders: UPS 2nd Day Air", ("ups", "2nd_day_air"), tag="vip"),
-    RuleSpec(20, "Alaska and Hawaii: Priority Mail", ("usps", "priority"), states="AK,HI"),
-    RuleSpec(30, "Heavy parcels: FedEx Home Delivery", ("fedex", "home_delivery"),
-             min_weight_grams=2000),
-    RuleSpec(40, "High value: UPS Ground", ("ups", "ground"), min_total=Decimal("150")),
-    RuleSpec(50, "Light parcels: USPS Ground Advantage", ("usps", "ground_advantage"),
-             max_weight_grams=450),
-    RuleSpec(100, "Everything else: UPS Ground", ("ups", "ground")),
+    RuleSpec(10, "California: UPS Ground", ("ups", "ground"), states="CA"),
+    RuleSpec(20, "Over 2 kg: FedEx Home Delivery", ("fedex", "home_delivery"),
+             min_weight_grams=2001),
+    RuleSpec(30, "Under $10: USPS Ground Advantage", ("usps", "ground_advantage"),
+             max_total=Decimal("9.99")),
+    RuleSpec(40, "Over $30: USPS Priority Mail", ("usps", "priority"),
+             min_total=Decimal("30.01")),
+    RuleSpec(100, "Everything else: USPS Ground Advantage", ("usps", "ground_advantage")),
 )  # fmt: skip
 
 TAGS = ("live-stream", "vip", "gift", "repeat-buyer", "presale")
@@ -947,7 +943,7 @@ class _TenantBuilder:
                 )
         CarrierService.objects.bulk_create(services)
         self.services = {(svc.carrier.code, svc.code): svc for svc in services}
-        CarrierRule.objects.bulk_create(
+        rules = CarrierRule.objects.bulk_create(
             CarrierRule(
                 tenant=self.tenant,
                 name=rule.name,
@@ -957,10 +953,13 @@ class _TenantBuilder:
                 min_weight_grams=rule.min_weight_grams,
                 max_weight_grams=rule.max_weight_grams,
                 min_total=rule.min_total,
+                max_total=rule.max_total,
                 service=self.services[rule.service],
             )
             for rule in CARRIER_RULES
         )
+        self.rules = rules_compile(rules)
+        self.service_by_pk = {service.pk: service for service in services}
 
     def _listings(self) -> None:
         listings = []
@@ -1246,13 +1245,12 @@ class _TenantBuilder:
             )
 
     def _service_for(self, total: Decimal, weight: int, state: str, tags: set[str]):
-        """The service the carrier rules pick (the same conditions `CarrierRule` holds)."""
-        rule = next(
-            rule
-            for rule in CARRIER_RULES
-            if rule.matches(total=total, weight=weight, state=state, tags=tags)
-        )
-        return self.services[rule.service]
+        """The service the tenant's carrier rules pick, by the real engine (`logistics.rules`)."""
+        parcel = Parcel(weight_grams=weight, total=total, state=state, tags=frozenset(tags))
+        decision = rules_pick(rules=self.rules, parcel=parcel)
+        if decision.rule is None:
+            raise ValueError(f"no demo carrier rule fits {parcel}")
+        return self.service_by_pk[decision.service_id]
 
     def _tracking_number(self, service: CarrierService, rng: random.Random | None = None) -> str:
         self.serial += (rng or self.rng).randint(1, 40)

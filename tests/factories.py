@@ -32,6 +32,7 @@ from logistics.models import (
     Provider,
     Shipment,
     ShipmentLine,
+    ShippingPolicy,
 )
 from orders.models import (
     CancellationRequest,
@@ -331,6 +332,13 @@ class ShipmentLineFactory(BaseFactory):
         OrderLineFactory, order=factory.SelfAttribute("..shipment.order")
     )
     quantity = 1
+
+
+class ShippingPolicyFactory(BaseFactory):
+    class Meta:
+        model = ShippingPolicy
+
+    tenant = factory.SubFactory(TenantFactory)
 
 
 class ShopWarehouseFactory(BaseFactory):

@@ -307,3 +307,7 @@ TKERP_INVITATION_DAYS = int(os.environ.get("TKERP_INVITATION_DAYS", "7"))
 # Label buying (logistics.labels.store): at most this many parcels' labels are bought at once;
 # each label source's own rate limit paces its calls within that.
 TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "16"))
+
+# Carrier rules (logistics.rules): grams of packaging (box, filler, label) added to the SKU weights
+# of every parcel; a tenant overrides it in its shipping policy.
+TKERP_PACKAGING_ALLOWANCE_GRAMS = int(os.environ.get("TKERP_PACKAGING_ALLOWANCE_GRAMS", "60"))

@@ -259,3 +259,14 @@ TKERP_DYNAMIC_BUFFER_WINDOW_MINUTES = int(
 TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
+
+# Label batches (logistics/batches.py, documents.py): the font every PDF prints with, which must
+# cover Chinese product names (Debian's fonts-noto-cjk; README "PDF fonts"); the face to take
+# from a font collection; how long a batch job's lease lasts before another worker may resume it.
+TKERP_PDF_FONT_FILE = os.environ.get(
+    "TKERP_PDF_FONT_FILE", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+)
+TKERP_PDF_FONT_FACE = os.environ.get("TKERP_PDF_FONT_FACE", "Noto Sans CJK SC")
+TKERP_LABEL_BATCH_LEASE_SECONDS = int(os.environ.get("TKERP_LABEL_BATCH_LEASE_SECONDS", "120"))
+# WeasyPrint narrates every rendering step at INFO; a batch worker's log needs only its problems.
+LOGGING["loggers"]["weasyprint"] = {"level": "WARNING"}

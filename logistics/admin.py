@@ -7,6 +7,7 @@ per-row queries.
 from django.contrib import admin
 from django.db import models
 
+from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -162,7 +163,7 @@ class ShipmentLineInline(TenantTabularInline):
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(_ServiceChoicesMixin, TenantModelAdmin):
+class ShipmentAdmin(PrintActionMixin, _ServiceChoicesMixin, TenantModelAdmin):
     list_display = (
         "reference",
         "order",
@@ -180,3 +181,5 @@ class ShipmentAdmin(_ServiceChoicesMixin, TenantModelAdmin):
     raw_id_fields = ("order",)
     readonly_fields = ("created_at", "updated_at")
     inlines = (ShipmentLineInline,)
+    actions = (print_labels,)
+    change_list_template = "admin/logistics/shipment/change_list.html"

@@ -1,0 +1,655 @@
+"""Label batches: one click turns a shop's ready parcels into labels, packing slips and a pick
+list, merged into one PDF in pick-path order.
+
+The life of a batch:
+- `label_batch_start` takes the parcels (a selection, or everything ready of a shop, optionally
+  only what is due before a time), orders them along the pick path, and inserts one item per
+  parcel. A parcel belongs to at most one live batch: a partial unique index on the items says
+  so, and the insert skips what another batch took first, so two people starting batches over
+  the same parcels at the same moment print each parcel once. The job is queued on commit.
+- `label_batch_run` (the django-q task, or the print_batch command in the foreground) holds a
+  lease on the batch, buys the label of every pending item through the label sources (in
+  parallel under each source's rate limit, never inside a transaction), records each outcome as
+  it arrives, then renders the documents and finishes. It is safe to run again at any point:
+  labelled items are never bought again, and a buy repeated for a pending item carries the same
+  idempotency key, so the source returns the label it sold the first time.
+- `label_batch_retry_failed` puts the failed items back to pending and runs the batch again;
+  `label_batch_reprint` re-renders the documents without buying anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from inventory.models import StockLevel, WarehouseKind
+from logistics.documents import ParcelSheet, PickRow, SlipLine, batch_documents_render
+from logistics.models import (
+    LabelBatch,
+    LabelBatchItem,
+    LabelBatchItemStatus,
+    LabelBatchLayout,
+    LabelBatchStatus,
+    Shipment,
+    ShipmentLine,
+    ShipmentStatus,
+)
+from orders.models import OrderStatus
+from tkerp.tenancy import tenant_context
+
+logger = logging.getLogger("tkerp.labels")
+
+#: Order states whose pending parcels may be printed ("ready" until allocation marks them).
+PRINTABLE_ORDER_STATUSES = (OrderStatus.READY, OrderStatus.ALLOCATED)
+
+
+class NothingToPrint(ValueError):
+    """No parcel could be taken into the batch (none ready, or all in another live batch)."""
+
+
+class BatchLeaseLost(RuntimeError):
+    """Another worker took the batch over (our lease expired); stop writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """How far a batch is, for the progress bar: `done` labelled, `failed`, of `total`."""
+
+    total: int
+    done: int
+    failed: int
+    status: str
+    status_label: str
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def percent(self) -> int:
+        if self.status == LabelBatchStatus.DONE or not self.total:
+            return 100
+        return min(100, self.processed * 100 // self.total)
+
+    @property
+    def live(self) -> bool:
+        return self.status in (LabelBatchStatus.QUEUED, LabelBatchStatus.RUNNING)
+
+
+# ------------------------------------------------------------------------ pick-path ordering
+
+
+def bin_sort_key(bin_location: str) -> tuple:
+    """Natural order of bin codes (A-2 before A-10); bins left blank go last."""
+    if not bin_location:
+        return (1,)
+    parts = re.split(r"(\d+)", bin_location.upper())
+    return (0, *((0, int(part), "") if part.isdigit() else (1, 0, part) for part in parts if part))
+
+
+def _bins(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """{(sku_id, warehouse_id): bin location} for the given pairs (one query)."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    skus = {sku for sku, _ in pairs}
+    warehouses = {warehouse for _, warehouse in pairs}
+    rows = StockLevel.objects.filter(sku_id__in=skus, warehouse_id__in=warehouses).values_list(
+        "sku_id", "warehouse_id", "bin_location"
+    )
+    return {(sku, warehouse): bin_location for sku, warehouse, bin_location in rows}
+
+
+def _pick_path(shipment_ids: list[int]) -> list[int]:
+    """The shipments in pick-path order: warehouse by warehouse, then by the first bin the
+    parcel's SKUs sit in (so parcels of one SKU come out together), then by reference."""
+    shipments = {
+        row["pk"]: row
+        for row in Shipment.objects.filter(pk__in=shipment_ids).values(
+            "pk", "reference", "warehouse_id", "warehouse__code"
+        )
+    }
+    lines = list(
+        ShipmentLine.objects.filter(shipment_id__in=shipment_ids).values_list(
+            "shipment_id", "order_line__sku_id", "order_line__sku__code"
+        )
+    )
+    bins = _bins(
+        (sku_id, shipments[shipment_id]["warehouse_id"])
+        for shipment_id, sku_id, _ in lines
+        if sku_id is not None
+    )
+    keys: dict[int, list] = defaultdict(list)
+    for shipment_id, sku_id, sku_code in lines:
+        bin_location = bins.get((sku_id, shipments[shipment_id]["warehouse_id"]), "")
+        keys[shipment_id].append((bin_sort_key(bin_location), sku_code or ""))
+
+    def order(pk: int):
+        row = shipments[pk]
+        return (row["warehouse__code"], sorted(keys[pk]) or [((1,), "")], row["reference"])
+
+    return sorted(shipments, key=order)
+
+
+# ------------------------------------------------------------------------------------ start
+
+
+def label_batch_ready_parcels(*, shop=None, due_before: datetime | None = None):
+    """The parcels ready to print (of `shop`, or of every shop in scope): pending, leaving one
+    of the seller's own warehouses (3PL and drop-ship parcels go to their provider), of an
+    order still to ship, and in no live batch. Oldest deadline first."""
+    parcels = Shipment.objects.filter(
+        status=ShipmentStatus.PENDING,
+        provider__isnull=True,
+        warehouse__kind=WarehouseKind.OWN,
+        order__status__in=PRINTABLE_ORDER_STATUSES,
+    ).exclude(batch_items__live=True)
+    if shop is not None:
+        parcels = parcels.filter(order__shop=shop)
+    if due_before is not None:
+        parcels = parcels.filter(order__ship_by__lte=due_before)
+    return parcels.order_by("order__ship_by", "pk")
+
+
+def label_batch_start(
+    *,
+    tenant,
+    shipment_ids: Iterable[int] | None = None,
+    shop=None,
+    due_before: datetime | None = None,
+    limit: int | None = None,
+    layout: str = LabelBatchLayout.MERGED,
+    user=None,
+    queue: bool = True,
+) -> LabelBatch:
+    """Create a batch of the given parcels (or of everything ready of `shop`) and queue its job.
+
+    Parcels already in another live batch, cancelled, or handed to a provider are left out; if
+    none is left, `NothingToPrint` says why and nothing is written.
+    """
+    if layout not in LabelBatchLayout.values:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LabelBatchLayout.values}")
+    if limit is not None and limit < 1:
+        raise ValueError("the limit must be at least 1")
+    with tenant_context(tenant), transaction.atomic():
+        if shipment_ids is None:
+            if shop is None:
+                raise ValueError("give the parcels or the shop to print")
+            candidates = label_batch_ready_parcels(shop=shop, due_before=due_before)
+        else:
+            candidates = Shipment.objects.filter(pk__in=list(shipment_ids)).exclude(
+                status=ShipmentStatus.CANCELLED
+            )
+            candidates = candidates.filter(provider__isnull=True).order_by("pk")
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            raise NothingToPrint(
+                "no parcel is ready to print"
+                + (f" for {shop}" if shop is not None else "")
+                + (f" due before {due_before:%Y-%m-%d %H:%M}" if due_before else "")
+            )
+        batch = LabelBatch.objects.create(
+            tenant=tenant, shop=shop, due_before=due_before, layout=layout, created_by=user
+        )
+        LabelBatchItem.objects.bulk_create(
+            [
+                LabelBatchItem(tenant=tenant, batch=batch, shipment_id=pk, position=position)
+                for position, pk in enumerate(_pick_path(ids))
+            ],
+            # A parcel another live batch holds (its insert may still be in flight: PostgreSQL
+            # waits for it) is skipped, not an error: each parcel is printed once.
+            ignore_conflicts=True,
+        )
+        taken = batch.items.count()
+        if not taken:
+            raise NothingToPrint(f"all {len(ids)} parcel(s) are already in a batch being printed")
+        if queue:
+            batch_id = batch.pk
+            transaction.on_commit(lambda: _queue_run(tenant_id=tenant.pk, batch_id=batch_id))
+    return batch
+
+
+def _queue_run(*, tenant_id: int, batch_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "logistics.tasks.run_label_batch",
+        tenant_id,
+        batch_id,
+        task_name=f"label-batch-{batch_id}",
+    )
+
+
+# -------------------------------------------------------------------------------------- run
+
+Progress = Callable[[BatchProgress], None]
+
+
+def label_batch_progress(*, batch: LabelBatch) -> BatchProgress:
+    """Counts of the batch's items by outcome (one query)."""
+    counts = LabelBatchItem.objects.filter(batch_id=batch.pk).aggregate(
+        total=Count("pk"),
+        done=Count("pk", filter=Q(status=LabelBatchItemStatus.LABELLED)),
+        failed=Count("pk", filter=Q(status=LabelBatchItemStatus.FAILED)),
+    )
+    return BatchProgress(
+        total=counts["total"],
+        done=counts["done"],
+        failed=counts["failed"],
+        status=batch.status,
+        status_label=batch.get_status_display(),
+    )
+
+
+#: A running batch extends its lease this often (the lease itself lasts
+#: TKERP_LABEL_BATCH_LEASE_SECONDS).
+LEASE_RENEW_SECONDS = 10
+
+
+def _lease_seconds() -> timedelta:
+    return timedelta(seconds=settings.TKERP_LABEL_BATCH_LEASE_SECONDS)
+
+
+def _claim(batch_id: int) -> tuple[LabelBatch | None, str]:
+    """Take the batch's lease if it is queued, or running under a lease that expired (its
+    worker died); returns (batch, token), or (None, "") when someone else runs it or it is
+    finished."""
+    now = timezone.now()
+    token = secrets.token_hex(8)
+    claimed = (
+        LabelBatch.objects.filter(pk=batch_id)
+        .filter(
+            Q(status=LabelBatchStatus.QUEUED)
+            | Q(status=LabelBatchStatus.RUNNING, lease_until__lt=now)
+            | Q(status=LabelBatchStatus.RUNNING, lease_until__isnull=True)
+        )
+        .update(
+            status=LabelBatchStatus.RUNNING,
+            lease_token=token,
+            lease_until=now + _lease_seconds(),
+            started_at=now,
+            finished_at=None,
+            error="",
+        )
+    )
+    if not claimed:
+        return None, ""
+    LabelBatch.objects.filter(pk=batch_id).update(runs=F("runs") + 1)
+    return LabelBatch.objects.get(pk=batch_id), token
+
+
+def _renew(batch: LabelBatch, token: str) -> None:
+    held = LabelBatch.objects.filter(pk=batch.pk, lease_token=token).update(
+        lease_until=timezone.now() + _lease_seconds()
+    )
+    if not held:
+        raise BatchLeaseLost(f"the lease of label batch {batch.pk} was taken over")
+
+
+def label_batch_run(*, tenant, batch_id: int, progress: Progress | None = None) -> LabelBatch:
+    """Run the batch: buy what is pending, render, finish. Safe to call again at any time; a
+    batch someone else is running, or one already finished, is returned untouched."""
+    with tenant_context(tenant):
+        batch, token = _claim(batch_id)
+        if batch is None:
+            return LabelBatch.objects.get(pk=batch_id)
+        try:
+            timings: dict[str, float] = {}
+            started = time.perf_counter()
+            if not batch.render_only:
+                _buy_pending(batch=batch, token=token, progress=progress)
+            timings["labels"] = time.perf_counter() - started
+            _renew(batch, token)
+            documents = _render(batch=batch)
+            if documents is not None:
+                timings.update(documents.timings)
+            _finish(batch=batch, token=token, timings=timings)
+        except BatchLeaseLost:
+            logger.warning("label batch %s: lease lost, another worker runs it", batch_id)
+            return LabelBatch.objects.get(pk=batch_id)
+        except Exception as error:
+            logger.exception("label batch %s failed", batch_id)
+            _fail(batch=batch, token=token, error=error)
+        batch.refresh_from_db()
+        if progress is not None:
+            progress(label_batch_progress(batch=batch))
+        return batch
+
+
+def _finish(*, batch: LabelBatch, token: str, timings: dict[str, float]) -> None:
+    with transaction.atomic():
+        held = LabelBatch.objects.filter(pk=batch.pk, lease_token=token).update(
+            status=LabelBatchStatus.DONE,
+            finished_at=timezone.now(),
+            lease_token="",
+            lease_until=None,
+            render_only=False,
+            timings={stage: round(seconds, 3) for stage, seconds in timings.items()},
+        )
+        if not held:
+            raise BatchLeaseLost(f"the lease of label batch {batch.pk} was taken over")
+        # The batch is over: its parcels may join another batch (a failed one may be retried).
+        batch.items.filter(live=True).update(live=False)
+
+
+def _fail(*, batch: LabelBatch, token: str, error: Exception) -> None:
+    """The job itself broke (not one parcel): say so on the batch and free its parcels."""
+    reason = str(error) or type(error).__name__
+    with transaction.atomic():
+        LabelBatch.objects.filter(pk=batch.pk, lease_token=token).update(
+            status=LabelBatchStatus.FAILED,
+            error=f"{type(error).__name__}: {reason}"[:500],
+            finished_at=timezone.now(),
+            lease_token="",
+            lease_until=None,
+        )
+        batch.items.filter(live=True).update(live=False)
+
+
+# ----------------------------------------------------------------------------------- buying
+
+
+def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) -> None:
+    """Buy (or fetch) the label of every pending item through the label sources' parallel buy,
+    recording each outcome as it arrives (from the buying threads) and keeping the lease."""
+    from logistics.labels.store import shipments_label_buy
+
+    pending = list(
+        batch.items.filter(status=LabelBatchItemStatus.PENDING)
+        .order_by("position")
+        .values_list("shipment_id", "pk")
+    )
+    if not pending:
+        return
+    items = dict(pending)
+    start = label_batch_progress(batch=batch)
+    state = {"done": start.done, "failed": start.failed, "renewed": time.monotonic()}
+    lock = threading.Lock()
+    lost = threading.Event()
+
+    def on_result(result) -> None:
+        if lost.is_set():
+            return  # another worker runs the batch now; it records the outcomes itself
+        item_id = items[result.shipment_id]
+        if result.ok:
+            _item_labelled(item_id=item_id)
+        else:
+            _item_failed(item_id=item_id, reason=result.reason, code=result.code)
+        with lock:
+            state["done" if result.ok else "failed"] += 1
+            if time.monotonic() - state["renewed"] > LEASE_RENEW_SECONDS:
+                state["renewed"] = time.monotonic()
+                try:
+                    _renew(batch, token)
+                except BatchLeaseLost:
+                    lost.set()
+            if progress is not None:
+                progress(
+                    BatchProgress(
+                        total=start.total,
+                        done=state["done"],
+                        failed=state["failed"],
+                        status=LabelBatchStatus.RUNNING,
+                        status_label=LabelBatchStatus.RUNNING.label,
+                    )
+                )
+
+    shipments_label_buy(tenant=batch.tenant, shipment_ids=list(items), on_result=on_result)
+    if lost.is_set():
+        raise BatchLeaseLost(f"the lease of label batch {batch.pk} was taken over")
+
+
+def _item_labelled(*, item_id: int) -> None:
+    LabelBatchItem.objects.filter(pk=item_id).update(
+        status=LabelBatchItemStatus.LABELLED,
+        error="",
+        error_code="",
+        attempts=F("attempts") + 1,
+    )
+
+
+def _item_failed(*, item_id: int, reason: str, code: str) -> None:
+    LabelBatchItem.objects.filter(pk=item_id).update(
+        status=LabelBatchItemStatus.FAILED,
+        error=reason[:500],
+        error_code=code[:40],
+        attempts=F("attempts") + 1,
+    )
+
+
+# -------------------------------------------------------------------------------- rendering
+
+
+def _address_lines(order) -> tuple[str, ...]:
+    city_line = " ".join(
+        part
+        for part in (f"{order.city}," if order.city else "", order.state, order.postal_code)
+        if part
+    )
+    return tuple(
+        line
+        for line in (order.address_line1, order.address_line2, city_line.strip(","), order.country)
+        if line
+    )
+
+
+def _sender_lines(warehouse) -> tuple[str, ...]:
+    city_line = " ".join(
+        part
+        for part in (
+            f"{warehouse.city}," if warehouse.city else "",
+            warehouse.state,
+            warehouse.postal_code,
+        )
+        if part
+    )
+    return tuple(
+        line
+        for line in (
+            warehouse.name,
+            warehouse.address_line1,
+            warehouse.address_line2,
+            city_line.strip(","),
+        )
+        if line
+    )
+
+
+def _label_pdf(shipment: Shipment) -> bytes | None:
+    """The stored label if it is a PDF; None when there is none (we draw one)."""
+    if not shipment.label_file:
+        return None
+    with shipment.label_file.open("rb") as handle:
+        data = handle.read()
+    return data if data.startswith(b"%PDF") else None
+
+
+def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]]:
+    """The labelled parcels of the batch in pick-path order, as documents data, and the pick
+    list's rows (SKU totals per warehouse in bin order)."""
+    items = list(
+        batch.items.filter(status=LabelBatchItemStatus.LABELLED)
+        .select_related(
+            "shipment__order__shop", "shipment__warehouse", "shipment__service__carrier"
+        )
+        .order_by("position")
+    )
+    shipments = [item.shipment for item in items]
+    lines_by_shipment: dict[int, list[ShipmentLine]] = defaultdict(list)
+    for line in (
+        ShipmentLine.objects.filter(shipment_id__in=[s.pk for s in shipments])
+        .select_related("order_line__sku")
+        .order_by("pk")
+    ):
+        lines_by_shipment[line.shipment_id].append(line)
+    bins = _bins(
+        (line.order_line.sku_id, shipment.warehouse_id)
+        for shipment in shipments
+        for line in lines_by_shipment[shipment.pk]
+        if line.order_line.sku_id is not None
+    )
+    sheets: list[ParcelSheet] = []
+    picks: dict[tuple[str, str, str], dict] = {}
+    for shipment in shipments:
+        order, warehouse = shipment.order, shipment.warehouse
+        slip_lines = []
+        for line in lines_by_shipment[shipment.pk]:
+            order_line = line.order_line
+            sku = order_line.sku
+            code = sku.code if sku is not None else order_line.seller_sku
+            name = order_line.product_name or (sku.name if sku is not None else "")
+            bin_location = bins.get((order_line.sku_id, shipment.warehouse_id), "")
+            slip_lines.append(
+                SlipLine(sku=code, name=name, bin=bin_location, quantity=line.quantity)
+            )
+            pick = picks.setdefault(
+                (warehouse.name, bin_location, code),
+                {"name": name, "quantity": 0, "parcels": set()},
+            )
+            pick["quantity"] += line.quantity
+            pick["parcels"].add(shipment.pk)
+        slip_lines.sort(key=lambda line: (bin_sort_key(line.bin), line.sku))
+        service = shipment.service
+        sheets.append(
+            ParcelSheet(
+                reference=shipment.reference,
+                order_number=order.platform_order_id,
+                shop_name=order.shop.name,
+                recipient_name=order.recipient_name or order.buyer_name,
+                recipient_lines=_address_lines(order),
+                lines=tuple(slip_lines),
+                buyer_note=order.buyer_note,
+                placed_at=order.placed_at,
+                sender_lines=_sender_lines(warehouse),
+                tracking_number=shipment.tracking_number,
+                carrier_name=service.carrier.name if service is not None else "",
+                service_name=service.name if service is not None else "",
+                label_pdf=_label_pdf(shipment),
+            )
+        )
+    warehouse_order = {}
+    for shipment in shipments:
+        warehouse_order.setdefault(shipment.warehouse.name, shipment.warehouse.code)
+    rows = [
+        PickRow(
+            warehouse=warehouse,
+            bin=bin_location,
+            sku=code,
+            name=pick["name"],
+            quantity=pick["quantity"],
+            parcels=len(pick["parcels"]),
+        )
+        for (warehouse, bin_location, code), pick in picks.items()
+    ]
+    rows.sort(key=lambda row: (warehouse_order[row.warehouse], bin_sort_key(row.bin), row.sku))
+    return sheets, rows
+
+
+def batch_title(batch: LabelBatch) -> str:
+    shop = f" — {batch.shop.name}" if batch.shop_id else ""
+    return f"Label batch {batch.pk}{shop}"
+
+
+def _render(*, batch: LabelBatch):
+    """Render the batch's documents from its labelled parcels and store them (replacing the
+    previous ones). Returns the rendered documents, or None when nothing was labelled."""
+    sheets, rows = batch_sheets(batch=batch)
+    for field_name in ("document", "slips_document"):
+        stored = getattr(batch, field_name)
+        if stored:
+            stored.delete(save=False)
+    if not sheets:
+        LabelBatch.objects.filter(pk=batch.pk).update(document="", slips_document="", pages=0)
+        return None
+    documents = batch_documents_render(
+        parcels=sheets,
+        pick_rows=rows,
+        title=batch_title(batch),
+        separate=batch.layout == LabelBatchLayout.SEPARATE,
+    )
+    base = f"label_batches/{batch.tenant_id}/{batch.pk}/batch-{batch.pk}"
+    batch.document.save(f"{base}.pdf", ContentFile(documents.document), save=False)
+    if documents.slips is not None:
+        batch.slips_document.save(f"{base}-slips.pdf", ContentFile(documents.slips), save=False)
+    LabelBatch.objects.filter(pk=batch.pk).update(
+        document=batch.document.name,
+        slips_document=batch.slips_document.name or "",
+        pages=documents.pages,
+    )
+    return documents
+
+
+# ------------------------------------------------------------------------- retry and reprint
+
+
+def label_batch_retry_failed(*, batch: LabelBatch, queue: bool = True) -> int:
+    """Put the batch's failed parcels back in line and run it again; returns how many.
+
+    Labelled parcels are not bought again, and a failed one is bought with its same idempotency
+    key, so a label the source did sell before the failure is returned, not bought twice. A
+    failed parcel that was labelled meanwhile, or that another live batch holds now, stays as
+    it is. A batch whose job broke resumes where it stopped.
+    """
+    with tenant_context(batch.tenant), transaction.atomic():
+        locked = LabelBatch.objects.select_for_update().get(pk=batch.pk)
+        if locked.is_live and not locked.is_stalled:
+            raise ValueError(f"label batch {batch.pk} is still running")
+        retried = 0
+        failed = locked.items.filter(
+            status=LabelBatchItemStatus.FAILED, shipment__status=ShipmentStatus.PENDING
+        ).order_by("pk")
+        for item in failed:
+            try:
+                with transaction.atomic():
+                    LabelBatchItem.objects.filter(pk=item.pk).update(
+                        status=LabelBatchItemStatus.PENDING, live=True
+                    )
+            except IntegrityError:
+                continue  # another live batch holds the parcel now
+            retried += 1
+        # Parcels a broken run left pending (and released) are taken back too.
+        resumed = locked.items.filter(status=LabelBatchItemStatus.PENDING, live=False)
+        for item in resumed.order_by("pk"):
+            try:
+                with transaction.atomic():
+                    LabelBatchItem.objects.filter(pk=item.pk).update(live=True)
+            except IntegrityError:
+                continue
+            retried += 1
+        if not retried and locked.status == LabelBatchStatus.DONE:
+            return 0
+        LabelBatch.objects.filter(pk=batch.pk).update(
+            status=LabelBatchStatus.QUEUED, render_only=False, error=""
+        )
+        if queue:
+            tenant_id = batch.tenant_id
+            transaction.on_commit(lambda: _queue_run(tenant_id=tenant_id, batch_id=batch.pk))
+    return retried
+
+
+def label_batch_reprint(*, batch: LabelBatch, queue: bool = True) -> None:
+    """Render the batch's documents again from the labels it holds, buying nothing."""
+    with tenant_context(batch.tenant), transaction.atomic():
+        updated = (
+            LabelBatch.objects.filter(pk=batch.pk)
+            .exclude(status__in=(LabelBatchStatus.QUEUED, LabelBatchStatus.RUNNING))
+            .update(status=LabelBatchStatus.QUEUED, render_only=True, error="")
+        )
+        if not updated:
+            raise ValueError(f"label batch {batch.pk} is still running")
+        if queue:
+            tenant_id = batch.tenant_id
+            transaction.on_commit(lambda: _queue_run(tenant_id=tenant_id, batch_id=batch.pk))

@@ -1,13 +1,14 @@
 """Back office for carriers, their services and rules, providers and shipments.
 
 Scoping comes from tkerp.admin; this module only lays out the pages and keeps lists free of
-per-row queries.
+per-row queries. Label accounts and the parcels' label actions are in admin_labels.
 """
 
 from django.contrib import admin
 from django.db import models
 
 from logistics.admin_batches import PrintActionMixin, print_labels
+from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -163,7 +164,9 @@ class ShipmentLineInline(TenantTabularInline):
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(PrintActionMixin, _ServiceChoicesMixin, TenantModelAdmin):
+class ShipmentAdmin(
+    PrintActionMixin, ShipmentLabelAdminMixin, _ServiceChoicesMixin, TenantModelAdmin
+):
     list_display = (
         "reference",
         "order",
@@ -181,5 +184,5 @@ class ShipmentAdmin(PrintActionMixin, _ServiceChoicesMixin, TenantModelAdmin):
     raw_id_fields = ("order",)
     readonly_fields = ("created_at", "updated_at")
     inlines = (ShipmentLineInline,)
-    actions = (print_labels,)
+    actions = (print_labels, "buy_labels", "void_labels", "compare_label_rates")
     change_list_template = "admin/logistics/shipment/change_list.html"

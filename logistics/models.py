@@ -3,8 +3,10 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from tkerp.tenancy import TenantOwnedModel
 
@@ -141,6 +143,80 @@ class Provider(TenantOwnedModel):
         return self.name
 
 
+class LabelProvider(models.TextChoices):
+    EASYPOST = "easypost", "EasyPost"
+
+
+class LabelAccount(TenantOwnedModel):
+    """The seller's own account at a multi-carrier label service, and the carriers it buys
+    labels for. Parcels of those carriers get their labels here (see logistics.labels).
+
+    There is no base URL to edit: the service's address comes from `provider`, or is the
+    sandbox when `use_sandbox` is set (tests and the demo), so a tenant cannot point tkerp's
+    requests at an address of its choosing. The API key is a plain field for now (to be moved to
+    an encrypted field); the admin never shows it back.
+    """
+
+    name = models.CharField(max_length=100)
+    provider = models.CharField(
+        max_length=20, choices=LabelProvider.choices, default=LabelProvider.EASYPOST
+    )
+    api_key = models.CharField(max_length=200, blank=True)
+    use_sandbox = models.BooleanField(
+        default=False, help_text="Talk to tkerp's label sandbox instead of the real service."
+    )
+    carriers = models.CharField(
+        max_length=200,
+        help_text="Comma-separated carrier codes this account buys labels for, e.g. usps,ups.",
+    )
+    label_format = models.CharField(
+        max_length=8,
+        choices=[("pdf", "PDF 4x6"), ("zpl", "ZPL (thermal printer)")],
+        default="pdf",
+    )
+    requests_per_second = models.FloatField(
+        default=10.0,
+        help_text="How fast tkerp may call the service (it answers 429 above its limit).",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="labelaccount_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def carrier_codes(self) -> list[str]:
+        return [code.strip().lower() for code in self.carriers.split(",") if code.strip()]
+
+    def clean(self) -> None:
+        super().clean()
+        codes = self.carrier_codes
+        if not codes:
+            raise ValidationError({"carriers": "Name at least one carrier code, e.g. usps."})
+        known = set(
+            Carrier._base_manager.filter(tenant_id=self.tenant_id).values_list("code", flat=True)
+        )
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise ValidationError(
+                {"carriers": f"No carrier with code {', '.join(unknown)}; add it under Carriers."}
+            )
+        self.carriers = ",".join(codes)
+
+
+def label_upload_to(shipment: "Shipment", filename: str) -> str:
+    """Label files live under the tenant's own folder, so one tenant's files never share a path
+    with another's (downloads go through the tenant-scoped admin view, not MEDIA_URL)."""
+    return f"labels/{shipment.tenant_id}/{timezone.now():%Y/%m}/{filename}"
+
+
 class ShipmentStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     LABELLED = "labelled", "Label printed"
@@ -171,7 +247,29 @@ class Shipment(TenantOwnedModel):
         max_length=20, choices=ShipmentStatus.choices, default=ShipmentStatus.PENDING, db_index=True
     )
     tracking_number = models.CharField(max_length=64, blank=True)
-    label_file = models.FileField(upload_to="labels/%Y/%m/", blank=True)
+    label_file = models.FileField(upload_to=label_upload_to, blank=True)
+    label_format = models.CharField(max_length=8, blank=True, help_text="pdf or zpl.")
+    label_source = models.CharField(
+        max_length=20, blank=True, help_text="Where the label came from: labelapi, tiktok, manual."
+    )
+    label_account = models.ForeignKey(
+        LabelAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shipments",
+        help_text="The label-service account that sold the label (a void goes back to it).",
+    )
+    source_label_id = models.CharField(
+        max_length=100, blank=True, help_text="The source's id of the label (to void it)."
+    )
+    labelled_at = models.DateTimeField(null=True, blank=True)
+    label_voids = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Labels voided so far; part of the idempotency key, so a re-buy after a void "
+        "buys a new label instead of getting the voided one back.",
+    )
     weight_grams = models.PositiveIntegerField(default=0)
     shipping_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
     platform_package_id = models.CharField(max_length=100, blank=True)
@@ -298,8 +396,6 @@ class LabelBatch(TenantOwnedModel):
     @property
     def is_stalled(self) -> bool:
         """Running under a lease that ran out: its worker died, and a retry resumes it."""
-        from django.utils import timezone
-
         return self.status == LabelBatchStatus.RUNNING and (
             self.lease_until is None or self.lease_until < timezone.now()
         )

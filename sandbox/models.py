@@ -147,3 +147,69 @@ class SandboxWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}:{self.delivery_id}"
+
+
+class SandboxLabelAccount(models.Model):
+    """A seller's account at the label service (EasyPost-shaped), as that service knows it:
+    its API key, the carrier accounts it may buy from, its wallet, its limits, and counters that
+    prove what was really bought (idempotent replays are not purchases)."""
+
+    account_id = models.CharField(max_length=40, unique=True, help_text='"user_..."')
+    name = models.CharField(max_length=200, blank=True)
+    api_key = models.CharField(max_length=100, unique=True)
+    carriers = models.JSONField(default=list, help_text='Carrier accounts, e.g. ["USPS", "UPS"].')
+    ups_shipper_number = models.CharField(max_length=6, default="A1B2C3")
+    balance = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Wallet funds; empty means unlimited. A purchase above it answers 402.",
+    )
+    rate_per_second = models.FloatField(default=20.0)
+    rate_burst = models.PositiveIntegerField(default=20)
+    purchase_latency_ms = models.PositiveIntegerField(
+        default=0, help_text="How long each purchase takes (the carrier's label call)."
+    )
+    fault_rate = models.FloatField(default=0.0, help_text="Share of requests that fail, 0-1.")
+    fault_kinds = models.JSONField(default=list, blank=True, help_text='e.g. ["429", "500"].')
+    slow_seconds = models.FloatField(default=0.0, help_text="Delay added to each response.")
+    purchases = models.PositiveIntegerField(default=0, help_text="Labels really bought.")
+    refunds = models.PositiveIntegerField(default=0, help_text="Labels refunded (voided).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.account_id
+
+
+class SandboxLabelShipment(models.Model):
+    """A shipment at the label service, kept in the service's own JSON shape, with the label
+    documents it sold. `idempotency_key` makes a retried purchase return the first one."""
+
+    account = models.ForeignKey(
+        SandboxLabelAccount, on_delete=models.CASCADE, related_name="shipments"
+    )
+    shipment_id = models.CharField(max_length=40, unique=True, help_text='"shp_..."')
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict)
+    tracking_code = models.CharField(max_length=40, blank=True)
+    label_id = models.CharField(max_length=40, blank=True, help_text='"pl_..."; names its files.')
+    label_pdf = models.BinaryField(null=True, blank=True)
+    label_zpl = models.TextField(blank=True)
+    rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    refund_status = models.CharField(max_length=20, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="sandboxlabelshipment_unique_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.shipment_id

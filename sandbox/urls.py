@@ -1,4 +1,4 @@
-"""/sandbox/<platform>/...: each platform's API, as served by its sandbox module."""
+"""/sandbox/<service>/...: each simulated service's API, as served by its sandbox module."""
 
 from django.urls import include, path
 
@@ -7,4 +7,5 @@ urlpatterns = [
     path("shopify/", include("sandbox.shopify")),
     path("amazon/", include("sandbox.amazon")),
     path("ebay/", include("sandbox.ebay")),
+    path("labelapi/", include("sandbox.labelapi")),
 ]

@@ -49,6 +49,7 @@ from logistics.models import (
     ShipmentLine,
     ShipmentStatus,
 )
+from logistics.tracking_numbers import gs1_check_digit, make_tracking_number
 from orders.models import (
     EventSource,
     Order,
@@ -302,8 +303,6 @@ CARRIERS = (
         ),
     ),
 )
-# UPS service codes as they appear inside 1Z tracking numbers.
-UPS_SERVICE_CODES = {"ground": "03", "2nd_day_air": "02", "next_day_air": "01"}
 
 
 @dataclass(frozen=True)
@@ -610,43 +609,6 @@ def _tenant_owned_models() -> list[type[TenantOwnedModel]]:
         for model in apps.get_models()
         if issubclass(model, TenantOwnedModel) and not model._meta.proxy
     ]
-
-
-# --- check digits ---------------------------------------------------------------------------
-
-
-def gs1_check_digit(digits: str) -> str:
-    """GS1 mod-10 (UPC/EAN barcodes, USPS IMpb): weights 3,1,... from the rightmost digit."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
-    return str((10 - total % 10) % 10)
-
-
-def ups_check_digit(serial: str) -> str:
-    """Check digit of the 15 characters after `1Z` (letters count as (ord - 63) % 10)."""
-    values = [int(c) if c.isdigit() else (ord(c) - 63) % 10 for c in serial]
-    total = sum(v if i % 2 == 0 else 2 * v for i, v in enumerate(values))
-    return str((10 - total % 10) % 10)
-
-
-def fedex_check_digit(digits: str) -> str:
-    """FedEx Express 12-digit numbers: weights 1,3,7,... from the right, mod 11, 10 -> 0."""
-    weights = (1, 3, 7)
-    total = sum(int(d) * weights[i % 3] for i, d in enumerate(reversed(digits)))
-    return str(total % 11 % 10)
-
-
-def demo_tracking_number(*, carrier: str, service: str, account: str, serial: int) -> str:
-    """A tracking number in the carrier's format with a valid check digit."""
-    if carrier == "usps":
-        body = f"9400111{serial:014d}"
-        return body + gs1_check_digit(body)
-    if carrier == "ups":
-        body = f"{account}{UPS_SERVICE_CODES[service]}{serial % 10**7:07d}"
-        return f"1Z{body}{ups_check_digit(body)}"
-    if carrier == "fedex":
-        body = f"7{serial % 10**10:010d}"
-        return body + fedex_check_digit(body)
-    raise ValueError(f"no tracking format for carrier {carrier!r}")
 
 
 # --- building one tenant --------------------------------------------------------------------
@@ -1201,7 +1163,7 @@ class _TenantBuilder:
             tracking = ""
             if status != ShipmentStatus.PENDING and status != ShipmentStatus.SENT_TO_PROVIDER:
                 serial += rng.randint(1, 40)
-                tracking = demo_tracking_number(
+                tracking = make_tracking_number(
                     carrier=service.carrier.code,
                     service=service.code,
                     account=self.spec.ups_account,
@@ -1465,5 +1427,4 @@ __all__ = [
     "demo_counts",
     "demo_reset",
     "demo_seed",
-    "demo_tracking_number",
 ]

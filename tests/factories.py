@@ -28,6 +28,7 @@ from logistics.models import (
     Carrier,
     CarrierRule,
     CarrierService,
+    LabelAccount,
     Provider,
     Shipment,
     ShipmentLine,
@@ -296,6 +297,16 @@ class CarrierRuleFactory(BaseFactory):
     name = factory.Sequence(lambda n: f"Rule {n}")
     priority = factory.Sequence(lambda n: 10 * (n + 1))
     service = factory.SubFactory(CarrierServiceFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class LabelAccountFactory(BaseFactory):
+    class Meta:
+        model = LabelAccount
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Label account {n}")
+    api_key = factory.Sequence(lambda n: f"EZTK{n:032d}")
+    carriers = "usps"
 
 
 class ShipmentFactory(BaseFactory):

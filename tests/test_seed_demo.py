@@ -19,15 +19,9 @@ from django.test import Client, override_settings
 
 from inventory.models import MovementKind, Sku, StockLevel, StockMovement, WarehouseKind
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from logistics.tracking_numbers import fedex_check_digit, gs1_check_digit, ups_check_digit
 from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderHold, OrderStatus
-from shops.demo import (
-    DEMO_LOGINS,
-    DEMO_PASSWORD,
-    DEMO_TENANTS,
-    fedex_check_digit,
-    gs1_check_digit,
-    ups_check_digit,
-)
+from shops.demo import DEMO_LOGINS, DEMO_PASSWORD, DEMO_TENANTS
 from shops.models import Membership, Platform, Role, Tenant
 from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 

@@ -260,6 +260,10 @@ TKERP_SANDBOX_ENABLED = env_bool("TKERP_SANDBOX_ENABLED", DEBUG)
 if TKERP_SANDBOX_ENABLED:
     ALLOWED_HOSTS.append("sandbox.tkerp.internal")
 
+# Label buying (logistics.labels.store): at most this many parcels' labels are bought at once;
+# each label source's own rate limit paces its calls within that.
+TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "16"))
+
 # Label batches (logistics/batches.py, documents.py): the font every PDF prints with, which must
 # cover Chinese product names (Debian's fonts-noto-cjk; README "PDF fonts"); the face to take
 # from a font collection; how long a batch job's lease lasts before another worker may resume it.

@@ -62,8 +62,13 @@ class LabelError(Exception):
 
 def label_idempotency_key(shipment: Shipment) -> str:
     """The key every buy of this parcel's label is sent with: stable across retries and batches,
-    unique per tenant and parcel (a re-created parcel gets a new reference, hence a new key)."""
-    return f"tkerp-{shipment.tenant_id}-{shipment.reference}"
+    unique per tenant and parcel (a re-created parcel gets a new reference, hence a new key).
+    After a label is voided the key changes (`-v1`, `-v2`...): buying again must buy anew, not
+    hand back the voided label."""
+    key = f"tkerp-{shipment.tenant_id}-{shipment.reference}"
+    if shipment.label_voids:
+        key += f"-v{shipment.label_voids}"
+    return key
 
 
 class LabelSource(abc.ABC):

@@ -1,0 +1,407 @@
+"""The multi-carrier label API (EasyPost-shaped, see docs/label-api.md) as a label source.
+
+One purchase is one request: the shipment is created and bought in the same call by naming the
+carrier and service the parcel's carrier rule chose (EasyPost's "one-call buy"; the service
+rates the shipment across the account's carrier accounts and buys that service's rate). The
+request carries the parcel's idempotency key, so a retry, a re-run batch or a second worker gets
+the first label back. Then the label document is downloaded from the URL the answer names.
+
+HTTP goes through `PlatformHttpClient`: the account's rate limit (a token bucket shared by every
+thread of the process), retries of 429/5xx/timeouts with backoff honouring Retry-After, and the
+in-process sandbox transport when the account uses the sandbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from logistics.labels.base import (
+    LabelError,
+    LabelFormat,
+    LabelSource,
+    PurchasedLabel,
+    label_idempotency_key,
+)
+from logistics.models import LabelAccount, Shipment, ShipmentLine
+from logistics.tracking_numbers import service_key
+from shops.platforms.base import PlatformError
+from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit
+
+PROVIDER_BASE_URLS = {"easypost": "https://api.easypost.com/v2"}
+SANDBOX_BASE_URL = f"http://{SANDBOX_HOST}/sandbox/labelapi/v2"
+GRAMS_PER_OUNCE = 28.349523125
+
+# Our carrier codes -> the service's carrier names.
+CARRIERS = {"usps": "USPS", "ups": "UPS", "fedex": "FedEx", "dhl": "DHLExpress"}
+# Our service codes (folded: case, spaces, "_" and "-" ignored) -> the service's names. A code
+# not listed is sent as it is, so a seller may also name a service exactly as EasyPost does.
+SERVICES = {
+    ("usps", "groundadvantage"): "GroundAdvantage",
+    ("usps", "firstclass"): "GroundAdvantage",  # First-Class Package's successor
+    ("usps", "priority"): "Priority",
+    ("usps", "prioritymail"): "Priority",
+    ("usps", "express"): "Express",
+    ("usps", "priorityexpress"): "Express",
+    ("usps", "prioritymailexpress"): "Express",
+    ("ups", "ground"): "Ground",
+    ("ups", "3dayselect"): "3DaySelect",
+    ("ups", "2nddayair"): "2ndDayAir",
+    ("ups", "nextdayair"): "NextDayAir",
+    ("ups", "nextdayairsaver"): "NextDayAirSaver",
+    ("fedex", "ground"): "FEDEX_GROUND",
+    ("fedex", "fedexground"): "FEDEX_GROUND",
+    ("fedex", "homedelivery"): "GROUND_HOME_DELIVERY",
+    ("fedex", "groundhomedelivery"): "GROUND_HOME_DELIVERY",
+    ("fedex", "2day"): "FEDEX_2_DAY",
+    ("fedex", "fedex2day"): "FEDEX_2_DAY",
+    ("fedex", "expresssaver"): "FEDEX_EXPRESS_SAVER",
+    ("fedex", "priorityovernight"): "PRIORITY_OVERNIGHT",
+    ("fedex", "standardovernight"): "STANDARD_OVERNIGHT",
+}
+
+
+def label_api_service(*, carrier_code: str, service_code: str) -> tuple[str, str]:
+    """(carrier, service) as the label service names them, for one of our carrier services."""
+    carrier = carrier_code.lower()
+    name = SERVICES.get((carrier, service_key(service_code)), service_code)
+    return CARRIERS.get(carrier, carrier_code.upper()), name
+
+
+def parcel_weight_grams(shipment: Shipment) -> int:
+    """The parcel's weight: as recorded on it, else its SKUs' weights times quantities."""
+    if shipment.weight_grams:
+        return shipment.weight_grams
+    return sum(
+        (line.order_line.sku.weight_grams if line.order_line.sku_id else 0) * line.quantity
+        # By parcel id, not through the tenant scope: a source may run in any scope.
+        for line in ShipmentLine._base_manager.filter(shipment_id=shipment.pk).select_related(
+            "order_line__sku"
+        )
+    )
+
+
+def _lines(*parts: str) -> list[str]:
+    return [part.strip() for part in parts if part and part.strip()]
+
+
+def recipient_lines(shipment: Shipment) -> list[str]:
+    order = shipment.order
+    return _lines(
+        order.recipient_name or order.buyer_name,
+        order.address_line1,
+        order.address_line2,
+        f"{order.city} {order.state} {order.postal_code}",
+    )
+
+
+def sender_lines(shipment: Shipment) -> list[str]:
+    warehouse = shipment.warehouse
+    return _lines(
+        warehouse.name,
+        warehouse.address_line1,
+        warehouse.address_line2,
+        f"{warehouse.city} {warehouse.state} {warehouse.postal_code}",
+    )
+
+
+class LabelApiSource(LabelSource):
+    """Labels bought with the seller's own label-service account (`LabelAccount`)."""
+
+    name = "labelapi"
+
+    def __init__(
+        self,
+        *,
+        account: LabelAccount,
+        transport: httpx.BaseTransport | None = None,
+        **http_options,
+    ):
+        self.account = account
+        base_url = SANDBOX_BASE_URL if account.use_sandbox else PROVIDER_BASE_URLS[account.provider]
+        self.http = PlatformHttpClient(
+            platform="labelapi",
+            shop_key=f"labelaccount:{account.pk}",
+            base_url=base_url,
+            rate_limit=self.rate_limit,
+            transport=transport,
+            **http_options,
+        )
+        # Label files come from the service's file host, which the API's limit does not cover.
+        self.files = PlatformHttpClient(
+            platform="labelapi-files",
+            shop_key=f"labelaccount:{account.pk}",
+            base_url=base_url,
+            rate_limit=RateLimit(per_second=200, burst=200),
+            transport=transport,
+            **http_options,
+        )
+        self._carrier_accounts: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        per_second = max(0.1, float(self.account.requests_per_second))
+        return RateLimit(per_second=per_second, burst=max(1, int(per_second)))
+
+    def close(self) -> None:
+        self.http.close()
+        self.files.close()
+
+    # --- plumbing ---
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        params: dict | None = None,
+        idempotency_key: str = "",
+    ) -> dict | list:
+        if self.account.use_sandbox and not settings.TKERP_SANDBOX_ENABLED:
+            raise LabelError(
+                "the label account points at the sandbox, which is off here", code="sandbox_off"
+            )
+        headers = {"Authorization": f"Bearer {self.account.api_key}"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+
+        def build() -> httpx.Request:
+            return self.http.client.build_request(
+                method, self.http.url(path), json=json, params=params, headers=headers
+            )
+
+        try:
+            response = self.http.send(build)
+        except PlatformError as exc:
+            raise LabelError(
+                f"the label service is not answering ({exc.message}); try again later",
+                code="unavailable",
+                retryable=True,
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise LabelError(
+                "the label service answered something that is not JSON", code="response"
+            ) from None
+
+    @staticmethod
+    def _error(response: httpx.Response) -> LabelError:
+        """The service's error object in our words; field details are kept short."""
+        try:
+            error = response.json()["error"]
+            code = str(error.get("code") or "")
+            message = str(error.get("message") or "")[:200]
+            details = error.get("errors") or []
+        except (ValueError, KeyError, TypeError, AttributeError):
+            code, message, details = "", "", []
+        fields = "; ".join(
+            f"{item.get('field')}: {item.get('message')}" if isinstance(item, dict) else str(item)
+            for item in details
+            if not (isinstance(item, dict) and item.get("field") == "address")
+        )[:300]
+        status = response.status_code
+        if code == "ADDRESS.VERIFY.FAILURE":
+            whose = "sender (warehouse)" if "from_address" in message else "recipient"
+            return LabelError(
+                f"the label service could not verify the {whose} address ({fields or message})",
+                code="address",
+            )
+        if status == 401:
+            return LabelError("the label service refused the account's API key", code="auth")
+        if status == 402:
+            return LabelError(
+                "the label account has insufficient funds; add funds at the label service",
+                code="funds",
+            )
+        if code == "SHIPMENT.RATE.UNAVAILABLE":
+            return LabelError(
+                f"the service is not available for this parcel: {message}", code="service"
+            )
+        if status == 404:
+            return LabelError("the label service does not know this label", code="not_found")
+        detail = f": {message}" if message else ""
+        return LabelError(
+            f"the label service refused the request ({code or status}){detail}",
+            code=code.lower() or str(status),
+        )
+
+    def _carrier_account(self, carrier: str) -> str:
+        """The id of the account's carrier account for `carrier` (listed once per source)."""
+        with self._lock:
+            if self._carrier_accounts is None:
+                listed = self._send("GET", "/carrier_accounts")
+                self._carrier_accounts = {
+                    str(item.get("readable")): str(item.get("id"))
+                    for item in listed
+                    if isinstance(item, dict)
+                }
+            found = self._carrier_accounts.get(carrier)
+        if not found:
+            raise LabelError(
+                f"the label account has no {carrier} carrier account", code="unknown_carrier"
+            )
+        return found
+
+    def _download(self, url: str) -> bytes:
+        parts = urlsplit(url)
+        allowed = (
+            parts.hostname == SANDBOX_HOST if self.account.use_sandbox else parts.scheme == "https"
+        )
+        if not allowed:
+            raise LabelError(
+                "the label service named a label file at an unexpected address", code="response"
+            )
+
+        def build() -> httpx.Request:
+            return self.files.client.build_request("GET", url)
+
+        try:
+            response = self.files.send(build)
+        except PlatformError as exc:
+            raise LabelError(
+                f"the label file could not be downloaded ({exc.message}); try again later",
+                code="unavailable",
+                retryable=True,
+            ) from exc
+        if response.status_code != 200:
+            raise LabelError(
+                f"the label file could not be downloaded (HTTP {response.status_code})",
+                code="download",
+                retryable=True,
+            )
+        return response.content
+
+    def _shipment_body(self, shipment: Shipment, *, carrier: str = "", service: str = "") -> dict:
+        order, warehouse = shipment.order, shipment.warehouse
+        grams = parcel_weight_grams(shipment)
+        if grams <= 0:
+            raise LabelError(
+                f"parcel {shipment.reference} has no weight: set its SKUs' weights",
+                code="no_weight",
+            )
+        body = {
+            "reference": shipment.reference,
+            "to_address": {
+                "name": order.recipient_name or order.buyer_name,
+                "street1": order.address_line1,
+                "street2": order.address_line2,
+                "city": order.city,
+                "state": order.state,
+                "zip": order.postal_code,
+                "country": order.country,
+                "phone": order.recipient_phone,
+            },
+            "from_address": {
+                "name": warehouse.name,
+                "street1": warehouse.address_line1,
+                "street2": warehouse.address_line2,
+                "city": warehouse.city,
+                "state": warehouse.state,
+                "zip": warehouse.postal_code,
+                "country": warehouse.country,
+            },
+            "parcel": {"weight": max(0.1, round(grams / GRAMS_PER_OUNCE, 1))},
+            "options": {
+                "label_format": self.account.label_format.upper(),
+                "label_size": "4x6",
+                "invoice_number": order.platform_order_id,
+            },
+        }
+        if carrier:
+            body["carrier_accounts"] = [self._carrier_account(carrier)]
+            body["carrier"] = carrier
+        if service:
+            body["service"] = service
+        return {"shipment": body}
+
+    # --- the source ---
+
+    def buy(self, *, shipment: Shipment) -> PurchasedLabel:
+        service = shipment.service
+        if service is None:
+            raise LabelError(
+                f"parcel {shipment.reference} has no carrier service yet; apply the carrier rules",
+                code="no_service",
+            )
+        carrier, service_name = label_api_service(
+            carrier_code=service.carrier.code, service_code=service.code
+        )
+        bought = self._send(
+            "POST",
+            "/shipments",
+            json=self._shipment_body(shipment, carrier=carrier, service=service_name),
+            idempotency_key=label_idempotency_key(shipment),
+        )
+        label = bought.get("postage_label") if isinstance(bought, dict) else None
+        rate = bought.get("selected_rate") if isinstance(bought, dict) else None
+        if not isinstance(label, dict) or not isinstance(rate, dict):
+            raise LabelError("the label service answered without a label", code="response")
+        fmt = self.account.label_format
+        url = label.get("label_zpl_url" if fmt == LabelFormat.ZPL else "label_pdf_url")
+        if not url:
+            converted = self._send(
+                "GET", f"/shipments/{bought['id']}/label", params={"file_format": fmt.upper()}
+            )
+            url = converted["postage_label"].get(
+                "label_zpl_url" if fmt == LabelFormat.ZPL else "label_pdf_url"
+            )
+        document = self._download(str(url or ""))
+        if fmt == LabelFormat.PDF and not document.startswith(b"%PDF"):
+            raise LabelError("the label file is not a PDF", code="response", retryable=True)
+        if fmt == LabelFormat.ZPL and b"^XA" not in document:
+            raise LabelError("the label file is not ZPL", code="response", retryable=True)
+        try:
+            cost = Decimal(str(rate.get("rate")))
+        except InvalidOperation:
+            cost = Decimal("0")
+        return PurchasedLabel(
+            tracking_number=str(bought.get("tracking_code") or ""),
+            carrier_code=service.carrier.code,
+            service_code=service.code,
+            label_format=fmt,
+            label_bytes=document,
+            cost=cost,
+            currency=str(rate.get("currency") or "USD"),
+            source_label_id=str(bought["id"]),
+            extra={
+                "label_account_id": self.account.pk,
+                "carrier": rate.get("carrier"),
+                "service": rate.get("service"),
+            },
+        )
+
+    def rates(self, *, shipment: Shipment) -> list[dict]:
+        """Rate shopping: what each service of the account's carriers would cost for the parcel
+        (nothing is bought). Cheapest first: `[{carrier, service, rate, currency, days}]`."""
+        answer = self._send("POST", "/shipments", json=self._shipment_body(shipment))
+        rates = [
+            {
+                "carrier": rate.get("carrier"),
+                "service": rate.get("service"),
+                "rate": Decimal(str(rate.get("rate"))),
+                "currency": rate.get("currency") or "USD",
+                "days": rate.get("delivery_days"),
+            }
+            for rate in answer.get("rates") or []
+            if isinstance(rate, dict)
+        ]
+        return sorted(rates, key=lambda rate: rate["rate"])
+
+    def void(self, *, shipment: Shipment) -> None:
+        if not shipment.source_label_id:
+            raise LabelError("the parcel's label has no id at the label service", code="not_found")
+        answer = self._send("POST", f"/shipments/{shipment.source_label_id}/refund", json={})
+        status = answer.get("refund_status") if isinstance(answer, dict) else None
+        if status not in ("submitted", "refunded"):
+            raise LabelError(
+                f"the label service did not accept the refund (status {status})", code="refund"
+            )

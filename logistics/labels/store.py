@@ -1,0 +1,309 @@
+"""Buying a parcel's label and storing it; voiding it; buying for many parcels in parallel.
+
+The order of work keeps the contract of `logistics.labels.base`: the source is asked outside any
+database transaction (it talks to the outside world, which can be slow), then one short
+transaction locks the parcel's row and stores what came back. Two callers racing over one
+parcel both get the same label from the source (the idempotency key), and the second to take
+the lock finds the parcel labelled and leaves it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from logistics.labels.base import LabelError, LabelSource, PurchasedLabel
+from logistics.labels.sources import label_source_key, label_sources_for, stored_label_source
+from logistics.models import CarrierService, Shipment, ShipmentStatus
+from tkerp.tenancy import tenant_context
+
+logger = logging.getLogger("tkerp.labels")
+
+_RELATED = ("order", "warehouse", "service__carrier", "tenant", "label_account")
+
+
+def shipment_is_labelled(shipment: Shipment) -> bool:
+    """True once a label is stored: a tracking number and its label file."""
+    return bool(shipment.label_file) and bool(shipment.tracking_number)
+
+
+def _outside_transaction() -> None:
+    """Refuse to call a label source inside a transaction (it would hold row locks and a
+    connection for as long as the outside world takes). The test-case wrapper does not count."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+        not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
+    ):
+        raise RuntimeError("labels are bought outside database transactions")
+
+
+def _fresh(pk: int) -> Shipment:
+    return Shipment.objects.select_related(*_RELATED).get(pk=pk)
+
+
+def shipment_label_buy(*, shipment: Shipment, source: LabelSource | None = None) -> Shipment:
+    """The parcel with its label: bought (or fetched) from its source and stored, or unchanged
+    when it already has one. Raises `LabelError` with a reason fit to show the seller."""
+    _outside_transaction()
+    with tenant_context(shipment.tenant):
+        current = _fresh(shipment.pk)
+        if shipment_is_labelled(current):
+            return current
+        if current.status != ShipmentStatus.PENDING:
+            raise LabelError(
+                f"parcel {current.reference} is {current.get_status_display().lower()}: labels "
+                "are bought for pending parcels",
+                code="not_pending",
+            )
+        own = source is None
+        if own:
+            source = label_sources_for([current])[current.pk]
+        try:
+            label = source.buy(shipment=current)
+        finally:
+            if own:
+                source.close()
+        return _label_store(shipment=current, source=source, label=label)
+
+
+def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLabel) -> Shipment:
+    """Store a label on the locked parcel row, unless someone stored one first."""
+    if not label.tracking_number or not label.label_bytes:
+        raise LabelError(
+            f"{source.name} answered without a tracking number or label", code="response"
+        )
+    extension = "zpl" if label.label_format == "zpl" else "pdf"
+    written = ""
+    try:
+        with transaction.atomic(durable=True):
+            locked = (
+                Shipment.objects.select_for_update(of=("self",))
+                .select_related(*_RELATED)
+                .get(pk=shipment.pk)
+            )
+            if shipment_is_labelled(locked):
+                return locked
+            if locked.status != ShipmentStatus.PENDING:
+                raise LabelError(
+                    f"parcel {locked.reference} became {locked.get_status_display().lower()} "
+                    f"while its label was bought; void label {label.source_label_id or '?'} at "
+                    f"{source.name}",
+                    code="not_pending",
+                )
+            _check_carrier(locked, label)
+            locked.label_file.save(
+                get_valid_filename(f"{locked.reference}.{extension}"),
+                ContentFile(label.label_bytes),
+                save=False,
+            )
+            written = locked.label_file.name
+            locked.tracking_number = label.tracking_number
+            locked.label_format = label.label_format
+            locked.label_source = source.name
+            locked.label_account_id = label.extra.get("label_account_id")
+            locked.source_label_id = label.source_label_id
+            locked.shipping_cost = label.cost
+            locked.labelled_at = timezone.now()
+            locked.status = ShipmentStatus.LABELLED
+            locked.save(
+                update_fields=[
+                    "label_file",
+                    "tracking_number",
+                    "label_format",
+                    "label_source",
+                    "label_account",
+                    "source_label_id",
+                    "shipping_cost",
+                    "labelled_at",
+                    "status",
+                    "service",
+                    "updated_at",
+                ]
+            )
+    except IntegrityError:
+        _forget(written)
+        raise LabelError(
+            f"tracking number {label.tracking_number} is already on another parcel",
+            code="duplicate_tracking",
+        ) from None
+    except BaseException:
+        _forget(written)
+        raise
+    return locked
+
+
+def _forget(name: str) -> None:
+    if name:
+        default_storage.delete(name)
+
+
+def _check_carrier(shipment: Shipment, label: PurchasedLabel) -> None:
+    """The tracking number must belong to the parcel's carrier (a platform refuses one that does
+    not). A parcel without a service takes the label's, when the seller has it."""
+    if shipment.service_id is None:
+        shipment.service = (
+            CarrierService.objects.select_related("carrier")
+            .filter(carrier__code__iexact=label.carrier_code, code=label.service_code)
+            .first()
+        )
+        return
+    carrier = shipment.service.carrier.code.lower()
+    if label.carrier_code.lower() != carrier:
+        raise LabelError(
+            f"the label is for {label.carrier_code} but parcel {shipment.reference} ships with "
+            f"{shipment.service}",
+            code="carrier_mismatch",
+        )
+
+
+def shipment_label_void(*, shipment: Shipment) -> Shipment:
+    """Void the parcel's label at the source that sold it, clear it, and put the parcel back to
+    pending (its next label is bought anew: the void changes the idempotency key)."""
+    _outside_transaction()
+    with tenant_context(shipment.tenant):
+        current = _fresh(shipment.pk)
+        if not shipment_is_labelled(current):
+            raise LabelError(f"parcel {current.reference} has no label to void", code="no_label")
+        if current.status != ShipmentStatus.LABELLED:
+            raise LabelError(
+                f"parcel {current.reference} is {current.get_status_display().lower()}: only a "
+                "label that has not left can be voided",
+                code="not_labelled",
+            )
+        source = stored_label_source(current)
+        try:
+            source.void(shipment=current)
+        finally:
+            source.close()
+        with transaction.atomic(durable=True):
+            locked = Shipment.objects.select_for_update(of=("self",)).get(pk=current.pk)
+            if (
+                not shipment_is_labelled(locked)
+                or locked.source_label_id != current.source_label_id
+                or locked.tracking_number != current.tracking_number
+            ):
+                return _fresh(locked.pk)  # voided (or changed) by someone else meanwhile
+            old_file = locked.label_file.name
+            locked.label_file = ""
+            locked.tracking_number = ""
+            locked.label_format = ""
+            locked.label_source = ""
+            locked.label_account = None
+            locked.source_label_id = ""
+            locked.labelled_at = None
+            locked.shipping_cost = 0
+            locked.status = ShipmentStatus.PENDING
+            locked.label_voids += 1
+            locked.save()
+            transaction.on_commit(lambda: _forget(old_file))
+        return _fresh(locked.pk)
+
+
+# --- many parcels at once -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelBuyResult:
+    """How buying one parcel's label went. `bought` is False for a parcel already labelled."""
+
+    shipment_id: int
+    ok: bool
+    tracking_number: str = ""
+    bought: bool = False
+    reason: str = ""
+    code: str = ""
+    retryable: bool = False
+
+
+def _buy_one(shipment_id: int, source: LabelSource) -> LabelBuyResult:
+    try:
+        shipment = _fresh(shipment_id)
+        already = shipment_is_labelled(shipment)
+        stored = shipment_label_buy(shipment=shipment, source=source)
+    except LabelError as exc:
+        return LabelBuyResult(
+            shipment_id, ok=False, reason=exc.reason, code=exc.code, retryable=exc.retryable
+        )
+    except Shipment.DoesNotExist:
+        return LabelBuyResult(shipment_id, ok=False, reason="no such parcel", code="not_found")
+    except Exception:
+        # One parcel's unexpected failure must not abort the others; the trace goes to the log.
+        logger.exception("label for shipment %s failed", shipment_id)
+        return LabelBuyResult(
+            shipment_id, ok=False, reason="unexpected error (see the log)", code="error"
+        )
+    return LabelBuyResult(
+        shipment_id, ok=True, tracking_number=stored.tracking_number, bought=not already
+    )
+
+
+def shipments_label_buy(
+    *,
+    tenant,
+    shipment_ids: Iterable[int],
+    on_result: Callable[[LabelBuyResult], None] | None = None,
+    max_workers: int | None = None,
+) -> list[LabelBuyResult]:
+    """Buy (or fetch) the labels of many parcels in parallel, one result per parcel in the order
+    given. Threads are bounded by the sources' rate limits (and `TKERP_LABEL_BUY_MAX_WORKERS`);
+    each source's token bucket paces its calls. A parcel that fails never stops the others.
+    `on_result` is called from the worker threads as each parcel finishes (progress)."""
+    _outside_transaction()
+    ids = list(dict.fromkeys(int(pk) for pk in shipment_ids))
+    results: dict[int, LabelBuyResult] = {}
+    with tenant_context(tenant):
+        found = {s.pk: s for s in Shipment.objects.filter(pk__in=ids).select_related(*_RELATED)}
+        sources = label_sources_for(list(found.values()))
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for pk in ids:
+        if pk in found:
+            work.put((pk, sources[pk]))
+        else:
+            results[pk] = LabelBuyResult(pk, ok=False, reason="no such parcel", code="not_found")
+            if on_result is not None:
+                on_result(results[pk])
+    distinct = {label_source_key(found[pk]): sources[pk] for pk in found}
+    bound = max(
+        (math.ceil(source.rate_limit.per_second) for source in distinct.values()), default=1
+    )
+    workers = min(len(found), max_workers or settings.TKERP_LABEL_BUY_MAX_WORKERS, max(1, bound))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            with tenant_context(tenant):
+                while True:
+                    try:
+                        pk, source = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    result = _buy_one(pk, source)
+                    with lock:
+                        results[pk] = result
+                    if on_result is not None:
+                        on_result(result)
+        finally:
+            # Each thread has its own database connection; give it back.
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, name=f"labels-{n}") for n in range(workers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for source in distinct.values():
+            source.close()
+    return [results[pk] for pk in ids]

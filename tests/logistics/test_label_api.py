@@ -1,0 +1,351 @@
+"""Buying labels from the label API (EasyPost-shaped) through its sandbox, over real HTTP
+(in-process WSGI), on PostgreSQL: idempotency proven by the sandbox's purchase counter, retries,
+clear refusals, real PDF and ZPL documents, tracking numbers with valid check digits, voids."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from logistics.labels.base import LabelError, label_idempotency_key
+from logistics.labels.labelapi import LabelApiSource
+from logistics.labels.sources import label_source_for
+from logistics.labels.store import (
+    shipment_label_buy,
+    shipment_label_void,
+    shipments_label_buy,
+)
+from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from logistics.tracking_numbers import tracking_number_valid
+from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
+from tests.logistics.labels_helpers import label_world, page_size, pdf_text, purchases
+from tkerp.tenancy import tenant_context
+
+
+@pytest.fixture(autouse=True)
+def label_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    reset_rate_limits()
+
+
+@pytest.fixture
+def world(tenant_a):
+    return label_world(tenant_a)
+
+
+class ScriptedFaults:
+    """The sandbox's fault dice, loaded: the given kinds first, then never a fault again."""
+
+    def __init__(self, *kinds: str):
+        self.kinds = list(kinds)
+
+    def random(self) -> float:
+        return 0.0 if self.kinds else 0.999
+
+    def choice(self, kinds):
+        return self.kinds.pop(0)
+
+
+def reload(shipment) -> Shipment:
+    return Shipment._base_manager.get(pk=shipment.pk)
+
+
+def label_bytes(shipment) -> bytes:
+    with shipment.label_file.open("rb") as handle:
+        return handle.read()
+
+
+@pytest.mark.django_db
+class TestBuying:
+    def test_a_label_is_bought_stored_and_readable(self, world):
+        parcel = world.parcel("usps")
+
+        stored = shipment_label_buy(shipment=parcel)
+
+        assert stored.status == ShipmentStatus.LABELLED
+        assert stored.label_source == "labelapi"
+        assert stored.label_account_id == world.account.pk
+        assert stored.source_label_id.startswith("shp_")
+        assert stored.label_format == "pdf"
+        assert stored.labelled_at is not None
+        assert stored.label_file.name.startswith(f"labels/{world.tenant.pk}/")
+        assert tracking_number_valid(carrier="usps", number=stored.tracking_number)
+        remote = SandboxLabelShipment.objects.get(shipment_id=stored.source_label_id)
+        assert stored.shipping_cost == remote.rate > Decimal("0")
+        document = label_bytes(stored)
+        assert page_size(document) == (288, 432)  # 4 x 6 inches
+        text = pdf_text(document).replace(" ", "")
+        assert stored.tracking_number in text
+        assert "JAMIEBUYER" in text and "1MARKETST" in text
+        assert purchases(world) == 1
+
+    def test_buying_twice_buys_once(self, world):
+        parcel = world.parcel("usps")
+        first = shipment_label_buy(shipment=parcel)
+        again = shipment_label_buy(shipment=parcel)
+
+        assert again.tracking_number == first.tracking_number
+        assert again.label_file.name == first.label_file.name
+        assert purchases(world) == 1
+
+    def test_the_source_returns_the_first_label_for_the_same_key(self, world):
+        parcel = world.parcel("ups")
+        with tenant_context(world.tenant):
+            parcel = Shipment.objects.select_related("order", "warehouse", "service__carrier").get(
+                pk=parcel.pk
+            )
+        source = label_source_for(parcel)
+        try:
+            first = source.buy(shipment=parcel)
+            second = source.buy(shipment=parcel)
+        finally:
+            source.close()
+        assert second.tracking_number == first.tracking_number
+        assert second.source_label_id == first.source_label_id
+        assert purchases(world) == 1
+        assert (
+            SandboxLabelShipment.objects.filter(
+                idempotency_key=label_idempotency_key(parcel)
+            ).count()
+            == 1
+        )
+
+    @pytest.mark.parametrize(
+        ("service", "carrier", "shape"),
+        [
+            ("usps", "usps", r"^94\d{20}$"),
+            ("ups", "ups", r"^1ZA1B2C303\d{8}$"),  # shipper number, 03 = Ground
+            ("fedex", "fedex", r"^\d{15}$"),  # Ground / Home Delivery: 15 digits
+            ("fedex_2day", "fedex", r"^\d{12}$"),  # Express: 12 digits
+        ],
+    )
+    def test_tracking_numbers_pass_their_carriers_check_digit(self, world, service, carrier, shape):
+        import re
+
+        stored = shipment_label_buy(shipment=world.parcel(service))
+
+        assert re.match(shape, stored.tracking_number), stored.tracking_number
+        assert tracking_number_valid(carrier=carrier, number=stored.tracking_number)
+        assert stored.tracking_number in pdf_text(label_bytes(stored)).replace(" ", "")
+
+    def test_zpl_when_the_printer_wants_it(self, world):
+        world.account.label_format = "zpl"
+        world.account.save()
+
+        stored = shipment_label_buy(shipment=world.parcel("usps"))
+
+        zpl = label_bytes(stored).decode()
+        assert stored.label_format == "zpl" and stored.label_file.name.endswith(".zpl")
+        assert zpl.startswith("^XA") and zpl.rstrip().endswith("^XZ")
+        assert "^PW812" in zpl and "^LL1218" in zpl  # 4 x 6 inches at 203 dpi
+        barcode = next(line for line in zpl.splitlines() if "^BC" in line)
+        assert f"420{94105}{stored.tracking_number}" in barcode  # IMpb: 420 + ZIP + number
+        assert purchases(world) == 1
+
+    def test_void_refunds_and_a_new_buy_buys_anew(self, world, django_capture_on_commit_callbacks):
+        parcel = world.parcel("usps")
+        first = shipment_label_buy(shipment=parcel)
+        file_name = first.label_file.name
+
+        with django_capture_on_commit_callbacks(execute=True):
+            voided = shipment_label_void(shipment=first)
+
+        assert voided.status == ShipmentStatus.PENDING
+        assert voided.tracking_number == "" and not voided.label_file
+        assert voided.shipping_cost == 0 and voided.label_voids == 1
+        remote = SandboxLabelShipment.objects.get(shipment_id=first.source_label_id)
+        assert remote.refund_status == "submitted"
+        assert SandboxLabelAccount.objects.get(pk=world.remote.pk).refunds == 1
+        assert not first.label_file.storage.exists(file_name)
+
+        second = shipment_label_buy(shipment=voided)
+        assert second.tracking_number != first.tracking_number
+        assert purchases(world) == 2
+        shipment_label_void(shipment=second)
+        with pytest.raises(LabelError, match="no label to void"):
+            shipment_label_void(shipment=second)
+
+
+@pytest.mark.django_db
+class TestRefusals:
+    def test_a_bad_address_is_a_clear_non_retryable_error(self, world):
+        parcel = world.parcel("usps", address_line1="Market Street")
+
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=parcel)
+
+        assert caught.value.code == "address"
+        assert not caught.value.retryable
+        assert "recipient address" in caught.value.reason
+        assert "House number is missing" in caught.value.reason
+        parcel = reload(parcel)
+        assert parcel.status == ShipmentStatus.PENDING and not parcel.label_file
+        assert purchases(world) == 0
+
+    def test_a_bad_warehouse_address_names_the_sender(self, world):
+        world.warehouse.postal_code = "RENO"
+        world.warehouse.save()
+        with pytest.raises(LabelError, match=r"sender \(warehouse\) address .*zip: Invalid ZIP"):
+            shipment_label_buy(shipment=world.parcel("usps"))
+
+    def test_an_unknown_service(self, world):
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=world.parcel("teleport"))
+        assert caught.value.code == "service"
+        assert "teleport" in caught.value.reason
+        assert not caught.value.retryable
+
+    def test_insufficient_funds(self, world):
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(balance=Decimal("1.00"))
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=world.parcel("usps"))
+        assert caught.value.code == "funds" and not caught.value.retryable
+        assert purchases(world) == 0
+
+    def test_a_refused_api_key(self, world):
+        world.account.api_key = "EZTK-not-a-key"
+        world.account.save()
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=world.parcel("usps"))
+        assert caught.value.code == "auth"
+
+    def test_a_parcel_without_weight(self, world):
+        parcel = world.parcel("usps")
+        ShipmentLine._base_manager.filter(shipment=parcel).delete()
+        with pytest.raises(LabelError, match="has no weight"):
+            shipment_label_buy(shipment=parcel)
+
+    def test_only_pending_parcels_get_labels(self, world):
+        parcel = world.parcel("usps")
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.CANCELLED)
+        with pytest.raises(LabelError, match="is cancelled"):
+            shipment_label_buy(shipment=parcel)
+        assert purchases(world) == 0
+
+    def test_an_idempotency_key_reused_for_another_parcel_is_refused(self, world):
+        parcel = world.parcel("usps")
+        shipment_label_buy(shipment=parcel)
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.PENDING)
+        # Same parcel reference (same key), different recipient: the service refuses.
+        other = reload(parcel)
+        other.label_file = ""
+        other.tracking_number = ""
+        other.save()
+        other.order.address_line1 = "2 Market St"
+        other.order.save()
+        with pytest.raises(LabelError, match=r"IDEMPOTENCY\.KEY_REUSED"):
+            shipment_label_buy(shipment=other)
+        assert purchases(world) == 1
+
+
+@pytest.mark.django_db
+class TestRetries:
+    def source(self, world, sleeps, **options):
+        return LabelApiSource(
+            account=world.account, sleep=sleeps.append, backoff_base=0.01, **options
+        )
+
+    def parcel(self, world):
+        parcel = world.parcel("usps")
+        with tenant_context(world.tenant):
+            return Shipment.objects.select_related("order", "warehouse", "service__carrier").get(
+                pk=parcel.pk
+            )
+
+    def test_429_and_server_faults_are_retried_and_buy_once(self, world, monkeypatch):
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(
+            fault_rate=0.5, fault_kinds=["429", "500", "503"]
+        )
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults("429", "500", "503"))
+        sleeps: list[float] = []
+        source = self.source(world, sleeps)
+        parcel = self.parcel(world)
+
+        stored = shipment_label_buy(shipment=parcel, source=source)
+
+        assert stored.status == ShipmentStatus.LABELLED
+        # Listing carrier accounts met the 429 (Retry-After: 1) and the 500; buying the 503.
+        assert sleeps[0] == 1.0
+        assert len(sleeps) == 3 and all(0 < delay <= 1.0 for delay in sleeps)
+        assert purchases(world) == 1
+        source.close()
+
+    def test_the_rate_limit_when_retries_run_out_is_retryable(self, world):
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(
+            rate_per_second=0.01, rate_burst=1
+        )
+        sleeps: list[float] = []
+        source = self.source(world, sleeps, max_retries=0)
+        parcel = self.parcel(world)
+        source.rates(shipment=parcel)  # the one request the bucket allows
+        with pytest.raises(LabelError) as caught:
+            source.buy(shipment=parcel)
+        assert caught.value.retryable and caught.value.code == "unavailable"
+        assert purchases(world) == 0
+        source.close()
+
+    def test_rate_shopping_lists_every_service_cheapest_first(self, world):
+        source = self.source(world, [])
+        rates = source.rates(shipment=self.parcel(world))
+        source.close()
+        offered = {(rate["carrier"], rate["service"]) for rate in rates}
+        assert ("USPS", "GroundAdvantage") in offered and ("UPS", "Ground") in offered
+        assert [rate["rate"] for rate in rates] == sorted(rate["rate"] for rate in rates)
+        assert purchases(world) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+class TestConcurrency:
+    def test_concurrent_buys_of_one_parcel_buy_once(self, tenant_a):
+        world = label_world(tenant_a, purchase_latency_ms=200)
+        parcel = world.parcel("usps")
+        results, errors = [], []
+        start = threading.Barrier(3)
+
+        def buy():
+            from django.db import connection
+
+            try:
+                start.wait()
+                results.append(shipment_label_buy(shipment=parcel))
+            except Exception as exc:  # the assertion below shows it
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=buy) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert errors == []
+        assert len({stored.tracking_number for stored in results}) == 1
+        assert purchases(world) == 1
+        stored = reload(parcel)
+        assert stored.tracking_number == results[0].tracking_number
+
+    def test_a_batch_buys_in_parallel_and_one_failure_stops_nothing(self, tenant_a):
+        world = label_world(tenant_a, purchase_latency_ms=50)
+        parcels = [world.parcel("usps") for _ in range(5)]
+        bad = world.parcel("ups", address_line1="Nowhere Lane")
+        ids = [p.pk for p in parcels[:2]] + [bad.pk] + [p.pk for p in parcels[2:]]
+        seen = []
+
+        results = shipments_label_buy(tenant=tenant_a, shipment_ids=ids, on_result=seen.append)
+
+        assert [r.shipment_id for r in results] == ids
+        assert sorted(r.shipment_id for r in seen) == sorted(ids)
+        failed = [r for r in results if not r.ok]
+        assert [r.shipment_id for r in failed] == [bad.pk]
+        assert failed[0].code == "address" and "House number" in failed[0].reason
+        assert all(r.bought for r in results if r.ok)
+        assert purchases(world) == 5
+
+        again = shipments_label_buy(tenant=tenant_a, shipment_ids=ids)
+        assert [r.ok for r in again] == [r.ok for r in results]
+        assert not any(r.bought for r in again)
+        assert purchases(world) == 5

@@ -215,7 +215,9 @@ class LabelBatchAdmin(TenantModelAdmin):
                 downloads.append((label, "document"))
             if batch.slips_document:
                 downloads.append(("Pick list and packing slips PDF", "slips"))
-        may_act = self.has_add_permission(request) and not batch.is_live
+            if batch.zpl_document:
+                downloads.append(("ZPL labels (thermal printer)", "zpl"))
+        may_act = self.has_add_permission(request) and (not batch.is_live or batch.is_stalled)
         context = {
             **self.admin_site.each_context(request),
             **self._progress_context(batch),
@@ -242,15 +244,15 @@ class LabelBatchAdmin(TenantModelAdmin):
 
     def download_view(self, request, object_id, kind):
         batch = self._batch_or_404(request, object_id)
-        stored = {"document": batch.document, "slips": batch.slips_document}.get(kind)
+        stored, filename, content_type = {
+            "document": (batch.document, f"label-batch-{batch.pk}.pdf", "application/pdf"),
+            "slips": (batch.slips_document, f"label-batch-{batch.pk}-slips.pdf", "application/pdf"),
+            "zpl": (batch.zpl_document, f"label-batch-{batch.pk}.zpl", "application/octet-stream"),
+        }.get(kind, (None, "", ""))
         if not stored or batch.is_live:
             raise Http404("This batch has no such document (yet).")
-        suffix = "-slips" if kind == "slips" else ""
         return FileResponse(
-            stored.open("rb"),
-            as_attachment=True,
-            filename=f"label-batch-{batch.pk}{suffix}.pdf",
-            content_type="application/pdf",
+            stored.open("rb"), as_attachment=True, filename=filename, content_type=content_type
         )
 
     def retry_view(self, request, object_id):

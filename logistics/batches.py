@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from inventory.models import StockLevel, WarehouseKind
 from logistics.documents import ParcelSheet, PickRow, SlipLine, batch_documents_render
+from logistics.labels.base import LabelFormat
 from logistics.models import (
     LabelBatch,
     LabelBatchItem,
@@ -446,40 +447,24 @@ def _address_lines(order) -> tuple[str, ...]:
     )
 
 
-def _sender_lines(warehouse) -> tuple[str, ...]:
-    city_line = " ".join(
-        part
-        for part in (
-            f"{warehouse.city}," if warehouse.city else "",
-            warehouse.state,
-            warehouse.postal_code,
-        )
-        if part
-    )
-    return tuple(
-        line
-        for line in (
-            warehouse.name,
-            warehouse.address_line1,
-            warehouse.address_line2,
-            city_line.strip(","),
-        )
-        if line
-    )
-
-
-def _label_pdf(shipment: Shipment) -> bytes | None:
-    """The stored label if it is a PDF; None when there is none (we draw one)."""
-    if not shipment.label_file:
-        return None
+def _stored_label(shipment: Shipment) -> bytes:
+    """The label document stored on the parcel (PDF or ZPL, as its source supplied it)."""
     with shipment.label_file.open("rb") as handle:
-        data = handle.read()
-    return data if data.startswith(b"%PDF") else None
+        return handle.read()
 
 
-def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]]:
-    """The labelled parcels of the batch in pick-path order, as documents data, and the pick
-    list's rows (SKU totals per warehouse in bin order)."""
+@dataclass(slots=True)
+class BatchSheets:
+    """What a batch prints: its labelled parcels in pick-path order, the pick list's rows (SKU
+    totals per warehouse in bin order), and items whose stored label could not be read."""
+
+    sheets: list[ParcelSheet]
+    pick_rows: list[PickRow]
+    unreadable: dict[int, str]  # item id -> reason
+
+
+def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
+    """Read the batch's labelled parcels, their lines, bins and stored labels (a few queries)."""
     items = list(
         batch.items.filter(status=LabelBatchItemStatus.LABELLED)
         .select_related(
@@ -487,7 +472,20 @@ def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]
         )
         .order_by("position")
     )
-    shipments = [item.shipment for item in items]
+    labels: dict[int, bytes] = {}
+    unreadable: dict[int, str] = {}
+    for item in items:
+        shipment = item.shipment
+        try:
+            if not shipment.label_file:
+                raise FileNotFoundError(shipment.reference)
+            labels[shipment.pk] = _stored_label(shipment)
+        except OSError:
+            logger.warning("label batch %s: label of %s unreadable", batch.pk, shipment.reference)
+            unreadable[item.pk] = (
+                f"the stored label of {shipment.reference} cannot be read; void it and buy again"
+            )
+    shipments = [item.shipment for item in items if item.pk not in unreadable]
     lines_by_shipment: dict[int, list[ShipmentLine]] = defaultdict(list)
     for line in (
         ShipmentLine.objects.filter(shipment_id__in=[s.pk for s in shipments])
@@ -523,6 +521,7 @@ def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]
             pick["parcels"].add(shipment.pk)
         slip_lines.sort(key=lambda line: (bin_sort_key(line.bin), line.sku))
         service = shipment.service
+        label = labels[shipment.pk]
         sheets.append(
             ParcelSheet(
                 reference=shipment.reference,
@@ -533,11 +532,11 @@ def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]
                 lines=tuple(slip_lines),
                 buyer_note=order.buyer_note,
                 placed_at=order.placed_at,
-                sender_lines=_sender_lines(warehouse),
                 tracking_number=shipment.tracking_number,
                 carrier_name=service.carrier.name if service is not None else "",
                 service_name=service.name if service is not None else "",
-                label_pdf=_label_pdf(shipment),
+                label_pdf=label if shipment.label_format != LabelFormat.ZPL else None,
+                label_zpl=label if shipment.label_format == LabelFormat.ZPL else None,
             )
         )
     warehouse_order = {}
@@ -555,7 +554,7 @@ def batch_sheets(*, batch: LabelBatch) -> tuple[list[ParcelSheet], list[PickRow]
         for (warehouse, bin_location, code), pick in picks.items()
     ]
     rows.sort(key=lambda row: (warehouse_order[row.warehouse], bin_sort_key(row.bin), row.sku))
-    return sheets, rows
+    return BatchSheets(sheets=sheets, pick_rows=rows, unreadable=unreadable)
 
 
 def batch_title(batch: LabelBatch) -> str:
@@ -563,32 +562,43 @@ def batch_title(batch: LabelBatch) -> str:
     return f"Label batch {batch.pk}{shop}"
 
 
+DOCUMENT_FIELDS = ("document", "slips_document", "zpl_document")
+
+
 def _render(*, batch: LabelBatch):
     """Render the batch's documents from its labelled parcels and store them (replacing the
-    previous ones). Returns the rendered documents, or None when nothing was labelled."""
-    sheets, rows = batch_sheets(batch=batch)
-    for field_name in ("document", "slips_document"):
+    previous ones). A parcel whose stored label cannot be read is marked failed, with why.
+    Returns the rendered documents, or None when nothing was labelled."""
+    read = batch_sheets(batch=batch)
+    for item_id, reason in read.unreadable.items():
+        _item_failed(item_id=item_id, reason=reason, code="label_unreadable")
+    for field_name in DOCUMENT_FIELDS:
         stored = getattr(batch, field_name)
         if stored:
             stored.delete(save=False)
-    if not sheets:
-        LabelBatch.objects.filter(pk=batch.pk).update(document="", slips_document="", pages=0)
+    if not read.sheets:
+        LabelBatch.objects.filter(pk=batch.pk).update(**dict.fromkeys(DOCUMENT_FIELDS, ""), pages=0)
         return None
     documents = batch_documents_render(
-        parcels=sheets,
-        pick_rows=rows,
+        parcels=read.sheets,
+        pick_rows=read.pick_rows,
         title=batch_title(batch),
         separate=batch.layout == LabelBatchLayout.SEPARATE,
     )
+    started = time.perf_counter()
     base = f"label_batches/{batch.tenant_id}/{batch.pk}/batch-{batch.pk}"
-    batch.document.save(f"{base}.pdf", ContentFile(documents.document), save=False)
-    if documents.slips is not None:
-        batch.slips_document.save(f"{base}-slips.pdf", ContentFile(documents.slips), save=False)
+    for field_name, content, name in (
+        ("document", documents.document, f"{base}.pdf"),
+        ("slips_document", documents.slips, f"{base}-slips.pdf"),
+        ("zpl_document", documents.zpl, f"{base}-labels.zpl"),
+    ):
+        if content is not None:
+            getattr(batch, field_name).save(name, ContentFile(content), save=False)
     LabelBatch.objects.filter(pk=batch.pk).update(
-        document=batch.document.name,
-        slips_document=batch.slips_document.name or "",
+        **{field_name: getattr(batch, field_name).name or "" for field_name in DOCUMENT_FIELDS},
         pages=documents.pages,
     )
+    documents.timings["store"] = time.perf_counter() - started
     return documents
 
 

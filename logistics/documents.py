@@ -1,13 +1,14 @@
-"""Batch documents: packing slips, the labels a source does not supply, the pick list, and the
-one merged PDF a label batch prints.
+"""Batch documents: packing slips, the pick list, and the one merged PDF (plus a ZPL file for
+thermal-printer labels) a label batch prints.
 
 Everything here works on plain data (`ParcelSheet`, `PickRow`), never on models, so rendering is
 the same whichever door asked for it and can be measured alone (bench/labels.py).
 
 Which tool draws what, measured on this 2-core machine (bench/labels.py prints the figures):
-- Packing slips and fallback labels: ReportLab on a fixed 4x6 in layout (500 slips with a Code
-  128 barcode each in about half a second). WeasyPrint renders the same 500 slips from HTML in
-  tens of seconds and several hundred MB, far over the 3 s a 500-parcel batch may take.
+- Packing slips: ReportLab on a fixed 4x6 in layout (500 slips with a Code 128 barcode each in
+  well under a second). WeasyPrint renders the same 500 slips from HTML in tens of seconds and
+  several hundred MB, far over the 3 s a 500-parcel batch may take.
+- Labels: as their source supplied them (logistics.labels), PDF or ZPL.
 - The pick list: WeasyPrint from `templates/pdf/pick_list.html`, which a seller may edit (page
   size, columns, a logo): it is a few pages whatever the batch size.
 - Merging: pikepdf (qpdf), page by page, in pick-path order; the slips share one font
@@ -52,12 +53,13 @@ class ParcelSheet:
     lines: tuple[SlipLine, ...]
     buyer_note: str = ""
     placed_at: datetime | None = None
-    sender_lines: tuple[str, ...] = ()
     tracking_number: str = ""
     carrier_name: str = ""
     service_name: str = ""
-    #: The label the source supplied (PDF); None when it supplied none (manual tracking).
+    #: The parcel's label as its source supplied it: a PDF page, or ZPL for a thermal printer
+    #: (which goes to the batch's ZPL file, not into the PDF).
     label_pdf: bytes | None = None
+    label_zpl: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +77,12 @@ class PickRow:
 @dataclass(slots=True)
 class BatchDocuments:
     """The rendered files of a batch: `document` always; `slips` when labels and slips are two
-    files. `pages` counts the pages of every file together; `timings` are seconds per stage."""
+    files; `zpl` when some labels are ZPL. `pages` counts the PDF pages of every file together;
+    `timings` are seconds per stage."""
 
     document: bytes
     slips: bytes | None
+    zpl: bytes | None
     pages: int
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -199,11 +203,11 @@ def _barcode(canvas, value: str, *, x: float, y: float, width: float, height: fl
 
 
 def _sheet_text(parcels: Iterable[ParcelSheet]) -> str:
-    """Every character the slips and drawn labels of these parcels print (for the font)."""
+    """Every character the slips of these parcels print (for the font)."""
     parts: list[str] = []
     for parcel in parcels:
-        parts += [parcel.shop_name, parcel.recipient_name, parcel.buyer_note, parcel.carrier_name]
-        parts += [parcel.service_name, *parcel.recipient_lines, *parcel.sender_lines]
+        parts += [parcel.shop_name, parcel.recipient_name, parcel.buyer_note, parcel.service_name]
+        parts += list(parcel.recipient_lines)
         parts += [line.name + line.sku + line.bin for line in parcel.lines]
     return "".join(parts)
 
@@ -264,7 +268,18 @@ def _slip_page(pen: _Pen, parcel: ParcelSheet, *, page: int, pages: int, rows, n
         pen.text(MARGIN + 4, box_top - 10, "BUYER NOTE", 6.5, bold=True)
         for number, text in enumerate(note_lines):
             pen.text(MARGIN + 4, box_top - 21 - number * 9.5, text, 8)
-    footer = f"{parcel.reference}  ·  page {page} of {pages}" if pages > 1 else parcel.reference
+    via = " ".join(part for part in (parcel.carrier_name, parcel.service_name) if part)
+    footer = "  ·  ".join(
+        part
+        for part in (
+            parcel.reference,
+            via,
+            parcel.tracking_number,
+            f"page {page} of {pages}" if pages > 1 else "",
+        )
+        if part
+    )
+    footer = pen.fit(footer, 6.5, PAGE_WIDTH - 2 * MARGIN)
     pen.text(PAGE_WIDTH / 2 - pen.width(footer, 6.5) / 2, MARGIN, footer, 6.5)
 
 
@@ -324,74 +339,6 @@ def packing_slips_render(*, parcels: Sequence[ParcelSheet]) -> tuple[bytes, list
     return out.getvalue(), counts
 
 
-# ------------------------------------------------------------------------- drawn labels
-
-
-def _label_page(pen: _Pen, parcel: ParcelSheet) -> None:
-    canvas = pen.canvas
-    top = PAGE_HEIGHT - MARGIN
-    width = PAGE_WIDTH - 2 * MARGIN
-    pen.text(MARGIN, top - 8, "FROM", 6.5)
-    y = top - 8
-    for line in parcel.sender_lines[:4]:
-        y -= 9
-        pen.text(MARGIN, y, pen.fit(line, 7.5, width / 2), 7.5)
-    pen.text(
-        PAGE_WIDTH - MARGIN,
-        top - 14,
-        pen.fit(parcel.carrier_name, 13, width / 2),
-        13,
-        bold=True,
-        right=True,
-    )
-    pen.text(
-        PAGE_WIDTH - MARGIN, top - 28, pen.fit(parcel.service_name, 9, width / 2), 9, right=True
-    )
-    canvas.setLineWidth(1.5)
-    canvas.line(MARGIN, top - 54, PAGE_WIDTH - MARGIN, top - 54)
-    y = top - 72
-    pen.text(MARGIN, y, "SHIP TO", 7)
-    y -= 17
-    pen.text(MARGIN + 10, y, pen.fit(parcel.recipient_name, 14, width - 10), 14, bold=True)
-    for line in parcel.recipient_lines[:5]:
-        y -= 15
-        pen.text(MARGIN + 10, y, pen.fit(line, 12, width - 10), 12)
-    canvas.line(MARGIN, 168, PAGE_WIDTH - MARGIN, 168)
-    code = parcel.tracking_number or parcel.reference
-    _barcode(canvas, code, x=MARGIN, y=76, width=width, height=78)
-    caption = (
-        f"TRACKING # {parcel.tracking_number}" if parcel.tracking_number else "NO TRACKING NUMBER"
-    )
-    pen.text(PAGE_WIDTH / 2 - pen.width(caption, 10) / 2, 60, caption, 10, bold=True)
-    canvas.line(MARGIN, 48, PAGE_WIDTH - MARGIN, 48)
-    pen.text(MARGIN, 34, f"Ref {parcel.reference}", 8)
-    pen.text(
-        PAGE_WIDTH - MARGIN,
-        34,
-        pen.fit(f"Order {parcel.order_number}", 8, width / 2),
-        8,
-        right=True,
-    )
-
-
-def labels_render(*, parcels: Sequence[ParcelSheet]) -> bytes:
-    """One 4x6 label per parcel, drawn here: for parcels whose source supplies no label (the
-    tracking number was typed in or imported)."""
-    from reportlab.pdfgen.canvas import Canvas
-
-    out = io.BytesIO()
-    with reportlab_font(_sheet_text(parcels)) as font:
-        canvas = Canvas(out, pagesize=(PAGE_WIDTH, PAGE_HEIGHT), pageCompression=1)
-        canvas.setTitle("Shipping labels")
-        pen = _Pen(canvas, font)
-        for parcel in parcels:
-            pen.begin_page()
-            _label_page(pen, parcel)
-            pen.end_page()
-        canvas.save()
-    return out.getvalue()
-
-
 # -------------------------------------------------------------------------------- pick list
 
 
@@ -430,7 +377,9 @@ def batch_documents_render(
     """The batch's PDF(s), parcels in the given (pick-path) order.
 
     Merged: the pick list, then for each parcel its label then its packing slip. Separate: the
-    labels alone (for the label printer), and the pick list followed by the slips.
+    labels alone (for the label printer), and the pick list followed by the slips. ZPL labels
+    are sent to a thermal printer as they are: they go to one ZPL file in the same order, and
+    the PDF holds those parcels' slips.
     """
     import pikepdf
 
@@ -445,9 +394,6 @@ def batch_documents_render(
 
     slips_pdf, slip_counts = packing_slips_render(parcels=parcels)
     lap("packing_slips")
-    drawn = [parcel for parcel in parcels if parcel.label_pdf is None]
-    drawn_pdf = labels_render(parcels=drawn) if drawn else None
-    lap("drawn_labels")
     pick_pdf = pick_list_render(rows=pick_rows, title=title, parcels=len(parcels))
     lap("pick_list")
 
@@ -464,13 +410,9 @@ def batch_documents_render(
     slips_out = pikepdf.Pdf.new() if separate else labels_out
     slips_out.pages.extend(pages_of(pick_pdf))
     slips = pages_of(slips_pdf)
-    drawn_pages = pages_of(drawn_pdf) if drawn_pdf else []
-    slip_index = drawn_index = 0
+    slip_index = 0
     for parcel, slip_count in zip(parcels, slip_counts, strict=True):
-        if parcel.label_pdf is None:
-            labels_out.pages.append(drawn_pages[drawn_index])
-            drawn_index += 1
-        else:
+        if parcel.label_pdf is not None:
             labels_out.pages.extend(pages_of(parcel.label_pdf))
         slips_out.pages.extend(slips[slip_index : slip_index + slip_count])
         slip_index += slip_count
@@ -487,7 +429,12 @@ def batch_documents_render(
         pages += len(slips_out.pages)
     for source in sources:
         source.close()
+    zpl = [parcel.label_zpl.rstrip() + b"\n" for parcel in parcels if parcel.label_zpl]
     lap("merge")
     return BatchDocuments(
-        document=document.getvalue(), slips=slips_file, pages=pages, timings=timings
+        document=document.getvalue(),
+        slips=slips_file,
+        zpl=b"".join(zpl) or None,
+        pages=pages,
+        timings=timings,
     )

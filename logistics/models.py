@@ -365,6 +365,12 @@ class LabelBatch(TenantOwnedModel):
     pages = models.PositiveIntegerField(default=0)
     document = models.FileField(upload_to="label_batches/", blank=True, max_length=200)
     slips_document = models.FileField(upload_to="label_batches/", blank=True, max_length=200)
+    zpl_document = models.FileField(
+        upload_to="label_batches/",
+        blank=True,
+        max_length=200,
+        help_text="The batch's ZPL labels (for a thermal printer), when its source sold ZPL.",
+    )
     timings = models.JSONField(
         default=dict, blank=True, help_text="Seconds each stage of the last run took."
     )

@@ -137,3 +137,27 @@ def ready_parcels(world: PrintWorld, count: int, *, start: int = 0, shop=None) -
         ]
     )
     return shipments
+
+
+def connect_label_api(world: PrintWorld, **remote_settings):
+    """The tenant's account at the label service, connected to the label sandbox (real HTTP,
+    in-process transport); returns the sandbox's own record of it (purchases counted there)."""
+    from logistics.models import LabelAccount
+    from sandbox.labelapi import sandbox_label_account_connect
+
+    account = LabelAccount._base_manager.create(
+        tenant=world.tenant,
+        name="EasyPost",
+        carriers=world.service.carrier.code,
+        requests_per_second=remote_settings.pop("requests_per_second", 1000),
+    )
+    remote_settings.setdefault("rate_per_second", 1000)
+    remote_settings.setdefault("rate_burst", 1000)
+    return sandbox_label_account_connect(account=account, **remote_settings)
+
+
+def purchases(remote) -> int:
+    """Labels the sandbox really sold on this account (idempotent replays are not purchases)."""
+    from sandbox.models import SandboxLabelAccount
+
+    return SandboxLabelAccount.objects.get(pk=remote.pk).purchases

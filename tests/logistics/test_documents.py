@@ -14,10 +14,10 @@ from logistics.documents import (
     PickRow,
     SlipLine,
     batch_documents_render,
-    labels_render,
     packing_slips_render,
     pick_list_render,
 )
+from logistics.labels.drawing import LabelContent, label_pdf, label_zpl
 
 CHINESE_NAME = "蓝牙耳机 无线降噪 运动跑步专用"
 
@@ -32,7 +32,6 @@ def sheet(reference="TK1-W1", **fields) -> ParcelSheet:
         "lines": (SlipLine(sku="EAR-01", name=CHINESE_NAME, bin="A-3", quantity=2),),
         "buyer_note": "请小心包装 please pack with care",
         "placed_at": datetime(2026, 5, 1, 12, tzinfo=UTC),
-        "sender_lines": ("Alpha warehouse", "1 Dock Rd", "Reno, NV 89502"),
         "tracking_number": "9400111899223344556677",
         "carrier_name": "USPS",
         "service_name": "Ground Advantage",
@@ -122,14 +121,13 @@ def test_a_slip_with_many_lines_continues_on_a_second_page():
     assert "请小心包装" in all_text[-1]
 
 
-def test_a_drawn_label_carries_the_tracking_number_as_text_and_barcode():
-    pdf = labels_render(parcels=[sheet()])
+def test_the_slip_names_the_carrier_service_and_tracking_number():
+    pdf, _ = packing_slips_render(parcels=[sheet()])
 
-    reader = PdfReader(io.BytesIO(pdf))
-    assert "9400111899223344556677" in reader.pages[0].extract_text()
-    assert bar_widths(reader) == [code128_widths("9400111899223344556677")]
-    width, height = (float(value) for value in reader.pages[0].mediabox.upper_right)
-    assert (width, height) == (288.0, 432.0)  # 4 x 6 in
+    text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "USPS Ground Advantage" in text and "9400111899223344556677" in text
+    width, height = (float(value) for value in PdfReader(io.BytesIO(pdf)).pages[0].mediabox[2:])
+    assert (width, height) == (288.0, 432.0)  # 4 x 6 in, like the labels
 
 
 def test_the_pick_list_is_the_seller_editable_template_with_chinese_names():
@@ -149,12 +147,29 @@ def test_the_pick_list_is_the_seller_editable_template_with_chinese_names():
     assert any("NotoSansCJK" in name for name in embedded_fonts(reader))
 
 
+def source_label(tracking_number: str) -> LabelContent:
+    return LabelContent(
+        carrier="USPS",
+        service="Ground Advantage",
+        tracking_number=tracking_number,
+        sender=["Alpha warehouse", "Reno, NV 89502"],
+        recipient=["WEI ZHANG", "LOS ANGELES CA 90012"],
+    )
+
+
 @pytest.mark.parametrize("separate", [False, True])
 def test_the_batch_document_is_pick_list_then_label_and_slip_per_parcel(separate):
-    supplied = labels_render(parcels=[sheet(reference="TK1-W1", tracking_number="LABEL-ONE")])
     parcels = [
-        sheet(reference="TK1-W1", tracking_number="LABEL-ONE", label_pdf=supplied),
-        sheet(reference="TK2-W1", tracking_number="DRAWN-TWO"),  # no label: drawn here
+        sheet(
+            reference="TK1-W1",
+            tracking_number="9400100000000000000011",
+            label_pdf=label_pdf(source_label("9400100000000000000011")),
+        ),
+        sheet(
+            reference="TK2-W1",
+            tracking_number="9400100000000000000028",
+            label_pdf=label_pdf(source_label("9400100000000000000028")),
+        ),
     ]
     rows = [PickRow(warehouse="Main", bin="A-3", sku="EAR-01", name="x", quantity=4, parcels=2)]
 
@@ -166,7 +181,7 @@ def test_the_batch_document_is_pick_list_then_label_and_slip_per_parcel(separate
     if separate:
         slips = [page.extract_text() for page in PdfReader(io.BytesIO(documents.slips)).pages]
         assert len(main) == 2 and len(slips) == 3
-        assert "LABEL-ONE" in main[0] and "DRAWN-TWO" in main[1]
+        assert "9400 1000 0000 0000 0000 11" in main[0] and "0000 28" in main[1]
         assert "Pick list" in slips[0]
         assert "PACKING SLIP" in slips[1] and "TK1-W1" in slips[1]
         assert "TK2-W1" in slips[2]
@@ -174,7 +189,27 @@ def test_the_batch_document_is_pick_list_then_label_and_slip_per_parcel(separate
         assert documents.slips is None
         assert len(main) == 5
         assert "Pick list" in main[0]
-        assert "LABEL-ONE" in main[1] and "PACKING SLIP" in main[2] and "TK1-W1" in main[2]
-        assert "DRAWN-TWO" in main[3] and "PACKING SLIP" in main[4] and "TK2-W1" in main[4]
-    assert documents.pages == 5
+        assert "0000 11" in main[1] and "PACKING SLIP" in main[2] and "TK1-W1" in main[2]
+        assert "0000 28" in main[3] and "PACKING SLIP" in main[4] and "TK2-W1" in main[4]
+    assert documents.pages == 5 and documents.zpl is None
     assert set(documents.timings) >= {"packing_slips", "pick_list", "merge"}
+
+
+def test_zpl_labels_go_to_one_zpl_file_in_the_same_order():
+    first = label_zpl(source_label("9400100000000000000011")).encode()
+    second = label_zpl(source_label("9400100000000000000028")).encode()
+    parcels = [
+        sheet(reference="TK1-W1", label_zpl=first),
+        sheet(reference="TK2-W1", label_pdf=label_pdf(source_label("9400100000000000000035"))),
+        sheet(reference="TK3-W1", label_zpl=second),
+    ]
+
+    documents = batch_documents_render(parcels=parcels, pick_rows=[], title="Label batch 4")
+
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(documents.document)).pages]
+    # Pick list, slip 1 (its label is ZPL), label 2, slip 2, slip 3.
+    assert len(pages) == 5
+    assert "TK1-W1" in pages[1] and "0000 35" in pages[2] and "TK3-W1" in pages[4]
+    zpl = documents.zpl.decode()
+    assert zpl.count("^XA") == 2
+    assert zpl.index("9400100000000000000011") < zpl.index("9400100000000000000028")

@@ -114,16 +114,20 @@ class Command(BaseCommand):
         )
 
     def _deliver(self, batch, target: Path | None) -> str:
-        """Copy the documents to --output (slips next to it as NAME-slips.pdf); the paths."""
-        documents = [batch.document, batch.slips_document]
-        documents = [document for document in documents if document]
+        """Copy the documents to --output (slips next to it as NAME-slips.pdf, ZPL labels as
+        NAME.zpl); the paths written."""
+        documents = [
+            (batch.document, target),
+            (batch.slips_document, target and target.with_name(f"{target.stem}-slips.pdf")),
+            (batch.zpl_document, target and target.with_suffix(".zpl")),
+        ]
+        documents = [(document, path) for document, path in documents if document]
         if not documents:
             return "nothing (no parcel was labelled)"
         if target is None:
-            return ", ".join(_where(document) for document in documents)
+            return ", ".join(_where(document) for document, _ in documents)
         written = []
-        paths = [target, target.with_name(f"{target.stem}-slips{target.suffix}")]
-        for document, path in zip(documents, paths[: len(documents)], strict=True):
+        for document, path in documents:
             with document.open("rb") as source, open(path, "wb") as sink:
                 shutil.copyfileobj(source, sink)
             written.append(str(path))

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -434,22 +435,17 @@ def _item_failed(*, item_id: int, reason: str, code: str) -> None:
 # -------------------------------------------------------------------------------- rendering
 
 
-def _address_lines(order) -> tuple[str, ...]:
-    city_line = " ".join(
-        part
-        for part in (f"{order.city}," if order.city else "", order.state, order.postal_code)
-        if part
-    )
-    return tuple(
-        line
-        for line in (order.address_line1, order.address_line2, city_line.strip(","), order.country)
-        if line
-    )
+def _address_lines(row: dict) -> tuple[str, ...]:
+    """The recipient's address lines from an order's values (`o_` prefixed)."""
+    city, state, postal = row["o_city"], row["o_state"], row["o_postal_code"]
+    city_line = " ".join(part for part in (f"{city}," if city else "", state, postal) if part)
+    lines = (row["o_address_line1"], row["o_address_line2"], city_line.strip(","), row["o_country"])
+    return tuple(line for line in lines if line)
 
 
-def _stored_label(shipment: Shipment) -> bytes:
+def _stored_label(name: str) -> bytes:
     """The label document stored on the parcel (PDF or ZPL, as its source supplied it)."""
-    with shipment.label_file.open("rb") as handle:
+    with default_storage.open(name, "rb") as handle:
         return handle.read()
 
 
@@ -463,86 +459,124 @@ class BatchSheets:
     unreadable: dict[int, str]  # item id -> reason
 
 
-def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
-    """Read the batch's labelled parcels, their lines, bins and stored labels (a few queries)."""
-    items = list(
-        batch.items.filter(status=LabelBatchItemStatus.LABELLED)
-        .select_related(
-            "shipment__order__shop", "shipment__warehouse", "shipment__service__carrier"
+#: What the documents print of each parcel, read as plain values (500 parcels' worth of model
+#: instances cost more than the slips take to draw).
+_SHEET_FIELDS = {
+    "item_id": F("pk"),
+    "parcel_id": F("shipment_id"),
+    "reference": F("shipment__reference"),
+    "tracking_number": F("shipment__tracking_number"),
+    "label_file": F("shipment__label_file"),
+    "label_format": F("shipment__label_format"),
+    "warehouse_id": F("shipment__warehouse_id"),
+    "warehouse_name": F("shipment__warehouse__name"),
+    "warehouse_code": F("shipment__warehouse__code"),
+    "service_name": F("shipment__service__name"),
+    "carrier_name": F("shipment__service__carrier__name"),
+    "shop_name": F("shipment__order__shop__name"),
+    "order_number": F("shipment__order__platform_order_id"),
+    "buyer_name": F("shipment__order__buyer_name"),
+    "buyer_note": F("shipment__order__buyer_note"),
+    "placed_at": F("shipment__order__placed_at"),
+    **{
+        f"o_{name}": F(f"shipment__order__{name}")
+        for name in (
+            "recipient_name",
+            "address_line1",
+            "address_line2",
+            "city",
+            "state",
+            "postal_code",
+            "country",
         )
+    },
+}
+
+
+def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
+    """Read the batch's labelled parcels, their lines, bins and stored labels (three queries and
+    one file read per parcel)."""
+    rows = list(
+        LabelBatchItem.objects.filter(batch_id=batch.pk, status=LabelBatchItemStatus.LABELLED)
         .order_by("position")
+        .values(**_SHEET_FIELDS)
     )
     labels: dict[int, bytes] = {}
     unreadable: dict[int, str] = {}
-    for item in items:
-        shipment = item.shipment
+    for row in rows:
         try:
-            if not shipment.label_file:
-                raise FileNotFoundError(shipment.reference)
-            labels[shipment.pk] = _stored_label(shipment)
+            if not row["label_file"]:
+                raise FileNotFoundError(row["reference"])
+            labels[row["parcel_id"]] = _stored_label(row["label_file"])
         except OSError:
-            logger.warning("label batch %s: label of %s unreadable", batch.pk, shipment.reference)
-            unreadable[item.pk] = (
-                f"the stored label of {shipment.reference} cannot be read; void it and buy again"
+            logger.warning("label batch %s: label of %s unreadable", batch.pk, row["reference"])
+            unreadable[row["item_id"]] = (
+                f"the stored label of {row['reference']} cannot be read; void it and buy again"
             )
-    shipments = [item.shipment for item in items if item.pk not in unreadable]
-    lines_by_shipment: dict[int, list[ShipmentLine]] = defaultdict(list)
+    rows = [row for row in rows if row["item_id"] not in unreadable]
+    warehouse_of = {row["parcel_id"]: row["warehouse_id"] for row in rows}
+    lines_by_shipment: dict[int, list[dict]] = defaultdict(list)
     for line in (
-        ShipmentLine.objects.filter(shipment_id__in=[s.pk for s in shipments])
-        .select_related("order_line__sku")
+        ShipmentLine.objects.filter(shipment_id__in=list(warehouse_of))
         .order_by("pk")
+        .values(
+            "shipment_id",
+            "quantity",
+            sku_id=F("order_line__sku_id"),
+            sku_code=F("order_line__sku__code"),
+            sku_name=F("order_line__sku__name"),
+            seller_sku=F("order_line__seller_sku"),
+            product_name=F("order_line__product_name"),
+        )
     ):
-        lines_by_shipment[line.shipment_id].append(line)
+        lines_by_shipment[line["shipment_id"]].append(line)
     bins = _bins(
-        (line.order_line.sku_id, shipment.warehouse_id)
-        for shipment in shipments
-        for line in lines_by_shipment[shipment.pk]
-        if line.order_line.sku_id is not None
+        (line["sku_id"], warehouse_of[shipment_id])
+        for shipment_id, lines in lines_by_shipment.items()
+        for line in lines
+        if line["sku_id"] is not None
     )
     sheets: list[ParcelSheet] = []
     picks: dict[tuple[str, str, str], dict] = {}
-    for shipment in shipments:
-        order, warehouse = shipment.order, shipment.warehouse
+    warehouse_order: dict[str, str] = {}
+    for row in rows:
+        shipment_id = row["parcel_id"]
+        warehouse_order.setdefault(row["warehouse_name"], row["warehouse_code"])
         slip_lines = []
-        for line in lines_by_shipment[shipment.pk]:
-            order_line = line.order_line
-            sku = order_line.sku
-            code = sku.code if sku is not None else order_line.seller_sku
-            name = order_line.product_name or (sku.name if sku is not None else "")
-            bin_location = bins.get((order_line.sku_id, shipment.warehouse_id), "")
+        for line in lines_by_shipment[shipment_id]:
+            code = line["sku_code"] or line["seller_sku"]
+            name = line["product_name"] or line["sku_name"] or ""
+            bin_location = bins.get((line["sku_id"], row["warehouse_id"]), "")
             slip_lines.append(
-                SlipLine(sku=code, name=name, bin=bin_location, quantity=line.quantity)
+                SlipLine(sku=code, name=name, bin=bin_location, quantity=line["quantity"])
             )
             pick = picks.setdefault(
-                (warehouse.name, bin_location, code),
+                (row["warehouse_name"], bin_location, code),
                 {"name": name, "quantity": 0, "parcels": set()},
             )
-            pick["quantity"] += line.quantity
-            pick["parcels"].add(shipment.pk)
+            pick["quantity"] += line["quantity"]
+            pick["parcels"].add(shipment_id)
         slip_lines.sort(key=lambda line: (bin_sort_key(line.bin), line.sku))
-        service = shipment.service
-        label = labels[shipment.pk]
+        label = labels[shipment_id]
+        zpl = row["label_format"] == LabelFormat.ZPL
         sheets.append(
             ParcelSheet(
-                reference=shipment.reference,
-                order_number=order.platform_order_id,
-                shop_name=order.shop.name,
-                recipient_name=order.recipient_name or order.buyer_name,
-                recipient_lines=_address_lines(order),
+                reference=row["reference"],
+                order_number=row["order_number"],
+                shop_name=row["shop_name"],
+                recipient_name=row["o_recipient_name"] or row["buyer_name"],
+                recipient_lines=_address_lines(row),
                 lines=tuple(slip_lines),
-                buyer_note=order.buyer_note,
-                placed_at=order.placed_at,
-                tracking_number=shipment.tracking_number,
-                carrier_name=service.carrier.name if service is not None else "",
-                service_name=service.name if service is not None else "",
-                label_pdf=label if shipment.label_format != LabelFormat.ZPL else None,
-                label_zpl=label if shipment.label_format == LabelFormat.ZPL else None,
+                buyer_note=row["buyer_note"],
+                placed_at=row["placed_at"],
+                tracking_number=row["tracking_number"],
+                carrier_name=row["carrier_name"] or "",
+                service_name=row["service_name"] or "",
+                label_pdf=None if zpl else label,
+                label_zpl=label if zpl else None,
             )
         )
-    warehouse_order = {}
-    for shipment in shipments:
-        warehouse_order.setdefault(shipment.warehouse.name, shipment.warehouse.code)
-    rows = [
+    pick_rows = [
         PickRow(
             warehouse=warehouse,
             bin=bin_location,
@@ -553,8 +587,8 @@ def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
         )
         for (warehouse, bin_location, code), pick in picks.items()
     ]
-    rows.sort(key=lambda row: (warehouse_order[row.warehouse], bin_sort_key(row.bin), row.sku))
-    return BatchSheets(sheets=sheets, pick_rows=rows, unreadable=unreadable)
+    pick_rows.sort(key=lambda row: (warehouse_order[row.warehouse], bin_sort_key(row.bin), row.sku))
+    return BatchSheets(sheets=sheets, pick_rows=pick_rows, unreadable=unreadable)
 
 
 def batch_title(batch: LabelBatch) -> str:

@@ -46,6 +46,7 @@ class _SourceFont:
     covered: frozenset[int] = frozenset()  # characters the current ReportLab font holds
     generation: int = 0
     name: str = ""  # the current ReportLab font's name
+    truetype: bytes = b""  # the current font's file
     superseded: list[str] = field(default_factory=list)
     in_use: int = 0  # documents being drawn right now
 
@@ -147,6 +148,34 @@ def _build_truetype(source: _SourceFont, characters: set[int], *, generation: in
     return out.getvalue()
 
 
+def _current_covering(source: _SourceFont, text: str) -> None:
+    """Make the source's current font cover `text` (building a new generation if it does not).
+    Called with the lock held."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    wanted = {ord(character) for character in BASE_CHARACTERS + text} & source.cmap.keys()
+    if source.name and wanted <= source.covered:
+        return
+    covered = source.covered | wanted
+    source.generation = next(_generations)
+    data = _build_truetype(source, covered, generation=source.generation)
+    name = f"TkerpCJK-{source.generation}"
+    pdfmetrics.registerFont(TTFont(name, io.BytesIO(data)))
+    if source.name:
+        source.superseded.append(source.name)
+    source.name, source.covered, source.truetype = name, frozenset(covered), data
+
+
+def truetype_font(text: str) -> bytes:
+    """A TrueType font file covering `text` and the basic Latin set: HTML templates embed it
+    (@font-face), so WeasyPrint subsets a small font instead of loading the 20 MB collection."""
+    with _lock:
+        source = _source_font()
+        _current_covering(source, text)
+        return source.truetype
+
+
 @contextmanager
 def reportlab_font(text: str) -> Iterator[str]:
     """A registered ReportLab font covering `text` and the basic Latin set, by name, for the
@@ -157,25 +186,10 @@ def reportlab_font(text: str) -> Iterator[str]:
     its sellers' catalogue has been printed. Characters the source lacks print as its empty box.
     """
     from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
 
-    wanted = {ord(character) for character in BASE_CHARACTERS + text}
     with _lock:
         source = _source_font()
-        wanted &= source.cmap.keys()
-        if not source.name or not wanted <= source.covered:
-            covered = source.covered | wanted
-            source.generation = next(_generations)
-            name = f"TkerpCJK-{source.generation}"
-            pdfmetrics.registerFont(
-                TTFont(
-                    name,
-                    io.BytesIO(_build_truetype(source, covered, generation=source.generation)),
-                )
-            )
-            if source.name:
-                source.superseded.append(source.name)
-            source.name, source.covered = name, frozenset(covered)
+        _current_covering(source, text)
         name = source.name
         source.in_use += 1
     try:

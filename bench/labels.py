@@ -333,9 +333,10 @@ def run(args: argparse.Namespace, url: str) -> None:
         f"{bought} labels bought, {batch.pages} pages, peak RSS {memory.peak_mb:.0f} MB"
     )
     print(f"    stages: {shares(timings, total)}")
-    floor = args.parcels * 2 / args.rate if args.rate else 0
+    floor = args.parcels / args.rate if args.rate else 0
     print(
-        f"    the rate limit alone needs {floor:.1f} s (2 requests a label: buy, download); "
+        f"    the rate limit alone needs {floor:.1f} s (one API request a label; the label "
+        "file comes from the file host, limited apart); "
         f"{args.latency_ms} ms x {args.parcels} / {args.workers} threads = "
         f"{args.latency_ms * args.parcels / args.workers / 1000:.1f} s"
     )

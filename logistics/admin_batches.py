@@ -34,6 +34,8 @@ from tkerp.tenancy import current_tenant
 
 #: Seconds between two refreshes of a running batch's progress bar.
 PROGRESS_REFRESH_SECONDS = 1
+#: The stages of a run, in the order they happen (the stored timings come back unordered).
+TIMING_ORDER = ("labels", "packing_slips", "pick_list", "merge", "store")
 
 
 class LayoutField(forms.ChoiceField):
@@ -217,6 +219,9 @@ class LabelBatchAdmin(TenantModelAdmin):
                 downloads.append(("Pick list and packing slips PDF", "slips"))
             if batch.zpl_document:
                 downloads.append(("ZPL labels (thermal printer)", "zpl"))
+        timings = [
+            (stage, batch.timings[stage]) for stage in TIMING_ORDER if stage in batch.timings
+        ]
         may_act = self.has_add_permission(request) and (not batch.is_live or batch.is_stalled)
         context = {
             **self.admin_site.each_context(request),
@@ -227,6 +232,7 @@ class LabelBatchAdmin(TenantModelAdmin):
             "batch": batch,
             "failed": failed,
             "downloads": downloads,
+            "timings": timings,
             "may_retry": may_act and (failed.exists() or batch.status == "failed"),
             "may_reprint": may_act and bool(batch.document),
             "has_delete_permission": self.has_delete_permission(request, batch),

@@ -620,7 +620,7 @@ def _render(*, batch: LabelBatch):
         separate=batch.layout == LabelBatchLayout.SEPARATE,
     )
     started = time.perf_counter()
-    base = f"label_batches/{batch.tenant_id}/{batch.pk}/batch-{batch.pk}"
+    base = f"batch-{batch.pk}"
     for field_name, content, name in (
         ("document", documents.document, f"{base}.pdf"),
         ("slips_document", documents.slips, f"{base}-slips.pdf"),

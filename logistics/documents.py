@@ -356,6 +356,8 @@ def pick_list_render(*, rows: Sequence[PickRow], title: str, parcels: int) -> by
         warehouses.setdefault(row.warehouse, []).append(row)
     text = title + "".join(row.warehouse + row.bin + row.sku + row.name for row in rows)
     font = base64.b64encode(truetype_font(text)).decode()
+    # Named after the face it is cut from: the PDF's font list says where the glyphs came from.
+    family = pdf_font_family().replace(" ", "") + "-tkerp"
     html = render_to_string(
         "pdf/pick_list.html",
         {
@@ -366,9 +368,9 @@ def pick_list_render(*, rows: Sequence[PickRow], title: str, parcels: int) -> by
             # The few glyphs this document needs, as a small embedded font: WeasyPrint would
             # otherwise load and subset the whole CJK collection (seconds and 100+ MB).
             "font_face": mark_safe(
-                f'@font-face {{ font-family: "TkerpPDF"; src: url(data:font/ttf;base64,{font}); }}'
+                f'@font-face {{ font-family: "{family}"; src: url(data:font/ttf;base64,{font}); }}'
             ),
-            "font_family": mark_safe(f'"TkerpPDF", "{pdf_font_family()}"'),
+            "font_family": mark_safe(f'"{family}", "{pdf_font_family()}"'),
         },
     )
     return weasyprint.HTML(string=html).write_pdf()

@@ -331,6 +331,12 @@ class LabelBatchLayout(models.TextChoices):
     SEPARATE = "separate", "Two PDFs: labels, and pick list with packing slips"
 
 
+def label_batch_upload_to(batch: "LabelBatch", filename: str) -> str:
+    """A batch's documents live under its tenant's folder and its own (downloads go through the
+    tenant-scoped admin view, never MEDIA_URL)."""
+    return f"label_batches/{batch.tenant_id}/{batch.pk}/{filename}"
+
+
 class LabelBatch(TenantOwnedModel):
     """One print run: buy or fetch the label of every parcel in it, then render the pick list,
     packing slips and labels into one PDF (or two) in pick-path order.
@@ -363,10 +369,10 @@ class LabelBatch(TenantOwnedModel):
     error = models.CharField(max_length=500, blank=True, help_text="Why the job itself failed.")
     runs = models.PositiveIntegerField(default=0, help_text="How many times the job started.")
     pages = models.PositiveIntegerField(default=0)
-    document = models.FileField(upload_to="label_batches/", blank=True, max_length=200)
-    slips_document = models.FileField(upload_to="label_batches/", blank=True, max_length=200)
+    document = models.FileField(upload_to=label_batch_upload_to, blank=True, max_length=200)
+    slips_document = models.FileField(upload_to=label_batch_upload_to, blank=True, max_length=200)
     zpl_document = models.FileField(
-        upload_to="label_batches/",
+        upload_to=label_batch_upload_to,
         blank=True,
         max_length=200,
         help_text="The batch's ZPL labels (for a thermal printer), when its source sold ZPL.",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from django.utils import timezone
 
 from inventory.models import Sku, StockLevel, Warehouse
@@ -161,3 +162,14 @@ def purchases(remote) -> int:
     from sandbox.models import SandboxLabelAccount
 
     return SandboxLabelAccount.objects.get(pk=remote.pk).purchases
+
+
+@pytest.fixture(autouse=True)
+def batch_media(settings, tmp_path):
+    """Labels and batch PDFs go to the test's own folder (import this fixture to use it), and
+    the sandbox's rate-limit buckets start empty."""
+    from sandbox.base import reset_rate_limits
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    reset_rate_limits()
+    return settings.MEDIA_ROOT

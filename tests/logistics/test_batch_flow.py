@@ -17,7 +17,13 @@ from logistics.models import LabelBatch, LabelBatchItem, LabelBatchStatus, Shipm
 from orders.models import Order
 from tests.e2e.helpers import django_q_sync
 from tests.inventory.helpers import admin_url
-from tests.logistics.batch_helpers import connect_label_api, print_world, purchases, ready_parcels
+from tests.logistics.batch_helpers import (  # noqa: F401 - batch_media: autouse
+    batch_media,
+    connect_label_api,
+    print_world,
+    purchases,
+    ready_parcels,
+)
 
 # The parallel buy runs on threads with their own connections: the data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)

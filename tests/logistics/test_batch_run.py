@@ -24,7 +24,13 @@ from logistics.models import (
 )
 from logistics.tasks import run_label_batch
 from orders.models import Order
-from tests.logistics.batch_helpers import connect_label_api, print_world, purchases, ready_parcels
+from tests.logistics.batch_helpers import (  # noqa: F401 - batch_media: autouse
+    batch_media,
+    connect_label_api,
+    print_world,
+    purchases,
+    ready_parcels,
+)
 from tkerp.tenancy import tenant_context
 
 # The parallel buy runs on threads with their own connections: the data must be committed.

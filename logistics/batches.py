@@ -364,9 +364,19 @@ def _fail(*, batch: LabelBatch, token: str, error: Exception) -> None:
 # ----------------------------------------------------------------------------------- buying
 
 
+#: Outcomes are written to the items in groups (one UPDATE for the labelled ones): every this
+#: many, or this often, whichever comes first. The progress bar is that much behind at most.
+FLUSH_EVERY = 25
+FLUSH_SECONDS = 0.5
+
+
 def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) -> None:
     """Buy (or fetch) the label of every pending item through the label sources' parallel buy,
-    recording each outcome as it arrives (from the buying threads) and keeping the lease."""
+    recording the outcomes as they arrive (from the buying threads) and keeping the lease.
+
+    An outcome not yet written when the worker dies leaves its item pending: the next run asks
+    again, and gets the stored (or the source's first) label back, not a second purchase.
+    """
     from logistics.labels.store import shipments_label_buy
 
     pending = list(
@@ -378,44 +388,59 @@ def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) ->
         return
     items = dict(pending)
     start = label_batch_progress(batch=batch)
-    state = {"done": start.done, "failed": start.failed, "renewed": time.monotonic()}
+    state = {"done": start.done, "failed": start.failed, "flushed": time.monotonic()}
+    renewed = [time.monotonic()]
+    outcomes: list = []
     lock = threading.Lock()
     lost = threading.Event()
+
+    def flush(taken: list) -> None:
+        labelled = [items[result.shipment_id] for result in taken if result.ok]
+        if labelled:
+            _items_labelled(item_ids=labelled)
+        for result in taken:
+            if not result.ok:
+                _item_failed(
+                    item_id=items[result.shipment_id], reason=result.reason, code=result.code
+                )
+        if time.monotonic() - renewed[0] > LEASE_RENEW_SECONDS:
+            renewed[0] = time.monotonic()
+            try:
+                _renew(batch, token)
+            except BatchLeaseLost:
+                lost.set()
 
     def on_result(result) -> None:
         if lost.is_set():
             return  # another worker runs the batch now; it records the outcomes itself
-        item_id = items[result.shipment_id]
-        if result.ok:
-            _item_labelled(item_id=item_id)
-        else:
-            _item_failed(item_id=item_id, reason=result.reason, code=result.code)
+        taken = None
         with lock:
+            outcomes.append(result)
             state["done" if result.ok else "failed"] += 1
-            if time.monotonic() - state["renewed"] > LEASE_RENEW_SECONDS:
-                state["renewed"] = time.monotonic()
-                try:
-                    _renew(batch, token)
-                except BatchLeaseLost:
-                    lost.set()
-            if progress is not None:
-                progress(
-                    BatchProgress(
-                        total=start.total,
-                        done=state["done"],
-                        failed=state["failed"],
-                        status=LabelBatchStatus.RUNNING,
-                        status_label=LabelBatchStatus.RUNNING.label,
-                    )
-                )
+            now = time.monotonic()
+            if len(outcomes) >= FLUSH_EVERY or now - state["flushed"] >= FLUSH_SECONDS:
+                taken, outcomes[:] = list(outcomes), []
+                state["flushed"] = now
+            counts = BatchProgress(
+                total=start.total,
+                done=state["done"],
+                failed=state["failed"],
+                status=LabelBatchStatus.RUNNING,
+                status_label=LabelBatchStatus.RUNNING.label,
+            )
+        if taken:
+            flush(taken)
+        if progress is not None:
+            progress(counts)
 
     shipments_label_buy(tenant=batch.tenant, shipment_ids=list(items), on_result=on_result)
     if lost.is_set():
         raise BatchLeaseLost(f"the lease of label batch {batch.pk} was taken over")
+    flush(outcomes)
 
 
-def _item_labelled(*, item_id: int) -> None:
-    LabelBatchItem.objects.filter(pk=item_id).update(
+def _items_labelled(*, item_ids: list[int]) -> None:
+    LabelBatchItem.objects.filter(pk__in=item_ids).update(
         status=LabelBatchItemStatus.LABELLED,
         error="",
         error_code="",

@@ -233,3 +233,29 @@ def test_zpl_labels_come_as_a_zpl_file_next_to_the_slips(world, tenant_a):
     pages = pdf_pages(batch)
     assert sum("PACKING SLIP" in page for page in pages) == 3
     assert len(pages) - 3 in (1, 2)  # the pick list and the slips; labels are in the ZPL
+
+
+def test_a_batch_whose_job_breaks_says_why_and_resumes_without_buying_again(
+    world, tenant_a, settings
+):
+    ready_parcels(world, 3)
+    real_font = settings.TKERP_PDF_FONT_FILE
+    settings.TKERP_PDF_FONT_FILE = "/nowhere/NotoSansCJK-Regular.ttc"
+    batch = label_batch_start(tenant=tenant_a, shop=world.shop, queue=False)
+
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+
+    assert batch.status == LabelBatchStatus.FAILED
+    assert "/nowhere/NotoSansCJK-Regular.ttc is missing" in batch.error
+    assert "fonts-noto-cjk" in batch.error
+    assert not items(batch, live=True).exists()  # its parcels are not held by a dead batch
+    assert items(batch, status=LabelBatchItemStatus.LABELLED).count() == 3
+    assert purchases(world.remote) == 3
+
+    settings.TKERP_PDF_FONT_FILE = real_font
+    label_batch_retry_failed(batch=batch, queue=False)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+
+    assert batch.status == LabelBatchStatus.DONE and batch.error == ""
+    assert purchases(world.remote) == 3
+    assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 3

@@ -67,8 +67,6 @@ class LabelAccountForm(forms.ModelForm):
             if stored
             else "Not set.",
         )
-        if not settings.TKERP_SANDBOX_ENABLED:
-            self.fields.pop("use_sandbox", None)
 
     def clean_api_key(self):
         # Blank keeps what is stored: the box never shows it.
@@ -95,6 +93,12 @@ class LabelAccountAdmin(TenantModelAdmin):
     @admin.display(description="API key")
     def api_key_status(self, account: LabelAccount) -> str:
         return api_key_hint(account.api_key)
+
+    def get_exclude(self, request, obj=None):
+        exclude = list(super().get_exclude(request, obj) or [])
+        if not settings.TKERP_SANDBOX_ENABLED:
+            exclude.append("use_sandbox")
+        return exclude
 
     def get_actions(self, request):
         actions = super().get_actions(request)

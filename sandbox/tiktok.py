@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import io
 import json
 import random
 import re
@@ -38,6 +39,7 @@ from django.urls import path, re_path
 from django.utils.crypto import get_random_string
 from django.views.decorators.csrf import csrf_exempt
 
+from logistics.tracking_numbers import make_tracking_number, usps_impb_barcode
 from sandbox.base import (
     SandboxInputError,
     SandboxPlatform,
@@ -55,7 +57,7 @@ from sandbox.models import (
     SandboxStore,
     SandboxWebhook,
 )
-from sandbox.people import BUYER_NOTES, CANCEL_REASONS, fake_buyer
+from sandbox.people import BUYER_NOTES, CANCEL_REASONS, STATE_NAMES, fake_buyer
 from shops.platforms.http import SANDBOX_HOST, sandbox_transport
 
 PREFIX = "/sandbox/tiktok"
@@ -994,7 +996,10 @@ def package_ship(call: Call, package_id: str) -> dict:
         payload = order.payload
         _check_shippable(payload)
         if payload.get("shipping_type") == "TIKTOK":
-            tracking = f"TT{random.randint(10**13, 10**14 - 1)}"
+            # TikTok Shipping buys the label from its carrier (USPS here): a real IMpb number.
+            tracking = make_tracking_number(
+                carrier="usps", service="", account="", serial=next_number(store)
+            )
             provider_id = next(iter(SHIPPING_PROVIDERS))
         else:
             self_shipment = call.body.get("self_shipment")
@@ -1099,6 +1104,175 @@ def shipping_providers(call: Call, delivery_option_id: str) -> dict:
     return {"shipping_providers": [{"id": k, "name": v} for k, v in SHIPPING_PROVIDERS.items()]}
 
 
+# --- views: packages and shipping documents -------------------------------------------------
+
+DOCUMENT_TYPES = ("SHIPPING_LABEL", "PACKING_SLIP", "SHIPPING_LABEL_AND_PACKING_SLIP")
+DOCUMENT_SIZES = ("A6", "A5")
+# TikTok's document links expire; clients must download at once (our choice of lifetime).
+DOC_URL_LIFETIME = 300
+CODE_NOT_SHIPPED = 21011005  # sandbox-chosen: documents asked for before the package shipped
+CODE_SELLER_SHIPPED = 21011006  # sandbox-chosen: a shipping label for a seller-shipped package
+WAREHOUSE_LINES = ["TikTok Shop Warehouse", "1601 E Francis St", "Ontario CA 91761"]
+
+
+def _package(store: SandboxStore, package_id: str) -> tuple[SandboxOrder, SandboxShipment | None]:
+    shipment = store.shipments.filter(package_id=package_id).first()
+    if shipment is not None:
+        order = store.orders.filter(order_id=shipment.order_id).first()
+    else:
+        order = _order_for_package(store, package_id)
+    if order is None:
+        raise ApiError(CODE_NOT_OWNED, "package does not exist or is not this seller's")
+    return order, shipment
+
+
+@endpoint()
+def package_detail(call: Call, package_id: str) -> dict:
+    """Package detail: status, who ships it, tracking and carrier once shipped, its items."""
+    with transaction.atomic():
+        order, shipment = _package(call.store, package_id)
+    payload = order.payload
+    items = [i for i in payload.get("line_items") or [] if i.get("package_id") == package_id]
+    skus: dict[str, int] = {}
+    for item in items:
+        skus[item["sku_id"]] = skus.get(item["sku_id"], 0) + 1
+    shipped = shipment.payload if shipment is not None else {}
+    return {
+        "package_id": package_id,
+        "package_status": items[0].get("package_status", "TO_FULFILL") if items else "CANCELLED",
+        "shipping_type": payload.get("shipping_type"),
+        "handover_method": shipped.get("handover_method", ""),
+        "tracking_number": shipped.get("tracking_number", ""),
+        "shipping_provider_id": shipped.get("shipping_provider_id", ""),
+        "shipping_provider_name": shipped.get("shipping_provider_name", ""),
+        "order_line_item_ids": [item["id"] for item in items],
+        "orders": [
+            {"id": order.order_id, "skus": [{"id": k, "quantity": v} for k, v in skus.items()]}
+        ],
+        "recipient_address": present_order(payload).get("recipient_address"),
+        "create_time": shipped.get("create_time", payload.get("create_time")),
+        "update_time": shipped.get("update_time", payload.get("update_time")),
+    }
+
+
+def _document_token(store: SandboxStore, body: str) -> str:
+    mac = hmac.new(store.app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
+    return base64.urlsafe_b64encode(f"{body}|{mac}".encode()).decode().rstrip("=")
+
+
+@endpoint()
+def shipping_documents(call: Call, package_id: str) -> dict:
+    """A link to the package's label and/or packing slip; it expires after a few minutes."""
+    document_type = call.query.get("document_type") or ""
+    if document_type not in DOCUMENT_TYPES:
+        raise invalid(f"document_type must be one of {', '.join(DOCUMENT_TYPES)}")
+    size = _choice(call.query, "document_size", DOCUMENT_SIZES, "A6")
+    if (call.query.get("document_format") or "PDF") != "PDF":
+        raise invalid("document_format must be PDF")
+    with transaction.atomic():
+        order, shipment = _package(call.store, package_id)
+    if shipment is None:
+        raise ApiError(CODE_NOT_SHIPPED, "package has not been shipped yet: ship it first")
+    if "SHIPPING_LABEL" in document_type and order.payload.get("shipping_type") != "TIKTOK":
+        raise ApiError(CODE_SELLER_SHIPPED, "shipping labels are only for packages TikTok ships")
+    body = f"{call.store.pk}|{package_id}|{document_type}|{size}|{call.now + DOC_URL_LIFETIME}"
+    token = _document_token(call.store, body)
+    return {"doc_url": f"http://{SANDBOX_HOST}{PREFIX}/documents/{token}.pdf"}
+
+
+def _recipient_lines(payload: dict) -> list[str]:
+    address = present_order(payload).get("recipient_address") or {}
+    levels = {
+        d.get("address_level_name"): d.get("address_name")
+        for d in address.get("district_info") or []
+    }
+    state_name = levels.get("State") or ""
+    state = next((code for code, name in STATE_NAMES.items() if name == state_name), state_name)
+    lines = [
+        address.get("name") or "",
+        address.get("address_line1") or "",
+        address.get("address_line2") or "",
+        f"{levels.get('City') or ''} {state} {address.get('postal_code') or ''}",
+    ]
+    return [line.strip().upper() for line in lines if line and line.strip()]
+
+
+def _draw_packing_slip(c, payload: dict, package_id: str, width: float, height: float) -> None:
+    items = [i for i in payload.get("line_items") or [] if i.get("package_id") == package_id]
+    y = height - 40
+    c.setFont("Helvetica-Bold", 14)
+    c.drawString(20, y, "PACKING SLIP")
+    c.setFont("Helvetica", 8)
+    y -= 16
+    c.drawString(20, y, f"Order {payload['id']}  Package {package_id}")
+    y -= 20
+    for line in _recipient_lines(payload):
+        c.drawString(20, y, line)
+        y -= 11
+    y -= 10
+    c.setFont("Helvetica-Bold", 8)
+    c.drawString(20, y, "SKU")
+    c.drawString(110, y, "Item")
+    c.drawRightString(width - 20, y, "Qty")
+    c.setFont("Helvetica", 8)
+    for item in items:
+        y -= 12
+        c.drawString(20, y, str(item.get("seller_sku") or item.get("sku_id"))[:18])
+        c.drawString(110, y, str(item.get("product_name") or "")[:40])
+        c.drawRightString(width - 20, y, "1")
+
+
+def shipping_document_file(request: HttpRequest, token: str) -> HttpResponse:
+    """The document behind a `doc_url`: real PDF pages, drawn now; 403 once the link expired."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        store_pk, package_id, document_type, size, expires, _mac = raw.split("|")
+        expires_at = int(expires)
+        store = SandboxStore.objects.get(pk=int(store_pk))
+    except (ValueError, UnicodeDecodeError, binascii.Error, SandboxStore.DoesNotExist):
+        return HttpResponse("no such document", status=404, content_type="text/plain")
+    body = raw.rsplit("|", 1)[0]
+    if not hmac.compare_digest(_document_token(store, body), token.rstrip("=")):
+        return HttpResponse("no such document", status=404, content_type="text/plain")
+    if expires_at < time.time():
+        return HttpResponse("the link has expired", status=403, content_type="text/plain")
+    shipment = store.shipments.filter(package_id=package_id).first()
+    order = store.orders.filter(order_id=shipment.order_id).first() if shipment else None
+    if order is None:
+        return HttpResponse("no such document", status=404, content_type="text/plain")
+    from reportlab.lib.pagesizes import A5
+    from reportlab.pdfgen import canvas
+
+    from logistics.labels.drawing import HEIGHT, WIDTH, LabelContent, draw_label
+
+    page = (WIDTH, HEIGHT) if size == "A6" else A5
+    buffer = io.BytesIO()
+    c = canvas.Canvas(buffer, pagesize=page)
+    if "SHIPPING_LABEL" in document_type:
+        tracking = shipment.tracking_number
+        postal = str((order.payload.get("recipient_address") or {}).get("postal_code") or "")
+        c.translate(0, page[1] - HEIGHT)
+        draw_label(
+            c,
+            LabelContent(
+                carrier=shipment.payload.get("shipping_provider_name") or "USPS",
+                service="TikTok Shipping",
+                tracking_number=tracking,
+                barcode_data=usps_impb_barcode(tracking_number=tracking, postal_code=postal),
+                sender=WAREHOUSE_LINES,
+                recipient=_recipient_lines(order.payload),
+                reference=f"Order {order.order_id}",
+                footnote="SANDBOX LABEL - NOT FOR MAILING",
+            ),
+        )
+        c.showPage()
+    if "PACKING_SLIP" in document_type:
+        _draw_packing_slip(c, order.payload, package_id, *page)
+        c.showPage()
+    c.save()
+    return HttpResponse(buffer.getvalue(), content_type="application/pdf")
+
+
 # --- views: inventory ---------------------------------------------------------------------------
 
 
@@ -1200,7 +1374,10 @@ urlpatterns = [
     path("return_refund/202309/returns/search", returns_search),
     path("fulfillment/202309/orders/<str:order_id>/packages", mark_shipped),
     path("fulfillment/202309/orders/<str:order_id>/shipping_info/update", order_shipping_info),
+    path("fulfillment/202309/packages/<str:package_id>", package_detail),
     path("fulfillment/202309/packages/<str:package_id>/ship", package_ship),
+    path("fulfillment/202309/packages/<str:package_id>/shipping_documents", shipping_documents),
+    re_path(r"^documents/(?P<token>[A-Za-z0-9_\-]+)\.pdf$", shipping_document_file),
     path(
         "fulfillment/202309/packages/<str:package_id>/shipping_info/update",
         package_shipping_info,

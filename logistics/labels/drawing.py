@@ -58,6 +58,14 @@ def label_pdf(content: LabelContent) -> bytes:
     buffer = io.BytesIO()
     c = canvas.Canvas(buffer, pagesize=(WIDTH, HEIGHT))
     c.setTitle(f"{content.carrier} {content.tracking_number}")
+    draw_label(c, content)
+    c.showPage()
+    c.save()
+    return buffer.getvalue()
+
+
+def draw_label(c: canvas.Canvas, content: LabelContent) -> None:
+    """Draw the label in the 4x6-inch box at the canvas origin (the caller ends the page)."""
     inner = WIDTH - 2 * MARGIN
     top = HEIGHT - MARGIN
 
@@ -126,9 +134,6 @@ def label_pdf(content: LabelContent) -> bytes:
     if content.footnote:
         c.setFont("Helvetica-Bold", 8)
         c.drawString(MARGIN, 0.3 * inch, content.footnote)
-    c.showPage()
-    c.save()
-    return buffer.getvalue()
 
 
 def _zpl_text(text: str) -> str:

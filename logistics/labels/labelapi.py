@@ -184,7 +184,7 @@ class LabelApiSource(LabelSource):
                 code="unavailable",
                 retryable=True,
             ) from exc
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # redirects are not followed: an error here
             raise self._error(response)
         try:
             return response.json()

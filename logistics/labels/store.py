@@ -24,13 +24,13 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from logistics.labels.base import LabelError, LabelSource, PurchasedLabel
-from logistics.labels.sources import label_source_key, label_sources_for, stored_label_source
+from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
 from tkerp.tenancy import tenant_context
 
 logger = logging.getLogger("tkerp.labels")
 
-_RELATED = ("order", "warehouse", "service__carrier", "tenant", "label_account")
+_RELATED = ("order__shop", "warehouse", "service__carrier", "tenant", "label_account")
 
 
 def shipment_is_labelled(shipment: Shipment) -> bool:
@@ -57,24 +57,28 @@ def shipment_label_buy(*, shipment: Shipment, source: LabelSource | None = None)
     when it already has one. Raises `LabelError` with a reason fit to show the seller."""
     _outside_transaction()
     with tenant_context(shipment.tenant):
-        current = _fresh(shipment.pk)
-        if shipment_is_labelled(current):
-            return current
-        if current.status != ShipmentStatus.PENDING:
-            raise LabelError(
-                f"parcel {current.reference} is {current.get_status_display().lower()}: labels "
-                "are bought for pending parcels",
-                code="not_pending",
-            )
-        own = source is None
+        return _label_buy(_fresh(shipment.pk), source)
+
+
+def _label_buy(current: Shipment, source: LabelSource | None) -> Shipment:
+    """`shipment_label_buy` for a parcel just read (in its tenant's scope)."""
+    if shipment_is_labelled(current):
+        return current
+    if current.status != ShipmentStatus.PENDING:
+        raise LabelError(
+            f"parcel {current.reference} is {current.get_status_display().lower()}: labels "
+            "are bought for pending parcels",
+            code="not_pending",
+        )
+    own = source is None
+    if own:
+        source = label_sources_for([current])[current.pk]
+    try:
+        label = source.buy(shipment=current)
+    finally:
         if own:
-            source = label_sources_for([current])[current.pk]
-        try:
-            label = source.buy(shipment=current)
-        finally:
-            if own:
-                source.close()
-        return _label_store(shipment=current, source=source, label=label)
+            source.close()
+    return _label_store(shipment=current, source=source, label=label)
 
 
 def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLabel) -> Shipment:
@@ -113,6 +117,8 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
             locked.label_source = source.name
             locked.label_account_id = label.extra.get("label_account_id")
             locked.source_label_id = label.source_label_id
+            if label.extra.get("platform_package_id"):
+                locked.platform_package_id = label.extra["platform_package_id"]
             locked.shipping_cost = label.cost
             locked.labelled_at = timezone.now()
             locked.status = ShipmentStatus.LABELLED
@@ -128,6 +134,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                     "labelled_at",
                     "status",
                     "service",
+                    "platform_package_id",
                     "updated_at",
                 ]
             )
@@ -150,15 +157,21 @@ def _forget(name: str) -> None:
 
 def _check_carrier(shipment: Shipment, label: PurchasedLabel) -> None:
     """The tracking number must belong to the parcel's carrier (a platform refuses one that does
-    not). A parcel without a service takes the label's, when the seller has it."""
-    if shipment.service_id is None:
+    not). A parcel without a service takes the label's, when the seller has it; so does one
+    whose platform chose another carrier for its own label (the platform's word wins there)."""
+    carrier = shipment.service.carrier.code.lower() if shipment.service_id else ""
+    if shipment.service_id is None or (
+        label.extra.get("carrier_chosen_by_platform") and label.carrier_code.lower() != carrier
+    ):
+        services = CarrierService.objects.select_related("carrier").filter(
+            carrier__code__iexact=label.carrier_code
+        )
         shipment.service = (
-            CarrierService.objects.select_related("carrier")
-            .filter(carrier__code__iexact=label.carrier_code, code=label.service_code)
-            .first()
+            services.filter(code=label.service_code).first()
+            if label.service_code
+            else services.filter(is_active=True).order_by("code").first()
         )
         return
-    carrier = shipment.service.carrier.code.lower()
     if label.carrier_code.lower() != carrier:
         raise LabelError(
             f"the label is for {label.carrier_code} but parcel {shipment.reference} ships with "
@@ -230,7 +243,7 @@ def _buy_one(shipment_id: int, source: LabelSource) -> LabelBuyResult:
     try:
         shipment = _fresh(shipment_id)
         already = shipment_is_labelled(shipment)
-        stored = shipment_label_buy(shipment=shipment, source=source)
+        stored = _label_buy(shipment, source)
     except LabelError as exc:
         return LabelBuyResult(
             shipment_id, ok=False, reason=exc.reason, code=exc.code, retryable=exc.retryable
@@ -273,7 +286,7 @@ def shipments_label_buy(
             results[pk] = LabelBuyResult(pk, ok=False, reason="no such parcel", code="not_found")
             if on_result is not None:
                 on_result(results[pk])
-    distinct = {label_source_key(found[pk]): sources[pk] for pk in found}
+    distinct = {id(source): source for source in sources.values()}
     bound = max(
         (math.ceil(source.rate_limit.per_second) for source in distinct.values()), default=1
     )
@@ -292,7 +305,11 @@ def shipments_label_buy(
                     with lock:
                         results[pk] = result
                     if on_result is not None:
-                        on_result(result)
+                        try:
+                            on_result(result)
+                        except Exception:
+                            # Progress reporting must not stop the buying.
+                            logger.exception("label progress callback failed")
         finally:
             # Each thread has its own database connection; give it back.
             connections.close_all()

@@ -70,6 +70,7 @@ CODE_GATEWAY = 36009004  # overloaded: bad sign/timestamp/app_key/token, unexpec
 CODE_TOKEN_EXPIRED = 105002
 CODES_AUTH = frozenset({106001, 105001, 105005, 36004004, 36009033})
 CODES_NOT_FOUND = frozenset({21008111})
+CODE_PACKAGE_SHIPPED = 21011002  # the package has already been shipped
 # 36009004 is reused for unrelated failures; these words mean "your request", not "your auth".
 _REQUEST_WORDS = re.compile(r"param|shop_cipher|identifier|page_token|version", re.IGNORECASE)
 _TOKEN_WORDS = re.compile(r"token", re.IGNORECASE)
@@ -990,6 +991,67 @@ class TikTokConnector(Connector):
     def warehouses(self) -> list[dict]:
         data = self.request("GET", "/logistics/202309/warehouses")
         return [w for w in _list(data, "warehouses", "warehouses") if isinstance(w, dict)]
+
+    # --- TikTok Shipping (packages TikTok ships, with TikTok's labels) ---
+
+    def ship_package(self, *, package_id: str, handover_method: str = "DROP_OFF") -> bool:
+        """Arrange shipment of a package TikTok ships (TikTok's carrier buys the label). True if
+        it shipped now, False if it had shipped already: asking again is harmless."""
+        try:
+            self.request(
+                "POST",
+                f"/fulfillment/202309/packages/{quote(package_id, safe='')}/ship",
+                body={"handover_method": handover_method},
+            )
+        except PlatformRequestError as exc:
+            if exc.code == CODE_PACKAGE_SHIPPED:
+                return False
+            raise
+        return True
+
+    def package_detail(self, *, package_id: str) -> dict:
+        """`package_status`, `shipping_type`, `tracking_number`, `shipping_provider_name`..."""
+        return self.request("GET", f"/fulfillment/202309/packages/{quote(package_id, safe='')}")
+
+    def shipping_document_url(
+        self, *, package_id: str, document_type: str = "SHIPPING_LABEL", document_size: str = "A6"
+    ) -> str:
+        """The link to a package's SHIPPING_LABEL, PACKING_SLIP or both (A6 is the 4x6 label
+        size). The link expires within minutes: download it at once."""
+        data = self.request(
+            "GET",
+            f"/fulfillment/202309/packages/{quote(package_id, safe='')}/shipping_documents",
+            query={
+                "document_type": document_type,
+                "document_size": document_size,
+                "document_format": "PDF",
+            },
+        )
+        url = str(data.get("doc_url") or "")
+        if not url:
+            raise PlatformResponseError("shipping documents answered without doc_url")
+        return url
+
+    def download_document(self, *, url: str) -> bytes:
+        """The PDF behind a `doc_url` (unsigned GET; only https, or the sandbox host)."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname != SANDBOX_HOST:
+            raise PlatformResponseError("document link is not https", platform=PLATFORM)
+
+        def build() -> httpx.Request:
+            return self.http.client.build_request("GET", url)
+
+        response = self.http.send(build)
+        if response.status_code != 200:
+            raise PlatformRequestError(
+                f"document download failed (HTTP {response.status_code}; the link may have "
+                "expired)",
+                status=response.status_code,
+                platform=PLATFORM,
+            )
+        if not response.content.startswith(b"%PDF"):
+            raise PlatformResponseError("document is not a PDF", platform=PLATFORM)
+        return response.content
 
     # --- inventory ---
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from logistics.labels.store import shipment_label_buy
 from logistics.models import LabelAccount, Shipment, ShipmentStatus
 from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxLabelAccount
 from tests.inventory.helpers import admin_url, messages_of
 from tests.logistics.labels_helpers import label_world, pdf_text, purchases
 from tests.orders.admin_helpers import run_action
@@ -161,3 +162,28 @@ def test_compare_label_rates(client_a, world_a):
     shown = " ".join(messages_of(response))
     assert "RATES-1: " in shown and "USPS GroundAdvantage" in shown and "UPS Ground" in shown
     assert purchases(world_a) == 0
+
+
+@pytest.mark.django_db
+def test_connect_a_label_account_to_the_sandbox(client_a, tenant_a):
+    from tests.factories import CarrierFactory, LabelAccountFactory
+
+    CarrierFactory(tenant=tenant_a, code="usps")
+    account = LabelAccountFactory(tenant=tenant_a, api_key="", carriers="usps")
+
+    response = run_action(client_a, LabelAccount, "connect_sandbox", [account.pk])
+
+    assert any("now buy from the sandbox" in m for m in messages_of(response))
+    account.refresh_from_db()
+    assert account.use_sandbox and account.api_key.startswith("EZTK")
+    remote = SandboxLabelAccount.objects.get(api_key=account.api_key)
+    assert remote.carriers == ["USPS"]
+
+
+@pytest.mark.django_db
+def test_the_sandbox_switch_is_absent_where_the_sandbox_is_off(client_a, world_a, settings):
+    settings.TKERP_SANDBOX_ENABLED = False
+    page = client_a.get(admin_url(LabelAccount, "change", world_a.account.pk))
+    assert "use_sandbox" not in page.context["adminform"].form.fields
+    listing = client_a.get(admin_url(LabelAccount, "changelist"))
+    assert "connect_sandbox" not in listing.content.decode()

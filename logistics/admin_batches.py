@@ -331,6 +331,8 @@ class LabelBatchAdmin(TenantModelAdmin):
             "title": "Print everything ready",
             "opts": self.opts,
             "form": form,
+            # As on every add page (the admin isolation suite reads the form from here).
+            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/logistics/labelbatch/start.html", context)

@@ -396,13 +396,17 @@ def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) ->
 
     def flush(taken: list) -> None:
         labelled = [items[result.shipment_id] for result in taken if result.ok]
-        if labelled:
-            _items_labelled(item_ids=labelled)
-        for result in taken:
-            if not result.ok:
-                _item_failed(
-                    item_id=items[result.shipment_id], reason=result.reason, code=result.code
-                )
+        try:
+            if labelled:
+                _items_labelled(item_ids=labelled)
+            for result in taken:
+                if not result.ok:
+                    _item_failed(
+                        item_id=items[result.shipment_id], reason=result.reason, code=result.code
+                    )
+        except Exception:
+            # The items stay pending; `_settle_pending` reads them from their parcels after.
+            logger.exception("label batch %s: outcomes not written", batch.pk)
         if time.monotonic() - renewed[0] > LEASE_RENEW_SECONDS:
             renewed[0] = time.monotonic()
             try:
@@ -437,6 +441,21 @@ def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) ->
     if lost.is_set():
         raise BatchLeaseLost(f"the lease of label batch {batch.pk} was taken over")
     flush(outcomes)
+    _settle_pending(batch=batch)
+
+
+def _settle_pending(*, batch: LabelBatch) -> None:
+    """Items the buying left pending (an outcome that could not be written) take their
+    parcel's state: labelled if its label is stored, else failed with a reason to retry."""
+    still = batch.items.filter(status=LabelBatchItemStatus.PENDING)
+    still.filter(shipment__status=ShipmentStatus.LABELLED).exclude(shipment__label_file="").update(
+        status=LabelBatchItemStatus.LABELLED, error="", error_code=""
+    )
+    still.update(
+        status=LabelBatchItemStatus.FAILED,
+        error="the outcome of this parcel's label was not recorded; retry it",
+        error_code="unrecorded",
+    )
 
 
 def _items_labelled(*, item_ids: list[int]) -> None:

@@ -29,6 +29,7 @@ from logistics.models import (
     CarrierRule,
     CarrierService,
     LabelAccount,
+    LabelBatch,
     Provider,
     Shipment,
     ShipmentLine,
@@ -330,6 +331,15 @@ class ShipmentLineFactory(BaseFactory):
         OrderLineFactory, order=factory.SelfAttribute("..shipment.order")
     )
     quantity = 1
+
+
+class LabelBatchFactory(BaseFactory):
+    class Meta:
+        model = LabelBatch
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    status = "done"
 
 
 class ShopWarehouseFactory(BaseFactory):

@@ -259,3 +259,24 @@ def test_a_batch_whose_job_breaks_says_why_and_resumes_without_buying_again(
     assert batch.status == LabelBatchStatus.DONE and batch.error == ""
     assert purchases(world.remote) == 3
     assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 3
+
+
+def test_outcomes_that_could_not_be_written_are_settled_from_the_parcels(
+    world, tenant_a, monkeypatch
+):
+    from logistics import batches
+
+    ready_parcels(world, 4)
+    batch = label_batch_start(tenant=tenant_a, shop=world.shop, queue=False)
+
+    def database_hiccup(**kwargs):
+        raise RuntimeError("connection lost while writing progress")
+
+    monkeypatch.setattr(batches, "_items_labelled", database_hiccup)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+
+    # The labels were bought and stored on the parcels; the batch reads them from there.
+    assert batch.status == LabelBatchStatus.DONE
+    assert items(batch, status=LabelBatchItemStatus.LABELLED).count() == 4
+    assert purchases(world.remote) == 4
+    assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 4

@@ -78,8 +78,9 @@ def throwaway_database(label: str, *, script: str, keep: bool = False) -> Iterat
         os.environ["DATABASE_URL"] = source_url
 
 
-def django_on(url: str) -> None:
-    """Set Django up on the bench database (or re-point it there if already set up)."""
+def django_on(url: str, *, build: bool = True) -> None:
+    """Set Django up on the bench database (or re-point it there if already set up); `build`
+    creates its tables (a second process on the same database passes False)."""
     name = urlsplit(url).path.lstrip("/")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
@@ -91,6 +92,9 @@ def django_on(url: str) -> None:
     # Benches talk to the sandboxes (bench_push may run later in the same process): settings
     # read this once.
     os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")
+    # The in-process sandboxes answer on http://sandbox.tkerp.internal; with DEBUG off (the
+    # default) the HTTPS redirect would bounce every call to them.
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
     from django.apps import apps
@@ -104,6 +108,8 @@ def django_on(url: str) -> None:
         connections["default"].settings_dict["NAME"] = name
     else:
         django.setup()
+    if not build:
+        return
     from django.conf import settings
     from django.core.management import call_command
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from import_export.forms import ImportForm
 
+from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.models import (
     Carrier,
@@ -330,7 +331,11 @@ class ShipmentLineInline(TenantTabularInline):
 
 @admin.register(Shipment)
 class ShipmentAdmin(
-    ShipmentLabelAdminMixin, IndexedSearchAdminMixin, _ServiceChoicesMixin, TenantModelAdmin
+    PrintActionMixin,
+    ShipmentLabelAdminMixin,
+    IndexedSearchAdminMixin,
+    _ServiceChoicesMixin,
+    TenantModelAdmin,
 ):
     list_display = (
         "reference",
@@ -356,7 +361,8 @@ class ShipmentAdmin(
         "updated_at",
     )
     inlines = (ShipmentLineInline,)
-    actions = ("buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+    actions = (print_labels, "buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+    change_list_template = "admin/logistics/shipment/change_list.html"
 
     @admin.display(description="rules skipped")
     def skipped_rules(self, shipment: Shipment):

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -424,3 +425,147 @@ class ShipmentLine(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.quantity} x line {self.order_line_id}"
+
+
+# --- Label batches (logistics/batches.py): one click prints many parcels ----------------------
+
+
+class LabelBatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"  # the job itself broke (not a parcel): see `error`
+
+
+class LabelBatchLayout(models.TextChoices):
+    MERGED = "merged", "One PDF: label then packing slip per parcel"
+    SEPARATE = "separate", "Two PDFs: labels, and pick list with packing slips"
+
+
+def label_batch_upload_to(batch: "LabelBatch", filename: str) -> str:
+    """A batch's documents live under its tenant's folder and its own (downloads go through the
+    tenant-scoped admin view, never MEDIA_URL)."""
+    return f"label_batches/{batch.tenant_id}/{batch.pk}/{filename}"
+
+
+class LabelBatch(TenantOwnedModel):
+    """One print run: buy or fetch the label of every parcel in it, then render the pick list,
+    packing slips and labels into one PDF (or two) in pick-path order.
+
+    Runs in the background (`logistics.tasks.run_label_batch`) and is safe to run again: parcels
+    already labelled are never bought twice, and a run that died half way resumes where it was.
+    The lease (`lease_token`, `lease_until`) keeps two workers from running the same batch.
+    """
+
+    shop = models.ForeignKey(
+        "shops.Shop",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="label_batches",
+        help_text="The shop whose ready parcels were taken (blank: parcels picked by hand).",
+    )
+    due_before = models.DateTimeField(
+        null=True, blank=True, help_text="Only parcels whose order ships by this time."
+    )
+    layout = models.CharField(
+        max_length=10, choices=LabelBatchLayout.choices, default=LabelBatchLayout.MERGED
+    )
+    status = models.CharField(
+        max_length=10, choices=LabelBatchStatus.choices, default=LabelBatchStatus.QUEUED
+    )
+    render_only = models.BooleanField(
+        default=False, help_text="The next run re-renders the PDF without buying (reprint)."
+    )
+    error = models.CharField(max_length=500, blank=True, help_text="Why the job itself failed.")
+    runs = models.PositiveIntegerField(default=0, help_text="How many times the job started.")
+    pages = models.PositiveIntegerField(default=0)
+    document = models.FileField(upload_to=label_batch_upload_to, blank=True, max_length=200)
+    slips_document = models.FileField(upload_to=label_batch_upload_to, blank=True, max_length=200)
+    zpl_document = models.FileField(
+        upload_to=label_batch_upload_to,
+        blank=True,
+        max_length=200,
+        help_text="The batch's ZPL labels (for a thermal printer), when its source sold ZPL.",
+    )
+    timings = models.JSONField(
+        default=dict, blank=True, help_text="Seconds each stage of the last run took."
+    )
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "label batches"
+        indexes = [
+            models.Index(
+                fields=["tenant", "status", "-created_at"], name="labelbatch_tenant_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Label batch {self.pk}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (LabelBatchStatus.QUEUED, LabelBatchStatus.RUNNING)
+
+    @property
+    def is_stalled(self) -> bool:
+        """Running under a lease that ran out: its worker died, and a retry resumes it."""
+        return self.status == LabelBatchStatus.RUNNING and (
+            self.lease_until is None or self.lease_until < timezone.now()
+        )
+
+
+class LabelBatchItemStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for its label"
+    LABELLED = "labelled", "Labelled"
+    FAILED = "failed", "Failed"
+
+
+class LabelBatchItem(TenantOwnedModel):
+    """One parcel of a label batch: where it sits in the pick path and how its label went.
+
+    `live` is true while the batch may still print the parcel; the partial unique constraint
+    makes a parcel belong to at most one live batch, so two people starting batches over the same
+    parcels at the same moment print each parcel once (the database decides who got it).
+    """
+
+    batch = models.ForeignKey(LabelBatch, on_delete=models.CASCADE, related_name="items")
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="batch_items")
+    position = models.PositiveIntegerField(help_text="Place in the pick path (0 first).")
+    status = models.CharField(
+        max_length=10, choices=LabelBatchItemStatus.choices, default=LabelBatchItemStatus.PENDING
+    )
+    live = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Buys tried for this parcel.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["batch", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shipment"],
+                condition=Q(live=True),
+                name="labelbatchitem_one_live_batch",
+                violation_error_message="This parcel is already in a batch being printed.",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "batch", "shipment"], name="labelbatchitem_unique_shipment"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "batch", "status"], name="labelbatchitem_batch_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.shipment_id} ({self.status})"

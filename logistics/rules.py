@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, F, PositiveBigIntegerField, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, PositiveBigIntegerField, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from logistics.models import (
     CarrierRule,
     CarrierService,
+    LabelBatchItem,
     Shipment,
     ShipmentLine,
     ShipmentStatus,
@@ -67,7 +68,9 @@ if TYPE_CHECKING:
 NO_RULE = HoldReason.CARRIER_NO_RULE
 
 #: Parcels the rules may still change: not labelled, not handed over, not gone.
-RULES_APPLICABLE = Q(status=ShipmentStatus.PENDING, tracking_number="", label_file="")
+RULES_APPLICABLE = Q(status=ShipmentStatus.PENDING, tracking_number="", label_file="") & ~Q(
+    Exists(LabelBatchItem.objects.filter(shipment=OuterRef("pk"), live=True))
+)
 
 #: The dry run looks at this many of the most recent parcels at most, and lists this many
 #: examples of each kind.
@@ -459,7 +462,13 @@ def shipments_rules_apply(
             .only(*PARCEL_SHIPMENT_FIELDS)
             .order_by("pk")
         )
-        shipments = [s for s in locked if _applicable(s)]
+        # A parcel a live label batch holds keeps the service the batch is buying for.
+        batched = set(
+            LabelBatchItem.objects.filter(shipment_id__in=id_array(ids), live=True).values_list(
+                "shipment_id", flat=True
+            )
+        )
+        shipments = [s for s in locked if _applicable(s) and s.pk not in batched]
         result.left_alone = len(locked) - len(shipments)
         if not shipments:
             return result

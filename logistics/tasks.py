@@ -14,3 +14,12 @@ def split_ready_orders(tenant_id: int, order_ids: list[int] | None = None) -> in
     if tenant is None:
         return 0
     return orders_split_ready(tenant=tenant, order_ids=order_ids)
+
+
+def run_label_batch(tenant_id: int, batch_id: int) -> str:
+    """Buy, render and finish one label batch; safe to run twice (see logistics.batches)."""
+    from logistics.batches import label_batch_run
+
+    tenant = Tenant.objects.get(pk=tenant_id)
+    batch = label_batch_run(tenant=tenant, batch_id=batch_id)
+    return f"label batch {batch_id}: {batch.status}"

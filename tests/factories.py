@@ -29,6 +29,7 @@ from logistics.models import (
     CarrierRule,
     CarrierService,
     LabelAccount,
+    LabelBatch,
     Provider,
     Shipment,
     ShipmentLine,
@@ -339,6 +340,15 @@ class ShippingPolicyFactory(BaseFactory):
         model = ShippingPolicy
 
     tenant = factory.SubFactory(TenantFactory)
+
+
+class LabelBatchFactory(BaseFactory):
+    class Meta:
+        model = LabelBatch
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    status = "done"
 
 
 class ShopWarehouseFactory(BaseFactory):

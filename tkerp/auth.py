@@ -25,6 +25,8 @@ OPERATOR_EDITS = {
     "orders.orderevent",
     "logistics.shipment",
     "logistics.shipmentline",
+    "logistics.labelbatch",
+    "logistics.labelbatchitem",
     "inventory.stocklevel",
     "inventory.stockmovement",
     "tkerp.alert",

@@ -311,3 +311,14 @@ TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", 
 # Carrier rules (logistics.rules): grams of packaging (box, filler, label) added to the SKU weights
 # of every parcel; a tenant overrides it in its shipping policy.
 TKERP_PACKAGING_ALLOWANCE_GRAMS = int(os.environ.get("TKERP_PACKAGING_ALLOWANCE_GRAMS", "60"))
+
+# Label batches (logistics/batches.py, documents.py): the font every PDF prints with, which must
+# cover Chinese product names (Debian's fonts-noto-cjk; README "PDF fonts"); the face to take
+# from a font collection; how long a batch job's lease lasts before another worker may resume it.
+TKERP_PDF_FONT_FILE = os.environ.get(
+    "TKERP_PDF_FONT_FILE", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+)
+TKERP_PDF_FONT_FACE = os.environ.get("TKERP_PDF_FONT_FACE", "Noto Sans CJK SC")
+TKERP_LABEL_BATCH_LEASE_SECONDS = int(os.environ.get("TKERP_LABEL_BATCH_LEASE_SECONDS", "120"))
+# WeasyPrint narrates every rendering step at INFO; a batch worker's log needs only its problems.
+LOGGING["loggers"]["weasyprint"] = {"level": "WARNING"}

@@ -68,8 +68,14 @@ if TYPE_CHECKING:
 NO_RULE = HoldReason.CARRIER_NO_RULE
 
 #: Parcels the rules may still change: not labelled, not handed over, not gone.
+# ... and not held by a live label batch (which buys for the service the parcel has). The base
+# manager: this is built at import time; the outer query carries the tenant scope.
 RULES_APPLICABLE = Q(status=ShipmentStatus.PENDING, tracking_number="", label_file="") & ~Q(
-    Exists(LabelBatchItem.objects.filter(shipment=OuterRef("pk"), live=True))
+    Exists(
+        LabelBatchItem._base_manager.filter(
+            tenant_id=OuterRef("tenant_id"), shipment_id=OuterRef("pk"), live=True
+        )
+    )
 )
 
 #: The dry run looks at this many of the most recent parcels at most, and lists this many

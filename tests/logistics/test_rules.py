@@ -9,7 +9,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from logistics.models import CarrierRule, Shipment, ShipmentStatus, ShippingPolicy
+from logistics.models import (
+    CarrierRule,
+    LabelBatchItem,
+    Shipment,
+    ShipmentStatus,
+    ShippingPolicy,
+)
 from logistics.rules import packaging_allowance_get, shipments_rules_apply
 from orders.models import OrderEvent, OrderStatus
 from shops.models import Platform
@@ -17,6 +23,7 @@ from tests.factories import (
     CarrierFactory,
     CarrierRuleFactory,
     CarrierServiceFactory,
+    LabelBatchFactory,
     OrderLineFactory,
     ShipmentFactory,
     ShipmentLineFactory,
@@ -31,6 +38,7 @@ from tests.logistics.rules_world import (
     labelled,
     reloaded,
 )
+from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
 
@@ -386,6 +394,25 @@ def test_labelled_parcels_are_left_alone(tenant_a, demo_a, parcel_a):
     assert (result.applied, result.left_alone) == (1, 1)
     done = reloaded(done)
     assert (done.service_id, done.weight_grams, done.rules_applied_at) == before
+
+
+def test_a_parcel_held_by_a_live_label_batch_keeps_its_service(tenant_a, demo_a, parcel_a):
+    """The batch is buying a label for the service the parcel has: re-applying must not change
+    it under the batch; once the batch lets go of the parcel, the rules apply again."""
+    held = parcel_a(**LOS_ANGELES)
+    with tenant_context(tenant_a):
+        batch = LabelBatchFactory(tenant=tenant_a, shop=held.order.shop, status="running")
+        item = LabelBatchItem.objects.create(
+            tenant=tenant_a, batch=batch, shipment=held, position=1, live=True
+        )
+    before = (held.service_id, held.rules_applied_at)
+
+    result = apply(tenant_a, held)
+    assert (result.applied, result.left_alone) == (0, 1)
+    assert (reloaded(held).service_id, reloaded(held).rules_applied_at) == before
+
+    LabelBatchItem._base_manager.filter(pk=item.pk).update(live=False)
+    assert apply(tenant_a, held).applied == 1
 
 
 def test_a_batch_costs_the_same_queries_whatever_its_size(tenant_a, demo_a, parcel_a):

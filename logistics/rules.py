@@ -54,7 +54,7 @@ from logistics.models import (
     ShipmentStatus,
     ShippingPolicy,
 )
-from orders.address import is_po_box
+from orders.address import is_po_box, state_normalise
 from orders.holds import HoldReason, orders_hold_many, orders_release_many
 from orders.models import OPEN_STATUSES, EventSource, Order, OrderEvent, OrderHold, OrderTag
 from orders.tags import tag_name_normalise
@@ -398,7 +398,9 @@ def parcels_describe(
             currency=order.currency,
             items=items[shipment.pk],
             country=(order.country or "").upper(),
-            state=(order.state or "").upper(),
+            # Review normalises the state; an order that arrived already shipped was never
+            # reviewed and may still say "California".
+            state=state_normalise(order.state or "", (order.country or "").upper()).upper(),
             postal_code=order.postal_code or "",
             city=order.city or "",
             po_box=is_po_box(order.address_line1) or is_po_box(order.address_line2),

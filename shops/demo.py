@@ -65,6 +65,7 @@ from logistics.models import (
 from logistics.routing import orders_split_ready
 from logistics.rules import Parcel, rules_compile, rules_pick
 from logistics.tracking_numbers import gs1_check_digit, make_tracking_number
+from orders.address import is_po_box
 from orders.holds import HOLDABLE_STATUSES, HoldReason, order_hold, order_release
 from orders.models import (
     EventSource,
@@ -1220,7 +1221,13 @@ class _TenantBuilder:
             codes = {line.sku.code for line in plan.lines}
             via_3pl = codes <= self.three_pl_codes and rng.random() < 0.35
             plan.warehouse = self.three_pl if via_3pl else self.own
-            plan.service = self._service_for(plan.total, plan.weight, plan.address.state, plan.tags)
+            plan.service = self._service_for(
+                plan.total,
+                plan.weight,
+                plan.address.state,
+                plan.tags,
+                street=f"{plan.address.line1} {plan.address.line2}",
+            )
             plan.tracking_number = self._tracking_number(plan.service)
             plan.allocated_at = plan.created_at + timedelta(minutes=rng.randint(10, 90))
             plan.shipped_at = min(
@@ -1244,9 +1251,18 @@ class _TenantBuilder:
                 ShipmentStatus.DELIVERED if plan.delivered_at else ShipmentStatus.IN_TRANSIT
             )
 
-    def _service_for(self, total: Decimal, weight: int, state: str, tags: set[str]):
-        """The service the tenant's carrier rules pick, by the real engine (`logistics.rules`)."""
-        parcel = Parcel(weight_grams=weight, total=total, state=state, tags=frozenset(tags))
+    def _service_for(
+        self, total: Decimal, weight: int, state: str, tags: set[str], *, street: str = ""
+    ):
+        """The service the tenant's carrier rules pick, by the real engine (`logistics.rules`).
+        A PO box skips services that take none (UPS Ground), as it does for real parcels."""
+        parcel = Parcel(
+            weight_grams=weight,
+            total=total,
+            state=state,
+            tags=frozenset(tags),
+            po_box=is_po_box(street),
+        )
         decision = rules_pick(rules=self.rules, parcel=parcel)
         if decision.rule is None:
             raise ValueError(f"no demo carrier rule fits {parcel}")
@@ -1568,7 +1584,13 @@ class _TenantBuilder:
             weight = 60 + sum(
                 line.order_line.sku.weight_grams * line.quantity for line in shipment.lines.all()
             )
-            shipment.service = self._service_for(order.total, weight, order.state, plan.tags)
+            shipment.service = self._service_for(
+                order.total,
+                weight,
+                order.state,
+                plan.tags,
+                street=f"{order.address_line1} {order.address_line2}",
+            )
             shipment.weight_grams = weight
             shipment.shipping_cost = money(Decimal("4.10") + Decimal(weight) * Decimal("0.0042"))
             if shipment.warehouse.kind == WarehouseKind.THREE_PL:

@@ -5,12 +5,14 @@ The worker is `manage.py qcluster` in its own process on the test database; it b
 from the label API sandbox, paced by the account's rate limit so the run takes a few seconds.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -44,10 +46,10 @@ PARCELS = 10
 @pytest.fixture
 def worker(batch_media):  # noqa: F811 - the imported fixture
     """A django-q cluster in its own process, on this test's database and media folder."""
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    if not db["HOST"] or db["HOST"].startswith("/"):  # the embedded server: a Unix socket
-        url = f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST'] or '/tmp'}"
+    # What this process really connects to (the embedded backend fills the socket in itself).
+    params = connection.get_connection_params()
+    host = quote(str(params.get("host") or "localhost"), safe="")
+    url = f"postgres://{params['user']}@{host}:{params.get('port') or 5432}/{params['dbname']}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tkerp.settings_test",
@@ -65,11 +67,13 @@ def worker(batch_media):  # noqa: F811 - the imported fixture
         start_new_session=True,
     )
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 

@@ -70,6 +70,7 @@ def apply(tenant, *shipments, **kwargs):
 DEMO_CASES = [
     ("light parcel to Texas for $20", {}, ELSE),
     ("to California", LOS_ANGELES, CALIFORNIA),
+    ("to California spelt out", {**LOS_ANGELES, "state": "California"}, CALIFORNIA),
     ("2,001 g is over 2 kg", {"grams": HEAVY_SKU}, HEAVY),
     ("2,000 g is not", {"grams": 2000 - ALLOWANCE}, ELSE),
     ("weight is SKU weight times quantity", {"grams": 700, "quantity": 3}, HEAVY),

@@ -54,6 +54,7 @@ class TestAtRest:
             "shops.ShopCredentials.webhook_secret",
             "shops.Tenant.alert_webhook_secret",
             "logistics.Provider.webhook_secret",
+            "logistics.LabelAccount.api_key",
         }
 
     def test_a_raw_select_shows_no_secret_in_clear(self, tenant_a):

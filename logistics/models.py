@@ -326,6 +326,13 @@ class ShipmentStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class InterceptState(models.TextChoices):
+    NONE = "", "None"
+    REQUESTED = "requested", "Intercept requested"
+    CONFIRMED = "confirmed", "Intercepted"
+    FAILED = "failed", "Too late to intercept"
+
+
 class Shipment(TenantOwnedModel):
     """One parcel of an order, leaving one warehouse with one carrier service."""
 
@@ -381,6 +388,16 @@ class Shipment(TenantOwnedModel):
     platform_package_id = models.CharField(max_length=100, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The provider flow (the provider API, its webhooks, timers and scorecards): when the parcel
+    # reached its provider, when the provider accepted or rejected it, and a cancellation
+    # intercept asked of a provider that already has the parcel.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.CharField(max_length=500, blank=True)
+    intercept_state = models.CharField(
+        max_length=12, choices=InterceptState.choices, default=InterceptState.NONE, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

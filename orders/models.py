@@ -110,6 +110,9 @@ class Order(TenantOwnedModel):
     platform_updated_at = models.DateTimeField(null=True, blank=True)
     ship_by = models.DateTimeField(null=True, blank=True, db_index=True)
     tracking_by = models.DateTimeField(null=True, blank=True)
+    # When the platform accepted a valid tracking number for every parcel of the order: the
+    # tracking clock (tracking_by) stops here. Set by the tracking outbox (logistics.outbox).
+    tracking_uploaded_at = models.DateTimeField(null=True, blank=True)
     cancel_answer_by = models.DateTimeField(null=True, blank=True)
     sla_state = models.CharField(
         max_length=10, choices=SlaState.choices, default=SlaState.OK, editable=False

@@ -28,7 +28,7 @@ from sandbox.models import SandboxTracker
 from sandbox.tracking import tracking_scenario_set
 from shops.schedules import schedule_specs
 from tests.e2e.helpers import add_orders, connect_shop
-from tests.factories import OrderFactory, ShipmentFactory
+from tests.factories import OrderFactory, ShipmentFactory, ShopFactory
 from tests.logistics.labels_helpers import label_world
 from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_pks
 from tkerp.models import Alert
@@ -276,6 +276,43 @@ class TestDoors:
         ]
         with pytest.raises(CommandError, match="no shop with id 999999"):
             call_command("poll_tracking", "--shop", "999999")
+
+    def test_the_demo_chooses_a_parcels_fate_from_the_command_line(self, world, tenant_b):
+        parcel = _labelled(world, "delivered", hours_ago=1)
+        out = StringIO()
+        call_command(
+            "sandbox",
+            "tracking",
+            "--shop",
+            str(world.shop.pk),
+            "--tracking",
+            parcel.tracking_number,
+            "--scenario",
+            "failure",
+            "--hours-ago",
+            "100",
+            stdout=out,
+        )
+        assert out.getvalue().strip() == (
+            f"parcel {parcel.reference} ({parcel.tracking_number}): failure, "
+            "journey started 100 h ago"
+        )
+        tracking_poll(tenant=world.tenant, force=True)
+        parcel.refresh_from_db()
+        assert parcel.tracking_exception == TrackingException.DELIVERY_FAILED
+        # Another tenant's shop does not reach this parcel.
+        other = ShopFactory(tenant=tenant_b)
+        with pytest.raises(CommandError, match="has no parcel with tracking number"):
+            call_command(
+                "sandbox",
+                "tracking",
+                "--shop",
+                str(other.pk),
+                "--tracking",
+                parcel.tracking_number,
+                "--scenario",
+                "returned",
+            )
 
     def test_the_schedule_runs_the_poll_every_15_minutes(self, world):
         _labelled(world, "delivered", hours_ago=100)

@@ -48,7 +48,7 @@ from logistics.models import (
     TrackingStatus,
 )
 from orders.models import Order, OrderStatus
-from shops.models import Platform, Shop
+from shops.models import Platform, Shop, ShopCredentials
 from shops.platforms.base import PlatformError
 from tkerp.tenancy import tenant_context
 
@@ -431,7 +431,9 @@ def tracking_poll(
                 result.parcels += 1
                 try:
                     events, tracker_id = _fetch(key, sources.get(key), parcel)
-                except (LabelError, PlatformError) as exc:
+                except (LabelError, PlatformError, ShopCredentials.DoesNotExist) as exc:
+                    if isinstance(exc, ShopCredentials.DoesNotExist):
+                        exc = PlatformError("the shop is not connected to its platform")
                     reason = getattr(exc, "reason", None) or getattr(exc, "message", "") or str(exc)
                     Shipment._base_manager.filter(pk=parcel.pk).update(
                         tracking_polled_at=now, tracking_poll_error=str(reason)[:300]

@@ -402,9 +402,15 @@ class LabelApiSource(LabelSource):
         """The service's tracker of a parcel, with its `tracking_details`: fetched by id when
         known, else created (the service keeps one tracker per code, so creating again returns
         the same one)."""
+        answer = None
         if tracker_id:
-            answer = self._send("GET", f"/trackers/{tracker_id}")
-        else:
+            try:
+                answer = self._send("GET", f"/trackers/{tracker_id}")
+            except LabelError as exc:
+                if exc.code != "not_found":
+                    raise
+                # The service forgot the tracker (they expire): make it again, below.
+        if answer is None:
             carrier = CARRIERS.get(carrier_code.lower(), carrier_code.upper())
             answer = self._send(
                 "POST",

@@ -129,6 +129,31 @@ class TestLabelServiceTrackers:
         assert (result.events, result.delivered) == (3, 1)
         assert TrackingEvent._base_manager.filter(shipment=parcel).count() == 7
 
+    def test_a_tracker_the_service_forgot_is_made_again(self, world):
+        parcel = _labelled(world, "delivered", hours_ago=30)
+        tracking_poll(tenant=world.tenant, force=True)
+        SandboxTracker.objects.filter(tracking_code=parcel.tracking_number).delete()
+        result = tracking_poll(tenant=world.tenant, shipment_ids=[parcel.pk], force=True)
+        assert (result.parcels, result.failed) == (1, 0)
+        parcel.refresh_from_db()
+        assert (
+            parcel.tracker_id
+            == SandboxTracker.objects.get(tracking_code=parcel.tracking_number).tracker_id
+        )
+
+    def test_a_source_that_cannot_answer_is_recorded_on_the_parcel_and_retried_later(
+        self, tenant_a
+    ):
+        order = OrderFactory(tenant=tenant_a, shop__platform="tiktok", status="shipped")
+        parcel = ShipmentFactory(
+            order=order, tracking_number="9400100000000000000001", status=ShipmentStatus.SHIPPED
+        )
+        result = tracking_poll(tenant=tenant_a, force=True)  # the shop was never connected
+        assert (result.parcels, result.failed) == (1, 1)
+        parcel.refresh_from_db()
+        assert parcel.tracking_poll_error == "the shop is not connected to its platform"
+        assert parcel.tracking_polled_at is not None and parcel.tracking_exception == ""
+
 
 class TestExceptions:
     def test_each_exception_fires_from_sandbox_events_and_raises_its_alert(self, world, client_a):

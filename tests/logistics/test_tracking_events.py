@@ -9,6 +9,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -122,8 +123,6 @@ class TestLabelServiceTrackers:
         assert parcel.status == ShipmentStatus.IN_TRANSIT and parcel.delivered_at is None
         # A day later the sandbox tells the rest of the journey: only the new events are added.
         later = timezone.now() + timedelta(hours=30)
-        import time_machine
-
         with time_machine.travel(later, tick=False):
             result = tracking_poll(tenant=world.tenant, force=True)
         assert (result.events, result.delivered) == (3, 1)

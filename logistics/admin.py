@@ -28,9 +28,12 @@ from logistics.models import (
     Shipment,
     ShipmentLine,
     ShippingPolicy,
+    TrackingEvent,
+    TrackingException,
 )
 from logistics.resources import CarrierRuleResource
 from logistics.rules import ApplyResult, packaging_allowance_get, shipments_rules_apply
+from logistics.tracking_events import TrackingPollResult, tracking_poll
 from orders.models import OrderLine
 from shops.models import Tenant
 from tkerp.admin import (
@@ -329,6 +332,43 @@ class ShipmentLineInline(TenantTabularInline):
         return formset
 
 
+class TrackingEventInline(TenantTabularInline):
+    """The parcel's journey as its tracking source told it; written only by the poll."""
+
+    model = TrackingEvent
+    fields = ("occurred_at", "status", "message", "location", "source")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-occurred_at", "-id")
+    verbose_name_plural = "tracking events"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class TrackingExceptionFilter(admin.SimpleListFilter):
+    """Parcels by what is wrong on their way (as the tracking poll last marked them)."""
+
+    title = "tracking exception"
+    parameter_name = "tracking_exception"
+    ANY = "_any"
+
+    def lookups(self, request, model_admin):
+        return [(self.ANY, "Any exception"), *TrackingException.choices[1:]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.ANY:
+            return queryset.exclude(tracking_exception="")
+        if value in TrackingException.values and value:
+            return queryset.filter(tracking_exception=value)
+        return queryset
+
+
 @admin.register(Shipment)
 class ShipmentAdmin(
     PrintActionMixin,
@@ -345,9 +385,17 @@ class ShipmentAdmin(
         "provider",
         "status",
         "tracking_number",
+        "tracking_status",
+        "tracking_exception",
         "created_at",
     )
-    list_filter = ("status", "warehouse", ("service__carrier", admin.RelatedFieldListFilter))
+    list_filter = (
+        "status",
+        TrackingExceptionFilter,
+        "tracking_status",
+        "warehouse",
+        ("service__carrier", admin.RelatedFieldListFilter),
+    )
     # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
     list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
@@ -357,11 +405,25 @@ class ShipmentAdmin(
         "carrier_rule",
         "rules_applied_at",
         "skipped_rules",
+        "tracking_status",
+        "tracking_exception",
+        "tracking_exception_at",
+        "first_scan_at",
+        "last_event_at",
+        "tracking_polled_at",
+        "tracking_poll_error",
         "created_at",
         "updated_at",
     )
-    inlines = (ShipmentLineInline,)
-    actions = (print_labels, "buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+    inlines = (ShipmentLineInline, TrackingEventInline)
+    actions = (
+        print_labels,
+        "buy_labels",
+        "void_labels",
+        "compare_label_rates",
+        "rules_reapply",
+        "poll_tracking_now",
+    )
     change_list_template = "admin/logistics/shipment/change_list.html"
 
     @admin.display(description="rules skipped")
@@ -378,6 +440,22 @@ class ShipmentAdmin(
         if "service" in form.changed_data:
             obj.carrier_rule = None  # chosen by hand, not by a rule
         super().save_model(request, obj, form, change)
+
+    @admin.action(description="Poll tracking now", permissions=["change"])
+    def poll_tracking_now(self, request, queryset):
+        """Ask the carriers about the selected parcels now (those on their way)."""
+        total = TrackingPollResult()
+        rows = queryset.order_by("pk").values_list("pk", "tenant_id")
+        by_tenant: dict[int, list[int]] = {}
+        for pk, tenant_id in rows:
+            by_tenant.setdefault(tenant_id, []).append(pk)
+        for tenant in Tenant.objects.filter(pk__in=list(by_tenant)).order_by("pk"):
+            total.add(tracking_poll(tenant=tenant, shipment_ids=by_tenant[tenant.pk], force=True))
+        self.message_user(
+            request,
+            total.summary().replace("tracking events: ", "Tracking: ", 1) + ".",
+            messages.WARNING if total.failed else messages.SUCCESS,
+        )
 
     @admin.action(description="Re-apply carrier rules", permissions=["change"])
     def rules_reapply(self, request, queryset):

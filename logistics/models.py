@@ -326,6 +326,31 @@ class ShipmentStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class TrackingStatus(models.TextChoices):
+    """Where a parcel is, in the label service's (EasyPost's) vocabulary; TikTok's descriptions
+    are read into it (logistics.tracking_events)."""
+
+    UNKNOWN = "unknown", "Unknown"
+    PRE_TRANSIT = "pre_transit", "Label created"
+    IN_TRANSIT = "in_transit", "In transit"
+    OUT_FOR_DELIVERY = "out_for_delivery", "Out for delivery"
+    AVAILABLE_FOR_PICKUP = "available_for_pickup", "Available for pickup"
+    DELIVERED = "delivered", "Delivered"
+    FAILURE = "failure", "Delivery failed"
+    RETURN_TO_SENDER = "return_to_sender", "Returned to sender"
+
+
+class TrackingException(models.TextChoices):
+    """What is wrong with a parcel on its way (logistics.tracking_events.tracking_exceptions_mark);
+    each kind is an alert while any parcel has it."""
+
+    NONE = "", "None"
+    NO_SCAN = "no_scan", "Labelled, no carrier scan"
+    STALLED = "stalled", "No news for too long"
+    DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+    RETURNED = "returned", "Returned to sender"
+
+
 class InterceptState(models.TextChoices):
     NONE = "", "None"
     REQUESTED = "requested", "Intercept requested"
@@ -398,6 +423,23 @@ class Shipment(TenantOwnedModel):
     intercept_state = models.CharField(
         max_length=12, choices=InterceptState.choices, default=InterceptState.NONE, blank=True
     )
+    # Tracking events (logistics.tracking_events): the source's tracker, the latest status,
+    # the first carrier scan, the latest event, when the parcel was last polled, and what is
+    # wrong with it. Written only by that module.
+    tracker_id = models.CharField(
+        max_length=100, blank=True, editable=False, help_text="The tracking source's tracker id."
+    )
+    tracking_status = models.CharField(
+        max_length=24, choices=TrackingStatus.choices, blank=True, editable=False
+    )
+    first_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_event_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tracking_polled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tracking_poll_error = models.CharField(max_length=300, blank=True, editable=False)
+    tracking_exception = models.CharField(
+        max_length=20, choices=TrackingException.choices, blank=True, default="", editable=False
+    )
+    tracking_exception_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -417,10 +459,48 @@ class Shipment(TenantOwnedModel):
         indexes = [
             trigram_index(table="shipment", field="reference"),
             trigram_index(table="shipment", field="tracking_number"),
+            # The tracking poll's selection (parcels on their way, least recently polled first)
+            # and the parcel list's exception filter.
+            models.Index(
+                fields=["tenant", "delivered_at", "tracking_polled_at"],
+                name="shipment_tracking_poll",
+            ),
+            models.Index(fields=["tenant", "tracking_exception"], name="shipment_tracking_exc"),
         ]
 
     def __str__(self) -> str:
         return self.reference
+
+
+class TrackingEvent(TenantOwnedModel):
+    """One carrier scan of a parcel, as its tracking source reported it. Stored once: the
+    source and the event's own time and words make `event_key`, unique per parcel, so polling
+    again adds only what is new."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="tracking_events")
+    source = models.CharField(max_length=20, help_text="labelapi or tiktok.")
+    event_key = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField()
+    status = models.CharField(max_length=24, choices=TrackingStatus.choices)
+    message = models.CharField(max_length=300, blank=True)
+    location = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["shipment", "occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shipment", "event_key"], name="trackingevent_unique_key"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "shipment", "occurred_at"], name="trackingevent_shipment_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.get_status_display()}"
 
 
 class ShipmentLine(TenantOwnedModel):

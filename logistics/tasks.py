@@ -23,3 +23,12 @@ def run_label_batch(tenant_id: int, batch_id: int) -> str:
     tenant = Tenant.objects.get(pk=tenant_id)
     batch = label_batch_run(tenant=tenant, batch_id=batch_id)
     return f"label batch {batch_id}: {batch.status}"
+
+
+def poll_tracking() -> str:
+    """Every 15 minutes: poll every tenant's parcels on their way and mark exceptions
+    (`logistics.tracking_events.tracking_poll_all`, each tenant under its own scope). Safe to
+    overlap or repeat: events are stored once, parcels polled recently are skipped."""
+    from logistics.tracking_events import tracking_poll_all
+
+    return tracking_poll_all().summary()

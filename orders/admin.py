@@ -16,7 +16,11 @@ from django.utils.translation import ngettext
 from import_export.admin import ExportActionMixin
 
 from inventory.models import Sku
-from orders.admin_inbox import SlaStateFilter, order_time_left  # also registers the inboxes
+from orders.admin_inbox import (  # also registers the inboxes
+    SlaStateFilter,
+    TrackingSlaStateFilter,
+    order_time_left,
+)
 from orders.admin_review import (  # also registers the review settings admin
     edit_address_re_review,
     order_form_saved,
@@ -24,7 +28,6 @@ from orders.admin_review import (  # also registers the review settings admin
 )
 from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
 from orders.models import (
-    OPEN_STATUSES,
     ORDER_SEARCH_FIELDS,
     Order,
     OrderEvent,
@@ -33,6 +36,7 @@ from orders.models import (
     Tag,
 )
 from orders.resources import OrderLineResource
+from orders.sla import SHIP_BY_CLOCK, TRACKING_CLOCK
 from orders.tags import order_tag_add, order_tag_remove, tag_name_normalise
 from tkerp.admin import (
     IndexedSearchAdminMixin,
@@ -97,11 +101,11 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.filter(order_tags__tag__name=self.value())
 
 
-class ShipByFilter(admin.SimpleListFilter):
-    """What the dashboard shows first: open orders whose ship-by deadline is passed or near."""
+class DeadlineFilter(admin.SimpleListFilter):
+    """Orders whose deadline (`clock`, one of `orders.sla.SLA_CLOCKS`) is passed or near, among
+    those whose clock still runs: what the dashboard shows first."""
 
-    title = "ship by"
-    parameter_name = "ship_by_due"
+    clock = SHIP_BY_CLOCK
     WINDOWS = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
 
     def lookups(self, request, model_admin):
@@ -113,16 +117,39 @@ class ShipByFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        value, now = self.value(), timezone.now()
+        value, now, field = self.value(), timezone.now(), self.clock.deadline_field
         if value == "overdue":
-            return queryset.filter(status__in=OPEN_STATUSES, ship_by__lt=now)
+            return queryset.filter(self.clock.running(), **{f"{field}__lt": now})
         if value in self.WINDOWS:
             return queryset.filter(
-                status__in=OPEN_STATUSES, ship_by__gte=now, ship_by__lt=now + self.WINDOWS[value]
+                self.clock.running(),
+                **{f"{field}__gte": now, f"{field}__lt": now + self.WINDOWS[value]},
             )
         if value == "none":
-            return queryset.filter(ship_by__isnull=True)
+            return queryset.filter(**{f"{field}__isnull": True})
         return queryset
+
+
+class ShipByFilter(DeadlineFilter):
+    title = "ship by"
+    parameter_name = "ship_by_due"
+    clock = SHIP_BY_CLOCK
+
+
+class TrackingByFilter(DeadlineFilter):
+    """The tracking clock: orders whose platform still waits for a valid tracking number."""
+
+    title = "tracking by"
+    parameter_name = "tracking_by_due"
+    clock = TRACKING_CLOCK
+
+    def lookups(self, request, model_admin):
+        return [*super().lookups(request, model_admin), ("uploaded", "Tracking accepted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "uploaded":
+            return queryset.filter(tracking_uploaded_at__isnull=False)
+        return super().queryset(request, queryset)
 
 
 # ------------------------------------------------------------------------------------ inlines
@@ -260,6 +287,8 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
         TagFilter,
         ShipByFilter,
         SlaStateFilter,
+        TrackingByFilter,
+        TrackingSlaStateFilter,
     )
     # Each word is looked up with trigram indexes, one query per table (tkerp.search).
     search_fields = ORDER_SEARCH_FIELDS
@@ -276,6 +305,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
     show_full_result_count = False
     readonly_fields = (
         "status",
+        "tracking_uploaded_at",
         "original_address",
         "raw",
         "platform_updated_at",
@@ -316,6 +346,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
                 "fields": (
                     ("placed_at", "paid_at"),
                     ("ship_by", "tracking_by", "cancel_answer_by"),
+                    "tracking_uploaded_at",
                     ("shipped_at", "delivered_at", "cancelled_at"),
                 )
             },

@@ -53,14 +53,23 @@ class SlaStateFilter(admin.SimpleListFilter):
 
     title = "SLA"
     parameter_name = "sla"
+    state_field = "sla_state"
 
     def lookups(self, request, model_admin):
         return SlaState.choices
 
     def queryset(self, request, queryset):
         if self.value() in SlaState.values:
-            return queryset.filter(sla_state=self.value())
+            return queryset.filter(**{self.state_field: self.value()})
         return queryset
+
+
+class TrackingSlaStateFilter(SlaStateFilter):
+    """Orders by where they stand against tracking-by, as the SLA sweep last marked them."""
+
+    title = "tracking SLA"
+    parameter_name = "tracking_sla"
+    state_field = "tracking_sla_state"
 
 
 def order_time_left(order, *, now: datetime | None = None) -> str:

@@ -405,6 +405,7 @@ def _deadlines(po: PlatformOrder, shop: Shop):
         is_presale=po.is_presale,
         ship_by_hours=shop.ship_by_hours,
         presale_ship_by_hours=shop.presale_ship_by_hours,
+        tracking_upload_hours=shop.tracking_upload_hours,
         platform_ship_by=po.ship_by,
         cancel_requested_at=po.cancel_requested_at if po.cancel_requested else None,
         platform_cancel_answer_by=po.cancel_answer_by,

@@ -24,7 +24,8 @@ class OrderStatus(models.TextChoices):
 
 
 class SlaState(models.TextChoices):
-    """Where an open order stands against its ship-by deadline (kept by `orders.sla.sla_sweep`)."""
+    """Where an open order stands against one of its deadlines, ship-by (`sla_state`) or
+    tracking-by (`tracking_sla_state`), as `orders.sla.sla_sweep` last marked it."""
 
     OK = "ok", "On time"
     DUE_SOON = "due_soon", "Due soon"
@@ -117,6 +118,10 @@ class Order(TenantOwnedModel):
     sla_state = models.CharField(
         max_length=10, choices=SlaState.choices, default=SlaState.OK, editable=False
     )
+    # Where the order stands against tracking_by (orders.sla.TRACKING_CLOCK); OK once uploaded.
+    tracking_sla_state = models.CharField(
+        max_length=10, choices=SlaState.choices, default=SlaState.OK, editable=False
+    )
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
@@ -137,6 +142,10 @@ class Order(TenantOwnedModel):
             models.Index(fields=["tenant", "status", "ship_by"], name="order_tenant_status_shipby"),
             models.Index(fields=["tenant", "address_key"], name="order_tenant_address_key"),
             models.Index(fields=["tenant", "sla_state", "ship_by"], name="order_tenant_sla_shipby"),
+            models.Index(
+                fields=["tenant", "tracking_sla_state", "tracking_by"],
+                name="order_tenant_sla_trackingby",
+            ),
             # The order list's search box (tkerp.search): contains-matching that an index answers.
             *(
                 trigram_index(table="order", field=field)

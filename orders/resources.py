@@ -744,5 +744,6 @@ def _set_deadlines(order: Order, shop: Shop) -> None:
         is_presale=order.is_presale,
         ship_by_hours=shop.ship_by_hours,
         presale_ship_by_hours=shop.presale_ship_by_hours,
+        tracking_upload_hours=shop.tracking_upload_hours,
     )
     order.ship_by, order.tracking_by = deadlines.ship_by, deadlines.tracking_by

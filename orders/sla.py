@@ -5,8 +5,9 @@ The platform's own deadline wins when it gives one; otherwise the shop's policy 
 longer for pre-sale) counts from payment. `sla_deadlines` is a pure function over values so the
 bulk ingest path can call it for a page of orders without touching the database.
 
-`sla_sweep` (every minute) keeps `Order.sla_state` (ok / due soon / overdue), one alert per kind,
-and each shop's late-shipment figures current; see "the sweep" below.
+`sla_sweep` (every minute) keeps `Order.sla_state` and `Order.tracking_sla_state` (ok / due
+soon / overdue; the tracking clock stops once the platform accepted a tracking number), one alert
+per kind, and each shop's late-shipment figures current; see "the sweep" below.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def order_sla_compute(
         is_presale=order.is_presale,
         ship_by_hours=shop.ship_by_hours,
         presale_ship_by_hours=shop.presale_ship_by_hours,
+        tracking_upload_hours=shop.tracking_upload_hours,
         platform_ship_by=platform_ship_by,
         cancel_requested_at=cancel_requested_at,
         platform_cancel_answer_by=platform_cancel_answer_by or order.cancel_answer_by,
@@ -114,20 +116,72 @@ def order_sla_compute(
 
 # --- the sweep ----------------------------------------------------------------------------------
 #
-# Every minute (`orders.tasks.sla_sweep_task`), tenant by tenant: mark where each open order
-# stands against its ship-by deadline, raise or resolve one alert per kind, recompute each
-# shop's figures, re-run the ingest pipeline for orders it left half done (a failed step, a
-# dead worker: `orders_stranded`), let the cancellation inbox catch up
+# Every minute (`orders.tasks.sla_sweep_task`), tenant by tenant: mark where each order stands
+# against its ship-by and tracking-by deadlines (`SLA_CLOCKS`), raise or resolve one alert per
+# kind, recompute each shop's figures, re-run the ingest pipeline for orders it left half done
+# (a failed step, a dead worker: `orders_stranded`), let the cancellation inbox catch up
 # (`orders.cancellations.cancellations_sweep`) and split ready orders left without a parcel.
 # Every step selects its work by state, so a second run in the same minute changes nothing.
 
 SLA_OVERDUE_ALERT = "sla.overdue"
 SLA_DUE_SOON_ALERT = "sla.due_soon"
+TRACKING_OVERDUE_ALERT = "sla.tracking_overdue"
+TRACKING_DUE_SOON_ALERT = "sla.tracking_due_soon"
 STUCK_BATCH = 500  # orders per shop re-run by one sweep; the next sweep takes the rest
 
 
+@dataclass(frozen=True, slots=True)
+class SlaClock:
+    """One deadline the sweep watches: the order field holding it, the field the sweep marks,
+    which orders it still runs for, and its alerts' keys and words."""
+
+    deadline_field: str
+    state_field: str
+    what: str  # the alerts' wording: "due to <what> within 4 h"
+    overdue_words: str  # "<n> orders <overdue_words> already"
+    overdue_alert: str
+    due_soon_alert: str
+    overdue_cost: str
+
+    def running(self) -> Q:
+        """Orders whose clock still runs (the deadline is set and not yet met)."""
+        if self.deadline_field == "ship_by":
+            return Q(status__in=OPEN_STATUSES, ship_by__isnull=False)
+        # The tracking clock runs until the platform accepts a number (tracking_uploaded_at),
+        # for orders not cancelled, not yet reported on their way by the platform (in transit
+        # or delivered: the platform has the number), and not on manual shops (no platform).
+        from shops.models import Platform
+
+        return (
+            Q(tracking_by__isnull=False, tracking_uploaded_at__isnull=True)
+            & Q(status__in=(*OPEN_STATUSES, OrderStatus.SHIPPED))
+            & ~Q(shop__platform=Platform.MANUAL)
+        )
+
+
+SHIP_BY_CLOCK = SlaClock(
+    deadline_field="ship_by",
+    state_field="sla_state",
+    what="ship",
+    overdue_words="should have shipped",
+    overdue_alert=SLA_OVERDUE_ALERT,
+    due_soon_alert=SLA_DUE_SOON_ALERT,
+    overdue_cost="each late shipment costs a penalty and raises the shop's late rate.",
+)
+TRACKING_CLOCK = SlaClock(
+    deadline_field="tracking_by",
+    state_field="tracking_sla_state",
+    what="have tracking on the platform",
+    overdue_words="should have a valid tracking number on the platform",
+    overdue_alert=TRACKING_OVERDUE_ALERT,
+    due_soon_alert=TRACKING_DUE_SOON_ALERT,
+    overdue_cost="the platform counts them unshipped until a valid tracking number arrives.",
+)
+SLA_CLOCKS = (SHIP_BY_CLOCK, TRACKING_CLOCK)
+
+
 def sla_due_soon_hours(*, tenant: Tenant) -> int:
-    """Hours before ship-by that an order counts as due soon: the tenant's policy, else
+    """Hours before a deadline that an order counts as due soon: the tenant's policy, else
     `TKERP_SLA_DUE_SOON_HOURS` (default 4)."""
     hours = (
         TenantOrderPolicy._base_manager.filter(tenant=tenant)
@@ -137,23 +191,31 @@ def sla_due_soon_hours(*, tenant: Tenant) -> int:
     return hours if hours is not None else getattr(settings, "TKERP_SLA_DUE_SOON_HOURS", 4)
 
 
-def orders_sla_mark(*, tenant, now: datetime, due_soon_hours: int) -> dict[str, int]:
-    """Set `sla_state` on the tenant's orders with three conditional UPDATEs (only rows whose
-    state changes are written); returns how many open orders are overdue and due soon."""
+def orders_sla_mark(
+    *, tenant, now: datetime, due_soon_hours: int, clock: SlaClock = SHIP_BY_CLOCK
+) -> dict[str, int]:
+    """Set the clock's state field on the tenant's orders with three conditional UPDATEs (only
+    rows whose state changes are written); returns how many orders whose clock runs are overdue
+    and due soon. Orders whose clock stopped go back to OK."""
     soon = now + timedelta(hours=due_soon_hours)
+    field, state = clock.deadline_field, clock.state_field
     orders = Order._base_manager.filter(tenant=tenant)
-    is_open = Q(status__in=OPEN_STATUSES, ship_by__isnull=False)
-    overdue = is_open & Q(ship_by__lt=now)
-    due_soon = is_open & Q(ship_by__gte=now, ship_by__lt=soon)
-    orders.filter(overdue).exclude(sla_state=SlaState.OVERDUE).update(sla_state=SlaState.OVERDUE)
-    orders.filter(due_soon).exclude(sla_state=SlaState.DUE_SOON).update(sla_state=SlaState.DUE_SOON)
-    orders.exclude(overdue | due_soon).exclude(sla_state=SlaState.OK).update(sla_state=SlaState.OK)
+    running = clock.running()
+    overdue = running & Q(**{f"{field}__lt": now})
+    due_soon = running & Q(**{f"{field}__gte": now, f"{field}__lt": soon})
+    orders.filter(overdue).exclude(**{state: SlaState.OVERDUE}).update(**{state: SlaState.OVERDUE})
+    orders.filter(due_soon).exclude(**{state: SlaState.DUE_SOON}).update(
+        **{state: SlaState.DUE_SOON}
+    )
+    orders.exclude(overdue | due_soon).exclude(**{state: SlaState.OK}).update(
+        **{state: SlaState.OK}
+    )
     counts = dict(
-        orders.filter(status__in=OPEN_STATUSES)
-        .exclude(sla_state=SlaState.OK)
-        .values("sla_state")
+        orders.filter(running)
+        .exclude(**{state: SlaState.OK})
+        .values(state)
         .annotate(n=Count("id"))
-        .values_list("sla_state", "n")
+        .values_list(state, "n")
     )
     return {
         "overdue": counts.get(SlaState.OVERDUE, 0),
@@ -161,37 +223,38 @@ def orders_sla_mark(*, tenant, now: datetime, due_soon_hours: int) -> dict[str, 
     }
 
 
-def sla_alerts_update(*, tenant, overdue: int, due_soon: int, due_soon_hours: int) -> None:
-    """One open alert per kind while orders are overdue / due soon (its message carries the
-    count); resolved once none remain."""
+def sla_alerts_update(
+    *, tenant, overdue: int, due_soon: int, due_soon_hours: int, clock: SlaClock = SHIP_BY_CLOCK
+) -> None:
+    """One open alert per kind and clock while orders are overdue / due soon (its message
+    carries the count); resolved once none remain."""
     from tkerp.alerts import alert_raise, alert_resolve
     from tkerp.models import AlertSeverity
 
+    deadline = clock.deadline_field.replace("_", "-")
     if overdue:
         alert_raise(
             tenant=tenant,
-            key=SLA_OVERDUE_ALERT,
-            kind=SLA_OVERDUE_ALERT,
+            key=clock.overdue_alert,
+            kind=clock.overdue_alert,
             severity=AlertSeverity.ERROR,
-            title=f"{overdue} order{'s' if overdue != 1 else ''} past their ship-by time",
-            message=f"{overdue} open orders should have shipped already; each late shipment "
-            "costs a penalty and raises the shop's late rate.",
+            title=f"{overdue} order{'s' if overdue != 1 else ''} past their {deadline} time",
+            message=f"{overdue} orders {clock.overdue_words} already; {clock.overdue_cost}",
         )
     else:
-        alert_resolve(tenant=tenant, key=SLA_OVERDUE_ALERT)
+        alert_resolve(tenant=tenant, key=clock.overdue_alert)
     if due_soon:
         alert_raise(
             tenant=tenant,
-            key=SLA_DUE_SOON_ALERT,
-            kind=SLA_DUE_SOON_ALERT,
+            key=clock.due_soon_alert,
+            kind=clock.due_soon_alert,
             severity=AlertSeverity.WARNING,
-            title=f"{due_soon} order{'s' if due_soon != 1 else ''} due to ship within "
+            title=f"{due_soon} order{'s' if due_soon != 1 else ''} due to {clock.what} within "
             f"{due_soon_hours} h",
-            message=f"{due_soon} open orders reach their ship-by time within {due_soon_hours} "
-            "hours.",
+            message=f"{due_soon} orders reach their {deadline} time within {due_soon_hours} hours.",
         )
     else:
-        alert_resolve(tenant=tenant, key=SLA_DUE_SOON_ALERT)
+        alert_resolve(tenant=tenant, key=clock.due_soon_alert)
 
 
 def _hours_to_ship(*, shop, since: datetime) -> tuple[int, float | None, float | None]:
@@ -345,12 +408,23 @@ def sla_sweep_tenant(*, tenant, now: datetime | None = None) -> dict:
         hours = sla_due_soon_hours(tenant=tenant)
         counts = orders_sla_mark(tenant=tenant, now=now, due_soon_hours=hours)
         sla_alerts_update(tenant=tenant, due_soon_hours=hours, **counts)
+        tracking = orders_sla_mark(
+            tenant=tenant, now=now, due_soon_hours=hours, clock=TRACKING_CLOCK
+        )
+        sla_alerts_update(tenant=tenant, due_soon_hours=hours, clock=TRACKING_CLOCK, **tracking)
         for shop in Shop.objects.filter(is_active=True).order_by("pk"):
             shop_sla_figures_compute(shop=shop, now=now)
         rerun = orders_stuck_rerun(tenant=tenant, now=now)
         cancellations = cancellations_sweep(tenant=tenant, now=now)
         split = orders_split_ready(tenant=tenant)
-    return {**counts, "rerun": rerun, "cancellations": cancellations, "split": split}
+    return {
+        **counts,
+        "tracking_overdue": tracking["overdue"],
+        "tracking_due_soon": tracking["due_soon"],
+        "rerun": rerun,
+        "cancellations": cancellations,
+        "split": split,
+    }
 
 
 def sla_sweep(*, now: datetime | None = None) -> dict[int, dict]:

@@ -28,7 +28,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 
@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, re_path
+from django.utils.timezone import now as django_now
 from django.views.decorators.csrf import csrf_exempt
 
 from logistics.labels.drawing import LabelContent, label_pdf, label_zpl
@@ -45,7 +46,8 @@ from logistics.tracking_numbers import (
     usps_impb_barcode,
 )
 from sandbox.base import SANDBOX_BASE_URL, injected_fault, plain_fault_response, throttled
-from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
+from sandbox.models import SandboxLabelAccount, SandboxLabelShipment, SandboxTracker
+from sandbox.tracking import tracker_status, tracking_history
 
 BASE_URL = f"{SANDBOX_BASE_URL}/labelapi"
 FILES_URL = f"{BASE_URL}/files/postage_label"
@@ -449,16 +451,16 @@ def _purchase(account: SandboxLabelAccount, row: SandboxLabelShipment, rate: dic
             "updated_at": now,
             "selected_rate": rate,
             "postage_label": _postage_label(row, now),
-            "tracker": {
-                "id": _new_id("trk"),
-                "object": "Tracker",
-                "mode": "test",
-                "tracking_code": tracking,
-                "status": "pre_transit",
-                "carrier": carrier,
-                "shipment_id": shipment["id"],
-                "tracking_details": [],
-            },
+            "tracker": _tracker_payload(
+                SandboxTracker.objects.create(
+                    account=account,
+                    tracker_id=_new_id("trk"),
+                    tracking_code=tracking,
+                    carrier=carrier,
+                    shipment_id=shipment["id"],
+                    started_at=django_now(),
+                )
+            ),
             "fees": [
                 {"object": "Fee", "type": "LabelFee", "amount": "0.00000", "charged": True},
                 {"object": "Fee", "type": "PostageFee", "amount": f"{price}000", "charged": True},
@@ -702,6 +704,111 @@ def carrier_accounts(call: Call):
     )
 
 
+# --- trackers -----------------------------------------------------------------------------------
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _tracker_payload(row: SandboxTracker) -> dict:
+    """The tracker as EasyPost answers it, with the history up to now (`sandbox.tracking`)."""
+    events = tracking_history(
+        tracking_code=row.tracking_code, carrier=row.carrier, started_at=row.started_at
+    )
+    details = [
+        {
+            "object": "TrackingDetail",
+            "message": event.message,
+            "description": "",
+            "status": event.status,
+            "status_detail": event.status_detail,
+            "datetime": _iso(event.at),
+            "source": row.carrier,
+            "carrier_code": "",
+            "tracking_location": {
+                "object": "TrackingLocation",
+                "city": event.city or None,
+                "state": event.state or None,
+                "country": "US" if event.city else None,
+                "zip": event.zip or None,
+            },
+        }
+        for event in events
+    ]
+    status = tracker_status(events)
+    return {
+        "id": row.tracker_id,
+        "object": "Tracker",
+        "mode": "test",
+        "tracking_code": row.tracking_code,
+        "status": status,
+        "status_detail": events[-1].status_detail if events else "unknown",
+        "created_at": _iso(row.created or django_now()),
+        "updated_at": _iso(events[-1].at) if events else _iso(row.created or django_now()),
+        "signed_by": "J BUYER" if status == "delivered" else None,
+        "weight": None,
+        "est_delivery_date": _iso(row.started_at + timedelta(days=3)),
+        "shipment_id": row.shipment_id or None,
+        "carrier": row.carrier,
+        "tracking_details": details,
+        "carrier_detail": None,
+        "public_url": f"{BASE_URL}/track/{row.tracker_id}",
+        "fees": [],
+    }
+
+
+def _guess_carrier(code: str) -> str:
+    """The carrier of a code sent without one (EasyPost detects it; the sandbox knows three)."""
+    if code.upper().startswith("1Z"):
+        return "UPS"
+    if code.isdigit() and len(code) in (12, 15):
+        return "FedEx"
+    return "USPS"
+
+
+@endpoint(methods=("POST",), family="trackers")
+def trackers(call: Call):
+    """Track a code: a new tracker, or the account's tracker of that code already (EasyPost
+    keeps one tracker per code and carrier, so asking again is harmless)."""
+    data = call.body.get("tracker")
+    code = str(data.get("tracking_code") or "").strip() if isinstance(data, dict) else ""
+    if not code:
+        raise ApiError(
+            422,
+            "PARAMETER.REQUIRED",
+            "Missing required parameter.",
+            [_field_error("tracker.tracking_code", "cannot be blank")],
+        )
+    carrier = str(data.get("carrier") or "") or _guess_carrier(code)
+    existing = SandboxTracker.objects.filter(account=call.account, tracking_code=code).first()
+    if existing is not None:
+        return 200, _tracker_payload(existing), {}
+    label = SandboxLabelShipment.objects.filter(account=call.account, tracking_code=code).first()
+    try:
+        with transaction.atomic():
+            row = SandboxTracker.objects.create(
+                account=call.account,
+                tracker_id=_new_id("trk"),
+                tracking_code=code,
+                carrier=carrier,
+                shipment_id=label.shipment_id if label else "",
+                started_at=label.created if label else django_now(),
+            )
+    except IntegrityError:  # the same code at the same moment: the first one's tracker
+        row = SandboxTracker.objects.get(account=call.account, tracking_code=code)
+        return 200, _tracker_payload(row), {}
+    return 201, _tracker_payload(row), {}
+
+
+@endpoint(methods=("GET",), family="read")
+def tracker_detail(call: Call, tracker_id: str):
+    row = SandboxTracker.objects.filter(account=call.account, tracker_id=tracker_id).first()
+    if row is None:
+        raise ApiError(404, "NOT_FOUND", "The requested resource could not be found.")
+    return 200, _tracker_payload(row), {}
+
+
 def label_file(request: HttpRequest, label_id: str, ext: str) -> HttpResponse:
     """The label document, as the service's file host serves it (unguessable URL, no key)."""
     row = SandboxLabelShipment.objects.filter(label_id=label_id).first()
@@ -721,6 +828,8 @@ urlpatterns = [
     path("v2/shipments/<str:shipment_id>/refund", shipment_refund),
     path("v2/shipments/<str:shipment_id>/label", shipment_label),
     path("v2/carrier_accounts", carrier_accounts),
+    path("v2/trackers", trackers),
+    path("v2/trackers/<str:tracker_id>", tracker_detail),
     re_path(r"^files/postage_label/(?P<label_id>pl_[0-9a-f]{32})\.(?P<ext>pdf|zpl)$", label_file),
     re_path(r"^.*$", unknown_path),
 ]

@@ -213,3 +213,43 @@ class SandboxLabelShipment(models.Model):
 
     def __str__(self) -> str:
         return self.shipment_id
+
+
+class SandboxTracker(models.Model):
+    """A tracker at the label service (EasyPost's `Tracker`): one per account and tracking
+    code, made when a label is bought or when a client asks to track a code. Its history is
+    not stored: `sandbox.tracking` derives it from the code, the scenario and `started_at`."""
+
+    account = models.ForeignKey(
+        SandboxLabelAccount, on_delete=models.CASCADE, related_name="trackers"
+    )
+    tracker_id = models.CharField(max_length=40, unique=True, help_text='"trk_..."')
+    tracking_code = models.CharField(max_length=64)
+    carrier = models.CharField(max_length=20)
+    shipment_id = models.CharField(max_length=40, blank=True)
+    started_at = models.DateTimeField(help_text="When the label was made: the history's zero.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "tracking_code"], name="sandboxtracker_unique_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.tracker_id
+
+
+class SandboxTrackingScenario(models.Model):
+    """What happens to one parcel in the carriers' world, chosen for a test or the demo:
+    delivered, never scanned, stalled, a failed delivery, returned to sender. Without a row the
+    scenario follows from the tracking code (mostly delivered). `started_at`, when set, moves
+    the history's zero (a test sees a whole journey without waiting for it)."""
+
+    tracking_code = models.CharField(max_length=64, unique=True)
+    scenario = models.CharField(max_length=20)
+    started_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.tracking_code}: {self.scenario}"

@@ -1130,6 +1130,44 @@ def _package(store: SandboxStore, package_id: str) -> tuple[SandboxOrder, Sandbo
 
 
 @endpoint()
+def order_tracking(call: Call, order_id: str) -> dict:
+    """The order's parcel journey as TikTok relays it from the carrier: descriptions and times
+    (milliseconds), newest first, for the package carrying the order's tracking number. The
+    events come from `sandbox.tracking` (the same history the label service tells)."""
+    from sandbox.tracking import tiktok_description, tracking_history
+
+    order = call.store.orders.filter(order_id=order_id).first()
+    if order is None:
+        raise ApiError(CODE_NOT_OWNED, "order does not exist or is not this seller's")
+    tracking = order.payload.get("tracking_number") or ""
+    shipment = (
+        call.store.shipments.filter(order_id=order_id, tracking_number=tracking)
+        .order_by("-created")
+        .first()
+        if tracking
+        else None
+    )
+    if shipment is None:
+        return {"tracking": []}
+    started = shipment.payload.get("create_time")
+    events = tracking_history(
+        tracking_code=shipment.tracking_number,
+        carrier=str(shipment.payload.get("shipping_provider_name") or "Carrier"),
+        started_at=_dt(int(started)) if started else shipment.created,
+        now=_dt(call.now),
+    )
+    return {
+        "tracking": [
+            {
+                "description": tiktok_description(event),
+                "update_time_millis": int(event.at.timestamp() * 1000),
+            }
+            for event in reversed(events)
+        ]
+    }
+
+
+@endpoint()
 def package_detail(call: Call, package_id: str) -> dict:
     """Package detail: status, who ships it, tracking and carrier once shipped, its items."""
     with transaction.atomic():
@@ -1377,6 +1415,7 @@ urlpatterns = [
     path("return_refund/202309/returns/search", returns_search),
     path("fulfillment/202309/orders/<str:order_id>/packages", mark_shipped),
     path("fulfillment/202309/orders/<str:order_id>/shipping_info/update", order_shipping_info),
+    path("fulfillment/202309/orders/<str:order_id>/tracking", order_tracking),
     path("fulfillment/202309/packages/<str:package_id>", package_detail),
     path("fulfillment/202309/packages/<str:package_id>/ship", package_ship),
     path("fulfillment/202309/packages/<str:package_id>/shipping_documents", shipping_documents),

@@ -228,7 +228,7 @@ class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
         (None, {"fields": ("name", "platform", "region", "platform_shop_id", "currency")}),
         (
             "Shipping policy",
-            {"fields": ("ship_by_hours", "presale_ship_by_hours")},
+            {"fields": ("ship_by_hours", "presale_ship_by_hours", "tracking_upload_hours")},
         ),
         ("Sync", {"fields": ("is_active", "sync_interval_seconds", "created_at")}),
     )

@@ -1383,6 +1383,7 @@ class _TenantBuilder:
                 is_presale=plan.presale,
                 ship_by_hours=shop.ship_by_hours,
                 presale_ship_by_hours=shop.presale_ship_by_hours,
+                tracking_upload_hours=shop.tracking_upload_hours,
             )
             plan.order = Order(
                 tenant=self.tenant,

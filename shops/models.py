@@ -142,6 +142,12 @@ def default_presale_ship_by_hours() -> int:
     return settings.TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS
 
 
+def default_tracking_upload_hours() -> int:
+    """A new shop's tracking-upload window: `TKERP_TRACKING_UPLOAD_HOURS` (48 unless set,
+    TikTok Shop's rule: a valid tracking number within 48 h of payment)."""
+    return settings.TKERP_TRACKING_UPLOAD_HOURS
+
+
 class Shop(TenantOwnedModel):
     """One storefront on one platform, with its shipping policy and sync settings."""
 
@@ -161,6 +167,11 @@ class Shop(TenantOwnedModel):
     )
     presale_ship_by_hours = models.PositiveIntegerField(
         default=default_presale_ship_by_hours, help_text="Ship-by hours for pre-sale orders."
+    )
+    tracking_upload_hours = models.PositiveIntegerField(
+        default=default_tracking_upload_hours,
+        help_text="Hours from payment until the platform must have a valid tracking number "
+        "(the tracking_by clock).",
     )
     sync_interval_seconds = models.PositiveIntegerField(default=60)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -231,6 +231,14 @@ TKERP_CANCEL_ANSWER_HOURS = int(os.environ.get("TKERP_CANCEL_ANSWER_HOURS", "48"
 # re-run the ingest pipeline for orders left in "new" longer than this many minutes.
 TKERP_SLA_DUE_SOON_HOURS = int(os.environ.get("TKERP_SLA_DUE_SOON_HOURS", "4"))
 TKERP_SLA_STUCK_NEW_MINUTES = int(os.environ.get("TKERP_SLA_STUCK_NEW_MINUTES", "5"))
+# Tracking events (logistics.tracking_events): a parcel on its way is polled at most every
+# TKERP_TRACKING_POLL_MINUTES, up to TKERP_TRACKING_POLL_BATCH parcels per tenant a run; a parcel
+# labelled this many hours ago with no carrier scan, or with no new event for this many hours,
+# is an exception (TikTok counts a dispatch late until the first scan; 72 h is its limit).
+TKERP_TRACKING_POLL_MINUTES = int(os.environ.get("TKERP_TRACKING_POLL_MINUTES", "60"))
+TKERP_TRACKING_POLL_BATCH = int(os.environ.get("TKERP_TRACKING_POLL_BATCH", "200"))
+TKERP_TRACKING_NO_SCAN_HOURS = int(os.environ.get("TKERP_TRACKING_NO_SCAN_HOURS", "48"))
+TKERP_TRACKING_STALL_HOURS = int(os.environ.get("TKERP_TRACKING_STALL_HOURS", "72"))
 
 # Order sync: overlap re-read each pass, first-sync window, lease of a running pass, failures
 # before an alert, and how long sync runs and webhook deliveries are kept.

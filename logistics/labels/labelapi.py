@@ -396,6 +396,31 @@ class LabelApiSource(LabelSource):
         ]
         return sorted(rates, key=lambda rate: rate["rate"])
 
+    # --- trackers (logistics.tracking_events polls them) ---
+
+    def tracker(self, *, tracking_code: str, carrier_code: str, tracker_id: str = "") -> dict:
+        """The service's tracker of a parcel, with its `tracking_details`: fetched by id when
+        known, else created (the service keeps one tracker per code, so creating again returns
+        the same one)."""
+        answer = None
+        if tracker_id:
+            try:
+                answer = self._send("GET", f"/trackers/{tracker_id}")
+            except LabelError as exc:
+                if exc.code != "not_found":
+                    raise
+                # The service forgot the tracker (they expire): make it again, below.
+        if answer is None:
+            carrier = CARRIERS.get(carrier_code.lower(), carrier_code.upper())
+            answer = self._send(
+                "POST",
+                "/trackers",
+                json={"tracker": {"tracking_code": tracking_code, "carrier": carrier}},
+            )
+        if not isinstance(answer, dict) or not isinstance(answer.get("tracking_details"), list):
+            raise LabelError("the label service answered without tracking details", code="response")
+        return answer
+
     def void(self, *, shipment: Shipment) -> None:
         if not shipment.source_label_id:
             raise LabelError("the parcel's label has no id at the label service", code="not_found")

@@ -1007,6 +1007,15 @@ class TikTokConnector(Connector):
             raise
         return True
 
+    def order_tracking(self, *, platform_order_id: str) -> list[dict]:
+        """The carrier's events for the order's package as TikTok relays them:
+        `[{description, update_time_millis}]` (TikTok gives no status code; see
+        `logistics.tracking_events.tiktok_status`)."""
+        data = self.request(
+            "GET", f"/fulfillment/202309/orders/{quote(platform_order_id, safe='')}/tracking"
+        )
+        return [event for event in _list(data, "tracking", "tracking") if isinstance(event, dict)]
+
     def package_detail(self, *, package_id: str) -> dict:
         """`package_status`, `shipping_type`, `tracking_number`, `shipping_provider_name`..."""
         return self.request("GET", f"/fulfillment/202309/packages/{quote(package_id, safe='')}")

@@ -162,14 +162,20 @@ class TestShopAdmin:
         assert other.status_code == 302
         assert Shop._base_manager.filter(tenant=tenant_a, name="Other").exists()
 
-    @override_settings(TKERP_DEFAULT_SHIP_BY_HOURS=36, TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS=120)
+    @override_settings(
+        TKERP_DEFAULT_SHIP_BY_HOURS=36,
+        TKERP_DEFAULT_PRESALE_SHIP_BY_HOURS=120,
+        TKERP_TRACKING_UPLOAD_HOURS=40,
+    )
     def test_a_new_shop_takes_its_ship_by_hours_from_the_settings(self, client_a, tenant_a):
         made_in_code = Shop._base_manager.create(tenant=tenant_a, name="Coded", platform="manual")
         form = client_a.get(admin_url(Shop, "add")).context["adminform"].form
 
         assert (made_in_code.ship_by_hours, made_in_code.presale_ship_by_hours) == (36, 120)
+        assert made_in_code.tracking_upload_hours == 40
         assert form["ship_by_hours"].value() == 36
         assert form["presale_ship_by_hours"].value() == 120
+        assert form["tracking_upload_hours"].value() == 40
 
     def test_without_settings_overridden_the_defaults_are_24_and_72_hours(self, tenant_a):
         shop = Shop(tenant=tenant_a, name="Plain", platform="manual")
@@ -272,6 +278,7 @@ def _shop_form(name, *, platform="manual", platform_shop_id="", **extra) -> dict
         "currency": "USD",
         "ship_by_hours": "24",
         "presale_ship_by_hours": "72",
+        "tracking_upload_hours": "48",
         "is_active": "on",
         "sync_interval_seconds": "60",
         "credentials-TOTAL_FORMS": "0",

@@ -1,4 +1,5 @@
-"""`python manage.py sandbox spike|live|load|show|faults --shop ID ...`: drive a platform sandbox.
+"""`python manage.py sandbox spike|live|load|show|faults|tracking --shop ID ...`: drive a
+platform sandbox (and, with `tracking`, the carriers' sandbox for one of the shop's parcels).
 
 Works for every platform with a sandbox (through `sandbox_for(shop.platform)`); the logic lives
 in `sandbox.actions`.
@@ -10,9 +11,12 @@ import argparse
 import json
 import logging
 import time
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from logistics.models import Shipment
 from sandbox.actions import (
     FAULT_KINDS,
     SHOW_VIEWS,
@@ -24,6 +28,8 @@ from sandbox.actions import (
     sandbox_spike,
 )
 from sandbox.base import SandboxInputError
+from sandbox.tracking import SCENARIOS as TRACKING_SCENARIOS
+from sandbox.tracking import tracking_scenario_set
 from shops.models import Shop
 from tkerp.tenancy import all_tenants, tenant_context
 
@@ -91,6 +97,20 @@ class Command(BaseCommand):
         )
         faults.add_argument(
             "--slow", type=float, default=None, help="Seconds added to every response."
+        )
+
+        tracking = action(
+            "tracking",
+            "Choose what the carriers' sandbox does with one of the shop's parcels: delivered, "
+            "no_scan, stalled, failure or returned (the next tracking poll sees it).",
+        )
+        tracking.add_argument("--tracking", required=True, help="The parcel's tracking number.")
+        tracking.add_argument("--scenario", required=True, choices=TRACKING_SCENARIOS)
+        tracking.add_argument(
+            "--hours-ago",
+            type=float,
+            default=None,
+            help="Start the journey this many hours ago (default: when the label was made).",
         )
 
     def handle(self, *args, **options) -> None:
@@ -184,6 +204,19 @@ class Command(BaseCommand):
             f"{shop}: fault rate {store.fault_rate:g}, kinds {','.join(store.fault_kinds) or '-'},"
             f" slow {store.slow_seconds:g}s"
         )
+
+    def do_tracking(self, shop: Shop, options: dict) -> None:
+        number = options["tracking"].strip()
+        parcel = Shipment.objects.filter(order__shop=shop, tracking_number=number).first()
+        if parcel is None:
+            raise CommandError(f"{shop} has no parcel with tracking number {number}")
+        hours = options["hours_ago"]
+        started = timezone.now() - timedelta(hours=hours) if hours is not None else None
+        tracking_scenario_set(
+            tracking_code=number, scenario=options["scenario"], started_at=started
+        )
+        since = f", journey started {hours:g} h ago" if hours is not None else ""
+        self.stdout.write(f"parcel {parcel.reference} ({number}): {options['scenario']}{since}")
 
 
 def _clock(seconds: float) -> str:

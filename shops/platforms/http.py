@@ -188,7 +188,10 @@ class PlatformHttpClient:
         backoff_cap: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        connections: int | None = None,
     ):
+        """`connections`: how many threads send at once through this client; that many
+        connections are kept open (keep-alive), so none pays a new TCP and TLS handshake."""
         self.platform = platform
         self.base_url = base_url.rstrip("/")
         self.max_retries = (
@@ -208,9 +211,14 @@ class PlatformHttpClient:
                 transport = sandbox_transport()
         elif base.scheme != "https":
             raise PlatformConfigError("a platform API is only called over https", platform=platform)
+        limits = httpx.Limits(
+            max_connections=max(100, connections or 0),
+            max_keepalive_connections=max(20, connections or 0),
+        )
         self.client = httpx.Client(
             timeout=timeout if timeout is not None else settings.TKERP_HTTP_TIMEOUT,
             transport=transport,
+            limits=limits,
         )
         #: Attempts and waits of the last `send`, for logs, pushes' latency and tests.
         self.last_attempts = 0

@@ -26,7 +26,6 @@ from logistics.labels.base import (
     LabelFormat,
     LabelSource,
     PurchasedLabel,
-    label_buy_threads,
     label_idempotency_key,
 )
 from logistics.models import LabelAccount, Shipment, ShipmentLine
@@ -125,8 +124,8 @@ class LabelApiSource(LabelSource):
     ):
         self.account = account
         base_url = SANDBOX_BASE_URL if account.use_sandbox else PROVIDER_BASE_URLS[account.provider]
-        # One client for every buying thread of a batch, keeping a connection per thread.
-        http_options.setdefault("connections", label_buy_threads(self.rate_limit))
+        # A batch's buying threads share the source: each keeps its own connections.
+        http_options.setdefault("per_thread", True)
         self.http = PlatformHttpClient(
             platform="labelapi",
             shop_key=f"labelaccount:{account.pk}",

@@ -559,10 +559,6 @@ def shipments(call: Call):
             [_field_error("carrier", f"{carrier} is not enabled")],
         )
     rate = _find_rate(shipment, carrier=carrier, service=service) if service else None
-    if key:
-        first = _replay(account, key, request_hash)
-        if first is not None:
-            return first
     if rate is not None:
         _carrier_latency(account)
     with transaction.atomic():
@@ -578,8 +574,8 @@ def shipments(call: Call):
                         payload={},
                     )
             except IntegrityError:
-                # The same key at the same moment: the insert waited for the first one to
-                # commit.
+                # The same key again (or at the same moment: the insert waited for the first
+                # one to commit).
                 return _replay(account, key, request_hash)
         else:
             row = SandboxLabelShipment.objects.create(
@@ -594,11 +590,8 @@ def shipments(call: Call):
 
 def _replay(account: SandboxLabelAccount, key: str, request_hash: str):
     """The answer to a create whose Idempotency-Key was seen before: the same request gets the
-    first answer again (nothing bought), another request under that key is refused; None when
-    the key is new."""
-    first = SandboxLabelShipment.objects.filter(account=account, idempotency_key=key).first()
-    if first is None:
-        return None
+    first answer again (nothing bought), another request under that key is refused."""
+    first = SandboxLabelShipment.objects.get(account=account, idempotency_key=key)
     if first.request_hash != request_hash:
         raise ApiError(
             422, "IDEMPOTENCY.KEY_REUSED", "This Idempotency-Key was used with a different request."

@@ -29,7 +29,7 @@ from logistics.batches import (
 )
 from logistics.models import LabelBatch, LabelBatchItemStatus, LabelBatchLayout
 from shops.models import Shop
-from tkerp.admin import TenantModelAdmin
+from tkerp.admin import TenantModelAdmin, progress_context, progress_fragment_response
 from tkerp.tenancy import current_tenant
 
 #: Seconds between two refreshes of a running batch's progress bar.
@@ -195,11 +195,11 @@ class LabelBatchAdmin(TenantModelAdmin):
         return batch
 
     def _progress_context(self, batch: LabelBatch) -> dict:
-        return {
-            "progress": label_batch_progress(batch=batch),
-            "progress_url": reverse("admin:logistics_labelbatch_progress", args=[batch.pk]),
-            "progress_refresh_seconds": PROGRESS_REFRESH_SECONDS,
-        }
+        return progress_context(
+            progress=label_batch_progress(batch=batch),
+            url=reverse("admin:logistics_labelbatch_progress", args=[batch.pk]),
+            refresh_seconds=PROGRESS_REFRESH_SECONDS,
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         batch = self.get_object(request, unquote(object_id))
@@ -243,10 +243,7 @@ class LabelBatchAdmin(TenantModelAdmin):
     def progress_view(self, request, object_id):
         """The progress fragment alone, which the batch page fetches while the batch runs."""
         batch = self._batch_or_404(request, object_id)
-        # admin_view already marks every admin response never to be cached.
-        return TemplateResponse(
-            request, "admin/progress_fragment.html", self._progress_context(batch)
-        )
+        return progress_fragment_response(request, self._progress_context(batch))
 
     def download_view(self, request, object_id, kind):
         batch = self._batch_or_404(request, object_id)

@@ -50,6 +50,7 @@ from logistics.models import (
     ShipmentStatus,
 )
 from orders.models import OrderStatus
+from tkerp.jobs import ProgressBar
 from tkerp.tenancy import tenant_context
 
 logger = logging.getLogger("tkerp.labels")
@@ -66,29 +67,21 @@ class BatchLeaseLost(RuntimeError):
     """Another worker took the batch over (our lease expired); stop writing."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchProgress:
-    """How far a batch is, for the progress bar: `done` labelled, `failed`, of `total`."""
-
-    total: int
-    done: int
-    failed: int
-    status: str
-    status_label: str
-
-    @property
-    def processed(self) -> int:
-        return self.done + self.failed
-
-    @property
-    def percent(self) -> int:
-        if self.status == LabelBatchStatus.DONE or not self.total:
-            return 100
-        return min(100, self.processed * 100 // self.total)
-
-    @property
-    def live(self) -> bool:
-        return self.status in (LabelBatchStatus.QUEUED, LabelBatchStatus.RUNNING)
+def batch_progress_bar(*, total: int, done: int, failed: int, status: str) -> ProgressBar:
+    """The batch's progress bar (the admin's one, `tkerp.jobs.ProgressBar`): `done` labelled,
+    `failed`, of `total` parcels."""
+    if status == LabelBatchStatus.DONE or not total:
+        percent = 100
+    else:
+        percent = min(100, (done + failed) * 100 // total)
+    return ProgressBar(
+        total=total,
+        done=done,
+        failed=failed,
+        percent=percent,
+        live=status in (LabelBatchStatus.QUEUED, LabelBatchStatus.RUNNING),
+        status_label=LabelBatchStatus(status).label,
+    )
 
 
 # ------------------------------------------------------------------------ pick-path ordering
@@ -237,22 +230,18 @@ def _queue_run(*, tenant_id: int, batch_id: int) -> None:
 
 # -------------------------------------------------------------------------------------- run
 
-Progress = Callable[[BatchProgress], None]
+Progress = Callable[[ProgressBar], None]
 
 
-def label_batch_progress(*, batch: LabelBatch) -> BatchProgress:
+def label_batch_progress(*, batch: LabelBatch) -> ProgressBar:
     """Counts of the batch's items by outcome (one query)."""
     counts = LabelBatchItem.objects.filter(batch_id=batch.pk).aggregate(
         total=Count("pk"),
         done=Count("pk", filter=Q(status=LabelBatchItemStatus.LABELLED)),
         failed=Count("pk", filter=Q(status=LabelBatchItemStatus.FAILED)),
     )
-    return BatchProgress(
-        total=counts["total"],
-        done=counts["done"],
-        failed=counts["failed"],
-        status=batch.status,
-        status_label=batch.get_status_display(),
+    return batch_progress_bar(
+        total=counts["total"], done=counts["done"], failed=counts["failed"], status=batch.status
     )
 
 
@@ -425,12 +414,11 @@ def _buy_pending(*, batch: LabelBatch, token: str, progress: Progress | None) ->
             if len(outcomes) >= FLUSH_EVERY or now - state["flushed"] >= FLUSH_SECONDS:
                 taken, outcomes[:] = list(outcomes), []
                 state["flushed"] = now
-            counts = BatchProgress(
+            counts = batch_progress_bar(
                 total=start.total,
                 done=state["done"],
                 failed=state["failed"],
                 status=LabelBatchStatus.RUNNING,
-                status_label=LabelBatchStatus.RUNNING.label,
             )
         if taken:
             flush(taken)

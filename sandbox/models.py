@@ -194,7 +194,9 @@ class SandboxLabelShipment(models.Model):
     request_hash = models.CharField(max_length=64, blank=True)
     payload = models.JSONField(default=dict)
     tracking_code = models.CharField(max_length=40, blank=True)
-    label_id = models.CharField(max_length=40, blank=True, help_text='"pl_..."; names its files.')
+    label_id = models.CharField(
+        max_length=40, blank=True, db_index=True, help_text='"pl_..."; names its files.'
+    )
     label_pdf = models.BinaryField(null=True, blank=True)
     label_zpl = models.TextField(blank=True)
     rate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)

@@ -1284,17 +1284,15 @@ def shipping_document_file(request: HttpRequest, token: str) -> HttpResponse:
     from reportlab.lib.pagesizes import A5
     from reportlab.pdfgen import canvas
 
-    from logistics.labels.drawing import HEIGHT, WIDTH, LabelContent, draw_label
+    from logistics.labels.drawing import HEIGHT, WIDTH, LabelContent, draw_label, label_font
 
     page = (WIDTH, HEIGHT) if size == "A6" else A5
     buffer = io.BytesIO()
-    c = canvas.Canvas(buffer, pagesize=page)
+    labels = []
     if "SHIPPING_LABEL" in document_type:
         tracking = shipment.tracking_number
         postal = str((order.payload.get("recipient_address") or {}).get("postal_code") or "")
-        c.translate(0, page[1] - HEIGHT)
-        draw_label(
-            c,
+        labels.append(
             LabelContent(
                 carrier=shipment.payload.get("shipping_provider_name") or "USPS",
                 service="TikTok Shipping",
@@ -1304,13 +1302,18 @@ def shipping_document_file(request: HttpRequest, token: str) -> HttpResponse:
                 recipient=_recipient_lines(order.payload),
                 reference=f"Order {order.order_id}",
                 footnote="SANDBOX LABEL - NOT FOR MAILING",
-            ),
+            )
         )
-        c.showPage()
-    if "PACKING_SLIP" in document_type:
-        _draw_packing_slip(c, order.payload, package_id, *page)
-        c.showPage()
-    c.save()
+    with label_font(*labels) as cjk_font:
+        c = canvas.Canvas(buffer, pagesize=page)
+        for content in labels:
+            c.translate(0, page[1] - HEIGHT)
+            draw_label(c, content, cjk_font=cjk_font)
+            c.showPage()
+        if "PACKING_SLIP" in document_type:
+            _draw_packing_slip(c, order.payload, package_id, *page)
+            c.showPage()
+        c.save()
     return HttpResponse(buffer.getvalue(), content_type="application/pdf")
 
 

@@ -34,9 +34,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.core.files.base import ContentFile
 from django.db import connection, models, transaction
 from django.db.models.deletion import ProtectedError
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
 from inventory.models import (
     Listing,
@@ -52,10 +54,12 @@ from inventory.models import (
     Warehouse,
     WarehouseKind,
 )
+from logistics.labels.manual import ManualLabelSource
 from logistics.models import (
     Carrier,
     CarrierRule,
     CarrierService,
+    LabelAccount,
     Provider,
     ProviderKind,
     Shipment,
@@ -83,12 +87,17 @@ from orders.sla import sla_deadlines
 from sandbox.actions import sandbox_store_drafts
 from sandbox.base import DraftAddress, DraftLine, OrderDraft, sandbox_for
 from sandbox.connect import sandbox_connect
-from sandbox.models import SandboxProduct, SandboxStore
+from sandbox.labelapi import sandbox_label_account_connect
+from sandbox.models import SandboxLabelAccount, SandboxProduct, SandboxStore
 from shops.models import Membership, Platform, Role, Shop, ShopCredentials, SyncRunStatus, Tenant
 from shops.sync import shop_sync
 from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 
 DEMO_PASSWORD = "demo-pass-123"
+#: The demo's label service: its pace (the sandbox's and the account's), and how long a
+#: purchase takes (the carrier's label call), so a batch's progress can be watched.
+DEMO_LABEL_API_RATE = 20.0
+DEMO_LABEL_LATENCY_MS = 200
 DEMO_ADMIN_URL = "http://127.0.0.1:8000/admin/"
 ORDERS_PER_TENANT = 300
 
@@ -534,10 +543,17 @@ def demo_seed(
 
 
 def _connect_sandboxes(tenant: Tenant) -> None:
-    """Point every platform shop of the tenant at its local sandbox (idempotent)."""
+    """Point every platform shop of the tenant at its local sandbox, and its label account at
+    the label sandbox, answering each purchase in the time a carrier takes (idempotent)."""
     with tenant_context(tenant):
         for shop in Shop.objects.exclude(platform=Platform.MANUAL).order_by("pk"):
             sandbox_connect(shop=shop)
+        for account in LabelAccount.objects.order_by("pk"):
+            sandbox_label_account_connect(
+                account=account,
+                rate_per_second=DEMO_LABEL_API_RATE,
+                purchase_latency_ms=DEMO_LABEL_LATENCY_MS,
+            )
 
 
 def demo_reset() -> None:
@@ -547,6 +563,11 @@ def demo_reset() -> None:
     with transaction.atomic(), all_tenants():
         for spec in DEMO_TENANTS:
             _sandbox_stores(spec).delete()
+        accounts = LabelAccount.objects.filter(tenant__in=tenants)
+        SandboxLabelAccount.objects.filter(
+            api_key__in=[account.api_key for account in accounts if account.api_key]
+        ).delete()
+
         for tenant in tenants:
             _delete_tenant_rows(tenant)
             tenant.delete()
@@ -777,6 +798,7 @@ class _TenantBuilder:
         self._warehouses()
         self._suppliers()
         self._carriers()
+        self._label_account()
         self._listings()
         plans = self._plan(orders)
         self._stock(plans)
@@ -786,6 +808,7 @@ class _TenantBuilder:
         self._people(plans)
         self._allocate(plans)
         self._shipped_history(plans)
+        self._label_files(plans)
         self._tag_orders(plans)
         self._date_rows(plans)
 
@@ -1250,6 +1273,45 @@ class _TenantBuilder:
             plan.parcel_status = (
                 ShipmentStatus.DELIVERED if plan.delivered_at else ShipmentStatus.IN_TRANSIT
             )
+
+    def _label_account(self) -> None:
+        """The seller's label-service account (EasyPost-shaped), covering the demo's carriers:
+        "Print everything ready" buys its labels there. Connected to the label sandbox with the
+        tenant's platform shops (`_connect_sandboxes`)."""
+        LabelAccount.objects.create(
+            tenant=self.tenant,
+            name="EasyPost (sandbox)",
+            carriers=",".join(code for code, *_ in CARRIERS),
+            requests_per_second=DEMO_LABEL_API_RATE,
+        )
+
+    def _label_files(self, plans: list[_PlannedOrder]) -> None:
+        """Every parcel the demo has as labelled or gone from the seller's own warehouse has its
+        label file, drawn for its tracking number as the manual source draws one (the history
+        was not bought here, and the platform already knows those tracking numbers). Parcels a
+        3PL shipped have none: the provider printed their labels."""
+        allocated_at = {plan.order.pk: plan.allocated_at for plan in plans if plan.allocated_at}
+        parcels = list(
+            Shipment.objects.filter(provider__isnull=True)
+            .exclude(tracking_number="")
+            .select_related("order", "warehouse", "service__carrier")
+            .order_by("pk")
+        )
+        source = ManualLabelSource()
+        for shipment in parcels:
+            label = source.buy(shipment=shipment)
+            shipment.label_file.save(
+                get_valid_filename(f"{shipment.reference}.pdf"),
+                ContentFile(label.label_bytes),
+                save=False,
+            )
+            shipment.label_format = label.label_format
+            shipment.label_source = source.name
+            allocated = allocated_at.get(shipment.order_id, self.now - timedelta(minutes=20))
+            shipment.labelled_at = allocated + timedelta(minutes=20)
+        Shipment.objects.bulk_update(
+            parcels, ["label_file", "label_format", "label_source", "labelled_at"], batch_size=500
+        )
 
     def _service_for(
         self, total: Decimal, weight: int, state: str, tags: set[str], *, street: str = ""

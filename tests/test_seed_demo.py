@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import F, ForeignKey, Q, Sum
 from django.test import Client, override_settings
+from pypdf import PdfReader
 
 from inventory.models import (
     MovementKind,
@@ -27,7 +28,7 @@ from inventory.models import (
     WarehouseKind,
 )
 from inventory.reservations import order_ship_commit
-from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+from logistics.models import Carrier, LabelAccount, Shipment, ShipmentLine, ShipmentStatus
 from logistics.tracking_numbers import (
     fedex_check_digit,
     gs1_check_digit,
@@ -48,8 +49,8 @@ from orders.models import (
     OrderHold,
     OrderStatus,
 )
-from sandbox.models import SandboxStore
-from shops.demo import DEMO_LOGINS, DEMO_PASSWORD, DEMO_TENANTS
+from sandbox.models import SandboxLabelAccount, SandboxStore
+from shops.demo import DEMO_LABEL_LATENCY_MS, DEMO_LOGINS, DEMO_PASSWORD, DEMO_TENANTS
 from shops.models import Membership, Platform, Role, Shop, SyncRun, SyncRunStatus, Tenant
 from shops.platforms import connector_for
 from shops.platforms.base import ShipRequest
@@ -65,11 +66,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
-def demo_output(django_db_setup, django_db_blocker):
-    """Seed the demo once for this module; what the command printed."""
+def demo_output(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Seed the demo once for this module; what the command printed. Its label files go to a
+    folder of the module's own."""
     from shops.demo import demo_reset
 
-    with django_db_blocker.unblock(), override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+    media = tmp_path_factory.mktemp("demo-media")
+    with (
+        django_db_blocker.unblock(),
+        override_settings(PASSWORD_HASHERS=FAST_HASHERS, MEDIA_ROOT=media),
+    ):
         out = StringIO()
         call_command("seed_demo", stdout=out)
         try:
@@ -345,6 +351,40 @@ class TestConsistency:
                 status__in=[ShipmentStatus.SHIPPED, ShipmentStatus.DELIVERED],
                 shipped_at__isnull=True,
             ).exists()
+
+    def test_labelled_and_shipped_parcels_have_their_label_files(self, demo_tenants):
+        """Every parcel that left (or is labelled to leave) the seller's own warehouse has a
+        real 4x6 label PDF carrying its tracking number; 3PL parcels' labels are the
+        provider's."""
+        gone = [
+            ShipmentStatus.LABELLED,
+            ShipmentStatus.SHIPPED,
+            ShipmentStatus.IN_TRANSIT,
+            ShipmentStatus.DELIVERED,
+        ]
+        with all_tenants():
+            own = Shipment.objects.filter(provider__isnull=True, status__in=gone)
+            assert set(own.values_list("status", flat=True)) == set(gone)
+            assert not own.filter(label_file="").exists()
+            parcels = list(own.order_by("pk"))
+        for parcel in parcels:
+            assert parcel.label_format == "pdf" and parcel.labelled_at is not None
+            with parcel.label_file.open("rb") as handle:
+                page = PdfReader(handle).pages[0]
+                text = page.extract_text()
+            assert (float(page.mediabox.width), float(page.mediabox.height)) == (288, 432)
+            assert parcel.tracking_number in re.sub(r"\s", "", text)
+
+    def test_each_tenant_buys_its_labels_at_the_label_sandbox(self, demo_tenants):
+        for tenant in demo_tenants.values():
+            with tenant_context(tenant):
+                account = LabelAccount.objects.get()
+                carriers = set(Carrier.objects.values_list("code", flat=True))
+            assert account.is_active and account.use_sandbox
+            assert set(account.carrier_codes) == carriers
+            remote = SandboxLabelAccount.objects.get(api_key=account.api_key)
+            assert remote.purchase_latency_ms == DEMO_LABEL_LATENCY_MS
+            assert remote.rate_per_second == account.requests_per_second
 
 
 class TestTheSandboxesKnowTheDemo:

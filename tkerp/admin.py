@@ -28,6 +28,7 @@ from tkerp.imports import (
     upload_size_check,
     upload_store,
 )
+from tkerp.jobs import job_progress
 from tkerp.models import Job
 from tkerp.resources import neutralise_formula
 from tkerp.search import search_capped, search_cut_message, search_filter
@@ -285,6 +286,18 @@ class TenantImportExportMixin(ImportExportMixin):
         return super().import_action(request, **kwargs)
 
 
+def progress_context(*, progress, url: str, refresh_seconds: float) -> dict:
+    """What `admin/progress_fragment.html` needs: the progress (a `tkerp.jobs.ProgressBar`
+    or alike), the URL answering the fragment again, and how often to ask it."""
+    return {"progress": progress, "progress_url": url, "progress_refresh_seconds": refresh_seconds}
+
+
+def progress_fragment_response(request, context: dict) -> TemplateResponse:
+    """The progress bar alone, for the page that shows it to fetch while the work runs (the
+    admin view wrapper already marks it never to be cached)."""
+    return TemplateResponse(request, "admin/progress_fragment.html", context)
+
+
 class TenantModelAdmin(TenantAdminMixin, admin.ModelAdmin):
     """Admin for a tenant-owned model without import/export."""
 
@@ -313,6 +326,7 @@ class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/tkerp/job.html"
     # Shown on the page; the report has them all.
     ERRORS_SHOWN = 200
+    PROGRESS_REFRESH_SECONDS = 2
 
     @admin.display(description="progress")
     def progress(self, job):
@@ -331,7 +345,24 @@ class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
             self.admin_site.admin_view(self.errors_csv_view),
             name="tkerp_job_errors",
         )
-        return [report, *urls]
+        progress = path(
+            "<int:object_id>/progress/",
+            self.admin_site.admin_view(self.progress_view),
+            name="tkerp_job_progress",
+        )
+        return [report, progress, *urls]
+
+    def _progress_context(self, job: Job) -> dict:
+        return progress_context(
+            progress=job_progress(job=job),
+            url=reverse("admin:tkerp_job_progress", args=[job.pk]),
+            refresh_seconds=self.PROGRESS_REFRESH_SECONDS,
+        )
+
+    def progress_view(self, request, object_id):
+        """The progress bar alone, which the job's page fetches while the job runs."""
+        job = self._job_or_404(request, object_id)
+        return progress_fragment_response(request, self._progress_context(job))
 
     def _job_or_404(self, request, object_id) -> Job:
         if not self.has_view_permission(request):
@@ -353,7 +384,7 @@ class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
             "errors": job.errors.all()[: self.ERRORS_SHOWN],
             "errors_hidden": max(0, job.error_count - self.ERRORS_SHOWN),
             "has_view_permission": True,
-            "refresh_seconds": None if job.is_finished else 2,
+            **self._progress_context(job),
         }
         return TemplateResponse(request, self.change_form_template, context)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -46,6 +47,38 @@ UNEXPECTED_JOB_ERROR = (
     "The job stopped because of an unexpected error, which was logged for the operator; "
     "nothing was changed."
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressBar:
+    """What the admin's one progress bar (`admin/progress_fragment.html`, kept current by
+    `admin/progress_refresh.html`) shows of any background work: a job, a label batch."""
+
+    total: int
+    done: int
+    failed: int
+    percent: int  # 0-100
+    live: bool  # still running: the bar refreshes itself
+    status_label: str
+    failed_label: str = "failed"
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.failed
+
+
+def job_progress(*, job: Job) -> ProgressBar:
+    """The job's progress bar: rows done of the total, problems found, status and phase."""
+    status = job.get_status_display()
+    return ProgressBar(
+        total=job.progress_total,
+        done=job.progress_done,
+        failed=job.error_count,
+        percent=job.percent,
+        live=not job.is_finished,
+        status_label=f"{status}: {job.phase}" if job.phase else status,
+        failed_label="problems" if job.error_count != 1 else "problem",
+    )
 
 
 class JobFailed(Exception):

@@ -312,9 +312,10 @@ TKERP_IMPORT_SPREADSHEET_MAX_BYTES = int(
 # Invitations to join a tenant (shops.invitations): how many days an emailed link stays valid.
 TKERP_INVITATION_DAYS = int(os.environ.get("TKERP_INVITATION_DAYS", "7"))
 
-# Label buying (logistics.labels.store): at most this many parcels' labels are bought at once;
-# each label source's own rate limit paces its calls within that.
-TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "16"))
+# Label buying (logistics.labels.store): at most this many parcels' labels are bought at once
+# (each buying thread holds a database connection); within that, as many as keep a source at its
+# rate limit (logistics.labels.base.label_buy_threads), and the source's token bucket paces them.
+TKERP_LABEL_BUY_MAX_WORKERS = int(os.environ.get("TKERP_LABEL_BUY_MAX_WORKERS", "32"))
 
 # Carrier rules (logistics.rules): grams of packaging (box, filler, label) added to the SKU weights
 # of every parcel; a tenant overrides it in its shipping policy.

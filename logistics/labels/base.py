@@ -20,6 +20,7 @@ The contract:
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
@@ -58,6 +59,22 @@ class LabelError(Exception):
         self.reason = reason
         self.code = code
         self.retryable = retryable
+
+
+#: Seconds one label takes its buying thread, round trip: the source's answer (a purchase waits
+#: on the carrier), the label file's download and storing it. By Little's law, keeping a source
+#: at its rate limit takes rate x this many requests in flight.
+LABEL_ROUND_TRIP_SECONDS = 0.4
+
+
+def label_buy_threads(rate_limit: RateLimit) -> int:
+    """How many parcels to buy at once from a source with this rate limit: enough to keep to
+    the limit while each waits out its round trip, at most `TKERP_LABEL_BUY_MAX_WORKERS` (each
+    thread holds a database connection)."""
+    from django.conf import settings
+
+    wanted = math.ceil(rate_limit.per_second * LABEL_ROUND_TRIP_SECONDS)
+    return max(1, min(settings.TKERP_LABEL_BUY_MAX_WORKERS, wanted))
 
 
 def label_idempotency_key(shipment: Shipment) -> str:

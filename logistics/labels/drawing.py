@@ -9,11 +9,15 @@ documents.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from reportlab.graphics.barcode import code128
 from reportlab.lib.units import inch
 from reportlab.pdfgen import canvas
+
+from logistics.pdf_fonts import reportlab_font
 
 WIDTH, HEIGHT = 4 * inch, 6 * inch
 MARGIN = 0.15 * inch
@@ -43,29 +47,99 @@ def grouped(number: str) -> str:
     return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
 
 
-def _fit(text: str, font: str, size: float, width: float, c: canvas.Canvas) -> str:
-    """`text` cut to fit `width` points (long addresses must not run off the label)."""
-    if c.stringWidth(text, font, size) <= width:
-        return text
-    while text and c.stringWidth(text + "…", font, size) > width:
-        text = text[:-1]
-    return text + "…"
+def needs_cjk_font(text: str) -> bool:
+    """True when Helvetica (PDF's standard font, WinAnsi encoding) cannot print `text`."""
+    try:
+        text.encode("cp1252")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _texts(content: LabelContent) -> list[str]:
+    """The label's strings that come from people (names, addresses, services, references)."""
+    return [
+        content.carrier,
+        content.service,
+        content.reference,
+        content.footnote,
+        *content.sender,
+        *content.recipient,
+        *content.extra_lines,
+    ]
+
+
+@contextmanager
+def label_font(*contents: LabelContent) -> Iterator[str | None]:
+    """The font for the labels' text Helvetica cannot print (Chinese names, addresses): the
+    CJK font of `logistics.pdf_fonts`, registered with ReportLab for the block (draw and save
+    the document inside it); None when Helvetica prints everything, so a Latin label embeds
+    no font at all."""
+    wanted = "".join(
+        text for content in contents for text in _texts(content) if needs_cjk_font(text)
+    )
+    if not wanted:
+        yield None
+        return
+    with reportlab_font(wanted) as font:
+        yield font
+
+
+class _Writer:
+    """Strings on the label: Helvetica where it prints them, else the CJK font (one face: its
+    bold is filled and stroked)."""
+
+    def __init__(self, c: canvas.Canvas, cjk_font: str | None):
+        self.c = c
+        self.cjk_font = cjk_font
+
+    def _font(self, text: str, bold: bool) -> tuple[str, int]:
+        if not needs_cjk_font(text):
+            return ("Helvetica-Bold" if bold else "Helvetica"), 0
+        if self.cjk_font is None:
+            raise ValueError(f"{text!r} needs the CJK font: draw the label inside label_font()")
+        return self.cjk_font, 2 if bold else 0
+
+    def fit(self, text: str, size: float, width: float, *, bold: bool = False) -> str:
+        """`text` cut to fit `width` points (long addresses must not run off the label)."""
+        font, _ = self._font(text, bold)
+        if self.c.stringWidth(text, font, size) <= width:
+            return text
+        while text and self.c.stringWidth(text + "…", font, size) > width:
+            text = text[:-1]
+        return text + "…"
+
+    def text(self, x: float, y: float, text: str, size: float, *, bold=False, centred=False):
+        font, mode = self._font(text, bold)
+        self.c.setFont(font, size)
+        if mode:
+            self.c.saveState()
+            self.c.setLineWidth(size / 40)
+        if centred:
+            self.c.drawCentredString(x, y, text, mode=mode or None)
+        else:
+            self.c.drawString(x, y, text, mode=mode or None)
+        if mode:
+            self.c.restoreState()
 
 
 def label_pdf(content: LabelContent) -> bytes:
     """One 4x6 page: carrier and service banner, sender, recipient, Code 128 of the barcode
     data with the tracking number under it, and the parcel reference."""
     buffer = io.BytesIO()
-    c = canvas.Canvas(buffer, pagesize=(WIDTH, HEIGHT))
-    c.setTitle(f"{content.carrier} {content.tracking_number}")
-    draw_label(c, content)
-    c.showPage()
-    c.save()
+    with label_font(content) as cjk_font:
+        c = canvas.Canvas(buffer, pagesize=(WIDTH, HEIGHT))
+        c.setTitle(f"{content.carrier} {content.tracking_number}")
+        draw_label(c, content, cjk_font=cjk_font)
+        c.showPage()
+        c.save()
     return buffer.getvalue()
 
 
-def draw_label(c: canvas.Canvas, content: LabelContent) -> None:
-    """Draw the label in the 4x6-inch box at the canvas origin (the caller ends the page)."""
+def draw_label(c: canvas.Canvas, content: LabelContent, *, cjk_font: str | None = None) -> None:
+    """Draw the label in the 4x6-inch box at the canvas origin (the caller ends the page).
+    Text Helvetica cannot print needs `cjk_font`, from `label_font(content)`."""
+    pen = _Writer(c, cjk_font)
     inner = WIDTH - 2 * MARGIN
     top = HEIGHT - MARGIN
 
@@ -73,48 +147,48 @@ def draw_label(c: canvas.Canvas, content: LabelContent) -> None:
     if content.banner:
         c.setLineWidth(2)
         c.rect(MARGIN, top - 0.8 * inch, 0.8 * inch, 0.8 * inch)
-        c.setFont("Helvetica-Bold", 40)
-        c.drawCentredString(MARGIN + 0.4 * inch, top - 0.62 * inch, content.banner[:2])
+        pen.text(
+            MARGIN + 0.4 * inch, top - 0.62 * inch, content.banner[:2], 40, bold=True, centred=True
+        )
     left = MARGIN + (0.95 * inch if content.banner else 0)
-    c.setFont("Helvetica-Bold", 20)
-    c.drawString(left, top - 0.35 * inch, content.carrier.upper())
-    c.setFont("Helvetica-Bold", 13)
-    c.drawString(
+    pen.text(left, top - 0.35 * inch, content.carrier.upper(), 20, bold=True)
+    service = content.service.upper()
+    pen.text(
         left,
         top - 0.62 * inch,
-        _fit(content.service.upper(), "Helvetica-Bold", 13, WIDTH - MARGIN - left, c),
+        pen.fit(service, 13, WIDTH - MARGIN - left, bold=True),
+        13,
+        bold=True,
     )
     y = top - 0.95 * inch
     c.setLineWidth(1.5)
     c.line(MARGIN, y, WIDTH - MARGIN, y)
 
     # Sender, small.
-    c.setFont("Helvetica", 8)
     y -= 0.18 * inch
     for line in content.sender[:4]:
-        c.drawString(MARGIN, y, _fit(line, "Helvetica", 8, inner, c))
+        pen.text(MARGIN, y, pen.fit(line, 8, inner), 8)
         y -= 0.13 * inch
 
     # Recipient, large.
     y -= 0.12 * inch
-    c.setFont("Helvetica-Bold", 9)
-    c.drawString(MARGIN, y, "SHIP TO:")
+    pen.text(MARGIN, y, "SHIP TO:", 9, bold=True)
     y -= 0.22 * inch
-    c.setFont("Helvetica-Bold", 13)
     for line in content.recipient[:5]:
-        c.drawString(MARGIN + 0.25 * inch, y, _fit(line, "Helvetica-Bold", 13, inner, c))
+        pen.text(MARGIN + 0.25 * inch, y, pen.fit(line, 13, inner, bold=True), 13, bold=True)
         y -= 0.21 * inch
     for line in content.extra_lines[:2]:
-        c.setFont("Helvetica", 8)
-        c.drawString(MARGIN, y, _fit(line, "Helvetica", 8, inner, c))
+        pen.text(MARGIN, y, pen.fit(line, 8, inner), 8)
         y -= 0.13 * inch
 
     # Barcode band.
     band_top = 2.55 * inch
     c.setLineWidth(3)
     c.line(MARGIN, band_top, WIDTH - MARGIN, band_top)
-    c.setFont("Helvetica-Bold", 10)
-    c.drawCentredString(WIDTH / 2, band_top - 0.22 * inch, f"{content.carrier.upper()} TRACKING #")
+    pen.text(
+        WIDTH / 2, band_top - 0.22 * inch, f"{content.carrier.upper()} TRACKING #", 10,
+        bold=True, centred=True,
+    )  # fmt: skip
     data = content.barcode_data or content.tracking_number
     bar_width = 1.2
     barcode = code128.Code128(data, barHeight=1.05 * inch, barWidth=bar_width, quiet=False)
@@ -123,17 +197,17 @@ def draw_label(c: canvas.Canvas, content: LabelContent) -> None:
             data, barHeight=1.05 * inch, barWidth=bar_width * inner / barcode.width, quiet=False
         )
     barcode.drawOn(c, (WIDTH - barcode.width) / 2, band_top - 1.45 * inch)
-    c.setFont("Helvetica-Bold", 12)
-    c.drawCentredString(WIDTH / 2, band_top - 1.7 * inch, grouped(content.tracking_number))
+    pen.text(
+        WIDTH / 2, band_top - 1.7 * inch, grouped(content.tracking_number), 12,
+        bold=True, centred=True,
+    )  # fmt: skip
     c.setLineWidth(3)
     c.line(MARGIN, 0.7 * inch, WIDTH - MARGIN, 0.7 * inch)
 
-    c.setFont("Helvetica", 8)
     if content.reference:
-        c.drawString(MARGIN, 0.5 * inch, f"Ref: {content.reference}")
+        pen.text(MARGIN, 0.5 * inch, pen.fit(f"Ref: {content.reference}", 8, inner), 8)
     if content.footnote:
-        c.setFont("Helvetica-Bold", 8)
-        c.drawString(MARGIN, 0.3 * inch, content.footnote)
+        pen.text(MARGIN, 0.3 * inch, content.footnote, 8, bold=True)
 
 
 def _zpl_text(text: str) -> str:

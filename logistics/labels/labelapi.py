@@ -13,6 +13,7 @@ in-process sandbox transport when the account uses the sandbox.
 
 from __future__ import annotations
 
+import math
 import threading
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
@@ -123,6 +124,8 @@ class LabelApiSource(LabelSource):
     ):
         self.account = account
         base_url = SANDBOX_BASE_URL if account.use_sandbox else PROVIDER_BASE_URLS[account.provider]
+        # A batch's buying threads share the source: each keeps its own connections.
+        http_options.setdefault("per_thread", True)
         self.http = PlatformHttpClient(
             platform="labelapi",
             shop_key=f"labelaccount:{account.pk}",
@@ -145,8 +148,11 @@ class LabelApiSource(LabelSource):
 
     @property
     def rate_limit(self) -> RateLimit:
+        """The account's pace, evenly: a burst of a tenth of a second's requests at most, so
+        a batch starting its threads together does not meet the service's own burst limit
+        (a 429 costs the Retry-After wait, a second or more)."""
         per_second = max(0.1, float(self.account.requests_per_second))
-        return RateLimit(per_second=per_second, burst=max(1, int(per_second)))
+        return RateLimit(per_second=per_second, burst=max(1, math.ceil(per_second / 10)))
 
     def close(self) -> None:
         self.http.close()

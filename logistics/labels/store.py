@@ -10,20 +10,18 @@ the lock finds the parcel labelled and leaves it alone.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from logistics.labels.base import LabelError, LabelSource, PurchasedLabel
+from logistics.labels.base import LabelError, LabelSource, PurchasedLabel, label_buy_threads
 from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
 from tkerp.tenancy import tenant_context
@@ -239,9 +237,12 @@ class LabelBuyResult:
     retryable: bool = False
 
 
-def _buy_one(shipment_id: int, source: LabelSource) -> LabelBuyResult:
+def _buy_one(shipment: Shipment, source: LabelSource) -> LabelBuyResult:
+    """One parcel of a parallel buy, as read at its start: not read again first (a parcel
+    labelled meanwhile gets its same label back from the source, idempotently, and the store
+    finds it labelled under the row lock and leaves it alone)."""
+    shipment_id = shipment.pk
     try:
-        shipment = _fresh(shipment_id)
         already = shipment_is_labelled(shipment)
         stored = _label_buy(shipment, source)
     except LabelError as exc:
@@ -269,9 +270,10 @@ def shipments_label_buy(
     max_workers: int | None = None,
 ) -> list[LabelBuyResult]:
     """Buy (or fetch) the labels of many parcels in parallel, one result per parcel in the order
-    given. Threads are bounded by the sources' rate limits (and `TKERP_LABEL_BUY_MAX_WORKERS`);
-    each source's token bucket paces its calls. A parcel that fails never stops the others.
-    `on_result` is called from the worker threads as each parcel finishes (progress)."""
+    given. As many threads as keep the busiest source at its rate limit (`label_buy_threads`,
+    at most `TKERP_LABEL_BUY_MAX_WORKERS`); each source's token bucket paces its calls. A
+    parcel that fails never stops the others. `on_result` is called from the worker threads as
+    each parcel finishes (progress)."""
     _outside_transaction()
     ids = list(dict.fromkeys(int(pk) for pk in shipment_ids))
     results: dict[int, LabelBuyResult] = {}
@@ -281,16 +283,14 @@ def shipments_label_buy(
     work: queue.SimpleQueue = queue.SimpleQueue()
     for pk in ids:
         if pk in found:
-            work.put((pk, sources[pk]))
+            work.put((found[pk], sources[pk]))
         else:
             results[pk] = LabelBuyResult(pk, ok=False, reason="no such parcel", code="not_found")
             if on_result is not None:
                 on_result(results[pk])
     distinct = {id(source): source for source in sources.values()}
-    bound = max(
-        (math.ceil(source.rate_limit.per_second) for source in distinct.values()), default=1
-    )
-    workers = min(len(found), max_workers or settings.TKERP_LABEL_BUY_MAX_WORKERS, max(1, bound))
+    bound = max((label_buy_threads(source.rate_limit) for source in distinct.values()), default=1)
+    workers = min(len(found), max_workers or bound)
     lock = threading.Lock()
 
     def worker() -> None:
@@ -298,12 +298,12 @@ def shipments_label_buy(
             with tenant_context(tenant):
                 while True:
                     try:
-                        pk, source = work.get_nowait()
+                        shipment, source = work.get_nowait()
                     except queue.Empty:
                         return
-                    result = _buy_one(pk, source)
+                    result = _buy_one(shipment, source)
                     with lock:
-                        results[pk] = result
+                        results[shipment.pk] = result
                     if on_result is not None:
                         try:
                             on_result(result)

@@ -188,7 +188,12 @@ class PlatformHttpClient:
         backoff_cap: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        per_thread: bool = False,
     ):
+        """`per_thread`: many threads send through this channel at once (a label batch's
+        buying threads), so each gets its own HTTP client and kept-alive connection. One shared
+        client would serialise them on its connection pool's lock, which is held while it
+        checks every pooled connection on each request and each response's close."""
         self.platform = platform
         self.base_url = base_url.rstrip("/")
         self.max_retries = (
@@ -201,23 +206,47 @@ class PlatformHttpClient:
         self.sleep = sleep
         self.bucket = bucket_for((platform, shop_key), rate_limit)
         base = urlsplit(self.base_url)
-        if base.hostname == SANDBOX_HOST:
+        sandboxed = base.hostname == SANDBOX_HOST
+        if sandboxed:
             if not sandbox_enabled():
                 sandbox_base_url(platform)  # raises, saying why
-            if transport is None:
-                transport = sandbox_transport()
         elif base.scheme != "https":
             raise PlatformConfigError("a platform API is only called over https", platform=platform)
-        self.client = httpx.Client(
-            timeout=timeout if timeout is not None else settings.TKERP_HTTP_TIMEOUT,
-            transport=transport,
-        )
+        self.timeout = timeout if timeout is not None else settings.TKERP_HTTP_TIMEOUT
+        self._transport = transport
+        self._sandboxed = sandboxed
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
+        self._local = threading.local() if per_thread else None
+        self._shared = None if per_thread else self._new_client()
         #: Attempts and waits of the last `send`, for logs, pushes' latency and tests.
         self.last_attempts = 0
         self.last_delays: list[float] = []
 
+    def _new_client(self) -> httpx.Client:
+        transport = self._transport
+        if transport is None and self._sandboxed:
+            transport = sandbox_transport()
+        client = httpx.Client(timeout=self.timeout, transport=transport)
+        with self._clients_lock:
+            self._clients.append(client)
+        return client
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client: the one of this channel, or of the calling thread (`per_thread`)."""
+        if self._local is None:
+            return self._shared
+        client = getattr(self._local, "client", None)
+        if client is None or client.is_closed:
+            client = self._local.client = self._new_client()
+        return client
+
     def close(self) -> None:
-        self.client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

@@ -101,3 +101,42 @@ def test_typed_in_the_admin_then_printed(client_a, tenant_a, settings, tmp_path)
     assert any("Labels ready for 1 parcel(s)" in m for m in messages_of(response))
     stored = Shipment._base_manager.get(pk=parcel.pk)
     assert stored.label_source == "manual" and stored.tracking_number == "1Z5R89390357567127"
+
+
+def label_fonts(document: bytes) -> set[str]:
+    """The base font names the label's page uses."""
+    page = PdfReader(io.BytesIO(document)).pages[0]
+    fonts = page["/Resources"]["/Font"]
+    return {str(font.get_object()["/BaseFont"]) for font in fonts.values()}
+
+
+def test_a_chinese_recipient_prints_in_the_cjk_font(world):
+    """Names and addresses in Chinese print with the CJK font of logistics.pdf_fonts (a subset
+    embedded in the label); read back, the text is the Chinese the parcel carries."""
+    parcel = world.parcel(
+        "ups",
+        reference="HAND-CJK",
+        recipient_name="王小明",
+        address_line2="海景花园 3栋 1201室",
+    )
+    Shipment._base_manager.filter(pk=parcel.pk).update(tracking_number="1Z5R89390357567127")
+
+    stored = shipment_label_buy(shipment=parcel)
+
+    with stored.label_file.open("rb") as handle:
+        document = handle.read()
+    text = pdf_text(document).replace(" ", "")
+    assert "王小明" in text and "海景花园" in text and "3栋1201室" in text
+    assert "1Z5R89390357567127" in text and "HAND-CJK" in text
+    fonts = label_fonts(document)
+    assert any("NotoSansCJK" in font for font in fonts), fonts
+
+
+def test_a_latin_label_embeds_no_font(world):
+    parcel = world.parcel("ups", reference="HAND-LATIN")
+    Shipment._base_manager.filter(pk=parcel.pk).update(tracking_number="1Z5R89390357567127")
+
+    stored = shipment_label_buy(shipment=parcel)
+
+    with stored.label_file.open("rb") as handle:
+        assert label_fonts(handle.read()) == {"/Helvetica", "/Helvetica-Bold"}

@@ -89,9 +89,17 @@ class TestBackgroundImport:
 
         queued = client_a.get(response["Location"])
 
+        # The progress bar label batches show, refreshing itself from its own URL while live.
+        progress_url = reverse("admin:tkerp_job_progress", args=[job.pk])
         assert queued.status_code == 200
-        assert '<meta http-equiv="refresh"' in queued.content.decode()
+        assert queued.context["progress"].live
+        page = queued.content.decode()
+        assert 'class="progress-fragment"' in page and 'data-live="1"' in page
+        assert f'data-progress-url="{progress_url}"' in page
         assert "big.csv has 5 rows" in " ".join(messages_of(queued))
+        fragment = client_a.get(progress_url)
+        assert fragment.status_code == 200
+        assert "Queued: Waiting for a worker" in fragment.content.decode()
 
         with django_q_sync():
             from tkerp.tasks import job_execute as task
@@ -100,8 +108,12 @@ class TestBackgroundImport:
         finished = client_a.get(response["Location"])
 
         page = finished.content.decode()
-        assert '<meta http-equiv="refresh"' not in page
+        assert 'data-live="0"' in page and 'data-live="1"' not in page
+        assert '<strong class="progress-percent">100 %</strong>' in page
         assert "Imported 5 rows: 5 new, 0 changed, 0 unchanged." in page
+        fragment = client_a.get(progress_url).content.decode()
+        assert '<span class="progress-done">5</span>' in fragment
+        assert '<span class="progress-total">5</span>' in fragment
 
     def test_bad_rows_fail_the_job_name_every_row_and_write_nothing(
         self, client_a, tenant_a, django_capture_on_commit_callbacks
@@ -240,6 +252,8 @@ class TestTenancy:
         assert client_a.get(reverse("admin:tkerp_job_change", args=[job.pk])).status_code == 200
         assert client_b.get(reverse("admin:tkerp_job_change", args=[job.pk])).status_code == 404
         assert client_b.get(reverse("admin:tkerp_job_errors", args=[job.pk])).status_code == 404
+        progress = reverse("admin:tkerp_job_progress", args=[job.pk])
+        assert client_b.get(progress).status_code == 404
         listing = client_b.get(reverse("admin:tkerp_job_changelist"))
         assert job.title not in listing.content.decode()
 

@@ -12,7 +12,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from logistics.batches import (
-    BatchProgress,
     NothingToPrint,
     label_batch_progress,
     label_batch_run,
@@ -20,6 +19,7 @@ from logistics.batches import (
 )
 from logistics.models import LabelBatchLayout, LabelBatchStatus
 from shops.models import Shop
+from tkerp.jobs import ProgressBar
 from tkerp.tenancy import all_tenants, tenant_context
 
 
@@ -33,7 +33,7 @@ class TerminalProgress:
         self.lock = threading.Lock()
         self.drawn = False
 
-    def __call__(self, progress: BatchProgress) -> None:
+    def __call__(self, progress: ProgressBar) -> None:
         filled = self.WIDTH * progress.percent // 100
         line = (
             f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {progress.percent:3d}% "

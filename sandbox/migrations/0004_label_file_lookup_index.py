@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandbox', '0002_label_service'),
+        ('sandbox', '0003_carrier_tracking'),
     ]
 
     operations = [

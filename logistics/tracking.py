@@ -86,14 +86,25 @@ def tracking_carrier(*, shipment: Shipment, carrier_code: str | None) -> Carrier
     )
 
 
-def tracking_number_check(*, shipment: Shipment, carrier: Carrier, tracking_number: str) -> str:
+def tracking_number_check(
+    *,
+    shipment: Shipment,
+    carrier: Carrier | None,
+    tracking_number: str,
+    carrier_code: str = "",
+) -> str:
     """The number as stored (spaces dropped, upper case) if it is one `carrier` can look up and
     no other parcel of the tenant carries it for that carrier; else `TrackingRefused` saying
-    which."""
+    which. (`carrier` None: a platform label's carrier the seller has no record of, checked by
+    `carrier_code` alone.)"""
     number = tracking_number_normalize(tracking_number)
-    problem = tracking_number_problem(carrier=carrier.code, number=number)
+    problem = tracking_number_problem(
+        carrier=carrier.code if carrier is not None else carrier_code, number=number
+    )
     if problem is not None:
         return _refuse(f"parcel {shipment.reference}: {problem}", code="format")
+    if carrier is None:
+        return number
     other = (
         Shipment.objects.filter(
             tenant_id=shipment.tenant_id, carrier=carrier, tracking_number=number

@@ -136,12 +136,20 @@ def _paused(shop: Shop) -> bool:
 
 
 def _hold(rows: list[TrackingPush]) -> int:
-    """The shop's write-back is stopped: these rows wait, unsent, for the release."""
+    """The shop's write-back is stopped: these rows wait, unsent and not due, for the release."""
     if rows:
         TrackingPush.objects.filter(pk__in=[row.pk for row in rows]).update(
-            state=TrackingPushState.BLOCKED, lease_until=None, updated_at=timezone.now()
+            state=TrackingPushState.BLOCKED,
+            due_at=None,
+            lease_until=None,
+            updated_at=timezone.now(),
         )
     return len(rows)
+
+
+def _waiting(shop: Shop) -> int:
+    """Rows of a stopped shop waiting for the release."""
+    return TrackingPush.objects.filter(shop=shop, state=TrackingPushState.BLOCKED).count()
 
 
 def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
@@ -336,7 +344,15 @@ def _send_one(connector, push: TrackingPush, shop: Shop) -> str:
             final=not retryable,
         )
         return "failed"
-    _record(push, shop, call=call, result=TrackingAttemptResult.SENT, started=started)
+    _record(
+        push,
+        shop,
+        call=call,
+        result=TrackingAttemptResult.ALREADY
+        if result.already_shipped
+        else TrackingAttemptResult.SENT,
+        started=started,
+    )
     _accepted(push, package_id=result.platform_package_id)
     return "sent"
 
@@ -347,11 +363,13 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
         raise RuntimeError("tracking_push_shop calls the platform: run it outside a transaction")
     summary = PushSummary(shops=[shop.pk])
     with tenant_context(shop.tenant):
+        if _paused(shop):
+            # Nothing is called: due rows join those already waiting for the release.
+            _hold(_claim(shop=shop, limit=limit))
+            summary.blocked += _waiting(shop)
+            return summary
         rows = _claim(shop=shop, limit=limit)
         if not rows:
-            return summary
-        if _paused(shop):
-            summary.blocked += _hold(rows)
             return summary
         own = connector is None
         if own:
@@ -403,6 +421,8 @@ def tracking_push_due(*, shop_id: int | None = None, tenant=None) -> PushSummary
             TrackingPush.objects.filter(
                 Q(state__in=SENDABLE, due_at__lte=timezone.now())
                 | Q(state=TrackingPushState.SENDING, lease_until__lt=timezone.now())
+                # A stopped shop's waiting rows are reported (blocked) on every run.
+                | Q(state=TrackingPushState.BLOCKED)
             ).values_list("shop_id", flat=True)
         )
         shops = list(shops.filter(pk__in=due).select_related("tenant").order_by("pk"))

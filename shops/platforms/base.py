@@ -230,6 +230,7 @@ class ShipRequest:
 @dataclass(slots=True)
 class ShipResult:
     platform_package_id: str = ""
+    already_shipped: bool = False  # the platform had it already; nothing was posted
     warnings: list[str] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ from import_export.forms import ImportForm
 
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
+from logistics.admin_tracking import ShipmentTrackingAdminMixin, TrackingPushAttemptAdmin  # noqa: F401
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -29,7 +30,7 @@ from logistics.models import (
     ShipmentLine,
     ShippingPolicy,
 )
-from logistics.resources import CarrierRuleResource
+from logistics.resources import CarrierRuleResource, ShipmentTrackingResource
 from logistics.rules import ApplyResult, packaging_allowance_get, shipments_rules_apply
 from orders.models import OrderLine
 from shops.models import Tenant
@@ -333,10 +334,16 @@ class ShipmentLineInline(TenantTabularInline):
 class ShipmentAdmin(
     PrintActionMixin,
     ShipmentLabelAdminMixin,
+    ShipmentTrackingAdminMixin,
     IndexedSearchAdminMixin,
     _ServiceChoicesMixin,
-    TenantModelAdmin,
+    TenantImportExportModelAdmin,
 ):
+    """Parcels. Import and export are tracking by file (`ShipmentTrackingResource`): import a
+    CSV of parcel (or order), carrier and tracking number; export parcels with their tracking
+    and write-back state."""
+
+    resource_classes = [ShipmentTrackingResource]
     list_display = (
         "reference",
         "order",
@@ -345,23 +352,38 @@ class ShipmentAdmin(
         "provider",
         "status",
         "tracking_number",
+        "writeback",
         "created_at",
     )
     list_filter = ("status", "warehouse", ("service__carrier", admin.RelatedFieldListFilter))
     # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
-    list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
+    list_select_related = (
+        "order__shop",
+        "warehouse",
+        "service__carrier",
+        "provider",
+        "tracking_push",
+    )
     # Orders are many: pick one by id (scoped lookup popup) rather than a select of all of them.
     raw_id_fields = ("order",)
     readonly_fields = (
         "carrier_rule",
         "rules_applied_at",
         "skipped_rules",
+        "writeback",
         "created_at",
         "updated_at",
     )
     inlines = (ShipmentLineInline,)
-    actions = (print_labels, "buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+    actions = (
+        print_labels,
+        "buy_labels",
+        "void_labels",
+        "compare_label_rates",
+        "rules_reapply",
+        "mark_shipped_with_tracking",
+    )
     change_list_template = "admin/logistics/shipment/change_list.html"
 
     @admin.display(description="rules skipped")
@@ -377,7 +399,10 @@ class ShipmentAdmin(
     def save_model(self, request, obj, form, change):
         if "service" in form.changed_data:
             obj.carrier_rule = None  # chosen by hand, not by a rule
-        super().save_model(request, obj, form, change)
+        super().save_model(request, obj, form, change)  # the tracking mixin's, then the tenant's
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        return {**super().get_import_resource_kwargs(request, **kwargs), "user": request.user}
 
     @admin.action(description="Re-apply carrier rules", permissions=["change"])
     def rules_reapply(self, request, queryset):

@@ -222,11 +222,12 @@ def _accepted(push: TrackingPush, *, package_id: str = "") -> None:
         Shipment.objects.filter(pk=push.shipment_id, platform_package_id="").update(
             platform_package_id=package_id
         )
-    _order_uploaded(order_id=push.shipment.order_id, now=now)
+    order_tracking_uploaded_mark(order_id=push.shipment.order_id, now=now)
 
 
-def _order_uploaded(*, order_id: int, now) -> None:
-    """Stop the order's tracking clock once the platform accepted every live parcel's number."""
+def order_tracking_uploaded_mark(*, order_id: int, now) -> None:
+    """Stop the order's tracking clock (`Order.tracking_uploaded_at`) once the platform has
+    accepted every live parcel's number."""
     parcels = Shipment.objects.filter(order_id=order_id).exclude(status=ShipmentStatus.CANCELLED)
     waiting = parcels.filter(
         Q(tracking_number="")

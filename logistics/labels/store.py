@@ -233,6 +233,9 @@ def _queue_writeback(shipment: Shipment, *, platform_has_it: bool) -> None:
                 "source": TrackingSource.LABEL,
             },
         )
+        from logistics.outbox import order_tracking_uploaded_mark
+
+        order_tracking_uploaded_mark(order_id=shipment.order_id, now=now)
         return
     tracking_push_queue(shipment=shipment, source=TrackingSource.LABEL)
 

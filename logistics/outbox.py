@@ -452,11 +452,3 @@ def tracking_writeback_release(*, shop: Shop) -> int:
                 lambda: tracking_push_enqueue(tenant_id=shop.tenant_id, shop_id=shop.pk)
             )
     return released
-
-
-def tracking_push_state(shipment: Shipment) -> str:
-    """The parcel's write-back state in words (admin column, export)."""
-    push = TrackingPush.objects.filter(shipment=shipment).first()
-    if push is None:
-        return "" if not shipment.tracking_number else "not needed"
-    return push.get_state_display()

@@ -368,3 +368,11 @@ def test_release_reaches_only_own_shops(client_a, tenant_a, world_a, world_b):
 def test_the_task_never_serves_another_tenants_shop(tenant_b, world_a):
     shop_a, _ = world_a
     assert push_shop_tracking(tenant_b.pk, shop_a.pk) == {"shop": shop_a.pk, "status": "skipped"}
+
+
+def test_the_minute_schedule_sends_what_is_due():
+    from shops.schedules import schedule_specs
+
+    assert ("tkerp: push due tracking", "logistics.tasks.push_due_tracking") in {
+        (spec.name, spec.func) for spec in schedule_specs()
+    }

@@ -376,3 +376,30 @@ def test_the_minute_schedule_sends_what_is_due():
     assert ("tkerp: push due tracking", "logistics.tasks.push_due_tracking") in {
         (spec.name, spec.func) for spec in schedule_specs()
     }
+
+
+# --- the label door -----------------------------------------------------------------------------
+
+
+def test_a_bought_label_is_checked_and_queued_for_its_platform(tenant_a, settings, tmp_path):
+    from logistics.labels.store import shipment_label_buy
+    from sandbox.base import reset_rate_limits
+    from tests.logistics.labels_helpers import label_world
+
+    settings.MEDIA_ROOT = tmp_path
+    reset_rate_limits()
+    world = label_world(tenant_a)
+    parcel = world.parcel("usps")
+
+    stored = shipment_label_buy(shipment=parcel)
+
+    with tenant_context(tenant_a):
+        stored.refresh_from_db()
+        assert stored.carrier.code == "usps"
+        push = TrackingPush.objects.get(shipment=stored)
+        assert (push.number, push.carrier_code, push.state, push.source) == (
+            stored.tracking_number,
+            "usps",
+            TrackingPushState.PENDING,
+            "label",
+        )

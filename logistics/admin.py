@@ -20,6 +20,7 @@ from import_export.forms import ImportForm
 
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
+from logistics.admin_tracking import ShipmentTrackingAdminMixin, TrackingPushAttemptAdmin  # noqa: F401
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -31,7 +32,7 @@ from logistics.models import (
     TrackingEvent,
     TrackingException,
 )
-from logistics.resources import CarrierRuleResource
+from logistics.resources import CarrierRuleResource, ShipmentTrackingResource
 from logistics.rules import ApplyResult, packaging_allowance_get, shipments_rules_apply
 from logistics.tracking_events import TrackingPollResult, tracking_poll
 from orders.models import OrderLine
@@ -373,10 +374,16 @@ class TrackingExceptionFilter(admin.SimpleListFilter):
 class ShipmentAdmin(
     PrintActionMixin,
     ShipmentLabelAdminMixin,
+    ShipmentTrackingAdminMixin,
     IndexedSearchAdminMixin,
     _ServiceChoicesMixin,
-    TenantModelAdmin,
+    TenantImportExportModelAdmin,
 ):
+    """Parcels. Import and export are tracking by file (`ShipmentTrackingResource`): import a
+    CSV of parcel (or order), carrier and tracking number; export parcels with their tracking
+    and write-back state."""
+
+    resource_classes = [ShipmentTrackingResource]
     list_display = (
         "reference",
         "order",
@@ -387,6 +394,7 @@ class ShipmentAdmin(
         "tracking_number",
         "tracking_status",
         "tracking_exception",
+        "writeback",
         "created_at",
     )
     list_filter = (
@@ -398,7 +406,13 @@ class ShipmentAdmin(
     )
     # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
-    list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
+    list_select_related = (
+        "order__shop",
+        "warehouse",
+        "service__carrier",
+        "provider",
+        "tracking_push",
+    )
     # Orders are many: pick one by id (scoped lookup popup) rather than a select of all of them.
     raw_id_fields = ("order",)
     readonly_fields = (
@@ -412,6 +426,7 @@ class ShipmentAdmin(
         "last_event_at",
         "tracking_polled_at",
         "tracking_poll_error",
+        "writeback",
         "created_at",
         "updated_at",
     )
@@ -423,6 +438,7 @@ class ShipmentAdmin(
         "compare_label_rates",
         "rules_reapply",
         "poll_tracking_now",
+        "mark_shipped_with_tracking",
     )
     change_list_template = "admin/logistics/shipment/change_list.html"
 
@@ -439,7 +455,10 @@ class ShipmentAdmin(
     def save_model(self, request, obj, form, change):
         if "service" in form.changed_data:
             obj.carrier_rule = None  # chosen by hand, not by a rule
-        super().save_model(request, obj, form, change)
+        super().save_model(request, obj, form, change)  # the tracking mixin's, then the tenant's
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        return {**super().get_import_resource_kwargs(request, **kwargs), "user": request.user}
 
     @admin.action(description="Poll tracking now", permissions=["change"])
     def poll_tracking_now(self, request, queryset):

@@ -376,6 +376,11 @@ class Shipment(TenantOwnedModel):
         max_length=20, choices=ShipmentStatus.choices, default=ShipmentStatus.PENDING, db_index=True
     )
     tracking_number = models.CharField(max_length=64, blank=True)
+    # The carrier the tracking number belongs to: set with the number (logistics.tracking), from
+    # the parcel's service when it has one. A number is unique per tenant and carrier.
+    carrier = models.ForeignKey(
+        Carrier, on_delete=models.PROTECT, null=True, blank=True, related_name="shipments"
+    )
     label_file = models.FileField(upload_to=label_upload_to, blank=True)
     label_format = models.CharField(max_length=8, blank=True, help_text="pdf or zpl.")
     label_source = models.CharField(
@@ -450,9 +455,11 @@ class Shipment(TenantOwnedModel):
                 fields=["tenant", "reference"], name="shipment_unique_reference"
             ),
             models.UniqueConstraint(
-                fields=["tenant", "service", "tracking_number"],
-                condition=~Q(tracking_number=""),
+                fields=["tenant", "carrier", "tracking_number"],
+                condition=~Q(tracking_number="") & Q(carrier__isnull=False),
                 name="shipment_unique_tracking",
+                violation_error_message="This tracking number is already on another parcel of "
+                "that carrier.",
             ),
         ]
         # The shipment and order lists' search boxes (tkerp.search) find parcels by these.
@@ -501,6 +508,88 @@ class TrackingEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.get_status_display()}"
+
+
+class TrackingPushState(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    SENDING = "sending", "Being sent"
+    SENT = "sent", "Platform has it"
+    RETRYING = "retrying", "Failed, will retry"
+    REJECTED = "rejected", "Platform rejected the number"
+    BLOCKED = "blocked", "Held: the shop's write-back is stopped"
+    FAILED = "failed", "Gave up (see the last error)"
+
+
+class TrackingPush(TenantOwnedModel):
+    """The tracking outbox: one row per parcel whose accepted tracking number its order's
+    platform must be told (logistics.outbox). `number` is what the platform should have;
+    `sent_number` what it accepted last, so a changed number goes out as an update call.
+
+    A row is claimed (state `sending`, `lease_until`) and its attempt counted in a committed
+    transaction before any call, so a worker that dies after posting leaves a row whose next
+    run asks the platform first instead of posting twice.
+    """
+
+    shipment = models.OneToOneField(
+        Shipment, on_delete=models.CASCADE, related_name="tracking_push"
+    )
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="+")
+    number = models.CharField(max_length=64)
+    carrier_code = models.CharField(max_length=32)
+    sent_number = models.CharField(max_length=64, blank=True)
+    state = models.CharField(
+        max_length=10, choices=TrackingPushState.choices, default=TrackingPushState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Next try; blank: not due.")
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=20, blank=True, help_text="Door the number came by.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "shop", "state", "due_at"], name="trackingpush_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.get_state_display()})"
+
+
+class TrackingAttemptResult(models.TextChoices):
+    SENT = "sent", "Sent"
+    ALREADY = "already", "Platform already had it"
+    REJECTED = "rejected", "Rejected as invalid"
+    FAILED = "failed", "Failed"
+    ERROR = "error", "Error (not retried)"
+
+
+class TrackingPushAttempt(TenantOwnedModel):
+    """One call tkerp made to write a parcel's tracking number back to its platform: what was
+    sent, how it went, how long it took. Written by the outbox only; read-only in the admin."""
+
+    push = models.ForeignKey(TrackingPush, on_delete=models.CASCADE, related_name="attempts_made")
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="+")
+    shop = models.ForeignKey("shops.Shop", on_delete=models.CASCADE, related_name="+")
+    platform = models.CharField(max_length=16)
+    number = models.CharField(max_length=64)
+    call = models.CharField(max_length=10, help_text="ship, update or check.")
+    result = models.CharField(max_length=10, choices=TrackingAttemptResult.choices)
+    error = models.CharField(max_length=500, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "shop", "-created_at"], name="trackingattempt_shop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} {self.number}: {self.result}"
 
 
 class ShipmentLine(TenantOwnedModel):

@@ -32,3 +32,26 @@ def poll_tracking() -> str:
     from logistics.tracking_events import tracking_poll_all
 
     return tracking_poll_all().summary()
+
+
+def push_shop_tracking(tenant_id: int, shop_id: int) -> dict:
+    """Send one shop's due tracking write-backs (queued when a number is accepted); a run that
+    finds nothing due does nothing."""
+    from logistics.outbox import tracking_push_shop
+    from shops.models import Shop
+
+    tenant = Tenant.objects.filter(pk=tenant_id, is_active=True).first()
+    if tenant is None:
+        return {"shop": shop_id, "status": "skipped"}
+    shop = Shop._base_manager.filter(pk=shop_id, tenant_id=tenant_id, is_active=True).first()
+    if shop is None:
+        return {"shop": shop_id, "status": "skipped"}
+    return {"shop": shop_id, **tracking_push_shop(shop=shop).as_dict()}
+
+
+def push_due_tracking() -> dict:
+    """Every minute: send what is due in every shop (retries after backoff, sends a stopped
+    worker left behind)."""
+    from logistics.outbox import tracking_push_due
+
+    return tracking_push_due().as_dict()

@@ -74,6 +74,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    tracking_refusal,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -566,6 +567,10 @@ def confirm_shipment(request: HttpRequest, store: SandboxStore, *, order_id: str
     for field in ("packageReferenceId", "carrierCode", "trackingNumber", "shipDate", "orderItems"):
         if not package.get(field):
             return _invalid(f"Missing required 'packageDetail.{field}'")
+    carrier = str(package.get("carrierName") or package["carrierCode"])
+    refusal = tracking_refusal(store, carrier=carrier, number=str(package["trackingNumber"]))
+    if refusal:
+        return _invalid(refusal)
     reference = str(package["packageReferenceId"])
     if not (reference.isdigit() and int(reference) > 0):
         return _invalid("packageReferenceId must be a positive number")

@@ -188,6 +188,22 @@ class SandboxPlatform(abc.ABC):
         """Sign and POST a webhook to the store's webhook URL; returns the HTTP status."""
 
 
+#: The words every sandbox's rejection of a tracking number carries (connectors look for them).
+INVALID_TRACKING = "tracking number is invalid"
+
+
+def tracking_refusal(store: SandboxStore, *, carrier: str, number: str) -> str | None:
+    """Why the platform refuses `number` for the carrier it names (`carrier`: its own word,
+    "USPS", "FedEx"...), or None. Platforms ask the carrier: a number it has no record of
+    (`store.unknown_tracking_numbers`, set by tests and `sandbox` tooling) is invalid. Formats
+    are not checked here (tkerp checks them before anything is sent; the connector suites ship
+    made-up numbers)."""
+    wanted = number.strip().upper()
+    if wanted in {str(n).strip().upper() for n in store.unknown_tracking_numbers or []}:
+        return f"{INVALID_TRACKING}: {carrier or 'the carrier'} has no record of {number}"
+    return None
+
+
 def sandbox_for(platform: str) -> SandboxPlatform:
     try:
         return import_string(SANDBOXES[platform])()

@@ -52,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    tracking_refusal,
     upsert_indexed,
 )
 from sandbox.models import (
@@ -461,6 +462,9 @@ def _create_fulfillment(request: HttpRequest, store: SandboxStore, order_id: str
         return _error(32210, "The 'shippingCarrierCode' is missing or invalid.", 400)
     if not re.fullmatch(r"[A-Za-z0-9]+", tracking):
         return _error(32200, "The tracking number may contain only letters and digits.", 400)
+    refusal = tracking_refusal(store, carrier=carrier, number=tracking)
+    if refusal:
+        return _error(32200, refusal, 400)
     shipped_date = body.get("shippedDate")
     if shipped_date is not None and _parse_ts(shipped_date) is None:
         return _error(32220, "The 'shippedDate' must be an ISO 8601 UTC timestamp.", 400)

@@ -34,6 +34,12 @@ class SandboxStore(models.Model):
     fault_kinds = models.JSONField(default=list, blank=True, help_text='e.g. ["429", "500"].')
     slow_seconds = models.FloatField(default=0.0, help_text="Delay added to each response.")
     next_number = models.BigIntegerField(default=1, help_text="Id counter for new objects.")
+    unknown_tracking_numbers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Numbers the carriers have no record of: the ship calls reject them as "
+        "invalid (tests of the three-strike guard).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -52,6 +52,7 @@ from sandbox.base import (
     order_products,
     plain_fault_response,
     throttled,
+    tracking_refusal,
     upsert_indexed,
 )
 from sandbox.models import (
@@ -518,6 +519,13 @@ def fulfillment_create(request: HttpRequest, store: SandboxStore) -> HttpRespons
             line = by_fo_line.get(fo_line_id)
             if line is None or quantity <= 0 or quantity > line["fulfillable_quantity"]:
                 return _errors(["Invalid fulfillment order line item quantity requested."], 422)
+        info = fulfillment.get("tracking_info") or {}
+        if isinstance(info, dict) and info.get("number"):
+            refusal = tracking_refusal(
+                store, carrier=str(info.get("company") or ""), number=str(info["number"])
+            )
+            if refusal:
+                return _errors({"tracking_number": [refusal]}, 422)
         shipped = {by_fo_line[k]["line_item_id"]: q for k, q in requested.items()}
         shipment = _fulfil(
             store,
@@ -593,6 +601,12 @@ def fulfillment_update_tracking(
     if not isinstance(fulfillment, dict) or not isinstance(fulfillment.get("tracking_info"), dict):
         return _errors({"fulfillment": "Required parameter missing or invalid"}, 400)
     tracking = _tracking(fulfillment["tracking_info"])
+    if tracking["tracking_number"]:
+        refusal = tracking_refusal(
+            store, carrier=tracking["tracking_company"] or "", number=tracking["tracking_number"]
+        )
+        if refusal:
+            return _errors({"tracking_number": [refusal]}, 422)
     now = _now()
     with transaction.atomic():
         shipment = (

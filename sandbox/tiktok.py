@@ -51,6 +51,7 @@ from sandbox.base import (
     plain_fault_response,
     split_amount,
     throttled,
+    tracking_refusal,
 )
 from sandbox.models import (
     SandboxCancellation,
@@ -86,6 +87,7 @@ CODE_ORDER_STATUS = 21001003
 CODE_PACKAGE_SHIPPED = 21011002
 CODE_TIKTOK_LOGISTICS = 21011003
 CODE_CANCEL_ANSWERED = 25003001
+CODE_INVALID_TRACKING = 21011020  # sandbox-chosen: the carrier cannot find the tracking number
 
 TIMESTAMP_PAST = 300  # seconds a request's timestamp may lag
 TIMESTAMP_FUTURE = 30
@@ -817,13 +819,17 @@ def cancellation_reject(call: Call, cancel_id: str) -> dict:
 # --- views: fulfilment --------------------------------------------------------------------------
 
 
-def _tracking_input(data: dict) -> tuple[str, str]:
+def _tracking_input(data: dict, store: SandboxStore | None = None) -> tuple[str, str]:
     tracking = str(data.get("tracking_number") or "").strip()
     provider_id = str(data.get("shipping_provider_id") or "")
     if not tracking:
         raise invalid("tracking_number is required")
     if provider_id not in SHIPPING_PROVIDERS:
         raise invalid("shipping_provider_id is not a provider of this delivery option")
+    if store is not None:
+        refusal = tracking_refusal(store, carrier=SHIPPING_PROVIDERS[provider_id], number=tracking)
+        if refusal:
+            raise ApiError(CODE_INVALID_TRACKING, refusal)
     return tracking, provider_id
 
 
@@ -920,7 +926,7 @@ def _ship_items(
 @endpoint(methods=("POST",))
 def mark_shipped(call: Call, order_id: str) -> dict:
     """Seller logistics: tell TikTok (some of) an order's items left with this tracking."""
-    tracking, provider_id = _tracking_input(call.body)
+    tracking, provider_id = _tracking_input(call.body, call.store)
     requested = _body_list(call.body, "order_line_item_ids")
     store = call.store
     with transaction.atomic():
@@ -1008,7 +1014,7 @@ def package_ship(call: Call, package_id: str) -> dict:
             self_shipment = call.body.get("self_shipment")
             if not isinstance(self_shipment, dict):
                 raise invalid("self_shipment is required for seller-shipped orders")
-            tracking, provider_id = _tracking_input(self_shipment)
+            tracking, provider_id = _tracking_input(self_shipment, store)
         items = [
             item["id"]
             for item in _live_items(payload)
@@ -1027,7 +1033,7 @@ def package_ship(call: Call, package_id: str) -> dict:
 
 
 def _update_shipping_info(call: Call, shipment: SandboxShipment) -> dict:
-    tracking, provider_id = _tracking_input(call.body)
+    tracking, provider_id = _tracking_input(call.body, call.store)
     order = _locked_order(call.store, shipment.order_id)
     for item in order.payload.get("line_items") or []:
         if item.get("package_id") == shipment.package_id:

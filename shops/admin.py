@@ -6,7 +6,7 @@ by owners, and their secrets are never rendered back to the browser.
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Q
 
@@ -231,9 +231,11 @@ class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
             {"fields": ("ship_by_hours", "presale_ship_by_hours", "tracking_upload_hours")},
         ),
         ("Sync", {"fields": ("is_active", "sync_interval_seconds", "created_at")}),
+        ("Tracking", {"fields": ("tracking_writeback",)}),
     )
-    readonly_fields = ("created_at",)
+    readonly_fields = ("created_at", "tracking_writeback")
     inlines = (ShopCredentialsInline,)
+    actions = ("release_tracking_writeback",)
 
     def get_queryset(self, request):
         return (
@@ -253,3 +255,26 @@ class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
     @admin.display(description="open orders", ordering="open_orders")
     def open_orders(self, shop):
         return shop.open_orders
+
+    @admin.display(description="tracking write-back")
+    def tracking_writeback(self, shop):
+        if shop.tracking_paused_at is None:
+            return "running"
+        return f"STOPPED {shop.tracking_paused_at:%Y-%m-%d %H:%M}: {shop.tracking_pause_reason}"
+
+    @admin.action(description="Release tracking write-back", permissions=["change"])
+    def release_tracking_writeback(self, request, queryset):
+        """A person checked the number the platform rejected: the shop's write-back runs
+        again (logistics.outbox.tracking_writeback_release)."""
+        from logistics.outbox import tracking_writeback_release
+
+        released = []
+        for shop in queryset.filter(tracking_paused_at__isnull=False).order_by("pk"):
+            count = tracking_writeback_release(shop=shop)
+            released.append(f"{shop.name} ({count} number(s) waiting now go out)")
+        if released:
+            self.message_user(
+                request, "Tracking write-back released: " + "; ".join(released), messages.SUCCESS
+            )
+        else:
+            self.message_user(request, "None of these shops had its write-back stopped.")

@@ -193,6 +193,11 @@ class Shop(TenantOwnedModel):
     last_sync_success_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_sync_failures = models.PositiveIntegerField(default=0, editable=False)
     last_sync_error = models.TextField(blank=True, editable=False)
+    # Tracking write-back (logistics.outbox): stopped at the platform's first "invalid tracking
+    # number" (three in a row freeze the shop's shipping on the platform) until a person releases
+    # it with the shop admin's "Release tracking write-back".
+    tracking_paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tracking_pause_reason = models.CharField(max_length=500, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

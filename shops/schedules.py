@@ -46,6 +46,12 @@ def schedule_specs() -> list[ScheduleSpec]:
             minutes=15,
         ),
         ScheduleSpec(
+            name="tkerp: push due tracking",
+            func="logistics.tasks.push_due_tracking",
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+        ),
+        ScheduleSpec(
             name="tkerp: prune sync history",
             func="shops.tasks.prune_sync_history",
             schedule_type=Schedule.DAILY,

@@ -104,13 +104,14 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                     code="not_pending",
                 )
             _check_carrier(locked, label)
+            number = _check_number(locked, label)
             locked.label_file.save(
                 get_valid_filename(f"{locked.reference}.{extension}"),
                 ContentFile(label.label_bytes),
                 save=False,
             )
             written = locked.label_file.name
-            locked.tracking_number = label.tracking_number
+            locked.tracking_number = number
             locked.label_format = label.label_format
             locked.label_source = source.name
             locked.label_account_id = label.extra.get("label_account_id")
@@ -124,6 +125,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                 update_fields=[
                     "label_file",
                     "tracking_number",
+                    "carrier",
                     "label_format",
                     "label_source",
                     "label_account",
@@ -136,6 +138,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                     "updated_at",
                 ]
             )
+            _queue_writeback(locked, platform_has_it=bool(label.extra.get("platform_package_id")))
     except IntegrityError:
         _forget(written)
         raise LabelError(
@@ -178,6 +181,63 @@ def _check_carrier(shipment: Shipment, label: PurchasedLabel) -> None:
         )
 
 
+def _check_number(shipment: Shipment, label: PurchasedLabel) -> str:
+    """The label's tracking number through the one check every number passes
+    (`logistics.tracking`): its carrier's format and check digit, and no other parcel of the
+    tenant with it. Sets the parcel's carrier; returns the number as stored."""
+    from logistics.tracking import TrackingRefused, tracking_carrier, tracking_number_check
+
+    try:
+        carrier = tracking_carrier(shipment=shipment, carrier_code=label.carrier_code)
+    except TrackingRefused:
+        # A platform's label of a carrier the seller has no record of: checked by its code.
+        carrier = None
+    try:
+        number = tracking_number_check(
+            shipment=shipment,
+            carrier=carrier,
+            carrier_code=label.carrier_code,
+            tracking_number=label.tracking_number,
+        )
+    except TrackingRefused as exc:
+        raise LabelError(
+            f"{exc.message}; void label {label.source_label_id or '?'} at its source",
+            code="duplicate_tracking" if exc.code == "duplicate" else "invalid_tracking",
+        ) from None
+    shipment.carrier = carrier
+    return number
+
+
+def _queue_writeback(shipment: Shipment, *, platform_has_it: bool) -> None:
+    """A labelled parcel's number goes back to its platform (the platform counts the order
+    unshipped until it has one). A label the platform itself made (TikTok Shipping) is already
+    there: recorded as sent, nothing is posted."""
+    from logistics.models import TrackingPush, TrackingPushState
+    from logistics.tracking import TrackingSource, tracking_push_queue
+
+    if platform_has_it:
+        now = timezone.now()
+        TrackingPush.objects.update_or_create(
+            shipment=shipment,
+            defaults={
+                "tenant_id": shipment.tenant_id,
+                "shop_id": shipment.order.shop_id,
+                "number": shipment.tracking_number,
+                "carrier_code": shipment.carrier.code if shipment.carrier_id else "",
+                "sent_number": shipment.tracking_number,
+                "state": TrackingPushState.SENT,
+                "sent_at": now,
+                "due_at": None,
+                "source": TrackingSource.LABEL,
+            },
+        )
+        from logistics.outbox import order_tracking_uploaded_mark
+
+        order_tracking_uploaded_mark(order_id=shipment.order_id, now=now)
+        return
+    tracking_push_queue(shipment=shipment, source=TrackingSource.LABEL)
+
+
 def shipment_label_void(*, shipment: Shipment) -> Shipment:
     """Void the parcel's label at the source that sold it, clear it, and put the parcel back to
     pending (its next label is bought anew: the void changes the idempotency key)."""
@@ -217,6 +277,10 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
             locked.status = ShipmentStatus.PENDING
             locked.label_voids += 1
             locked.save()
+            # A number the platform was never told must not go out after its label is void.
+            from logistics.models import TrackingPush
+
+            TrackingPush.objects.filter(shipment=locked, sent_number="").delete()
             transaction.on_commit(lambda: _forget(old_file))
         return _fresh(locked.pk)
 

@@ -603,7 +603,8 @@ class AmazonConnector(Connector):
         if not order_items:
             # Everything asked for is already confirmed (a retry after a lost answer): done.
             return ShipResult(
-                warnings=[f"order {order_id} is already confirmed shipped; nothing sent"]
+                warnings=[f"order {order_id} is already confirmed shipped; nothing sent"],
+                already_shipped=True,
             )
         carrier_code = request.platform_provider_id or CARRIER_CODES.get(
             request.carrier_code.lower(), "Other"
@@ -628,6 +629,11 @@ class AmazonConnector(Connector):
             body=body,
         )
         return ShipResult(platform_package_id=reference, raw=body)
+
+    def shipped_tracking_numbers(self, *, platform_order_id: str) -> set[str] | None:
+        """Amazon's order APIs never give a package's tracking number back: unknown. (`ship`
+        stays safe to repeat: without given quantities it confirms only what is unshipped.)"""
+        return None
 
     def _ship_items(self, request: ShipRequest) -> list[dict]:
         """The orderItems of a confirmation. Amazon needs a quantity per item: given ones win;

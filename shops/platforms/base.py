@@ -230,6 +230,7 @@ class ShipRequest:
 @dataclass(slots=True)
 class ShipResult:
     platform_package_id: str = ""
+    already_shipped: bool = False  # the platform had it already; nothing was posted
     warnings: list[str] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
 
@@ -383,6 +384,38 @@ class Connector(abc.ABC):
         raise PlatformRequestError(
             "this platform does not support changing tracking", platform=self.platform
         )
+
+    def shipped_tracking_numbers(self, *, platform_order_id: str) -> set[str] | None:
+        """The tracking numbers the platform holds for the order (the outbox asks before it
+        sends a number again); None where the platform cannot say. By default every
+        `tracking_number(s)` value in the order's detail."""
+        orders = self.fetch_orders_by_id(platform_order_ids=[platform_order_id])
+        found: set[str] = set()
+
+        def walk(value, key=""):
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(v, k)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v, key)
+            elif value and "tracking_number" in key.lower() and isinstance(value, str):
+                found.add(value.strip().upper())
+
+        for order in orders:
+            walk(order.raw)
+        return found
+
+    #: Words in an error that mean the platform refused the tracking number itself.
+    tracking_rejection_words: ClassVar[tuple[str, ...]] = ("tracking number is invalid",)
+
+    def tracking_rejected(self, error: PlatformError) -> bool:
+        """Whether `error` is the platform rejecting the tracking number as invalid (the
+        outbox's three-strike guard stops the shop's write-back on it)."""
+        if not isinstance(error, PlatformRequestError):
+            return False
+        text = error.message.lower()
+        return any(words in text for words in self.tracking_rejection_words)
 
     # inventory
     @abc.abstractmethod

@@ -427,6 +427,16 @@ class EbayConnector(Connector):
             raw = {}
         return ShipResult(platform_package_id=fulfillment_id, raw=raw or {"location": location})
 
+    def shipped_tracking_numbers(self, *, platform_order_id: str) -> set[str] | None:
+        """The numbers of the order's shipping fulfillments (the order itself names none)."""
+        order_path = f"{ORDERS_PATH}/{quote(platform_order_id, safe='')}"
+        done = self.response_json(self._request("GET", f"{order_path}/shipping_fulfillment"))
+        return {
+            str(item.get("shipmentTrackingNumber") or "").strip().upper()
+            for item in done.get("fulfillments") or []
+            if item.get("shipmentTrackingNumber")
+        }
+
     def _remaining_quantities(self, order_path: str) -> dict[str, int]:
         """Units per line not yet in any shipping fulfillment of the order."""
         raw = self.response_json(self._request("GET", order_path))

@@ -72,6 +72,7 @@ CODE_TOKEN_EXPIRED = 105002
 CODES_AUTH = frozenset({106001, 105001, 105005, 36004004, 36009033})
 CODES_NOT_FOUND = frozenset({21008111})
 CODE_PACKAGE_SHIPPED = 21011002  # the package has already been shipped
+CODE_INVALID_TRACKING = 21011020  # the sandbox's code for a number the carrier cannot find
 # 36009004 is reused for unrelated failures; these words mean "your request", not "your auth".
 _REQUEST_WORDS = re.compile(r"param|shop_cipher|identifier|page_token|version", re.IGNORECASE)
 _TOKEN_WORDS = re.compile(r"token", re.IGNORECASE)
@@ -960,6 +961,9 @@ class TikTokConnector(Connector):
         if not package_id:
             raise PlatformResponseError("mark shipped answered without package_id")
         return ShipResult(platform_package_id=package_id, warnings=_warnings(data), raw=data)
+
+    def tracking_rejected(self, error: PlatformError) -> bool:
+        return error.code == CODE_INVALID_TRACKING or super().tracking_rejected(error)
 
     def update_tracking(self, *, request: ShipRequest) -> ShipResult:
         """Correct a shipped package's tracking number (by package; else by order, a path our

@@ -230,10 +230,12 @@ def test_a_service_chosen_by_hand_forgets_the_rule(world, client_a):
             "status": "pending",
             "weight_grams": 460,
             "shipping_cost": "0",
-            "lines-TOTAL_FORMS": "0",
-            "lines-INITIAL_FORMS": "0",
         }
     )
+    # Every inline on the page (lines, tracking events...) posts its empty management form.
+    for inline in page.context["inline_admin_formsets"]:
+        prefix = inline.formset.prefix
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
     data = {key: value for key, value in data.items() if value is not None}
 
     response = client_a.post(admin_url(Shipment, "change", shipment.pk), data)

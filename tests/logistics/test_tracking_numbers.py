@@ -1,6 +1,9 @@
 """Carrier check digits against published sample numbers (valid and invalid), and the numbers
 tkerp makes up for its sandboxes and demo pass them."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from logistics.tracking_numbers import (
@@ -8,6 +11,7 @@ from logistics.tracking_numbers import (
     fedex_ground_tracking_number,
     gs1_check_digit,
     make_tracking_number,
+    tracking_number_problem,
     tracking_number_valid,
     ups_check_digit,
     usps_impb_barcode,
@@ -92,3 +96,50 @@ def test_made_up_numbers_pass_their_check_digit(serial):
     barcode = usps_impb_barcode(tracking_number=usps, postal_code="94105-1234")
     assert barcode == f"42094105{usps}"
     assert tracking_number_valid(carrier="usps", number=barcode)
+
+
+# --- the tracking_number_data definitions' own samples -------------------------------------------
+
+SAMPLES_FILE = Path(__file__).parent / "data" / "tracking_number_data_samples.json"
+SAMPLES = json.loads(SAMPLES_FILE.read_text())
+DEFINITION_CASES = [
+    (carrier, name, number, kind == "valid")
+    for carrier, definitions in SAMPLES.items()
+    if not carrier.startswith("_")
+    for name, samples in definitions.items()
+    for kind in ("valid", "invalid")
+    for number in samples[kind]
+]
+
+
+@pytest.mark.parametrize(("carrier", "definition", "number", "valid"), DEFINITION_CASES)
+def test_tracking_number_data_samples(carrier, definition, number, valid):
+    assert tracking_number_valid(carrier=carrier, number=number) is valid, (definition, number)
+
+
+@pytest.mark.parametrize(
+    ("carrier", "number", "says"),
+    [
+        ("ups", "1Z5R89390357567128", "check digit is wrong"),
+        ("ups", "9400111899223817321050", "is not a UPS tracking number"),
+        ("usps", "1Z5R89390357567127", "is not a USPS tracking number"),
+        ("pigeon", "1Z5R89390357567127", "knows no tracking-number format"),
+        ("fedex", "", "empty"),
+    ],
+)
+def test_problems_say_which(carrier, number, says):
+    assert says in tracking_number_problem(carrier=carrier, number=number)
+
+
+@pytest.mark.parametrize(
+    ("carrier", "number"),
+    [
+        ("4px", "4PX3000876543210CN"),
+        ("yanwen", "UG123456789YP"),
+        ("cainiao", "LP00123456789012"),
+        ("cainiao", "RB123456785CN"),
+    ],
+)
+def test_china_to_us_carriers(carrier, number):
+    assert tracking_number_valid(carrier=carrier, number=number)
+    assert not tracking_number_valid(carrier=carrier, number=number[:-3])

@@ -1,0 +1,149 @@
+"""Back office of tracking numbers: the parcel form and action that give one (through the one
+door, `logistics.tracking`), the parcel's write-back state, and the read-only list of every
+write-back call made (`TrackingPushAttempt`)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import ngettext
+
+from logistics.models import TrackingPushAttempt, TrackingPushState
+from logistics.tracking import (
+    TrackingRefused,
+    TrackingSource,
+    shipment_tracking_accept,
+    tracking_carrier,
+    tracking_number_check,
+)
+from tkerp.admin import TenantModelAdmin
+
+
+class ShipmentTrackingForm(forms.ModelForm):
+    """The parcel form: a tracking number typed here is checked like any other (carrier format,
+    check digit, not on another parcel) and refused on the form, saying which."""
+
+    def clean(self):
+        cleaned = super().clean()
+        number = (cleaned.get("tracking_number") or "").strip()
+        if not number or "tracking_number" not in self.changed_data or self.instance.pk is None:
+            return cleaned
+        carrier_field = cleaned.get("carrier")
+        service = cleaned.get("service")
+        parcel = self.instance
+        try:
+            carrier = (
+                carrier_field
+                or (service.carrier if service is not None else None)
+                or tracking_carrier(shipment=parcel, carrier_code=None)
+            )
+            cleaned["tracking_number"] = tracking_number_check(
+                shipment=parcel, carrier=carrier, tracking_number=number
+            )
+        except TrackingRefused as refused:
+            self.add_error("tracking_number", refused.message)
+        return cleaned
+
+
+class ShipmentTrackingAdminMixin:
+    """Mixed into `ShipmentAdmin`: the tracking number goes through the door on save, the
+    write-back state is shown, and "Mark shipped" reports parcels with their number as gone."""
+
+    form = ShipmentTrackingForm
+
+    def save_model(self, request, obj, form, change):
+        number_changed = change and "tracking_number" in form.changed_data
+        new_number = obj.tracking_number
+        carrier = form.cleaned_data.get("carrier")
+        if number_changed and new_number:
+            obj.tracking_number = form.initial.get("tracking_number") or ""
+        super().save_model(request, obj, form, change)
+        if number_changed and new_number:
+            try:
+                shipment_tracking_accept(
+                    obj,
+                    tracking_number=new_number,
+                    carrier_code=carrier.code if carrier is not None else None,
+                    source=TrackingSource.ADMIN,
+                    ship=False,
+                    user=request.user,
+                )
+            except TrackingRefused as refused:
+                self.message_user(request, refused.message, messages.ERROR)
+            obj.refresh_from_db()
+
+    @admin.display(description="write-back")
+    def writeback(self, shipment):
+        """Whether the order's platform has the parcel's number (and why not)."""
+        try:
+            push = shipment.tracking_push
+        except type(shipment).tracking_push.RelatedObjectDoesNotExist:
+            return "—" if not shipment.tracking_number else "not needed"
+        text = push.get_state_display()
+        if push.state == TrackingPushState.SENT and push.sent_at:
+            return f"{text} ({push.sent_at:%Y-%m-%d %H:%M})"
+        if push.last_error:
+            return format_html("{}<br><small>{}</small>", text, push.last_error)
+        return text
+
+    @admin.action(description="Mark shipped (with their tracking numbers)", permissions=["change"])
+    def mark_shipped_with_tracking(self, request, queryset):
+        done, refused = 0, []
+        for parcel in queryset.select_related("service__carrier", "carrier").order_by("pk"):
+            if not parcel.tracking_number:
+                refused.append(f"{parcel.reference}: no tracking number yet")
+                continue
+            try:
+                shipment_tracking_accept(
+                    parcel,
+                    tracking_number=parcel.tracking_number,
+                    carrier_code=None,
+                    source=TrackingSource.ADMIN,
+                    user=request.user,
+                )
+            except TrackingRefused as exc:
+                refused.append(exc.message)
+            else:
+                done += 1
+        if done:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d parcel marked shipped; its number goes to the platform.",
+                    "%d parcels marked shipped; their numbers go to the platform.",
+                    done,
+                )
+                % done,
+                messages.SUCCESS,
+            )
+        if refused:
+            self.message_user(request, "Not shipped: " + "; ".join(refused[:10]), messages.WARNING)
+
+
+@admin.register(TrackingPushAttempt)
+class TrackingPushAttemptAdmin(TenantModelAdmin):
+    """Every call made to write a tracking number back to a platform. Read-only."""
+
+    list_display = (
+        "created_at",
+        "shop",
+        "platform",
+        "shipment",
+        "number",
+        "call",
+        "result",
+        "latency_ms",
+        "error",
+    )
+    list_filter = ("result", "platform", "call")
+    search_fields = ("number", "shipment__reference")
+    list_select_related = ("shop", "shipment")
+    ordering = ("-created_at", "-id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -107,7 +107,7 @@ PARCEL_EXAMPLE = {
 SHIPPED_EXAMPLE = {
     **PARCEL_EXAMPLE,
     "status": "shipped",
-    "tracking_number": "9400111899223197428490",
+    "tracking_number": "9400111000000000000019",
     "acknowledged_at": "2026-12-03T09:20:00Z",
     "shipped_at": "2026-12-03T10:02:11Z",
 }
@@ -292,7 +292,7 @@ class ParcelViewSet(ProviderAPIView):
         examples=[
             _example(
                 "Whole parcel",
-                {"tracking_number": "9400111899223197428490", "carrier": "usps"},
+                {"tracking_number": "9400111000000000000019", "carrier": "usps"},
                 request=True,
             ),
             _example(

@@ -92,7 +92,8 @@ def test_a_read_key_cannot_write(world):
     )
     api = Api(key)
     assert api.get("/api/v1/parcels/").status_code == 200
-    response = api.post(f"/api/v1/parcels/{world['parcel'].pk}/acknowledge/", {"decision": "accept"})
+    url = f"/api/v1/parcels/{world['parcel'].pk}/acknowledge/"
+    response = api.post(url, {"decision": "accept"})
     assert response.status_code == 403
     assert response.json()["status"] == 403
 
@@ -130,7 +131,8 @@ def test_the_admin_creates_a_key_shown_once_and_another_tenant_cannot_see_it(
     shown = [str(m) for m in response.context["messages"] if "cannot be shown again" in str(m)]
     assert len(shown) == 1
     key = shown[0].split("is: ")[1].split(" ")[0]
-    assert key.split(".")[1] not in client_a.get("/admin/logistics/providerapikey/").content.decode()
+    listing = client_a.get("/admin/logistics/providerapikey/").content.decode()
+    assert key.split(".")[1] not in listing
     assert Api(key).get("/api/v1/parcels/").status_code == 200
     with tenant_context(world["tenant"]):
         stored = ProviderAPIKey.objects.get(name="WMS")
@@ -141,7 +143,8 @@ def test_the_admin_creates_a_key_shown_once_and_another_tenant_cannot_see_it(
         302,
         404,
     )
-    assert stored.prefix not in client_b.get("/admin/logistics/providerapikey/").content.decode()
+    other_listing = client_b.get("/admin/logistics/providerapikey/")
+    assert list(other_listing.context["cl"].result_list) == []
     # Another tenant cannot make a key for this tenant's provider.
     refused = client_b.post(
         "/admin/logistics/providerapikey/add/",

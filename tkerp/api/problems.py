@@ -15,6 +15,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -141,6 +142,7 @@ def problem_exception_handler(exc, context) -> Response:
     )
 
 
+@csrf_exempt  # no session, no cookie: a POST to a wrong path is a 404 like any other
 def api_not_found(request, *args, **kwargs) -> JsonResponse:
     """Unknown paths under /api/ answer problem details too, not an HTML page."""
     return JsonResponse(

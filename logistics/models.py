@@ -418,6 +418,11 @@ class Shipment(TenantOwnedModel):
         indexes = [
             trigram_index(table="shipment", field="reference"),
             trigram_index(table="shipment", field="tracking_number"),
+            # The provider API's poll: a provider's parcels by warehouse, oldest change first.
+            models.Index(
+                fields=["tenant", "warehouse", "updated_at", "id"],
+                name="shipment_warehouse_updated",
+            ),
         ]
 
     def __str__(self) -> str:

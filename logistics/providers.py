@@ -89,21 +89,6 @@ def provider_parcels(*, provider: Provider) -> QuerySet[Shipment]:
     return Shipment.objects.filter(warehouse__provider=provider)
 
 
-def acknowledge_due(*, shipment: Shipment, provider: Provider) -> datetime | None:
-    """When the provider should have accepted the parcel: its dispatch plus the provider's
-    confirmation window."""
-    if shipment.dispatched_at is None:
-        return None
-    return shipment.dispatched_at + timedelta(minutes=provider.confirm_within_minutes)
-
-
-def tracking_due(*, shipment: Shipment, provider: Provider) -> datetime | None:
-    """When the provider should have sent tracking: its acceptance plus the tracking window."""
-    if shipment.acknowledged_at is None:
-        return None
-    return shipment.acknowledged_at + timedelta(minutes=provider.tracking_within_minutes)
-
-
 def provider_parcel_lock(*, shipment: Shipment, provider: Provider) -> Shipment:
     """Lock the parcel's order, then the parcel, re-checking it is still the provider's."""
     order_lock(order_id=shipment.order_id)

@@ -1,6 +1,6 @@
 """What the provider API reads and writes.
 
-Input serializers validate requests. Output is built by plain functions (`parcel_data`...)
+Input serializers validate requests. Output is built by plain functions (`parcels_data`...)
 rather than DRF serializers, which cost most of a list's time; the output serializers below
 describe the same shapes for the OpenAPI schema, and the schemathesis run in the test suite
 checks that the two agree.
@@ -8,7 +8,7 @@ checks that the two agree.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rest_framework import serializers
 
@@ -18,10 +18,9 @@ from logistics.models import (
     Provider,
     ProviderEvent,
     ProviderEventKind,
-    Shipment,
+    ShipmentLine,
     ShipmentStatus,
 )
-from logistics.providers import acknowledge_due, tracking_due
 
 
 def iso(value: datetime | None) -> str | None:
@@ -35,74 +34,136 @@ def iso(value: datetime | None) -> str | None:
 # --- output -------------------------------------------------------------------------------------
 
 
-def parcel_data(shipment: Shipment, *, provider: Provider, item_codes: dict[int, str]) -> dict:
-    """The API's view of one parcel. Needs `order`, `order__shop`, `warehouse`,
-    `service__carrier` selected and `lines__order_line__sku` prefetched; `item_codes` maps SKU
-    ids to the provider's own item codes."""
-    order = shipment.order
-    service = shipment.service
-    lines = []
-    for line in shipment.lines.all():
-        order_line = line.order_line
-        sku = order_line.sku
-        lines.append(
+# The columns a parcel's representation reads, fetched as plain rows (`.values()`): building
+# model instances for a page of parcels, their orders, shops, warehouses, services, lines and
+# SKUs cost most of the list's time.
+PARCEL_COLUMNS = (
+    "id",
+    "reference",
+    "status",
+    "warehouse__code",
+    "order__platform_order_id",
+    "order__shop__platform",
+    "order__placed_at",
+    "order__paid_at",
+    "order__buyer_note",
+    "service_id",
+    "service__carrier__code",
+    "service__code",
+    "service__name",
+    "order__recipient_name",
+    "order__recipient_phone",
+    "order__address_line1",
+    "order__address_line2",
+    "order__city",
+    "order__state",
+    "order__postal_code",
+    "order__country",
+    "order__ship_by",
+    "order__tracking_by",
+    "tracking_number",
+    "dispatched_at",
+    "acknowledged_at",
+    "rejected_at",
+    "reject_reason",
+    "intercept_state",
+    "shipped_at",
+    "created_at",
+    "updated_at",
+)
+LINE_COLUMNS = (
+    "id",
+    "shipment_id",
+    "quantity",
+    "order_line__sku_id",
+    "order_line__sku__code",
+    "order_line__sku__name",
+    "order_line__seller_sku",
+    "order_line__product_name",
+)
+
+
+def parcels_data(rows: list[dict], *, provider: Provider) -> list[dict]:
+    """The API's view of parcels, from rows of `PARCEL_COLUMNS` (the list's page, or one
+    parcel): two more queries whatever the number of parcels (their lines, and the provider's
+    item codes for their SKUs)."""
+    lines_by_parcel: dict[int, list[dict]] = {row["id"]: [] for row in rows}
+    lines = list(
+        ShipmentLine.objects.filter(shipment_id__in=list(lines_by_parcel))
+        .order_by("pk")
+        .values(*LINE_COLUMNS)
+    )
+    sku_ids = {line["order_line__sku_id"] for line in lines}
+    codes = item_codes_for(provider=provider, sku_ids=sku_ids)
+    for line in lines:
+        sku_id = line["order_line__sku_id"]
+        lines_by_parcel[line["shipment_id"]].append(
             {
-                "id": line.pk,
-                "sku": sku.code if sku is not None else order_line.seller_sku,
-                "name": order_line.product_name or (sku.name if sku is not None else ""),
-                "quantity": line.quantity,
-                "supplier_item_code": item_codes.get(order_line.sku_id),
+                "id": line["id"],
+                "sku": line["order_line__sku__code"] or line["order_line__seller_sku"],
+                "name": line["order_line__product_name"] or line["order_line__sku__name"] or "",
+                "quantity": line["quantity"],
+                "supplier_item_code": codes.get(sku_id),
             }
         )
-    return {
-        "id": shipment.pk,
-        "reference": shipment.reference,
-        "status": shipment.status,
-        "warehouse": shipment.warehouse.code,
-        "order": {
-            "id": order.platform_order_id,
-            "platform": order.shop.platform,
-            "placed_at": iso(order.placed_at),
-            "paid_at": iso(order.paid_at),
-            "buyer_note": order.buyer_note,
-        },
-        "service": (
-            {"carrier": service.carrier.code, "code": service.code, "name": service.name}
-            if service is not None
-            else None
-        ),
-        "recipient": {
-            "name": order.recipient_name,
-            "phone": order.recipient_phone,
-            "address_line1": order.address_line1,
-            "address_line2": order.address_line2,
-            "city": order.city,
-            "state": order.state,
-            "postal_code": order.postal_code,
-            "country": order.country,
-        },
-        "lines": lines,
-        "deadlines": {
-            "ship_by": iso(order.ship_by),
-            "tracking_by": iso(order.tracking_by),
-            "acknowledge_by": iso(acknowledge_due(shipment=shipment, provider=provider)),
-            "tracking_due": iso(tracking_due(shipment=shipment, provider=provider)),
-        },
-        "tracking_number": shipment.tracking_number,
-        "dispatched_at": iso(shipment.dispatched_at),
-        "acknowledged_at": iso(shipment.acknowledged_at),
-        "rejected_at": iso(shipment.rejected_at),
-        "reject_reason": shipment.reject_reason,
-        "intercept_state": shipment.intercept_state,
-        "shipped_at": iso(shipment.shipped_at),
-        "created_at": iso(shipment.created_at),
-        "updated_at": iso(shipment.updated_at),
-    }
+    confirm = timedelta(minutes=provider.confirm_within_minutes)
+    tracking = timedelta(minutes=provider.tracking_within_minutes)
+    return [
+        {
+            "id": row["id"],
+            "reference": row["reference"],
+            "status": row["status"],
+            "warehouse": row["warehouse__code"],
+            "order": {
+                "id": row["order__platform_order_id"],
+                "platform": row["order__shop__platform"],
+                "placed_at": iso(row["order__placed_at"]),
+                "paid_at": iso(row["order__paid_at"]),
+                "buyer_note": row["order__buyer_note"],
+            },
+            "service": (
+                {
+                    "carrier": row["service__carrier__code"],
+                    "code": row["service__code"],
+                    "name": row["service__name"],
+                }
+                if row["service_id"] is not None
+                else None
+            ),
+            "recipient": {
+                "name": row["order__recipient_name"],
+                "phone": row["order__recipient_phone"],
+                "address_line1": row["order__address_line1"],
+                "address_line2": row["order__address_line2"],
+                "city": row["order__city"],
+                "state": row["order__state"],
+                "postal_code": row["order__postal_code"],
+                "country": row["order__country"],
+            },
+            "lines": lines_by_parcel[row["id"]],
+            "deadlines": {
+                "ship_by": iso(row["order__ship_by"]),
+                "tracking_by": iso(row["order__tracking_by"]),
+                "acknowledge_by": iso(row["dispatched_at"] and row["dispatched_at"] + confirm),
+                "tracking_due": iso(row["acknowledged_at"] and row["acknowledged_at"] + tracking),
+            },
+            "tracking_number": row["tracking_number"],
+            "dispatched_at": iso(row["dispatched_at"]),
+            "acknowledged_at": iso(row["acknowledged_at"]),
+            "rejected_at": iso(row["rejected_at"]),
+            "reject_reason": row["reject_reason"],
+            "intercept_state": row["intercept_state"],
+            "shipped_at": iso(row["shipped_at"]),
+            "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]),
+        }
+        for row in rows
+    ]
 
 
 def item_codes_for(*, provider: Provider, sku_ids) -> dict[int, str]:
     """SKU id -> the provider's item code (its supplier's `SupplierItem`), one query."""
-    if provider.supplier_id is None:
+    if provider.supplier_id is None or not sku_ids:
         return {}
     return dict(
         SupplierItem.objects.filter(

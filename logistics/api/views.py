@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import exceptions
 from rest_framework.decorators import action
@@ -20,6 +19,7 @@ from rest_framework.viewsets import GenericViewSet
 from inventory.models import StockLevel, SupplierItem
 from logistics.api.auth import HasProviderKey, PerKeyThrottle, ProviderKeyAuthentication
 from logistics.api.serializers import (
+    PARCEL_COLUMNS,
     AcknowledgeIn,
     EventIn,
     EventOut,
@@ -32,13 +32,12 @@ from logistics.api.serializers import (
     StockSetIn,
     StockSetOut,
     event_data,
-    item_codes_for,
-    parcel_data,
+    parcels_data,
     sku_mapping_data,
     stock_data,
 )
 from logistics.api.shipping import api_parcel_ship
-from logistics.models import ProviderEvent, Shipment, ShipmentLine, ShipmentStatus
+from logistics.models import ProviderEvent, Shipment, ShipmentStatus
 from logistics.providers import (
     ProviderActionError,
     StockCount,
@@ -221,12 +220,7 @@ class ParcelViewSet(ProviderAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Shipment._base_manager.none()
-        lines = ShipmentLine.objects.select_related("order_line__sku").order_by("pk")
-        return (
-            provider_parcels(provider=self.provider)
-            .select_related("order__shop", "warehouse", "service__carrier")
-            .prefetch_related(Prefetch("lines", queryset=lines))
-        )
+        return provider_parcels(provider=self.provider)
 
     def get_object(self) -> Shipment:
         shipment = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
@@ -234,21 +228,17 @@ class ParcelViewSet(ProviderAPIView):
             raise exceptions.NotFound("No such parcel among yours.")
         return shipment
 
-    def _data(self, shipments: list[Shipment]) -> list[dict]:
-        sku_ids = {line.order_line.sku_id for s in shipments for line in s.lines.all()}
-        codes = item_codes_for(provider=self.provider, sku_ids=sku_ids)
-        return [parcel_data(s, provider=self.provider, item_codes=codes) for s in shipments]
-
     def _one(self, shipment: Shipment) -> dict:
-        return self._data([self.get_queryset().get(pk=shipment.pk)])[0]
+        rows = list(self.get_queryset().filter(pk=shipment.pk).values(*PARCEL_COLUMNS))
+        return parcels_data(rows, provider=self.provider)[0]
 
     def list(self, request):
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self._data(page))
+        rows = self.filter_queryset(self.get_queryset()).values(*PARCEL_COLUMNS)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(parcels_data(page, provider=self.provider))
 
     def retrieve(self, request, pk=None):
-        return Response(self._data([self.get_object()])[0])
+        return Response(self._one(self.get_object()))
 
     @extend_schema(
         summary="Accept or reject a parcel",
@@ -318,13 +308,10 @@ class ParcelViewSet(ProviderAPIView):
             )
         except ProviderActionError as exc:
             raise _refusal(exc) from None
-        parcels = [outcome.shipment] + ([outcome.remainder] if outcome.remainder else [])
-        fresh = {s.pk: s for s in self.get_queryset().filter(pk__in=[p.pk for p in parcels])}
-        data = self._data([fresh[p.pk] for p in parcels])
         return Response(
             {
-                "parcel": data[0],
-                "remainder": data[1] if len(data) > 1 else None,
+                "parcel": self._one(outcome.shipment),
+                "remainder": self._one(outcome.remainder) if outcome.remainder else None,
                 "units": outcome.units,
             }
         )

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib.postgres.aggregates import JSONBAgg
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, JSONObject, NullIf
 from rest_framework import serializers
 
 from inventory.models import StockLevel, SupplierItem
@@ -18,6 +21,7 @@ from logistics.models import (
     Provider,
     ProviderEvent,
     ProviderEventKind,
+    Shipment,
     ShipmentLine,
     ShipmentStatus,
 )
@@ -71,41 +75,44 @@ PARCEL_COLUMNS = (
     "created_at",
     "updated_at",
 )
-LINE_COLUMNS = (
-    "id",
-    "shipment_id",
-    "quantity",
-    "order_line__sku_id",
-    "order_line__sku__code",
-    "order_line__sku__name",
-    "order_line__seller_sku",
-    "order_line__product_name",
-)
 
 
-def parcels_data(rows: list[dict], *, provider: Provider) -> list[dict]:
-    """The API's view of parcels, from rows of `PARCEL_COLUMNS` (the list's page, or one
-    parcel): two more queries whatever the number of parcels (their lines, and the provider's
-    item codes for their SKUs)."""
-    lines_by_parcel: dict[int, list[dict]] = {row["id"]: [] for row in rows}
-    lines = list(
-        ShipmentLine.objects.filter(shipment_id__in=list(lines_by_parcel))
-        .order_by("pk")
-        .values(*LINE_COLUMNS)
-    )
-    sku_ids = {line["order_line__sku_id"] for line in lines}
-    codes = item_codes_for(provider=provider, sku_ids=sku_ids)
-    for line in lines:
-        sku_id = line["order_line__sku_id"]
-        lines_by_parcel[line["shipment_id"]].append(
-            {
-                "id": line["id"],
-                "sku": line["order_line__sku__code"] or line["order_line__seller_sku"],
-                "name": line["order_line__product_name"] or line["order_line__sku__name"] or "",
-                "quantity": line["quantity"],
-                "supplier_item_code": codes.get(sku_id),
-            }
+def parcel_rows(queryset: QuerySet[Shipment], *, provider: Provider) -> QuerySet:
+    """`queryset`'s parcels as rows of `PARCEL_COLUMNS` plus `lines_json`, their lines already
+    in the API's shape (the provider's item code included), aggregated by PostgreSQL: one query
+    for a page of parcels, whatever it holds."""
+    item_code = SupplierItem.objects.filter(
+        supplier_id=provider.supplier_id, sku_id=OuterRef("order_line__sku_id")
+    ).values("supplier_item_code")[:1]
+    lines = (
+        ShipmentLine.objects.filter(shipment_id=OuterRef("pk"))
+        .order_by()
+        .values("shipment_id")
+        .annotate(
+            lines=JSONBAgg(
+                JSONObject(
+                    id="id",
+                    sku=Coalesce(
+                        NullIf("order_line__sku__code", Value("")), "order_line__seller_sku"
+                    ),
+                    name=Coalesce(
+                        NullIf("order_line__product_name", Value("")),
+                        "order_line__sku__name",
+                        Value(""),
+                    ),
+                    quantity="quantity",
+                    supplier_item_code=Subquery(item_code),
+                ),
+                order_by="id",
+            )
         )
+        .values("lines")
+    )
+    return queryset.values(*PARCEL_COLUMNS, lines_json=Subquery(lines))
+
+
+def parcels_data(rows, *, provider: Provider) -> list[dict]:
+    """The API's view of parcels, from `parcel_rows` (the list's page, or one parcel)."""
     confirm = timedelta(minutes=provider.confirm_within_minutes)
     tracking = timedelta(minutes=provider.tracking_within_minutes)
     return [
@@ -140,7 +147,7 @@ def parcels_data(rows: list[dict], *, provider: Provider) -> list[dict]:
                 "postal_code": row["order__postal_code"],
                 "country": row["order__country"],
             },
-            "lines": lines_by_parcel[row["id"]],
+            "lines": row["lines_json"] or [],
             "deadlines": {
                 "ship_by": iso(row["order__ship_by"]),
                 "tracking_by": iso(row["order__tracking_by"]),
@@ -159,17 +166,6 @@ def parcels_data(rows: list[dict], *, provider: Provider) -> list[dict]:
         }
         for row in rows
     ]
-
-
-def item_codes_for(*, provider: Provider, sku_ids) -> dict[int, str]:
-    """SKU id -> the provider's item code (its supplier's `SupplierItem`), one query."""
-    if provider.supplier_id is None or not sku_ids:
-        return {}
-    return dict(
-        SupplierItem.objects.filter(
-            supplier_id=provider.supplier_id, sku_id__in=set(sku_ids)
-        ).values_list("sku_id", "supplier_item_code")
-    )
 
 
 def event_data(event: ProviderEvent) -> dict:

@@ -19,7 +19,6 @@ from rest_framework.viewsets import GenericViewSet
 from inventory.models import StockLevel, SupplierItem
 from logistics.api.auth import HasProviderKey, PerKeyThrottle, ProviderKeyAuthentication
 from logistics.api.serializers import (
-    PARCEL_COLUMNS,
     AcknowledgeIn,
     EventIn,
     EventOut,
@@ -32,6 +31,7 @@ from logistics.api.serializers import (
     StockSetIn,
     StockSetOut,
     event_data,
+    parcel_rows,
     parcels_data,
     sku_mapping_data,
     stock_data,
@@ -229,11 +229,11 @@ class ParcelViewSet(ProviderAPIView):
         return shipment
 
     def _one(self, shipment: Shipment) -> dict:
-        rows = list(self.get_queryset().filter(pk=shipment.pk).values(*PARCEL_COLUMNS))
-        return parcels_data(rows, provider=self.provider)[0]
+        rows = parcel_rows(self.get_queryset().filter(pk=shipment.pk), provider=self.provider)
+        return parcels_data(list(rows), provider=self.provider)[0]
 
     def list(self, request):
-        rows = self.filter_queryset(self.get_queryset()).values(*PARCEL_COLUMNS)
+        rows = parcel_rows(self.filter_queryset(self.get_queryset()), provider=self.provider)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(parcels_data(page, provider=self.provider))
 

@@ -42,6 +42,8 @@ class ProviderAPIKeyAdmin(TenantModelAdmin):
         if change:
             obj.save()
             return
+        # The key belongs to its provider's tenant (the operator's all-tenants view has none).
+        obj.tenant_id = obj.provider.tenant_id
         key = ProviderAPIKey.objects.assign_key(obj)
         obj.save()
         messages.warning(

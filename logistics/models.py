@@ -620,6 +620,9 @@ class ProviderAPIKey(TenantOwnedModel, AbstractAPIKey):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ProviderAPIKeyManager()
+    # The prefix is random and found before the tenant is known (logistics.api.auth): unique
+    # across tenants by design, and it tells nothing about one (tests/test_project.py).
+    globally_unique_fields = ("prefix",)
 
     class Meta(AbstractAPIKey.Meta):
         ordering = ["-created"]

@@ -174,3 +174,21 @@ def test_a_viewer_cannot_create_keys(world, tenant_a):
     client.force_login(viewer)
     response = client.get("/admin/logistics/providerapikey/add/")
     assert response.status_code == 403
+
+
+def test_the_operator_creates_a_key_for_any_tenants_provider(world, superuser):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/logistics/providerapikey/add/",
+        {"provider": world["prv"].pk, "name": "ops", "scope": "read"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"] if "cannot be shown again" in str(m)]
+    key = shown[0].split("is: ")[1].split(" ")[0]
+    assert Api(key).get("/api/v1/parcels/").status_code == 200
+    with tenant_context(world["tenant"]):
+        assert ProviderAPIKey.objects.get(name="ops").tenant_id == world["tenant"].pk

@@ -117,7 +117,10 @@ def provider_parcel_check_open(parcel: Shipment) -> None:
             f"Parcel {parcel.reference} was rejected at {parcel.rejected_at:%Y-%m-%d %H:%M} UTC.",
             code="rejected",
         )
-    if parcel.status not in OPEN_FOR_PROVIDER:
+    too_late = parcel.intercept_state == InterceptState.FAILED
+    if parcel.status not in OPEN_FOR_PROVIDER and not (
+        too_late and parcel.status == ShipmentStatus.EXCEPTION
+    ):
         raise ProviderActionError(
             f"Parcel {parcel.reference} is {parcel.get_status_display().lower()}.",
             code="not_open",

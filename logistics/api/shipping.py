@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.reservations import ShipRefused, order_ship_commit
-from logistics.models import Provider, Shipment
+from logistics.models import InterceptState, Provider, Shipment, ShipmentStatus
 from logistics.providers import (
     ProviderActionError,
     ShipOutcome,
@@ -66,6 +66,11 @@ def api_parcel_ship(
         if parcel.acknowledged_at is None:
             parcel.acknowledged_at = timezone.now()  # shipping it accepts it
             fields.append("acknowledged_at")
+        if parcel.intercept_state == InterceptState.FAILED:
+            # Too late to intercept: the parcel left although the order was cancelled. Its
+            # tracking is a fact being reported, so its units are committed, not refused.
+            parcel.status, parcel.shipped_at = ShipmentStatus.SHIPPED, timezone.now()
+            fields += ["status", "shipped_at"]
         remainder = shipment_split_off(parcel=parcel, line_ids=line_ids) if line_ids else None
         parcel.tracking_number = number
         try:

@@ -297,3 +297,30 @@ def test_stock_counts_are_set_all_or_nothing_and_never_below_reserved(world, api
 def test_the_sku_mapping_lists_the_providers_item_codes(world, api):
     results = api.get("/api/v1/sku-mappings/").json()["results"]
     assert [(m["sku"], m["supplier_item_code"]) for m in results] == [("A-MUG", "X-MUG")]
+
+
+def test_a_parcel_that_left_too_late_ships_on_its_cancelled_order(world, api):
+    """The buyer's cancellation was approved while the provider held the parcel (the order is
+    cancelled, the parcel's intercept requested, its stock still held); the provider answers
+    too late, then reports the tracking: the units leave stock, once."""
+    from django.utils import timezone
+
+    parcel = world["parcel"]
+    with tenant_context(world["tenant"]):
+        Order.objects.filter(pk=parcel.order_id).update(
+            status=OrderStatus.CANCELLED, cancelled_at=timezone.now()
+        )
+        Shipment.objects.filter(pk=parcel.pk).update(
+            intercept_state=InterceptState.REQUESTED, status=ShipmentStatus.EXCEPTION
+        )
+    url = f"/api/v1/parcels/{parcel.pk}/"
+    assert api.post(url + "intercept/", {"result": "too_late"}).status_code == 200
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (100, 1)
+
+    response = api.post(url + "ship/", {"tracking_number": USPS_NUMBER, "carrier": "usps"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["parcel"]["status"] == "shipped"
+    assert response.json()["units"] == 3
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)

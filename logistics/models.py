@@ -638,19 +638,19 @@ class ProviderAPIKey(TenantOwnedModel, AbstractAPIKey):
         return self.scope == ApiKeyScope.WRITE
 
 
-class ProviderEventKind(models.TextChoices):
+class ParcelEventKind(models.TextChoices):
     PICKED = "picked", "Picked"
     PACKED = "packed", "Packed"
     EXCEPTION = "exception", "Exception"
 
 
-class ProviderEvent(TenantOwnedModel):
+class ParcelEvent(TenantOwnedModel):
     """Something a provider reported about one of its parcels through the API: picked, packed,
     or an exception (damaged, out of stock at the shelf...), with its note."""
 
-    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="provider_events")
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=ProviderEventKind.choices)
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="parcel_events")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="parcel_events")
+    kind = models.CharField(max_length=16, choices=ParcelEventKind.choices)
     note = models.CharField(max_length=500, blank=True)
     occurred_at = models.DateTimeField(help_text="When it happened, as the provider says.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -658,7 +658,7 @@ class ProviderEvent(TenantOwnedModel):
     class Meta:
         ordering = ["shipment", "occurred_at", "id"]
         indexes = [
-            models.Index(fields=["tenant", "shipment", "occurred_at"], name="providerevent_parcel")
+            models.Index(fields=["tenant", "shipment", "occurred_at"], name="parcelevent_parcel")
         ]
 
     def __str__(self) -> str:

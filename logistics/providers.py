@@ -24,10 +24,10 @@ from logistics.models import (
     ApiKeyScope,
     Carrier,
     InterceptState,
+    ParcelEvent,
+    ParcelEventKind,
     Provider,
     ProviderAPIKey,
-    ProviderEvent,
-    ProviderEventKind,
     Shipment,
     ShipmentLine,
     ShipmentStatus,
@@ -293,24 +293,24 @@ def provider_event_record(
     kind: str,
     note: str = "",
     occurred_at: datetime | None = None,
-) -> ProviderEvent:
+) -> ParcelEvent:
     """Record that the provider picked or packed the parcel, or hit an exception with it; the
     order's trail shows it and an exception raises an alert for the seller."""
-    if kind not in ProviderEventKind.values:
+    if kind not in ParcelEventKind.values:
         raise ProviderActionError(
-            f"kind must be one of {', '.join(ProviderEventKind.values)}.",
+            f"kind must be one of {', '.join(ParcelEventKind.values)}.",
             code="invalid_kind",
             status=422,
             field="kind",
         )
     note = note.strip()
-    if kind == ProviderEventKind.EXCEPTION and not note:
+    if kind == ParcelEventKind.EXCEPTION and not note:
         raise ProviderActionError(
             "Say what went wrong in the note.", code="note_required", status=422, field="note"
         )
     with tenant_context(provider.tenant), transaction.atomic():
         parcel = provider_parcel_lock(shipment=shipment, provider=provider)
-        event = ProviderEvent.objects.create(
+        event = ParcelEvent.objects.create(
             tenant_id=parcel.tenant_id,
             shipment=parcel,
             provider=provider,
@@ -319,7 +319,7 @@ def provider_event_record(
             occurred_at=occurred_at or timezone.now(),
         )
         Shipment.objects.filter(pk=parcel.pk).update(updated_at=timezone.now())
-        label = ProviderEventKind(kind).label.lower()
+        label = ParcelEventKind(kind).label.lower()
         order_event_add(
             order=parcel.order,
             kind=f"provider.{kind}",
@@ -328,7 +328,7 @@ def provider_event_record(
             data={"shipment": parcel.pk, "provider_event": event.pk},
             source=EventSource.PROVIDER,
         )
-        if kind == ProviderEventKind.EXCEPTION:
+        if kind == ParcelEventKind.EXCEPTION:
             alert_raise(
                 tenant=provider.tenant,
                 key=f"provider:{provider.pk}:exception:{parcel.pk}",

@@ -30,9 +30,9 @@ from logistics.models import (
     CarrierService,
     LabelAccount,
     LabelBatch,
+    ParcelEvent,
     Provider,
     ProviderAPIKey,
-    ProviderEvent,
     Shipment,
     ShipmentLine,
     ShippingPolicy,
@@ -532,9 +532,9 @@ class ProviderAPIKeyFactory(BaseFactory):
         return obj
 
 
-class ProviderEventFactory(BaseFactory):
+class ParcelEventFactory(BaseFactory):
     class Meta:
-        model = ProviderEvent
+        model = ParcelEvent
 
     shipment = factory.SubFactory(ShipmentFactory)
     tenant = factory.SelfAttribute("shipment.tenant")

@@ -18,9 +18,9 @@ from rest_framework import serializers
 from inventory.models import StockLevel, SupplierItem
 from logistics.models import (
     InterceptState,
+    ParcelEvent,
+    ParcelEventKind,
     Provider,
-    ProviderEvent,
-    ProviderEventKind,
     Shipment,
     ShipmentLine,
     ShipmentStatus,
@@ -168,7 +168,7 @@ def parcels_data(rows, *, provider: Provider) -> list[dict]:
     ]
 
 
-def event_data(event: ProviderEvent) -> dict:
+def event_data(event: ParcelEvent) -> dict:
     return {
         "id": event.pk,
         "kind": event.kind,
@@ -275,7 +275,7 @@ class ShipOut(serializers.Serializer):
 
 class EventOut(serializers.Serializer):
     id = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=ProviderEventKind.choices)
+    kind = serializers.ChoiceField(choices=ParcelEventKind.choices)
     note = serializers.CharField(allow_blank=True)
     occurred_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()
@@ -331,7 +331,7 @@ class ShipIn(serializers.Serializer):
 
 
 class EventIn(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=ProviderEventKind.choices)
+    kind = serializers.ChoiceField(choices=ParcelEventKind.choices)
     note = serializers.CharField(
         max_length=500, required=False, allow_blank=True, help_text="Required for exception."
     )

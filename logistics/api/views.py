@@ -37,7 +37,7 @@ from logistics.api.serializers import (
     stock_data,
 )
 from logistics.api.shipping import api_parcel_ship
-from logistics.models import ProviderEvent, Shipment, ShipmentStatus
+from logistics.models import ParcelEvent, Shipment, ShipmentStatus
 from logistics.providers import (
     ProviderActionError,
     StockCount,
@@ -340,7 +340,7 @@ class ParcelViewSet(ProviderAPIView):
         if request.method == "POST":
             return self._event_create(request, pk=pk)
         shipment = self.get_object()
-        events = ProviderEvent.objects.filter(shipment=shipment, provider=self.provider)
+        events = ParcelEvent.objects.filter(shipment=shipment, provider=self.provider)
         return Response([event_data(event) for event in events.order_by("occurred_at", "pk")])
 
     @idempotent

@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.CreateModel(
-            name='ProviderEvent',
+            name='ParcelEvent',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.CharField(choices=[('picked', 'Picked'), ('packed', 'Packed'), ('exception', 'Exception')], max_length=16)),
@@ -62,17 +62,17 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='shops.tenant'),
         ),
         migrations.AddField(
-            model_name='providerevent',
+            model_name='parcelevent',
             name='provider',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='logistics.provider'),
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='parcel_events', to='logistics.provider'),
         ),
         migrations.AddField(
-            model_name='providerevent',
+            model_name='parcelevent',
             name='shipment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='provider_events', to='logistics.shipment'),
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='parcel_events', to='logistics.shipment'),
         ),
         migrations.AddField(
-            model_name='providerevent',
+            model_name='parcelevent',
             name='tenant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='shops.tenant'),
         ),
@@ -81,7 +81,7 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['tenant', 'provider'], name='providerapikey_provider'),
         ),
         migrations.AddIndex(
-            model_name='providerevent',
-            index=models.Index(fields=['tenant', 'shipment', 'occurred_at'], name='providerevent_parcel'),
+            model_name='parcelevent',
+            index=models.Index(fields=['tenant', 'shipment', 'occurred_at'], name='parcelevent_parcel'),
         ),
     ]

@@ -38,7 +38,7 @@ def test_the_same_key_and_body_replays_the_first_answer(world):
     assert first.json() == again.json()
     assert again["Idempotent-Replayed"] == "true"
     with tenant_context(world["tenant"]):
-        assert world["parcel"].provider_events.count() == 1
+        assert world["parcel"].parcel_events.count() == 1
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from inventory.models import Reservation, ReservationState, StockLevel
-from logistics.models import InterceptState, ProviderEvent, Shipment, ShipmentStatus
+from logistics.models import InterceptState, ParcelEvent, Shipment, ShipmentStatus
 from orders.models import Order, OrderHold, OrderStatus
 from tests.logistics.api_world import (
     UPS_NUMBER,
@@ -220,7 +220,7 @@ def test_events_are_recorded_and_an_exception_alerts_the_seller(world, api):
 
     assert [e["kind"] for e in api.get(url).json()] == ["picked", "exception"]
     with tenant_context(world["tenant"]):
-        assert ProviderEvent.objects.count() == 2
+        assert ParcelEvent.objects.count() == 2
         assert Alert.objects.get(kind="provider_exception").message == "Box crushed"
 
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from import_export.forms import ImportForm
 
+from logistics.admin_api import ProviderAPIKeyAdmin  # noqa: F401
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.admin_tracking import ShipmentTrackingAdminMixin, TrackingPushAttemptAdmin  # noqa: F401

@@ -7,12 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from shops.models import Platform, Shop
 from tkerp.encryption import EncryptedTextField
 from tkerp.outbound import validate_outbound_url
 from tkerp.search import trigram_index
-from tkerp.tenancy import TenantOwnedModel
+from tkerp.tenancy import TenantManager, TenantOwnedModel
 
 
 class Carrier(TenantOwnedModel):
@@ -473,6 +474,11 @@ class Shipment(TenantOwnedModel):
                 name="shipment_tracking_poll",
             ),
             models.Index(fields=["tenant", "tracking_exception"], name="shipment_tracking_exc"),
+            # The provider API's poll: a provider's parcels by warehouse, oldest change first.
+            models.Index(
+                fields=["tenant", "warehouse", "updated_at", "id"],
+                name="shipment_warehouse_updated",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -755,3 +761,74 @@ class LabelBatchItem(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.batch_id}:{self.shipment_id} ({self.status})"
+
+
+# --- The provider API (logistics/api/): keys and what providers report -------------------------
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read only"
+    WRITE = "write", "Read and write"
+
+
+class ProviderAPIKeyManager(TenantManager, BaseAPIKeyManager):
+    """Scoped like every tenant-owned manager, with the key library's `create_key` (which
+    hashes the key and returns it once). The API's authentication finds a key by its prefix
+    before any tenant is known, through `_base_manager` (logistics.api.auth)."""
+
+
+class ProviderAPIKey(TenantOwnedModel, AbstractAPIKey):
+    """A provider's key to the provider API: shown once when created, stored only as a hash
+    (sha512 of the key; the first 8 characters, `prefix`, are kept in clear to find it and to
+    recognise it in lists). It resolves its tenant and provider; `scope` says whether it may
+    write; `revoked` and `expiry_date` end it; `last_used_at` is refreshed at most once a
+    minute."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="api_keys")
+    scope = models.CharField(max_length=8, choices=ApiKeyScope.choices, default=ApiKeyScope.READ)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ProviderAPIKeyManager()
+    # The prefix is random and found before the tenant is known (logistics.api.auth): unique
+    # across tenants by design, and it tells nothing about one (tests/test_project.py).
+    globally_unique_fields = ("prefix",)
+
+    class Meta(AbstractAPIKey.Meta):
+        ordering = ["-created"]
+        verbose_name = "provider API key"
+        verbose_name_plural = "provider API keys"
+        indexes = [models.Index(fields=["tenant", "provider"], name="providerapikey_provider")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == ApiKeyScope.WRITE
+
+
+class ParcelEventKind(models.TextChoices):
+    PICKED = "picked", "Picked"
+    PACKED = "packed", "Packed"
+    EXCEPTION = "exception", "Exception"
+
+
+class ParcelEvent(TenantOwnedModel):
+    """Something a provider reported about one of its parcels through the API: picked, packed,
+    or an exception (damaged, out of stock at the shelf...), with its note."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="parcel_events")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="parcel_events")
+    kind = models.CharField(max_length=16, choices=ParcelEventKind.choices)
+    note = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField(help_text="When it happened, as the provider says.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["shipment", "occurred_at", "id"]
+        indexes = [
+            models.Index(fields=["tenant", "shipment", "occurred_at"], name="parcelevent_parcel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment_id}: {self.kind}"

@@ -40,6 +40,7 @@ class HoldReason(models.TextChoices):
     SKU_UNKNOWN = "sku.unknown", "Line matches no SKU"
     FRAUD_SUSPECTED = "fraud.suspected", "Suspected fraud"
     CARRIER_NO_RULE = "carrier.no_rule", "No carrier rule fits a parcel"
+    PROVIDER_REJECTED = "provider.rejected", "The provider rejected a parcel"
 
 
 # Holding is for orders nobody has started fulfilling: once stock is allocated the order has

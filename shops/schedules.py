@@ -56,6 +56,11 @@ def schedule_specs() -> list[ScheduleSpec]:
             func="shops.tasks.prune_sync_history",
             schedule_type=Schedule.DAILY,
         ),
+        ScheduleSpec(
+            name="tkerp: prune API idempotency keys",
+            func="tkerp.tasks.idempotency_prune_task",
+            schedule_type=Schedule.DAILY,
+        ),
         *inventory_schedule_specs(),
     ]
 

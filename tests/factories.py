@@ -30,7 +30,9 @@ from logistics.models import (
     CarrierService,
     LabelAccount,
     LabelBatch,
+    ParcelEvent,
     Provider,
+    ProviderAPIKey,
     Shipment,
     ShipmentLine,
     ShippingPolicy,
@@ -509,3 +511,33 @@ class JobFactory(BaseFactory):
     title = factory.Sequence(lambda n: f"Import of file-{n}.csv")
     status = "succeeded"
     message = "Imported 3 rows: 3 new, 0 changed, 0 unchanged."
+
+
+class ProviderAPIKeyFactory(BaseFactory):
+    """A provider's API key, hashed like a real one (the key itself is not kept)."""
+
+    class Meta:
+        model = ProviderAPIKey
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
+    name = factory.Sequence(lambda n: f"key {n}")
+    scope = "read"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        obj = model_class(*args, **kwargs)
+        model_class.objects.assign_key(obj)
+        obj.save()
+        return obj
+
+
+class ParcelEventFactory(BaseFactory):
+    class Meta:
+        model = ParcelEvent
+
+    shipment = factory.SubFactory(ShipmentFactory)
+    tenant = factory.SelfAttribute("shipment.tenant")
+    provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
+    kind = "picked"
+    occurred_at = factory.LazyFunction(timezone.now)

@@ -139,3 +139,33 @@ class JobError(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.column}: {self.message}"
+
+
+class IdempotencyRecord(TenantOwnedModel):
+    """One `Idempotency-Key` an API client used, and the answer it got (tkerp.api.idempotency).
+
+    The row is inserted in the same transaction as the write it guards, so of two concurrent
+    requests with one key the second waits on the unique index and then replays the first's
+    answer; a request that fails with a server error rolls back and leaves the key free.
+    `fingerprint` (method, path and body) tells a retry from a different request under the
+    same key.
+    """
+
+    client = models.CharField(max_length=150, help_text="The API key's id (prefix and hash).")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "client", "key"], name="idempotencyrecord_unique_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}]"

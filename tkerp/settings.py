@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "rest_framework_api_key",  # its AbstractAPIKey is the base of logistics.ProviderAPIKey
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served from here, not a CDN
     "django_q",
     "import_export",
     "tkerp.apps.TkerpConfig",
@@ -205,10 +207,34 @@ IMPORT_EXPORT_USE_TRANSACTIONS = True
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False  # tkerp.resources quotes formulas instead
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tkerp.api.schema.ApiAutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # The provider API (logistics/api/): JSON only, errors as RFC 9457 problem details.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "tkerp.api.problems.problem_exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "tkerp API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tkerp provider API",
+    "DESCRIPTION": "For 3PL warehouses and drop-ship suppliers: the parcels routed to you, "
+    "accepting and shipping them, events, stock and SKU mapping. Authenticate with "
+    "`Authorization: Api-Key <key>`; send an `Idempotency-Key` with every POST. Errors are RFC "
+    "9457 problem details.",
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "DEFAULT_GENERATOR_CLASS": "tkerp.api.schema.ApiSchemaGenerator",
+}
+# Requests per provider key (counted in the default cache: per web process unless CACHES
+# points at a shared one), and how long an Idempotency-Key is remembered.
+TKERP_API_THROTTLE_RATE = os.environ.get("TKERP_API_THROTTLE_RATE", "1200/min")
+TKERP_API_IDEMPOTENCY_HOURS = int(os.environ.get("TKERP_API_IDEMPOTENCY_HOURS", "24"))
 
 LOGGING = {
     "version": 1,

@@ -13,3 +13,10 @@ def job_execute(job_id: int, tenant_id: int) -> dict:
         return {"job": job_id, "status": "skipped", "error": "tenant deleted"}
     job = job_run(job_id=job_id, tenant=tenant)
     return {"job": job_id, "status": job.status if job is not None else "skipped"}
+
+
+def idempotency_prune_task() -> int:
+    """Daily: forget the provider API's Idempotency-Keys older than a day (every tenant's)."""
+    from tkerp.api.idempotency import idempotency_prune
+
+    return idempotency_prune()

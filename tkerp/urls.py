@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from shops.views import invitation_accept_view
 from tkerp import views
+from tkerp.api.problems import api_not_found
 
 admin.site.site_header = "tkerp"
 admin.site.site_title = "tkerp back office"
@@ -20,6 +22,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("invitations/<str:token>/", invitation_accept_view, name="invitation-accept"),
     path("webhooks/", include("shops.urls")),
+    # The provider API, its OpenAPI schema and its docs (assets served from the project).
+    path("api/v1/", include("logistics.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    re_path(r"^api/", api_not_found),
 ]
 
 if settings.TKERP_SANDBOX_ENABLED:

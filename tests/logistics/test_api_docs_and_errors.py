@@ -1,0 +1,89 @@
+"""The API's schema and docs pages, its throttle, and its error shape outside the views."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from logistics.api.auth import PerKeyThrottle
+from logistics.providers import provider_key_create
+from tests.logistics.api_world import Api, provider_world
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(tenant_a):
+    return provider_world(tenant_a)
+
+
+def test_the_schema_builds_without_warnings_and_every_operation_has_an_example(tmp_path):
+    out = tmp_path / "schema.json"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json",
+                 "--file", str(out))  # fmt: skip
+    schema = json.loads(out.read_text())
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) >= 10
+    for path, method, operation in operations:
+        assert path.startswith("/api/v1/")
+        bodies = [
+            content
+            for response in operation["responses"].values()
+            for content in response.get("content", {}).values()
+        ] + list(operation.get("requestBody", {}).get("content", {}).values())
+        assert any("examples" in body for body in bodies), f"{method} {path} has no example"
+        assert "application/problem+json" in operation["responses"]["404"]["content"]
+        if method == "post":
+            header = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+            assert header and header[0]["required"]
+
+
+def test_the_docs_are_served_from_the_project_not_a_cdn(client):
+    assert client.get("/api/schema/").status_code == 200
+    for page in ("/api/docs/", "/api/redoc/"):
+        html = client.get(page).content.decode()
+        assert "drf_spectacular_sidecar" in html, page
+        assert "cdn." not in html and "jsdelivr" not in html and "unpkg" not in html, page
+
+
+def test_an_unknown_api_path_is_a_problem_not_a_page(world):
+    api = Api(world["key"])
+    for response in (api.get("/api/v1/nothing/"), api.post("/api/v1/parcels/x/ship/", {})):
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["status"] == 404
+
+
+def test_a_server_error_is_a_problem_without_a_traceback(world, monkeypatch):
+    from logistics.api import views
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(views, "parcels_data", broken)
+    response = Api(world["key"]).get("/api/v1/parcels/")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert "secret internals" not in response.content.decode()
+    assert response.json()["code"] == "server_error"
+
+
+def test_each_key_is_throttled_on_its_own(world, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.TKERP_API_THROTTLE_RATE = "3/min"
+    _, other_key = provider_key_create(provider=world["other"], name="other", expires_days=None)
+    api, other = Api(world["key"]), Api(other_key)
+    assert [api.get("/api/v1/parcels/").status_code for _ in range(3)] == [200] * 3
+    throttled = api.get("/api/v1/parcels/")
+    assert throttled.status_code == 429
+    assert throttled["Content-Type"] == "application/problem+json"
+    assert int(throttled["Retry-After"]) >= 1
+    assert other.get("/api/v1/parcels/").status_code == 200
+    assert PerKeyThrottle().get_rate() == "3/min"
+    cache.clear()

@@ -1,0 +1,326 @@
+"""The provider API's parcels: what a provider sees, accepting, rejecting, shipping, events."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from inventory.models import Reservation, ReservationState, StockLevel
+from logistics.models import InterceptState, ParcelEvent, Shipment, ShipmentStatus
+from orders.models import Order, OrderHold, OrderStatus
+from tests.logistics.api_world import (
+    UPS_NUMBER,
+    USPS_NUMBER,
+    USPS_NUMBER_2,
+    Api,
+    provider_world,
+    routed_order,
+)
+from tkerp.models import Alert
+from tkerp.tenancy import tenant_context
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(tenant_a):
+    return provider_world(tenant_a)
+
+
+@pytest.fixture
+def api(world):
+    return Api(world["key"])
+
+
+def level(world, sku, warehouse="wh"):
+    with tenant_context(world["tenant"]):
+        return StockLevel.objects.get(sku=world[sku], warehouse=world[warehouse])
+
+
+def test_the_list_shows_only_the_providers_parcels_with_lines_and_item_codes(world, api):
+    response = api.get("/api/v1/parcels/")
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [p["id"] for p in results] == [world["parcel"].pk]
+    parcel = results[0]
+    assert parcel["warehouse"] == "A-WH"
+    assert parcel["service"] == {"carrier": "usps", "code": "ground", "name": "Ground"}
+    assert parcel["recipient"]["postal_code"] == "94105"
+    lines = parcel["lines"]
+    assert sorted((li["sku"], li["quantity"], li["supplier_item_code"]) for li in lines) == [
+        ("A-CAP", 2, None),
+        ("A-MUG", 1, "X-MUG"),
+    ]
+    assert parcel["deadlines"]["acknowledge_by"] is not None
+    assert parcel["deadlines"]["ship_by"] is not None
+
+
+def test_the_list_filters_by_status_and_updated_since(world, api):
+    assert api.get("/api/v1/parcels/", status="shipped").json()["results"] == []
+    assert len(api.get("/api/v1/parcels/", status="sent_to_provider").json()["results"]) == 1
+    assert api.get("/api/v1/parcels/", updated_since="2999-01-01T00:00:00Z").json()["results"] == []
+    bad = api.get("/api/v1/parcels/", updated_since="yesterday")
+    assert bad.status_code == 400
+    assert bad["Content-Type"] == "application/problem+json"
+    assert "updated_since" in bad.json()["errors"]
+
+
+def test_the_list_costs_the_same_queries_for_one_parcel_or_many(world, api):
+    api.get("/api/v1/parcels/")  # last_used_at written once a minute: not in the count below
+    with CaptureQueriesContext(connection) as one:
+        assert len(api.get("/api/v1/parcels/").json()["results"]) == 1
+    for _ in range(12):
+        routed_order(world, shop=world["shop"], lines=[(world["mug"], 1), (world["cap"], 1)])
+    with CaptureQueriesContext(connection) as many:
+        assert len(api.get("/api/v1/parcels/").json()["results"]) == 13
+    assert len(many.captured_queries) == len(one.captured_queries) <= 3
+
+
+def test_cursor_pages_walk_every_parcel_once(world, api):
+    for _ in range(4):
+        routed_order(world, shop=world["shop"], lines=[(world["mug"], 1)])
+    seen, url = [], "/api/v1/parcels/?limit=2"
+    while url:
+        body = api.client.get(url, headers=api.headers()).json()
+        seen += [p["id"] for p in body["results"]]
+        url = body["next"]
+    assert len(seen) == len(set(seen)) == 5
+
+
+def test_accepting_sets_acknowledged_and_confirms(world, api):
+    url = f"/api/v1/parcels/{world['parcel'].pk}/acknowledge/"
+    response = api.post(url, {"decision": "accept"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["acknowledged_at"] is not None
+    assert response.json()["status"] == ShipmentStatus.CONFIRMED
+
+
+def test_rejecting_puts_the_order_back_to_the_seller_on_hold(world, api):
+    parcel = world["parcel"]
+    response = api.post(
+        f"/api/v1/parcels/{parcel.pk}/acknowledge/",
+        {"decision": "reject", "reason": "Out of stock at the shelf"},
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["reject_reason"] == "Out of stock at the shelf"
+    with tenant_context(world["tenant"]):
+        order = Order.objects.get(pk=parcel.order_id)
+        assert order.status == OrderStatus.ON_HOLD
+        hold = OrderHold.objects.get(order=order, released_at__isnull=True)
+        assert hold.code == "provider.rejected"
+        assert "Out of stock at the shelf" in hold.message
+        assert Alert.objects.filter(kind="provider_rejected").exists()
+    # A rejected parcel can't be shipped any more.
+    ship = api.post(
+        f"/api/v1/parcels/{parcel.pk}/ship/", {"tracking_number": USPS_NUMBER, "carrier": "usps"}
+    )
+    assert ship.status_code == 409
+    assert ship.json()["code"] == "rejected"
+
+
+def test_rejecting_needs_a_reason(world, api):
+    response = api.post(
+        f"/api/v1/parcels/{world['parcel'].pk}/acknowledge/", {"decision": "reject"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"reason": ["Say why you reject the parcel."]}
+
+
+def test_shipping_commits_the_stock_once_and_ships_the_order(world, api):
+    parcel = world["parcel"]
+    url = f"/api/v1/parcels/{parcel.pk}/ship/"
+    response = api.post(url, {"tracking_number": USPS_NUMBER, "carrier": "usps"})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["units"] == 3
+    assert body["parcel"]["status"] == "shipped"
+    assert body["parcel"]["tracking_number"] == USPS_NUMBER
+    assert body["remainder"] is None
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
+    with tenant_context(world["tenant"]):
+        assert Order.objects.get(pk=parcel.order_id).status == OrderStatus.SHIPPED
+    # The same number again (a new request, not a replay) changes nothing.
+    again = api.post(url, {"tracking_number": USPS_NUMBER, "carrier": "usps"})
+    assert again.status_code == 200
+    assert again.json()["units"] == 0
+    assert level(world, "mug").on_hand == 99
+    other = api.post(url, {"tracking_number": USPS_NUMBER_2, "carrier": "usps"})
+    assert other.status_code == 409
+    assert other.json()["code"] == "already_shipped"
+
+
+def test_shipping_some_lines_moves_the_rest_to_a_new_parcel(world, api):
+    parcel = world["parcel"]
+    detail = api.get(f"/api/v1/parcels/{parcel.pk}/").json()
+    mug_line = next(line["id"] for line in detail["lines"] if line["sku"] == "A-MUG")
+
+    response = api.post(
+        f"/api/v1/parcels/{parcel.pk}/ship/",
+        {"tracking_number": USPS_NUMBER, "carrier": "usps", "lines": [mug_line]},
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert [line["sku"] for line in body["parcel"]["lines"]] == ["A-MUG"]
+    assert [line["sku"] for line in body["remainder"]["lines"]] == ["A-CAP"]
+    assert body["remainder"]["status"] == "sent_to_provider"
+    assert body["units"] == 1
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (100, 2)
+    with tenant_context(world["tenant"]):
+        assert Order.objects.get(pk=parcel.order_id).status != OrderStatus.SHIPPED
+    rest = api.post(
+        f"/api/v1/parcels/{body['remainder']['id']}/ship/",
+        {"tracking_number": USPS_NUMBER_2, "carrier": "usps"},
+    )
+    assert rest.status_code == 200, rest.json()
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
+    with tenant_context(world["tenant"]):
+        assert Order.objects.get(pk=parcel.order_id).status == OrderStatus.SHIPPED
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"tracking_number": "9400111000000000000018", "carrier": "usps"}, "tracking_number",
+         "invalid_tracking_number"),
+        ({"tracking_number": UPS_NUMBER, "carrier": "ups"}, "carrier", "carrier_mismatch"),
+        ({"tracking_number": USPS_NUMBER, "carrier": "dhl"}, "carrier", "unknown_carrier"),
+        ({"tracking_number": USPS_NUMBER, "carrier": "usps", "lines": [999999]}, "lines",
+         "unknown_line"),
+    ],
+)  # fmt: skip
+def test_a_bad_tracking_number_is_refused_and_nothing_changes(world, api, body, field, code):
+    parcel = world["parcel"]
+    response = api.post(f"/api/v1/parcels/{parcel.pk}/ship/", body)
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == code
+    assert field in problem["errors"]
+    assert problem["type"].startswith("https://")
+    with tenant_context(world["tenant"]):
+        parcel.refresh_from_db()
+        assert (parcel.tracking_number, parcel.status) == ("", ShipmentStatus.SENT_TO_PROVIDER)
+        assert Shipment.objects.filter(order_id=parcel.order_id).count() == 1
+    assert level(world, "mug").reserved == 1
+
+
+def test_events_are_recorded_and_an_exception_alerts_the_seller(world, api):
+    url = f"/api/v1/parcels/{world['parcel'].pk}/events/"
+    assert api.post(url, {"kind": "picked"}).status_code == 201
+    refused = api.post(url, {"kind": "exception"})
+    assert refused.status_code == 422
+    assert "note" in refused.json()["errors"]
+    assert api.post(url, {"kind": "exception", "note": "Box crushed"}).status_code == 201
+
+    assert [e["kind"] for e in api.get(url).json()] == ["picked", "exception"]
+    with tenant_context(world["tenant"]):
+        assert ParcelEvent.objects.count() == 2
+        assert Alert.objects.get(kind="provider_exception").message == "Box crushed"
+
+
+def request_intercept(world, parcel):
+    with tenant_context(world["tenant"]):
+        Shipment.objects.filter(pk=parcel.pk).update(intercept_state=InterceptState.REQUESTED)
+
+
+def test_an_intercepted_parcel_is_cancelled_and_its_stock_released(world, api):
+    parcel = world["parcel"]
+    url = f"/api/v1/parcels/{parcel.pk}/intercept/"
+    assert api.post(url, {"result": "intercepted"}).status_code == 409  # nothing requested
+    request_intercept(world, parcel)
+
+    response = api.post(url, {"result": "intercepted"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["intercept_state"] == "confirmed"
+    assert response.json()["status"] == "cancelled"
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (100, 0)
+    with tenant_context(world["tenant"]):
+        assert not Reservation.objects.filter(
+            order_id=parcel.order_id, state=ReservationState.RESERVED
+        ).exists()
+    assert api.post(url, {"result": "too_late"}).status_code == 409
+
+
+def test_too_late_leaves_the_stock_and_alerts_the_seller(world, api):
+    parcel = world["parcel"]
+    request_intercept(world, parcel)
+
+    response = api.post(f"/api/v1/parcels/{parcel.pk}/intercept/", {"result": "too_late"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["intercept_state"] == "failed"
+    assert level(world, "mug").reserved == 1
+    with tenant_context(world["tenant"]):
+        assert Alert.objects.filter(kind="intercept_failed").exists()
+
+
+def test_stock_counts_are_set_all_or_nothing_and_never_below_reserved(world, api):
+    count = {"warehouse": "A-WH", "sku": "A-MUG", "on_hand": 25}
+    ok = api.post("/api/v1/stock/", {"counts": [count]})
+    assert ok.status_code == 200, ok.json()
+    stored = ok.json()["levels"][0]
+    assert (stored["on_hand"], stored["reserved"], stored["free"]) == (25, 1, 24)
+
+    refused = api.post(
+        "/api/v1/stock/",
+        {
+            "counts": [
+                {"warehouse": "A-WH", "sku": "A-MUG", "on_hand": 30},
+                {"warehouse": "A-WH", "sku": "A-CAP", "on_hand": 1},  # 2 reserved
+                {"warehouse": "A-WH2", "sku": "A-CAP", "on_hand": 5},  # another provider's
+            ]
+        },
+    )
+    assert refused.status_code == 422
+    errors = refused.json()["errors"]
+    assert set(errors) == {"counts[2].warehouse"}
+    refused = api.post(
+        "/api/v1/stock/",
+        {"counts": [{"warehouse": "A-WH", "sku": "A-MUG", "on_hand": 30},
+                    {"warehouse": "A-WH", "sku": "A-CAP", "on_hand": 1}]},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    assert "reserved" in refused.json()["errors"]["counts[1].on_hand"][0]
+    assert level(world, "mug").on_hand == 25  # the first row was undone too
+
+    listed = api.get("/api/v1/stock/").json()["results"]
+    assert {(s["warehouse"], s["sku"]) for s in listed} == {("A-WH", "A-MUG"), ("A-WH", "A-CAP")}
+
+
+def test_the_sku_mapping_lists_the_providers_item_codes(world, api):
+    results = api.get("/api/v1/sku-mappings/").json()["results"]
+    assert [(m["sku"], m["supplier_item_code"]) for m in results] == [("A-MUG", "X-MUG")]
+
+
+def test_a_parcel_that_left_too_late_ships_on_its_cancelled_order(world, api):
+    """The buyer's cancellation was approved while the provider held the parcel (the order is
+    cancelled, the parcel's intercept requested, its stock still held); the provider answers
+    too late, then reports the tracking: the units leave stock, once."""
+    from django.utils import timezone
+
+    parcel = world["parcel"]
+    with tenant_context(world["tenant"]):
+        Order.objects.filter(pk=parcel.order_id).update(
+            status=OrderStatus.CANCELLED, cancelled_at=timezone.now()
+        )
+        Shipment.objects.filter(pk=parcel.pk).update(
+            intercept_state=InterceptState.REQUESTED, status=ShipmentStatus.EXCEPTION
+        )
+    url = f"/api/v1/parcels/{parcel.pk}/"
+    assert api.post(url + "intercept/", {"result": "too_late"}).status_code == 200
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (100, 1)
+
+    response = api.post(url + "ship/", {"tracking_number": USPS_NUMBER, "carrier": "usps"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["parcel"]["status"] == "shipped"
+    assert response.json()["units"] == 3
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)

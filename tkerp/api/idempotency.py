@@ -1,0 +1,142 @@
+"""`Idempotency-Key` for every POST of the API: a retried request never acts twice.
+
+Decorate a POST action with `@idempotent`. The key (1-255 visible ASCII characters, required)
+is claimed by inserting an `IdempotencyRecord` row in the same transaction as the action:
+
+- a new key: the action runs, and its answer (2xx or 4xx) is stored with the row on commit;
+- the same key with the same method, path and body: the first answer is replayed
+  (`Idempotent-Replayed: true`), nothing runs again;
+- the same key with a different request: 422 `idempotency_key_reused`;
+- two requests with one key at the same moment: the second's INSERT waits on the unique index
+  until the first commits, then replays its answer (one write, whatever the timing);
+- an action that fails with a server error rolls back, row included: the key is free again.
+
+Keys are kept `TKERP_API_IDEMPOTENCY_HOURS` (24) and pruned daily (`idempotency_prune`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from tkerp.api.problems import Unprocessable, problem_exception_handler
+from tkerp.models import IdempotencyRecord
+from tkerp.tenancy import all_tenants
+
+HEADER = "Idempotency-Key"
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def request_fingerprint(request) -> str:
+    """What makes two requests "the same": method, path and the parsed body (key order and
+    whitespace do not matter)."""
+    try:
+        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
+    except (exceptions.ParseError, TypeError, ValueError):
+        body = hashlib.sha256(request.body).hexdigest()
+    raw = f"{request.method}\n{request.path}\n{body}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _claim(*, tenant_id: int, client: str, key: str, fingerprint: str, request) -> bool:
+    """Insert the key's row; False when the key was already taken (committed). Waits for a
+    concurrent transaction holding the same key to finish first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {IdempotencyRecord._meta.db_table}
+                (tenant_id, client, key, fingerprint, method, path, created_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (tenant_id, client, key) DO NOTHING
+            RETURNING id
+            """,
+            [
+                tenant_id,
+                client,
+                key,
+                fingerprint,
+                request.method,
+                request.path[:255],
+                timezone.now(),
+            ],
+        )
+        return cursor.fetchone() is not None
+
+
+def idempotent(action):
+    """Run a POST action at most once per `Idempotency-Key` (see the module docstring)."""
+
+    @functools.wraps(action)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get(HEADER, "")
+        if not _KEY_RE.fullmatch(key):
+            raise exceptions.ValidationError(
+                {
+                    HEADER: [
+                        "Send an Idempotency-Key header (1-255 visible ASCII characters, e.g. a "
+                        "UUID) with every POST; retry with the same key."
+                    ]
+                }
+            )
+        api_key = request.auth
+        fingerprint = request_fingerprint(request)
+        with transaction.atomic():
+            if not _claim(
+                tenant_id=api_key.tenant_id,
+                client=api_key.pk,
+                key=key,
+                fingerprint=fingerprint,
+                request=request,
+            ):
+                record = IdempotencyRecord.objects.get(
+                    tenant_id=api_key.tenant_id, client=api_key.pk, key=key
+                )
+                if record.fingerprint != fingerprint:
+                    raise Unprocessable(
+                        "This Idempotency-Key was used for a different request; use a new key "
+                        "for a new request.",
+                        code="idempotency_key_reused",
+                    )
+                return Response(
+                    record.response_body,
+                    status=record.response_status,
+                    headers={"Idempotent-Replayed": "true"},
+                    content_type=(
+                        "application/problem+json" if record.response_status >= 400 else None
+                    ),
+                )
+            try:
+                with transaction.atomic():
+                    response = action(self, request, *args, **kwargs)
+                    if response.status_code >= 400:
+                        transaction.set_rollback(True)
+            except exceptions.APIException as exc:
+                # A refusal is an answer too: the same retry gets the same refusal.
+                response = problem_exception_handler(exc, {"request": request, "view": self})
+            if response.status_code >= 500:
+                transaction.set_rollback(True)
+                return response
+            IdempotencyRecord.objects.filter(
+                tenant_id=api_key.tenant_id, client=api_key.pk, key=key
+            ).update(response_status=response.status_code, response_body=response.data)
+        return response
+
+    wrapper.idempotent = True
+    return wrapper
+
+
+def idempotency_prune(*, now=None) -> int:
+    """Forget keys older than TKERP_API_IDEMPOTENCY_HOURS, every tenant's; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.TKERP_API_IDEMPOTENCY_HOURS)
+    with all_tenants():
+        deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -20,6 +20,7 @@ from import_export.forms import ImportForm
 
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
+from logistics.admin_providers import ProviderFlowAdminMixin
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -295,10 +296,20 @@ class ProviderForm(SecretsFormMixin, forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(TenantModelAdmin):
+class ProviderAdmin(ProviderFlowAdminMixin, TenantModelAdmin):
     form = ProviderForm
-    list_display = ("code", "name", "kind", "supplier", "contact_email", "is_active")
-    list_filter = ("kind", "is_active")
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "supplier",
+        "contact_email",
+        "order_file_enabled",
+        "is_active",
+    )
+    list_filter = ("kind", "is_active", "order_file_enabled")
+    readonly_fields = ("webhook_state", "scorecard")
+    actions = ("webhooks_enable", "order_file_now")
     search_fields = ("code", "name", "contact_email")
     list_select_related = ("supplier",)
     autocomplete_fields = ("supplier",)
@@ -344,10 +355,16 @@ class ShipmentAdmin(
         "service",
         "provider",
         "status",
+        "intercept_state",
         "tracking_number",
         "created_at",
     )
-    list_filter = ("status", "warehouse", ("service__carrier", admin.RelatedFieldListFilter))
+    list_filter = (
+        "status",
+        "intercept_state",
+        "warehouse",
+        ("service__carrier", admin.RelatedFieldListFilter),
+    )
     # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
     list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")
@@ -357,6 +374,12 @@ class ShipmentAdmin(
         "carrier_rule",
         "rules_applied_at",
         "skipped_rules",
+        # The provider flow writes these (dispatch, the provider API, cancellations).
+        "dispatched_at",
+        "acknowledged_at",
+        "rejected_at",
+        "reject_reason",
+        "intercept_state",
         "created_at",
         "updated_at",
     )

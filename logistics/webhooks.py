@@ -120,10 +120,10 @@ def provider_event_emit(
         return None
     event_id = f"msg_{key}" if key else f"msg_{uuid.uuid4().hex}"
     now = timezone.now()
-    data = shipment_event_data(shipment)
-    if extra:
-        data.update(extra)
     with tenant_context(shipment.tenant), transaction.atomic():
+        data = shipment_event_data(shipment)
+        if extra:
+            data.update(extra)
         event, created = ProviderEvent.objects.get_or_create(
             tenant_id=shipment.tenant_id,
             event_id=event_id,

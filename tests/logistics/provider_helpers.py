@@ -72,7 +72,10 @@ def provider_world(
     warehouse = WarehouseFactory(
         tenant=tenant, code="FAC-WH", kind=WarehouseKind.SUPPLIER, provider=provider
     )
-    shop = ShopFactory(tenant=tenant, name=f"{tenant.name} TikTok")
+    # A shop without a platform answer API: cancellations are answered here only.
+    shop = ShopFactory(
+        tenant=tenant, name=f"{tenant.name} shop", platform="manual", platform_shop_id=""
+    )
     mug = SkuFactory(tenant=tenant, code="MUG", name="Mug")
     cap = SkuFactory(tenant=tenant, code="CAP", name="Cap")
     SupplierItemFactory(tenant=tenant, supplier=supplier, sku=mug, supplier_item_code="F-MUG-01")

@@ -1,11 +1,11 @@
 """Order files for suppliers without an API: their parcels as CSV and XLSX, e-mailed.
 
 A provider with "send order files" on gets, at each of its `order_file_times` (tenant's
-timezone; 09:00 and 15:00 by default), a file of the parcels dispatched to it and not in a file
-yet: one row per parcel line with the supplier's own item code (`SupplierItem`), the quantity
-and the recipient. The seller can also make one on demand (the provider admin's action). Files
-are stored (downloads go through the tenant-scoped admin) and e-mailed to the provider's
-contact address as attachments.
+timezone; 09:00 and 15:00 by default), a file of the parcels dispatched to it before that time
+and not in a file yet: one row per parcel line with the supplier's own item code
+(`SupplierItem`), the quantity and the recipient. The seller can also make one on demand (the
+provider admin's action). Files are stored (downloads go through the tenant-scoped admin) and
+e-mailed to the provider's contact address as attachments.
 
 Idempotent: a scheduled file is unique per (provider, slot), and a parcel is in one file at most
 (both are database constraints), so a rerun of a slot, or two workers at once, make one file.
@@ -71,11 +71,13 @@ class OrderFileError(Exception):
     """An on-demand file could not be made; the message says why, for the person who asked."""
 
 
-def parcels_for_file(*, provider: Provider) -> QuerySet[Shipment]:
-    """The provider's parcels that are with it, not intercepted, and in no file yet."""
+def parcels_for_file(*, provider: Provider, until: datetime) -> QuerySet[Shipment]:
+    """The provider's parcels dispatched by `until`, still with it, not intercepted, and in no
+    file yet (a slot's file lists what was dispatched before its time)."""
     return Shipment.objects.filter(
         provider=provider,
         dispatched_at__isnull=False,
+        dispatched_at__lte=until,
         status__in=(ShipmentStatus.SENT_TO_PROVIDER, ShipmentStatus.CONFIRMED),
         intercept_state=InterceptState.NONE,
     ).exclude(pk__in=ProviderOrderFileParcel.objects.values("shipment_id"))
@@ -137,7 +139,7 @@ def provider_order_file_make(
         ):
             return None
         shipments = list(
-            parcels_for_file(provider=provider)
+            parcels_for_file(provider=provider, until=slot_at)
             .select_related("order", "service__carrier")
             .prefetch_related("lines__order_line__sku")
             .order_by("dispatched_at", "pk")
@@ -152,7 +154,12 @@ def provider_order_file_make(
         if not shipments:
             return order_file
         ProviderOrderFileParcel.objects.bulk_create(
-            [ProviderOrderFileParcel(order_file=order_file, shipment=s) for s in shipments]
+            [
+                ProviderOrderFileParcel(
+                    tenant_id=provider.tenant_id, order_file=order_file, shipment=s
+                )
+                for s in shipments
+            ]
         )
         dataset = order_file_dataset(provider=provider, shipments=shipments)
         local = timezone.localtime(slot_at, _zone(provider.tenant))
@@ -172,11 +179,12 @@ def provider_order_file_make(
 def provider_order_file_now(*, provider: Provider, user=None) -> ProviderOrderFile:
     """The admin's "make the order file now": refuses (OrderFileError) when there is nothing
     new to send."""
+    now = timezone.now()
     with tenant_context(provider.tenant):
-        if not parcels_for_file(provider=provider).exists():
+        if not parcels_for_file(provider=provider, until=now).exists():
             raise OrderFileError(f"{provider.name} has no new parcels to put in a file.")
         return provider_order_file_make(
-            provider=provider, slot_at=timezone.now(), trigger=OrderFileTrigger.MANUAL, user=user
+            provider=provider, slot_at=now, trigger=OrderFileTrigger.MANUAL, user=user
         )
 
 

@@ -235,6 +235,8 @@ class ProviderFlowAdminMixin:
 
     @admin.display(description="webhooks")
     def webhook_state(self, provider: Provider) -> str:
+        if provider.pk is None:
+            return "—"
         if provider.webhook_disabled_at is not None:
             return f"Disabled since {provider.webhook_disabled_at:%Y-%m-%d %H:%M} UTC"
         if provider.webhook_failing_since is not None:

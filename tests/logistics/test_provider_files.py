@@ -169,3 +169,17 @@ def test_downloads_are_the_tenants_own(world, step, client_a, client_b):
     # Another tenant cannot make a file for this provider either.
     run_action(client_b, Provider, "order_file_now", [world.provider.pk])
     assert len(files(world.tenant)) == 1
+
+
+def test_the_email_task_given_another_tenants_file_does_nothing(world, tenant_b, step):
+    from logistics.tasks import email_order_file
+
+    with step(local(8)):
+        world.order()
+    with time_machine.travel(local(9), tick=False):
+        provider_order_files_due()  # its e-mail task is not run here
+    (order_file,) = [f for f in files(world.tenant) if f.parcels]
+    assert email_order_file(tenant_b.pk, order_file.pk) == "skipped"
+    assert mail.outbox == []
+    assert email_order_file(world.tenant.pk, order_file.pk) == "sent"
+    assert len(mail.outbox) == 1

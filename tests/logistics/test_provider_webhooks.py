@@ -245,3 +245,31 @@ class TestTenants:
                 world.order()
         assert provider_events_deliver_due() == {"retry": 2}
         assert [len(events(t)) for t in (tenant_a, tenant_b)] == [1, 1]
+
+
+def test_a_task_given_another_tenants_event_does_nothing(
+    world, tenant_b, receiver, django_capture_on_commit_callbacks
+):
+    from logistics.tasks import deliver_provider_event
+
+    with django_capture_on_commit_callbacks(execute=False):
+        world.order()
+    (event,) = events(world.tenant)
+    assert deliver_provider_event(tenant_b.pk, event.pk) == "skipped"
+    assert receiver.received == [] and events(world.tenant)[0].attempts == 0
+    assert deliver_provider_event(world.tenant.pk, event.pk) == "delivered"
+
+
+def test_the_provider_jobs_are_scheduled(db):
+    from django_q.models import Schedule
+
+    from shops.schedules import schedules_ensure
+
+    schedules_ensure()
+    names = set(Schedule.objects.values_list("name", flat=True))
+    assert {
+        "tkerp: provider webhooks",
+        "tkerp: provider sweep",
+        "tkerp: provider order files",
+    } <= names
+    assert schedules_ensure() == []

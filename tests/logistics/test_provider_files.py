@@ -183,3 +183,15 @@ def test_the_email_task_given_another_tenants_file_does_nothing(world, tenant_b,
     assert mail.outbox == []
     assert email_order_file(world.tenant.pk, order_file.pk) == "sent"
     assert len(mail.outbox) == 1
+
+
+def test_bad_file_times_are_refused_with_a_clear_message():
+    from django.core.exceptions import ValidationError
+
+    from logistics.models import order_file_times_parse, validate_order_file_times
+
+    assert order_file_times_parse("15:00, 9:30,15:00") == [(9, 30), (15, 0)]
+    with pytest.raises(ValidationError, match="“9am” is not a time like 09:00"):
+        validate_order_file_times("09:00,9am")
+    with pytest.raises(ValidationError, match="“25:00” is not a time of day"):
+        validate_order_file_times("25:00")

@@ -112,3 +112,32 @@ def test_the_order_and_parcel_pages_show_the_intercept(world, cancelled, client_
     assert "Too late to intercept" in page.content.decode()
     assert changelist_pks(client_b, Shipment, "?intercept_state=failed") == set()
     assert_not_found(client_b, admin_url(Shipment, "change", parcel.pk))
+
+
+def test_only_the_providers_units_wait_for_its_answer(tenant_a, user_a, receiver):
+    from inventory.models import MovementKind, WarehouseKind
+    from inventory.stock import stock_adjust
+    from tests.factories import WarehouseFactory
+
+    world = provider_world(tenant_a, webhook_url=receiver.url)
+    own = WarehouseFactory(tenant=tenant_a, code="OWN", kind=WarehouseKind.OWN)
+    with tenant_context(tenant_a):
+        stock_adjust(
+            sku=world.mug, warehouse=own, delta=5, kind=MovementKind.RECEIVE, user=None, note="x"
+        )
+    order = world.order(mugs=1, caps=2)  # the mug from our shelf, the caps from the supplier
+    with tenant_context(tenant_a):
+        parcels = {s.warehouse.code: s for s in Shipment.objects.filter(order=order)}
+        assert parcels["OWN"].status == "pending" and parcels["FAC-WH"].dispatched_at
+    approve(order, user_a)
+
+    with tenant_context(tenant_a):
+        own_mug = StockLevel.objects.get(warehouse=own, sku=world.mug)
+        parcels = {s.warehouse.code: s for s in Shipment.objects.filter(order=order)}
+    assert (own_mug.on_hand, own_mug.reserved) == (5, 0)  # released at once
+    assert stock(world) == {"MUG": (20, 0), "CAP": (20, 2)}  # held for the provider
+    assert parcels["OWN"].status == "cancelled" and parcels["OWN"].intercept_state == ""
+    assert parcels["FAC-WH"].intercept_state == "requested"
+
+    shipment_intercept_resolve(shipment=parcels["FAC-WH"], intercepted=True)
+    assert stock(world) == {"MUG": (20, 0), "CAP": (20, 0)}

@@ -20,7 +20,7 @@ from import_export.forms import ImportForm
 
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
-from logistics.admin_providers import ProviderFlowAdminMixin
+from logistics.admin_providers import ProviderFlowAdminMixin, ShipmentInterceptAdminMixin
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -342,6 +342,7 @@ class ShipmentLineInline(TenantTabularInline):
 
 @admin.register(Shipment)
 class ShipmentAdmin(
+    ShipmentInterceptAdminMixin,
     PrintActionMixin,
     ShipmentLabelAdminMixin,
     IndexedSearchAdminMixin,
@@ -384,7 +385,15 @@ class ShipmentAdmin(
         "updated_at",
     )
     inlines = (ShipmentLineInline,)
-    actions = (print_labels, "buy_labels", "void_labels", "compare_label_rates", "rules_reapply")
+    actions = (
+        print_labels,
+        "buy_labels",
+        "void_labels",
+        "compare_label_rates",
+        "rules_reapply",
+        "intercept_confirmed",
+        "intercept_failed",
+    )
     change_list_template = "admin/logistics/shipment/change_list.html"
 
     @admin.display(description="rules skipped")

@@ -285,3 +285,37 @@ class ProviderFlowAdminMixin:
                 ),
                 messages.SUCCESS,
             )
+
+
+class ShipmentInterceptAdminMixin:
+    """The parcel list's record of a provider's answer to an intercept request, for providers
+    that answer by phone or e-mail rather than through the API."""
+
+    def _intercept_answer(self, request, queryset, *, intercepted: bool) -> None:
+        from orders.cancellations import shipment_intercept_resolve
+
+        done = 0
+        for shipment in queryset.filter(intercept_state="requested").select_related("tenant"):
+            done += shipment_intercept_resolve(
+                shipment=shipment,
+                intercepted=intercepted,
+                user=request.user,
+                source="user",
+            )
+        skipped = queryset.count() - done
+        text = ngettext("%d parcel recorded", "%d parcels recorded", done) % done
+        if skipped:
+            text += f"; {skipped} had no intercept waiting for an answer and were left alone"
+        self.message_user(request, text + ".", messages.SUCCESS if done else messages.WARNING)
+
+    @admin.action(
+        description="Provider stopped the parcel (intercept confirmed)", permissions=["change"]
+    )
+    def intercept_confirmed(self, request, queryset):
+        self._intercept_answer(request, queryset, intercepted=True)
+
+    @admin.action(
+        description="Provider could not stop the parcel (too late)", permissions=["change"]
+    )
+    def intercept_failed(self, request, queryset):
+        self._intercept_answer(request, queryset, intercepted=False)

@@ -141,3 +141,22 @@ def test_only_the_providers_units_wait_for_its_answer(tenant_a, user_a, receiver
 
     shipment_intercept_resolve(shipment=parcels["FAC-WH"], intercepted=True)
     assert stock(world) == {"MUG": (20, 0), "CAP": (20, 0)}
+
+
+def test_a_person_records_the_providers_answer_from_the_parcel_list(
+    world, cancelled, client_a, client_b
+):
+    from tests.orders.admin_helpers import run_action
+
+    parcel = world.parcel(cancelled)
+    run_action(client_b, Shipment, "intercept_confirmed", [parcel.pk])  # another tenant: nothing
+    parcel.refresh_from_db()
+    assert parcel.intercept_state == "requested"
+
+    response = run_action(client_a, Shipment, "intercept_confirmed", [parcel.pk])
+    assert response.status_code == 302
+    parcel.refresh_from_db()
+    assert parcel.intercept_state == "confirmed" and parcel.status == "cancelled"
+    assert stock(world) == {"MUG": (20, 0), "CAP": (20, 0)}
+    followed = client_a.get(response["Location"])
+    assert "1 parcel recorded" in followed.content.decode()

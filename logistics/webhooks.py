@@ -333,6 +333,7 @@ def provider_events_deliver_due(*, budget_seconds: float = SWEEP_BUDGET_SECONDS)
                 status=ProviderEventStatus.PENDING,
                 provider__webhook_disabled_at__isnull=True,
             )
+            .exclude(provider__webhook_url="")
             .select_related("tenant")
             .order_by("next_attempt_at", "pk")[:SWEEP_BATCH]
         )

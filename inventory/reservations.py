@@ -798,13 +798,23 @@ def _release_hold_if_any(*, order: Order, codes: list[str]) -> None:
 # --- releasing --------------------------------------------------------------------------------
 
 
-def order_release(*, order: Order, reason: str = "cancelled") -> int:
+def order_release(
+    *,
+    order: Order,
+    reason: str = "cancelled",
+    only_warehouse_ids: Collection[int] | None = None,
+) -> int:
     """Give back every unit `order` still holds (cancelled, re-routed...); returns units released.
 
     Committed (shipped) reservations stay as they are, and an order that has shipped
     (`order_has_shipped`: the platform may cancel an order after its parcel left) gives nothing
     back: what it still holds is committed through `order_ship_commit`. A second call finds
     nothing reserved and changes nothing.
+
+    Units in the warehouse of a parcel whose provider was asked to intercept it stay reserved
+    until the provider answers (the parcel may still ship); `only_warehouse_ids` releases those
+    warehouses' units only, which is how a confirmed intercept gives them back
+    (`orders.cancellations.shipment_intercept_resolve`).
     """
     tenant = order.tenant
     with tenant_context(tenant), transaction.atomic():
@@ -812,17 +822,41 @@ def order_release(*, order: Order, reason: str = "cancelled") -> int:
             locked = order_lock(order_id=order.pk)
         except Order.DoesNotExist:
             return 0
-        return _release_locked(order=locked, reason=reason)
+        return _release_locked(
+            order=locked,
+            reason=reason,
+            only_warehouse_ids=only_warehouse_ids,
+        )
 
 
-def _release_locked(*, order: Order, reason: str) -> int:
+def _release_locked(
+    *,
+    order: Order,
+    reason: str,
+    only_warehouse_ids: Collection[int] | None = None,
+) -> int:
+    from logistics.models import InterceptState, Shipment
+
     if order_has_shipped(order):
         # The units left with the parcel: a cancel after shipping gives nothing back. Whatever
         # is still reserved (the pipeline had not committed it yet) is committed instead.
         order_ship_commit(order=order, source=EventSource.SYSTEM)
         return 0
+    held: set[int] = set()
+    if only_warehouse_ids is None:
+        held = set(
+            Shipment._base_manager.filter(
+                tenant_id=order.tenant_id,
+                order_id=order.pk,
+                intercept_state=InterceptState.REQUESTED,
+            ).values_list("warehouse_id", flat=True)
+        )
     reservations = [
-        r for r in reservations_lock(order=order) if r.state == ReservationState.RESERVED
+        r
+        for r in reservations_lock(order=order)
+        if r.state == ReservationState.RESERVED
+        and r.warehouse_id not in held
+        and (only_warehouse_ids is None or r.warehouse_id in only_warehouse_ids)
     ]
     if not reservations:
         return 0

@@ -21,6 +21,7 @@ from import_export.forms import ImportForm
 from logistics.admin_api import ProviderAPIKeyAdmin  # noqa: F401
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
+from logistics.admin_providers import ProviderFlowAdminMixin, ShipmentInterceptAdminMixin
 from logistics.admin_tracking import ShipmentTrackingAdminMixin, TrackingPushAttemptAdmin  # noqa: F401
 from logistics.models import (
     Carrier,
@@ -300,10 +301,20 @@ class ProviderForm(SecretsFormMixin, forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(TenantModelAdmin):
+class ProviderAdmin(ProviderFlowAdminMixin, TenantModelAdmin):
     form = ProviderForm
-    list_display = ("code", "name", "kind", "supplier", "contact_email", "is_active")
-    list_filter = ("kind", "is_active")
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "supplier",
+        "contact_email",
+        "order_file_enabled",
+        "is_active",
+    )
+    list_filter = ("kind", "is_active", "order_file_enabled")
+    readonly_fields = ("webhook_state", "scorecard")
+    actions = ("webhooks_enable", "order_file_now")
     search_fields = ("code", "name", "contact_email")
     list_select_related = ("supplier",)
     autocomplete_fields = ("supplier",)
@@ -373,6 +384,7 @@ class TrackingExceptionFilter(admin.SimpleListFilter):
 
 @admin.register(Shipment)
 class ShipmentAdmin(
+    ShipmentInterceptAdminMixin,
     PrintActionMixin,
     ShipmentLabelAdminMixin,
     ShipmentTrackingAdminMixin,
@@ -392,6 +404,7 @@ class ShipmentAdmin(
         "service",
         "provider",
         "status",
+        "intercept_state",
         "tracking_number",
         "tracking_status",
         "tracking_exception",
@@ -402,6 +415,7 @@ class ShipmentAdmin(
         "status",
         TrackingExceptionFilter,
         "tracking_status",
+        "intercept_state",
         "warehouse",
         ("service__carrier", admin.RelatedFieldListFilter),
     )
@@ -428,6 +442,12 @@ class ShipmentAdmin(
         "tracking_polled_at",
         "tracking_poll_error",
         "writeback",
+        # The provider flow writes these (dispatch, the provider API, cancellations).
+        "dispatched_at",
+        "acknowledged_at",
+        "rejected_at",
+        "reject_reason",
+        "intercept_state",
         "created_at",
         "updated_at",
     )
@@ -440,6 +460,8 @@ class ShipmentAdmin(
         "rules_reapply",
         "poll_tracking_now",
         "mark_shipped_with_tracking",
+        "intercept_confirmed",
+        "intercept_failed",
     )
     change_list_template = "admin/logistics/shipment/change_list.html"
 

@@ -201,6 +201,29 @@ class ShippingPolicy(TenantOwnedModel):
         return "Shipping policy"
 
 
+def order_file_times_parse(value: str) -> list[tuple[int, int]]:
+    """`"09:00,15:00"` as sorted (hour, minute) pairs; ValueError names the bad entry."""
+    times = set()
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        hour, sep, minute = part.partition(":")
+        if not (sep and hour.isdigit() and minute.isdigit() and len(minute) == 2):
+            raise ValueError(f"“{part}” is not a time like 09:00")
+        if not (0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
+            raise ValueError(f"“{part}” is not a time of day")
+        times.add((int(hour), int(minute)))
+    return sorted(times)
+
+
+def validate_order_file_times(value: str) -> None:
+    try:
+        order_file_times_parse(value)
+    except ValueError as exc:
+        raise ValidationError(f"{exc}; write times as HH:MM separated by commas.") from None
+
+
 class ProviderKind(models.TextChoices):
     THREE_PL = "3pl", "3PL warehouse"
     DROPSHIP = "dropship", "Drop-ship supplier"
@@ -230,6 +253,29 @@ class Provider(TenantOwnedModel):
     confirm_within_minutes = models.PositiveIntegerField(default=30)
     tracking_within_minutes = models.PositiveIntegerField(default=120)
     is_active = models.BooleanField(default=True)
+    # Outbound webhooks (logistics.webhooks): since when every delivery has failed, and when
+    # tkerp stopped sending after TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS of that.
+    webhook_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    webhook_disabled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Webhooks stopped after failing for days; the Re-enable action resumes them.",
+    )
+    # Suppliers without an API (logistics.provider_files) get a file of their parcels instead.
+    order_file_enabled = models.BooleanField(
+        "send order files",
+        default=False,
+        help_text="E-mail this provider a CSV/XLSX file of its new parcels at the times below "
+        "(for suppliers without an API).",
+    )
+    order_file_times = models.CharField(
+        max_length=100,
+        default="09:00,15:00",
+        blank=True,
+        validators=[validate_order_file_times],
+        help_text="Comma-separated HH:MM times, in the tenant's timezone.",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -832,3 +878,145 @@ class ParcelEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.shipment_id}: {self.kind}"
+
+
+# --- The provider flow: outbound webhooks, reminders, order files ------------------------------
+
+
+class ProviderEventStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+
+
+class ProviderEvent(TenantOwnedModel):
+    """One webhook event for a provider (`shipment.created`, ...) and how its delivery went.
+
+    `event_id` is the Standard Webhooks `webhook-id`: unique per tenant, so an event is recorded
+    (and sent) once however often the code that emits it runs, and a retry or a redelivery
+    carries the same id for the receiver to deduplicate. `last_error` holds our own words
+    (a status code, "timed out", the policy's refusal), never the receiver's reply.
+    """
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="events")
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.SET_NULL, null=True, blank=True, related_name="provider_events"
+    )
+    event_type = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=80)
+    payload = models.JSONField(help_text="The JSON body sent (the same on every attempt).")
+    status = models.CharField(
+        max_length=10, choices=ProviderEventStatus.choices, default=ProviderEventStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "provider webhook delivery"
+        verbose_name_plural = "provider webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_id"], name="providerevent_unique_id"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status="pending"),
+                name="providerevent_due",
+            ),
+            models.Index(fields=["tenant", "provider", "-created_at"], name="providerevent_list"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+
+class ReminderKind(models.TextChoices):
+    ACKNOWLEDGE = "acknowledge", "Not acknowledged in time"
+    TRACKING = "tracking", "No tracking in time"
+
+
+class ProviderReminder(TenantOwnedModel):
+    """A provider was late with a parcel (acknowledgement or tracking): one row per breach, so
+    the sweep reminds once (webhook `shipment.reminder` and an e-mail) however often it runs."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="reminders")
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=12, choices=ReminderKind.choices)
+    due_at = models.DateTimeField(help_text="When the provider should have answered.")
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "shipment", "kind"], name="providerreminder_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.shipment_id}"
+
+
+def order_file_upload_to(order_file: "ProviderOrderFile", filename: str) -> str:
+    """Order files live under the tenant's folder (downloads go through the tenant-scoped admin
+    view, never MEDIA_URL)."""
+    return f"order_files/{order_file.tenant_id}/{order_file.provider_id}/{filename}"
+
+
+class OrderFileTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "On demand"
+
+
+class ProviderOrderFile(TenantOwnedModel):
+    """A file (CSV and XLSX) of the parcels dispatched to a supplier without an API, e-mailed
+    to it. A scheduled file is unique per (provider, slot), so a rerun of a slot makes none."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="order_files")
+    slot_at = models.DateTimeField(help_text="The scheduled time (or the moment, on demand).")
+    trigger = models.CharField(max_length=10, choices=OrderFileTrigger.choices)
+    parcels = models.PositiveIntegerField(default=0)
+    csv_file = models.FileField(upload_to=order_file_upload_to, blank=True, max_length=200)
+    xlsx_file = models.FileField(upload_to=order_file_upload_to, blank=True, max_length=200)
+    emailed_to = models.EmailField(blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-slot_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "provider", "slot_at"],
+                condition=Q(trigger="schedule"),
+                name="providerorderfile_one_per_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.slot_at:%Y-%m-%d %H:%M}"
+
+
+class ProviderOrderFileParcel(TenantOwnedModel):
+    """A parcel listed in an order file; a parcel is in one file at most (the constraint)."""
+
+    order_file = models.ForeignKey(
+        ProviderOrderFile, on_delete=models.CASCADE, related_name="file_parcels"
+    )
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "shipment"], name="orderfileparcel_once"),
+        ]

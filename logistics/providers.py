@@ -350,7 +350,7 @@ def shipment_intercept_answer(
     released (`inventory.reservations.order_release`). Too late: the parcel left, the stock
     stays where it is, and the seller is alerted to expect a return. Answering again with the
     same answer changes nothing; a different one is refused."""
-    from inventory.reservations import order_release
+    from orders.cancellations import shipment_intercept_resolve
 
     wanted = InterceptState.CONFIRMED if intercepted else InterceptState.FAILED
     with tenant_context(provider.tenant), transaction.atomic():
@@ -367,38 +367,17 @@ def shipment_intercept_answer(
                 ),
                 code="no_intercept_requested",
             )
-        now = timezone.now()
-        parcel.intercept_state = wanted
-        fields = ["intercept_state", "updated_at"]
-        if intercepted:
-            parcel.status = ShipmentStatus.CANCELLED
-            fields.append("status")
-        parcel.save(update_fields=fields)
-        order = parcel.order
-        if intercepted:
-            released = order_release(order=order, reason=f"intercepted: {parcel.reference}")
-            message = (
-                f"{provider.name} intercepted parcel {parcel.reference}; "
-                f"{released} unit{'s' if released != 1 else ''} back in stock"
+        # One implementation of the answer, shared with the admin's phone/e-mail actions.
+        shipment_intercept_resolve(shipment=parcel, intercepted=intercepted)
+        if note:
+            order_event_add(
+                order=parcel.order,
+                kind="shipment.intercept_note",
+                message=f"{provider.name} on parcel {parcel.reference}: {note}"[:500],
+                data={"shipment": parcel.pk, "provider": provider.pk},
+                source=EventSource.PROVIDER,
             )
-        else:
-            message = f"{provider.name}: too late to intercept parcel {parcel.reference}"
-            alert_raise(
-                tenant=provider.tenant,
-                key=f"provider:{provider.pk}:intercept_failed:{parcel.pk}",
-                kind="intercept_failed",
-                title=f"Parcel {parcel.reference} left before the intercept",
-                message=f"{message}. Expect it back as a return."
-                + (f" Provider's note: {note}" if note else ""),
-                severity="warning",
-            )
-        order_event_add(
-            order=order,
-            kind="shipment.intercept_confirmed" if intercepted else "shipment.intercept_failed",
-            message=message + (f" — {note}" if note else ""),
-            data={"shipment": parcel.pk, "provider": provider.pk, "at": now.isoformat()},
-            source=EventSource.PROVIDER,
-        )
+        parcel.refresh_from_db()
         return parcel
 
 

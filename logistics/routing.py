@@ -9,6 +9,7 @@ from django.db import transaction
 
 from inventory.locking import order_lock, reservations_lock
 from inventory.models import ReservationState
+from logistics.dispatch import shipment_changed, shipments_dispatch
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
 from logistics.rules import (
     Rule,
@@ -79,8 +80,11 @@ def order_shipments_split(
             shipments.append(shipment)
             if added:
                 grown.append(shipment.pk)
+                if shipment.dispatched_at is not None:
+                    shipment_changed(shipment=shipment, change="lines")
         if apply_rules and grown:
             shipments_rules_apply(tenant=locked.tenant, shipment_ids=grown, rules=rules)
+            shipments_dispatch(tenant=locked.tenant, shipment_ids=grown)
             fresh = Shipment.objects.in_bulk(grown)
             shipments = [fresh.get(shipment.pk, shipment) for shipment in shipments]
         return shipments
@@ -124,4 +128,8 @@ def orders_split_ready(*, tenant, order_ids=None, limit: int = SPLIT_BATCH) -> i
                 rules = carrier_rules_load(tenant=tenant)
             shipments_rules_apply(tenant=tenant, shipment_ids=pending, rules=rules)
             done.update(pending)
+        # Parcels of a 3PL's or supplier's warehouse go to their provider now that the rules
+        # have run (logistics.dispatch; the provider sweep catches any left behind).
+        while shipments_dispatch(tenant=tenant, limit=limit):
+            pass
     return split

@@ -55,3 +55,85 @@ def push_due_tracking() -> dict:
     from logistics.outbox import tracking_push_due
 
     return tracking_push_due().as_dict()
+
+
+# --- the provider flow (webhooks, dispatch, reminders, order files) ----------------------------
+
+
+def provider_schedule_specs() -> list:
+    """The provider flow's periodic jobs (registered by shops.schedules)."""
+    from django_q.models import Schedule
+
+    from shops.schedules import ScheduleSpec
+
+    return [
+        ScheduleSpec(
+            name="tkerp: provider webhooks",
+            func="logistics.tasks.deliver_due_provider_events",
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+        ),
+        ScheduleSpec(
+            name="tkerp: provider sweep",
+            func="logistics.tasks.provider_sweep",
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+        ),
+        ScheduleSpec(
+            name="tkerp: provider order files",
+            func="logistics.tasks.make_due_order_files",
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+        ),
+    ]
+
+
+def deliver_provider_event(tenant_id: int, event_pk: int) -> str:
+    """Send one provider webhook now (queued after the event commits); a no-op once sent."""
+    from logistics.webhooks import provider_event_deliver
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return "skipped"
+    return provider_event_deliver(tenant=tenant, event_pk=event_pk)
+
+
+def deliver_due_provider_events() -> dict:
+    """Every minute: retries and deliveries a lost task left behind."""
+    from logistics.webhooks import provider_events_deliver_due
+
+    return provider_events_deliver_due()
+
+
+def provider_sweep() -> dict:
+    """Every minute, for each tenant with providers: dispatch parcels left behind, and remind
+    providers late with a parcel (logistics.provider_timers)."""
+    from logistics.dispatch import shipments_dispatch
+    from logistics.models import Provider
+    from logistics.provider_timers import provider_reminders_sweep
+    from tkerp.tenancy import all_tenants
+
+    with all_tenants():  # ESCAPE HATCH: the sweep serves every tenant with a provider
+        tenant_ids = set(Provider.objects.values_list("tenant_id", flat=True))
+    totals = {"dispatched": 0, "reminded": 0}
+    for tenant in Tenant.objects.filter(pk__in=tenant_ids, is_active=True).order_by("pk"):
+        totals["dispatched"] += len(shipments_dispatch(tenant=tenant))
+        totals["reminded"] += provider_reminders_sweep(tenant=tenant)["reminded"]
+    return totals
+
+
+def make_due_order_files() -> dict:
+    """Every minute: the order files whose slot has come (logistics.provider_files)."""
+    from logistics.provider_files import provider_order_files_due
+
+    return provider_order_files_due()
+
+
+def email_order_file(tenant_id: int, file_pk: int) -> str:
+    """E-mail one order file to its provider; a no-op once sent."""
+    from logistics.provider_files import provider_order_file_email
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return "skipped"
+    return provider_order_file_email(tenant=tenant, file_pk=file_pk)

@@ -12,6 +12,7 @@ from django.contrib.admin import helpers
 from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.translation import ngettext
 from import_export.admin import ExportActionMixin
 
@@ -306,6 +307,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
     readonly_fields = (
         "status",
         "tracking_uploaded_at",
+        "parcels",
         "original_address",
         "raw",
         "platform_updated_at",
@@ -351,6 +353,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
                 )
             },
         ),
+        ("Parcels", {"fields": ("parcels",)}),
         ("Notes", {"fields": ("seller_note",)}),
         (
             "As the platform sent it",
@@ -411,6 +414,33 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
     @admin.display(description="time left", ordering="ship_by")
     def time_left(self, order):
         return order_time_left(order)
+
+    @admin.display(description="parcels")
+    def parcels(self, order):
+        """Each parcel with its status, provider and intercept state (requested / confirmed /
+        failed, when a cancellation asked the provider to stop it)."""
+        from logistics.models import Shipment
+
+        shipments = (
+            Shipment.objects.filter(order_id=order.pk)
+            .select_related("provider", "warehouse")
+            .order_by("pk")
+        )
+        if order.pk is None or not shipments:
+            return "—"
+        return format_html_join(
+            "\n",
+            "<div>{} — {}{}{}</div>",
+            (
+                (
+                    s.reference,
+                    s.get_status_display(),
+                    f" at {s.provider}" if s.provider_id else "",
+                    f" · {s.get_intercept_state_display()}" if s.intercept_state else "",
+                )
+                for s in shipments
+            ),
+        )
 
     @admin.display(description="holds")
     def hold_codes(self, order):

@@ -27,7 +27,8 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from logistics.models import Shipment, ShipmentStatus
+from logistics.models import InterceptState, Shipment, ShipmentStatus
+from logistics.webhooks import SHIPMENT_CANCELLED, provider_event_emit
 from orders.events import order_event_add
 from orders.models import (
     OPEN_STATUSES,
@@ -41,6 +42,8 @@ from orders.models import (
 )
 from shops.platforms import connector_class, connector_for
 from shops.platforms.base import PlatformError
+from tkerp.alerts import alert_raise
+from tkerp.models import AlertSeverity
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -139,9 +142,10 @@ def order_cancel_close(
     """Cancel `order` here after its cancellation was approved; returns False if it already was
     cancelled (pending shipments are still cancelled then).
 
-    Pending and labelled shipments are cancelled; shipments a provider already holds are set to
-    `exception` with an "intercept requested" event (the provider API that would ask them to stop
-    does not exist yet: a person calls the provider meanwhile). Reserved stock is released.
+    Pending and labelled shipments are cancelled; a provider that already holds a parcel is
+    asked to stop it (`intercept_state=requested`, a `shipment.cancelled` webhook), and its
+    units stay reserved until it answers (`shipment_intercept_resolve`). The rest of the
+    reserved stock is released.
     Refuses (CancellationError) an order with a shipment already on its way.
     """
     from inventory.reservations import order_release
@@ -162,18 +166,29 @@ def order_cancel_close(
                 status=ShipmentStatus.CANCELLED, updated_at=now
             )
         for shipment in shipments:
-            if shipment.status in PROVIDER_SHIPMENTS:
+            if (
+                shipment.status in PROVIDER_SHIPMENTS
+                and shipment.intercept_state == InterceptState.NONE
+            ):
+                shipment.intercept_state = InterceptState.REQUESTED
                 Shipment.objects.filter(pk=shipment.pk).update(
-                    status=ShipmentStatus.EXCEPTION, updated_at=now
+                    intercept_state=InterceptState.REQUESTED, updated_at=now
                 )
                 order_event_add(
                     order=order,
                     kind="shipment.intercept_requested",
                     message=f"Intercept requested: shipment {shipment.reference} is with "
-                    f"{shipment.provider or 'the provider'}; held until they confirm it stopped",
-                    data={"shipment": shipment.pk, "previous_status": shipment.status},
+                    f"{shipment.provider or 'the provider'}; its stock stays reserved until "
+                    "they answer",
+                    data={"shipment": shipment.pk, "status": shipment.status},
                     user=user,
                     source=source,
+                )
+                provider_event_emit(
+                    shipment=shipment,
+                    event_type=SHIPMENT_CANCELLED,
+                    key=f"{shipment.pk}-cancelled",
+                    extra={"reason": reason[:200]},
                 )
         closing = order.status != OrderStatus.CANCELLED
         if closing or to_cancel:
@@ -194,6 +209,77 @@ def order_cancel_close(
                 source=source,
             )
     return closing
+
+
+def shipment_intercept_resolve(
+    *,
+    shipment: Shipment,
+    intercepted: bool,
+    user: AbstractBaseUser | None = None,
+    source: str = EventSource.PROVIDER,
+) -> bool:
+    """Record the provider's answer to an intercept request (`shipment.cancelled`).
+
+    Intercepted: the parcel is cancelled (`intercept_state=confirmed`) and the units reserved
+    for it in its warehouse go back to stock. Too late: `intercept_state=failed`, the units stay
+    reserved (the parcel ships and commits them) and the seller gets an alert (a return will
+    follow). Returns False, changing nothing, when no intercept is waiting for an answer (asked
+    twice, or never asked), so a provider's retry is harmless.
+    """
+    from inventory.reservations import order_release
+
+    tenant = shipment.tenant
+    with tenant_context(tenant), transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=shipment.order_id)
+        shipment = (
+            Shipment.objects.select_for_update(of=("self",))
+            .select_related("provider", "warehouse")
+            .get(pk=shipment.pk)
+        )
+        if shipment.intercept_state != InterceptState.REQUESTED:
+            return False
+        now = timezone.now()
+        who = shipment.provider or "the provider"
+        if intercepted:
+            Shipment.objects.filter(pk=shipment.pk).update(
+                intercept_state=InterceptState.CONFIRMED,
+                status=ShipmentStatus.CANCELLED,
+                updated_at=now,
+            )
+            released = order_release(
+                order=order, reason="intercepted", only_warehouse_ids=[shipment.warehouse_id]
+            )
+            order_event_add(
+                order=order,
+                kind="shipment.intercepted",
+                message=f"{who} stopped parcel {shipment.reference}; {released} unit(s) back "
+                "in stock",
+                data={"shipment": shipment.pk, "released": released},
+                user=user,
+                source=source,
+            )
+        else:
+            Shipment.objects.filter(pk=shipment.pk).update(
+                intercept_state=InterceptState.FAILED, updated_at=now
+            )
+            order_event_add(
+                order=order,
+                kind="shipment.intercept_failed",
+                message=f"{who} could not stop parcel {shipment.reference}: it ships anyway",
+                data={"shipment": shipment.pk},
+                user=user,
+                source=source,
+            )
+            alert_raise(
+                tenant=tenant,
+                key=f"shipment:{shipment.pk}:intercept_failed",
+                kind="provider.intercept_failed",
+                title=f"Parcel {shipment.reference} of a cancelled order could not be stopped",
+                message=f"{who} answered that parcel {shipment.reference} of cancelled order "
+                f"{order.platform_order_id} was too late to intercept; expect a return.",
+                severity=AlertSeverity.WARNING,
+            )
+    return True
 
 
 # --- answering --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ def schedule_specs() -> list[ScheduleSpec]:
     from django_q.models import Schedule
 
     from inventory.tasks import inventory_schedule_specs  # the stock push's jobs (issue 5)
+    from logistics.tasks import provider_schedule_specs  # webhooks, reminders, order files
 
     return [
         ScheduleSpec(
@@ -62,6 +63,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             schedule_type=Schedule.DAILY,
         ),
         *inventory_schedule_specs(),
+        *provider_schedule_specs(),
     ]
 
 

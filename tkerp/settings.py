@@ -357,3 +357,13 @@ TKERP_PDF_FONT_FACE = os.environ.get("TKERP_PDF_FONT_FACE", "Noto Sans CJK SC")
 TKERP_LABEL_BATCH_LEASE_SECONDS = int(os.environ.get("TKERP_LABEL_BATCH_LEASE_SECONDS", "120"))
 # WeasyPrint narrates every rendering step at INFO; a batch worker's log needs only its problems.
 LOGGING["loggers"]["weasyprint"] = {"level": "WARNING"}
+
+# Provider webhooks (logistics.webhooks): minutes between a failed delivery and its next try
+# (after the first, immediate one; about 27 hours in all), and how many days of nothing but
+# failures disable a provider's webhooks with an alert to the seller.
+TKERP_PROVIDER_WEBHOOK_RETRY_MINUTES = [
+    int(m) for m in env_list("TKERP_PROVIDER_WEBHOOK_RETRY_MINUTES", "1,5,30,120,300,600,600")
+]
+TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS = float(
+    os.environ.get("TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS", "3")
+)

@@ -1,17 +1,17 @@
 """The provider API's ship door: a tracking number for a parcel (or some of its lines).
 
-MERGE NOTE: `api_parcel_ship` is the one place where the API checks a tracking number and ships.
-Once `logistics.tracking.shipment_tracking_accept(...)` exists (the one door for tracking
-numbers, with the platform write-back outbox), replace the body between the two markers with a
-call to it; the view and the tests only see this function's signature and `ShipOutcome`.
+The provider-specific rules (the parcel is still the provider's and open, the carrier is the one
+it is booked with, the lines are its own) are checked here; the number itself then goes through
+the one door every tracking number takes, `logistics.tracking.shipment_tracking_accept`: format
+and check digit, unique per tenant and carrier, stock committed once, platform write-back queued.
 """
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from inventory.reservations import ShipRefused, order_ship_commit
 from logistics.models import InterceptState, Provider, Shipment, ShipmentStatus
 from logistics.providers import (
     ProviderActionError,
@@ -21,8 +21,23 @@ from logistics.providers import (
     shipment_split_off,
     tracking_carrier,
 )
-from orders.models import EventSource
+from logistics.scorecards import provider_tracking_invalid_record
+from logistics.tracking import TrackingRefused, TrackingSource, shipment_tracking_accept
+from tkerp.api.idempotency import keep_after_rollback
 from tkerp.tenancy import tenant_context
+
+# TrackingRefused.code -> the API's problem code and the field it is about.
+_REFUSAL_CODES = {
+    "format": "invalid_tracking_number",
+    "duplicate": "duplicate_tracking_number",
+    "carrier": "unknown_carrier",
+    "ship": "ship_refused",
+    "state": "not_open",
+    "lines": "unknown_line",
+}
+_REFUSAL_FIELDS = {"carrier": "carrier", "lines": "lines"}
+# The refusals that count as the provider sending an invalid tracking number.
+_INVALID_TRACKING = {"invalid_tracking_number", "duplicate_tracking_number", "carrier_mismatch"}
 
 
 def api_parcel_ship(
@@ -34,13 +49,48 @@ def api_parcel_ship(
     line_ids: list[int] | None,
 ) -> ShipOutcome:
     """Ship `shipment` (or only its lines `line_ids`; the others move to a new parcel) with
-    `tracking_number` from `carrier_code`: the number is checked against the carrier's format
-    and check digit and the parcel's booked carrier, stored, and the parcel's reserved stock is
-    committed through `order_ship_commit` (the one door through which units leave). All or
-    nothing; a repeat with the same number changes nothing."""
+    `tracking_number` from `carrier_code`. All or nothing; a repeat with the same number changes
+    nothing. A number the tracking door refuses is recorded for the provider's scorecard."""
     number = "".join(tracking_number.split()).upper()
+    try:
+        return _ship(
+            shipment=shipment,
+            provider=provider,
+            carrier_code=carrier_code,
+            number=number,
+            line_ids=line_ids,
+        )
+    except TrackingRefused as refused:
+        error = ProviderActionError(
+            refused.message[:1].upper() + refused.message[1:] + ".",
+            code=_REFUSAL_CODES.get(refused.code, "tracking_refused"),
+            status=422,
+            field=_REFUSAL_FIELDS.get(refused.code, "tracking_number"),
+        )
+    except ProviderActionError as refused:
+        error = refused
+    if error.code in _INVALID_TRACKING:
+        # Kept although the ship is rolled back: the refusal is a fact the provider's
+        # scorecard counts (invalid-tracking %).
+        def record() -> None:
+            with tenant_context(provider.tenant):
+                provider_tracking_invalid_record(
+                    shipment=shipment, tracking_number=number, reason=str(error)
+                )
+
+        keep_after_rollback(record)
+    raise error
+
+
+def _ship(
+    *,
+    shipment: Shipment,
+    provider: Provider,
+    carrier_code: str,
+    number: str,
+    line_ids: list[int] | None,
+) -> ShipOutcome:
     with tenant_context(provider.tenant), transaction.atomic():
-        # --- body to replace with shipment_tracking_accept(...) at merge (see module doc) ---
         parcel = provider_parcel_lock(shipment=shipment, provider=provider)
         if parcel.tracking_number and parcel.shipped_at is not None:
             if parcel.tracking_number == number:
@@ -50,19 +100,17 @@ def api_parcel_ship(
                 code="already_shipped",
             )
         provider_parcel_check_open(parcel)
+        # The provider's own rules first (carrier known, the one the parcel is booked with, the
+        # number its format); then the door every tracking number takes.
         carrier = tracking_carrier(parcel=parcel, carrier_code=carrier_code, tracking_number=number)
-        fields = ["tracking_number", "updated_at"]
-        if parcel.service_id is None:
-            service = carrier.services.filter(is_active=True).order_by("code").first()
-            if service is None:
-                raise ProviderActionError(
-                    f"{carrier.name} has no active service here; ask the seller to add one.",
-                    code="no_service",
-                    status=422,
-                    field="carrier",
-                )
-            parcel.service = service
-            fields.append("service")
+        if not carrier.services.filter(is_active=True).exists():
+            raise ProviderActionError(
+                f"{carrier.name} has no active service here; ask the seller to add one.",
+                code="no_service",
+                status=422,
+                field="carrier",
+            )
+        fields = []
         if parcel.acknowledged_at is None:
             parcel.acknowledged_at = timezone.now()  # shipping it accepts it
             fields.append("acknowledged_at")
@@ -71,21 +119,11 @@ def api_parcel_ship(
             # tracking is a fact being reported, so its units are committed, not refused.
             parcel.status, parcel.shipped_at = ShipmentStatus.SHIPPED, timezone.now()
             fields += ["status", "shipped_at"]
+        if fields:
+            parcel.save(update_fields=[*fields, "updated_at"])
         remainder = shipment_split_off(parcel=parcel, line_ids=line_ids) if line_ids else None
-        parcel.tracking_number = number
-        try:
-            with transaction.atomic():
-                parcel.save(update_fields=fields)
-        except IntegrityError:
-            raise ProviderActionError(
-                f"Tracking number {number} is already on another parcel.",
-                code="duplicate_tracking_number",
-                field="tracking_number",
-            ) from None
-        try:
-            units = order_ship_commit(shipment=parcel, source=EventSource.PROVIDER)
-        except ShipRefused as exc:
-            raise ProviderActionError(str(exc), code="ship_refused") from None
-        # --- end of the body to replace ---
-        parcel.refresh_from_db()
+        parcel = shipment_tracking_accept(
+            parcel, tracking_number=number, carrier_code=carrier.code, source=TrackingSource.API
+        )
+        units = parcel.lines.aggregate(units=Sum("quantity"))["units"] or 0
         return ShipOutcome(shipment=parcel, remainder=remainder, units=units)

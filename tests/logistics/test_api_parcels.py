@@ -225,8 +225,14 @@ def test_events_are_recorded_and_an_exception_alerts_the_seller(world, api):
 
 
 def request_intercept(world, parcel):
+    """The buyer's cancellation is approved while the provider holds the parcel: the real door
+    asks the provider to stop it and keeps its units reserved."""
+    from orders.cancellations import order_cancel_close
+
     with tenant_context(world["tenant"]):
-        Shipment.objects.filter(pk=parcel.pk).update(intercept_state=InterceptState.REQUESTED)
+        assert order_cancel_close(order=parcel.order, reason="buyer cancelled")
+        parcel.refresh_from_db()
+        assert parcel.intercept_state == InterceptState.REQUESTED
 
 
 def test_an_intercepted_parcel_is_cancelled_and_its_stock_released(world, api):
@@ -258,7 +264,7 @@ def test_too_late_leaves_the_stock_and_alerts_the_seller(world, api):
     assert response.json()["intercept_state"] == "failed"
     assert level(world, "mug").reserved == 1
     with tenant_context(world["tenant"]):
-        assert Alert.objects.filter(kind="intercept_failed").exists()
+        assert Alert.objects.filter(kind="provider.intercept_failed").exists()
 
 
 def test_stock_counts_are_set_all_or_nothing_and_never_below_reserved(world, api):
@@ -324,3 +330,22 @@ def test_a_parcel_that_left_too_late_ships_on_its_cancelled_order(world, api):
     assert response.json()["units"] == 3
     assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
     assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
+
+
+def test_a_refused_number_counts_against_the_provider_and_writes_nothing_else(world, api):
+    """The refusal rolls the ship back, but the fact that the provider sent an invalid number
+    is kept for its scorecard (invalid-tracking %); an unknown line is not such a fact."""
+    from logistics.scorecards import TRACKING_INVALID_EVENT
+    from orders.models import OrderEvent
+
+    parcel = world["parcel"]
+    bad = {"tracking_number": "9400111000000000000018", "carrier": "usps"}
+    assert api.post(f"/api/v1/parcels/{parcel.pk}/ship/", bad).status_code == 422
+    lines = {"tracking_number": USPS_NUMBER, "carrier": "usps", "lines": [999999]}
+    assert api.post(f"/api/v1/parcels/{parcel.pk}/ship/", lines).status_code == 422
+
+    with tenant_context(world["tenant"]):
+        events = OrderEvent.objects.filter(order_id=parcel.order_id, kind=TRACKING_INVALID_EVENT)
+        assert [event.data["tracking_number"] for event in events] == [bad["tracking_number"]]
+        parcel.refresh_from_db()
+        assert parcel.tracking_number == ""

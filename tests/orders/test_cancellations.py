@@ -266,9 +266,11 @@ class TestClosingTheOrder:
         with tenant_context(order.tenant):
             cancellation_approve(request=request, user=user_a)
             statuses = dict(Shipment.objects.values_list("pk", "status"))
+            intercepts = dict(Shipment.objects.values_list("pk", "intercept_state"))
             events = list(order.events.values_list("kind", flat=True))
 
-        assert statuses == {pending.pk: "cancelled", with_provider.pk: "exception"}
+        assert statuses == {pending.pk: "cancelled", with_provider.pk: "sent_to_provider"}
+        assert intercepts == {pending.pk: "", with_provider.pk: "requested"}
         assert "shipment.intercept_requested" in events
 
     def test_an_order_already_on_its_way_is_refused(self, order, user_a):

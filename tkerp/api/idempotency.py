@@ -20,6 +20,8 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import timedelta
 
 from django.conf import settings
@@ -72,6 +74,23 @@ def _claim(*, tenant_id: int, client: str, key: str, fingerprint: str, request) 
         return cursor.fetchone() is not None
 
 
+# Facts an action wants kept although its own writes are rolled back (e.g. that a provider sent
+# an invalid tracking number): run by `idempotent` after the action's savepoint ends.
+_after_action: ContextVar[list[Callable[[], object]] | None] = ContextVar(
+    "tkerp_after_action", default=None
+)
+
+
+def keep_after_rollback(record: Callable[[], object]) -> None:
+    """Run `record` once the current idempotent action's writes are settled (committed or
+    rolled back), in the request's outer transaction; at once outside an idempotent action."""
+    pending = _after_action.get()
+    if pending is None:
+        record()
+    else:
+        pending.append(record)
+
+
 def idempotent(action):
     """Run a POST action at most once per `Idempotency-Key` (see the module docstring)."""
 
@@ -114,6 +133,7 @@ def idempotent(action):
                         "application/problem+json" if record.response_status >= 400 else None
                     ),
                 )
+            pending = _after_action.set([])
             try:
                 with transaction.atomic():
                     response = action(self, request, *args, **kwargs)
@@ -122,6 +142,11 @@ def idempotent(action):
             except exceptions.APIException as exc:
                 # A refusal is an answer too: the same retry gets the same refusal.
                 response = problem_exception_handler(exc, {"request": request, "view": self})
+            finally:
+                records = _after_action.get() or []
+                _after_action.reset(pending)
+            for record in records:
+                record()
             if response.status_code >= 500:
                 transaction.set_rollback(True)
                 return response

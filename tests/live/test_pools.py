@@ -15,13 +15,7 @@ from inventory.reservations import orders_reserve
 from live.models import LivePool, LivePoolDraw, LiveSession
 from live.pools import PoolLedger, pools_tick
 from tests.factories import ShopFactory, SkuFactory, WarehouseFactory
-from tests.inventory.test_push_sandboxes import (  # noqa: F401 (fixtures)
-    all_listings,
-    flush_all,
-    sandbox_http,
-    sandbox_quantity,
-    world,
-)
+from tests.inventory.test_push_sandboxes import all_listings, flush_all, sandbox_quantity
 from tests.inventory.test_reservations import active_codes, paid_order, receive
 from tkerp.tenancy import tenant_context
 

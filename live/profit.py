@@ -138,7 +138,7 @@ money AS (
                AS commission
     FROM line
 )
-SELECT {KEY} AS key, COUNT(DISTINCT order_id) AS orders, SUM(units) AS units,
+SELECT {KEY} AS key, COUNT(DISTINCT money.order_id) AS orders, SUM(units) AS units,
        ROUND(SUM(sales), 2), ROUND(SUM(refund), 2), ROUND(SUM(fees), 2),
        ROUND(SUM(commission), 2), ROUND(SUM(label), 2), ROUND(SUM(packaging), 2),
        ROUND(SUM(cogs), 2),

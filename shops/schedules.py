@@ -25,6 +25,7 @@ def schedule_specs() -> list[ScheduleSpec]:
     from django_q.models import Schedule
 
     from inventory.tasks import inventory_schedule_specs  # the stock push's jobs (issue 5)
+    from live.tasks import live_schedule_specs  # live-session stock pools (issue 13)
 
     return [
         ScheduleSpec(
@@ -45,6 +46,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             schedule_type=Schedule.DAILY,
         ),
         *inventory_schedule_specs(),
+        *live_schedule_specs(),
     ]
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from live.models import LivePool
 from shops.models import Tenant
+from tkerp.tenancy import tenant_context
 
 
 def tick_live_pools() -> dict:
@@ -27,8 +28,16 @@ def tick_live_pools() -> dict:
     )
     marked = {}
     for tenant in Tenant.objects.filter(pk__in=tenant_ids, is_active=True).order_by("pk"):
-        marked[tenant.pk] = len(pools_tick(tenant=tenant, now=now))
+        with tenant_context(tenant):
+            marked[tenant.pk] = len(pools_tick(tenant=tenant, now=now))
     return {"tenants": len(marked), "skus": sum(marked.values())}
+
+
+def sync_live_creators() -> dict:
+    """Every minute: who sold the orders of running (or just ended) live sessions."""
+    from live.creators import live_creators_sync
+
+    return live_creators_sync()
 
 
 def live_schedule_specs() -> list:
@@ -41,6 +50,12 @@ def live_schedule_specs() -> list:
         ScheduleSpec(
             name="tkerp: open and close live stock pools",
             func="live.tasks.tick_live_pools",
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+        ),
+        ScheduleSpec(
+            name="tkerp: creators of live sessions",
+            func="live.tasks.sync_live_creators",
             schedule_type=Schedule.MINUTES,
             minutes=1,
         ),

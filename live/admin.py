@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.http import Http404, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,12 +23,14 @@ from django.utils.html import format_html
 from inventory.availability import skus_changed
 from inventory.models import Sku
 from live.charts import bar_chart_svg
+from live.creators import session_creators_sync
 from live.fees import platform_fee_defaults
 from live.models import LivePool, LiveSession, LiveSessionProduct, ShopFees
 from live.profit import ROLLUPS, profit_rollup, write_profit_csv
 from live.sessions import session_curve, session_orders, session_top_skus, sessions_figures
 from orders.models import Order
 from shops.models import Shop
+from shops.platforms.base import PlatformError
 from tkerp.admin import TenantModelAdmin, TenantTabularInline
 from tkerp.tenancy import current_tenant
 
@@ -103,6 +105,7 @@ class LiveSessionAdmin(TenantModelAdmin):
     ordering = ("-starts_at", "-id")
     list_select_related = ("shop",)
     inlines = [LiveSessionProductInline, LivePoolInline]
+    actions = ["fetch_creators"]
     fields = ("shop", "title", "creator_username", "creator_id", "starts_at", "ends_at", "notes")
 
     # -- the list: figures of the page's sessions, in a fixed number of queries ---------------
@@ -144,6 +147,24 @@ class LiveSessionAdmin(TenantModelAdmin):
     def report_link(self, session):
         url = reverse("admin:live_livesession_report", args=[session.pk])
         return format_html('<a href="{}">Report</a>', url)
+
+    @admin.action(
+        description="Ask the platform who sold these sessions' orders", permissions=["change"]
+    )
+    def fetch_creators(self, request, queryset):
+        changed = failed = 0
+        for session in queryset.select_related("shop"):
+            try:
+                changed += session_creators_sync(session=session)
+            except PlatformError as exc:
+                failed += 1
+                self.message_user(
+                    request,
+                    f"{session}: the platform did not answer ({exc.__class__.__name__}); "
+                    "try again later.",
+                    messages.WARNING,
+                )
+        self.message_user(request, f"{changed} orders now name their creator.", messages.SUCCESS)
 
     # -- saving: a pool's change is published at once ----------------------------------------
 

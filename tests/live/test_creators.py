@@ -156,3 +156,16 @@ class TestCreatorsFromThePlatform:
         result = live_creators_sync()
         assert result == {"sessions": 1, "orders_changed": 32, "failed": 0}
         assert live_creators_sync()["orders_changed"] == 0
+
+
+def test_the_admin_action_asks_the_platform(client_a, tenant_a, streamed):
+    from django.urls import reverse
+
+    session = streamed["session"]
+    response = client_a.post(
+        reverse("admin:live_livesession_changelist"),
+        {"action": "fetch_creators", "_selected_action": [session.pk]},
+        follow=True,
+    )
+    assert "32 orders now name their creator." in response.content.decode()
+    assert Order._base_manager.filter(tenant=tenant_a, creator_username="sunny.live").count() == 30

@@ -123,6 +123,18 @@ class LivePool(TenantOwnedModel):
     def remaining(self) -> int:
         return max(0, self.quantity - self.drawn)
 
+    def clean(self) -> None:
+        super().clean()
+        if self.quantity is not None and self.quantity < self.drawn:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError(
+                {
+                    "quantity": f"The session's shop already took {self.drawn} units from this "
+                    f"pool; it cannot keep fewer."
+                }
+            )
+
 
 class LivePoolDraw(TenantOwnedModel):
     """Units one order line took from a pool (the audit of `LivePool.drawn`)."""

@@ -9,7 +9,9 @@ While a pool's window is open (`session.starts_at <= now < session.ends_at`):
 - the session's shop publishes all the free stock, and its orders draw from the pool first
   (`PoolLedger.take`: `drawn` grows, so the others' share is untouched until the pool is empty).
 
-When the window closes the remainder is nobody's: the same computation, run after `ends_at`,
+An order of the session's shop cancelled during the window gives its units back to the shared
+stock, not to the pool (the pool only ever shrinks). When the window closes the remainder is
+nobody's: the same computation, run after `ends_at`,
 simply finds no open pool. `pools_tick` (every minute) marks the SKU's listings due when a
 window opens or closes, so every channel is told within a minute without anyone acting.
 

@@ -43,92 +43,83 @@ MONEY_COLUMNS = ("sales", "refund", "fees", "commission", "label", "packaging", 
 ROLLUPS = ("order", "sku", "shop", "day", "session")
 
 _LINE_SQL = """
-WITH {SO} o AS (
-    SELECT o.id, o.shop_id, o.placed_at, o.created_at, o.status = 'cancelled' AS cancelled,
-           o.total - o.tax + o.platform_discount AS sales, o.creator_commission
+WITH {SO} base AS (
+    SELECT l.id AS line_id, l.order_id, o.shop_id, l.sku_id, l.seller_sku, l.quantity, l.total,
+           COALESCE(o.placed_at, o.created_at) AS placed,
+           o.status = 'cancelled' AS cancelled,
+           o.total - o.tax + o.platform_discount AS order_sales, o.creator_commission,
+           l.is_cancelled OR o.status = 'cancelled' AS dead
     FROM orders_order o
+    JOIN orders_orderline l ON l.order_id = o.id AND l.tenant_id = {T}
     WHERE o.tenant_id = {T} AND o.id IN ({ORDERS})
+),
+shared AS (
+    SELECT base.*,
+           SUM(total) FILTER (WHERE NOT dead) OVER w AS live_total,
+           COUNT(*) FILTER (WHERE NOT dead) OVER w AS live_count,
+           SUM(total) OVER w AS all_total,
+           COUNT(*) OVER w AS all_count
+    FROM base WINDOW w AS (PARTITION BY order_id)
 ),
 fee (shop_id, referral, txn, fixed, refund_admin, packaging) AS (
     VALUES {FEES}
 ),
-l AS (
-    SELECT l.id, l.order_id, l.sku_id, l.seller_sku, l.quantity, l.total,
-           l.is_cancelled OR o.cancelled AS dead
-    FROM orders_orderline l JOIN o ON o.id = l.order_id
-    WHERE l.tenant_id = {T}
-),
-share AS (
-    SELECT l.id,
-           CASE WHEN lt.live_total > 0 THEN
-                    CASE WHEN l.dead THEN 0 ELSE l.total / lt.live_total END
-                WHEN lt.live_count > 0 THEN
-                    CASE WHEN l.dead THEN 0 ELSE 1.0 / lt.live_count END
-                ELSE 0 END AS sales_share,
-           CASE WHEN lt.all_total > 0 THEN l.total / lt.all_total
-                ELSE 1.0 / lt.all_count END AS cost_share
-    FROM l JOIN (
-        SELECT order_id,
-               SUM(total) FILTER (WHERE NOT dead) AS live_total,
-               COUNT(*) FILTER (WHERE NOT dead) AS live_count,
-               SUM(total) AS all_total, COUNT(*) AS all_count
-        FROM l GROUP BY order_id
-    ) lt ON lt.order_id = l.order_id
-),
-ret AS (
-    SELECT r.order_id, e.line->>'seller_sku' AS seller_sku,
-           SUM(e.qty) AS qty,
-           SUM(e.qty) FILTER (WHERE r.received_at IS NOT NULL) AS received
-    FROM orders_returnrequest r
-    CROSS JOIN LATERAL (
-        SELECT line, CASE WHEN line->>'quantity' ~ '^[0-9]{1,6}$'
-                          THEN (line->>'quantity')::int ELSE 0 END AS qty
-        FROM jsonb_array_elements(
-            CASE WHEN jsonb_typeof(r.lines) = 'array' THEN r.lines ELSE '[]'::jsonb END
-        ) AS line
-    ) e
-    WHERE r.tenant_id = {T} AND r.order_id IN (SELECT id FROM o)
-      AND r.status NOT ILIKE '%%reject%%' AND r.status NOT ILIKE '%%cancel%%'
-    GROUP BY 1, 2
-),
-ship AS (
-    SELECT s.order_id, SUM(s.shipping_cost) AS label,
-           COUNT(*) FILTER (WHERE s.status <> 'cancelled') AS parcels
-    FROM logistics_shipment s
-    WHERE s.tenant_id = {T} AND s.order_id IN (SELECT id FROM o)
-    GROUP BY 1
-),
 line AS (
-    SELECT l.id AS line_id, l.order_id, o.shop_id, l.sku_id, l.seller_sku,
-           (COALESCE(o.placed_at, o.created_at) AT TIME ZONE {TZ})::date AS day,
-           CASE WHEN l.dead THEN 0 ELSE l.quantity END AS units,
-           o.sales * sh.sales_share AS sales,
+    SELECT s.line_id, s.order_id, s.shop_id, s.sku_id, s.seller_sku,
+           (s.placed AT TIME ZONE {TZ})::date AS day,
+           CASE WHEN s.dead THEN 0 ELSE s.quantity END AS units,
+           s.order_sales * sh.sales_share AS sales,
            LEAST(
-               o.sales * sh.sales_share,
-               CASE WHEN l.dead OR l.quantity = 0 THEN 0
-                    ELSE LEAST(COALESCE(ret.qty, 0), l.quantity) * l.total / l.quantity END
+               s.order_sales * sh.sales_share,
+               CASE WHEN s.dead OR s.quantity = 0 THEN 0
+                    ELSE LEAST(COALESCE(ret.qty, 0), s.quantity) * s.total / s.quantity END
            ) AS refund,
-           o.creator_commission * sh.sales_share AS commission_full,
+           s.creator_commission * sh.sales_share AS commission_full,
            COALESCE(ship.label, 0) * sh.cost_share AS label,
            fee.packaging * sh.cost_share * CASE
                WHEN COALESCE(ship.parcels, 0) > 0 THEN ship.parcels
-               WHEN o.cancelled THEN 0 ELSE 1 END AS packaging,
-           CASE WHEN o.cancelled THEN 0 ELSE fee.fixed * sh.cost_share END AS fixed_fee,
+               WHEN s.cancelled THEN 0 ELSE 1 END AS packaging,
+           CASE WHEN s.cancelled THEN 0 ELSE fee.fixed * sh.cost_share END AS fixed_fee,
            fee.referral, fee.txn, fee.refund_admin,
            GREATEST(
                CASE WHEN res.state = 'committed' THEN res.quantity
-                    WHEN l.dead THEN 0 ELSE l.quantity END
+                    WHEN s.dead THEN 0 ELSE s.quantity END
                - COALESCE(ret.received, 0), 0
            ) * COALESCE(level.unit_cost, sku.cost, 0) AS cogs
-    FROM l
-    JOIN o ON o.id = l.order_id
-    JOIN share sh ON sh.id = l.id
-    JOIN fee ON fee.shop_id = o.shop_id
-    LEFT JOIN ret ON ret.order_id = l.order_id AND ret.seller_sku = l.seller_sku
-    LEFT JOIN ship ON ship.order_id = l.order_id
-    LEFT JOIN inventory_reservation res ON res.order_line_id = l.id
+    FROM shared s
+    JOIN fee ON fee.shop_id = s.shop_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN s.dead THEN 0
+                    WHEN s.live_total > 0 THEN s.total / s.live_total
+                    WHEN s.live_count > 0 THEN 1.0 / s.live_count
+                    ELSE 0 END AS sales_share,
+               CASE WHEN s.all_total > 0 THEN s.total / s.all_total
+                    ELSE 1.0 / s.all_count END AS cost_share
+    ) sh
+    LEFT JOIN LATERAL (
+        SELECT SUM(e.qty) AS qty,
+               SUM(e.qty) FILTER (WHERE r.received_at IS NOT NULL) AS received
+        FROM orders_returnrequest r
+        CROSS JOIN LATERAL (
+            SELECT line, CASE WHEN line->>'quantity' ~ '^[0-9]{1,6}$'
+                              THEN (line->>'quantity')::int ELSE 0 END AS qty
+            FROM jsonb_array_elements(
+                CASE WHEN jsonb_typeof(r.lines) = 'array' THEN r.lines ELSE '[]'::jsonb END
+            ) AS line
+        ) e
+        WHERE r.order_id = s.order_id AND r.tenant_id = {T}
+          AND e.line->>'seller_sku' = s.seller_sku
+          AND r.status NOT ILIKE '%%reject%%' AND r.status NOT ILIKE '%%cancel%%'
+    ) ret ON true
+    LEFT JOIN LATERAL (
+        SELECT SUM(p.shipping_cost) AS label,
+               COUNT(*) FILTER (WHERE p.status <> 'cancelled') AS parcels
+        FROM logistics_shipment p
+        WHERE p.order_id = s.order_id AND p.tenant_id = {T}
+    ) ship ON true
+    LEFT JOIN inventory_reservation res ON res.order_line_id = s.line_id
     LEFT JOIN inventory_stocklevel level ON level.id = res.stock_level_id
-    LEFT JOIN inventory_sku sku ON sku.id = l.sku_id
+    LEFT JOIN inventory_sku sku ON sku.id = s.sku_id
 ),
 money AS (
     SELECT line.*,

@@ -198,3 +198,16 @@ def test_saving_a_pool_publishes_its_sku_at_once(client_a, live, tenant_a):
     assert pool.quantity == 25
     listing.refresh_from_db()
     assert listing.push_due_at is not None
+
+
+def test_a_pool_cannot_keep_fewer_units_than_its_shop_took(client_a, live):
+    pool = LivePool._base_manager.get(session=live["session"])
+    LivePool._base_manager.filter(pk=pool.pk).update(drawn=10)
+    pool.refresh_from_db()
+    pool.quantity = 5
+    from django.core.exceptions import ValidationError
+
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(pool.tenant), pytest.raises(ValidationError, match="already took 10"):
+        pool.full_clean()

@@ -211,3 +211,11 @@ def test_a_pool_cannot_keep_fewer_units_than_its_shop_took(client_a, live):
 
     with tenant_context(pool.tenant), pytest.raises(ValidationError, match="already took 10"):
         pool.full_clean()
+
+
+def test_the_operator_picks_a_tenant_before_the_profit_report(superuser, live):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(superuser)
+    assert client.get(reverse("admin:live_livesession_profit_csv")).status_code == 404

@@ -221,3 +221,15 @@ def test_channels_racing_for_a_pooled_sku_never_oversell(tenant_a):
         assert pool.drawn == 20
         assert sum(d.quantity for d in LivePoolDraw.objects.filter(pool=pool)) == 20
     assert_ledger_matches(tenant_a)
+
+
+def test_the_minute_schedule_opens_and_closes_pools(tenant_a, two_shops):
+    from live.tasks import tick_live_pools
+    from shops.schedules import schedule_specs
+
+    funcs = {spec.func for spec in schedule_specs()}
+    assert {"live.tasks.tick_live_pools", "live.tasks.sync_live_creators"} <= funcs
+    assert tick_live_pools() == {"tenants": 1, "skus": 1}
+    assert tick_live_pools() == {"tenants": 0, "skus": 0}
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        assert tick_live_pools() == {"tenants": 1, "skus": 1}

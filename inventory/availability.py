@@ -1,8 +1,9 @@
 """What each listing publishes, and scheduling the pushes when stock changes (issue 5).
 
 A listing publishes the free stock (on hand - reserved) of its SKU across the warehouses that
-serve its shop (the shop's `ShopWarehouse` list, else every active warehouse of the tenant), minus
-its buffer, never below zero:
+serve its shop (the shop's `ShopWarehouse` list, else every active warehouse of the tenant), less
+what another shop's open live-session pool keeps (`live.pools`), minus its buffer, never below
+zero:
 
     held      = buffer_units + ceil(free x buffer_percent / 100) + dynamic buffer (when enabled)
     quantity  = min(free - held, max_publish), 0 if below zero_below, never below 0
@@ -33,6 +34,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from inventory.models import InventoryPush, Listing, PushResult, ShopWarehouse, StockLevel
+from live.pools import held_from_shop, pools_held
 
 
 def _setting(name: str, default):
@@ -116,9 +118,10 @@ def listings_available(listings: Iterable[Listing]) -> dict[int, int]:
         serving = shops_warehouse_ids(
             tenant_id=tenant_id, shop_ids={listing.shop_id for listing in group}
         )
-        free = free_by_sku_warehouse(
-            tenant_id=tenant_id, sku_ids={listing.sku_id for listing in group}
-        )
+        sku_ids = {listing.sku_id for listing in group}
+        free = free_by_sku_warehouse(tenant_id=tenant_id, sku_ids=sku_ids)
+        # Live-session pools (live.pools): units another shop's open pool keeps are not ours.
+        held = pools_held(tenant_id=tenant_id, sku_ids=sku_ids)
         for listing in group:
             warehouses = serving[listing.shop_id]
             per_warehouse = free.get(listing.sku_id, {})
@@ -126,6 +129,9 @@ def listings_available(listings: Iterable[Listing]) -> dict[int, int]:
                 units
                 for warehouse_id, units in per_warehouse.items()
                 if warehouses is None or warehouse_id in warehouses
+            )
+            units = max(
+                0, units - held_from_shop(held, sku_id=listing.sku_id, shop_id=listing.shop_id)
             )
             result[listing.pk] = quantity_after_buffers(free=units, listing=listing)
     return result

@@ -93,6 +93,13 @@ class StockLevel(TenantOwnedModel):
     reorder_point = models.PositiveIntegerField(
         default=0, help_text="Alert when free stock falls to this level."
     )
+    unit_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="What one unit here cost (landed); blank: the SKU's cost. Profit uses it.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

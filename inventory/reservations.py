@@ -70,6 +70,7 @@ from inventory.models import (
     Warehouse,
     WarehouseKind,
 )
+from live.pools import PoolLedger
 from orders.events import order_event_add
 from orders.holds import HOLDABLE_STATUSES, HoldNotAllowed, HoldReason, order_hold
 from orders.holds import order_release as holds_release
@@ -370,6 +371,8 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
                 priorities[order.shop_id] = shop_warehouses(shop=order.shop)
         sku_ids = {need.line.sku_id for _, needs in simple for need in needs}
         warehouse_ids = {w.pk for ws in priorities.values() for w in ws}
+        # Live-session pools of these SKUs: locked after the orders, before the stock levels.
+        pools = PoolLedger.lock(tenant_id=tenant.pk, sku_ids=sku_ids)
         locked = list(
             StockLevel.objects.select_for_update()
             .filter(sku_id__in=sku_ids, warehouse_id__in=warehouse_ids)
@@ -390,12 +393,16 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
             line_level, units, shortfall = _plan_from(
                 needs=needs, candidates=lambda need, p=priority: p, levels=levels, free=trial
             )
+            if not shortfall and pools:
+                shortfall = pools.check(shop_id=order.shop_id, wanted=_wanted(needs))
             if shortfall:
                 shorts.append((order, shortfall))
                 outcomes[order.pk] = "short"
                 continue
             free = trial
             outcomes[order.pk] = "reserved"
+            if pools:
+                pools.take(shop_id=order.shop_id, lines=_pool_lines(needs))
             reference = f"order {order.platform_order_id}"[:100]
             for level_id, quantity in sorted(units.items()):
                 taken[level_id] += quantity
@@ -427,6 +434,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
 
         if taken:
             stock_levels_take_many(quantities=taken)
+        pools.write()
         StockMovement.objects.bulk_create(movements)
         Reservation.objects.bulk_create(reservations)
 
@@ -655,13 +663,22 @@ def _order_reserve(*, tenant: Tenant, order_id: int, dropship: bool) -> str:
                 return priority
 
         shortfall: dict[int, tuple[int, int]] = {}
+        # Live-session pools of these SKUs: locked after the order's rows, before the levels.
+        pools = PoolLedger.lock(
+            tenant_id=order.tenant_id, sku_ids={need.line.sku_id for need in needs}
+        )
         for _attempt in range(PLAN_ATTEMPTS):
             line_level, units, shortfall = _plan(needs=needs, candidates=candidates)
+            if not shortfall and pools:
+                shortfall = pools.check(shop_id=order.shop_id, wanted=_wanted(needs))
             if shortfall:
                 break
             try:
                 with transaction.atomic():
                     _take(order=order, needs=needs, line_level=line_level, units=units)
+                    if pools:
+                        pools.take(shop_id=order.shop_id, lines=_pool_lines(needs))
+                        pools.write()
             except _Refused:
                 continue
             touched_skus |= {need.line.sku_id for need in needs}
@@ -682,6 +699,18 @@ def _order_reserve(*, tenant: Tenant, order_id: int, dropship: bool) -> str:
         _after_commit(tenant=tenant, sku_ids=set(shortfall), urgent=True)
         _after_commit(tenant=tenant, sku_ids=touched_skus - set(shortfall))
         return "short"
+
+
+def _wanted(needs: list[_Need]) -> dict[int, int]:
+    """sku id -> units the needs want."""
+    wanted: dict[int, int] = defaultdict(int)
+    for need in needs:
+        wanted[need.line.sku_id] += need.quantity
+    return wanted
+
+
+def _pool_lines(needs: list[_Need]) -> list[tuple[int, int, int]]:
+    return [(need.line.pk, need.line.sku_id, need.quantity) for need in needs]
 
 
 def _take(

@@ -337,7 +337,8 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
                     "currency",
                     ("subtotal", "shipping_fee", "tax"),
                     ("seller_discount", "platform_discount", "total"),
-                    "creator_commission",
+                    ("creator_commission", "creator_username"),
+                    ("creator_content_type", "creator_content_id"),
                     ("is_cod", "is_presale"),
                 )
             },

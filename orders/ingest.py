@@ -64,6 +64,11 @@ _PROGRESS = {
     OrderStatus.DELIVERED: 3,
 }
 
+# Who the platform credits the sale to (live sessions attribute orders by it). A platform that
+# names nobody in an update keeps what is stored: TikTok names the creator in its affiliate
+# orders, not in order detail (`live.creators`), and the commission likewise.
+CREATOR_FIELDS = ("creator_username", "creator_content_type", "creator_content_id")
+
 ORDER_FIELDS_FROM_PLATFORM = (
     "platform_status",
     "buyer_name",
@@ -79,6 +84,7 @@ ORDER_FIELDS_FROM_PLATFORM = (
     "paid_at",
     "platform_updated_at",
     "raw",
+    *CREATOR_FIELDS,
 )
 ADDRESS_FIELDS = (
     "recipient_name",
@@ -129,6 +135,8 @@ _LOADED_FIELDS = (
     "shipped_at",
     "delivered_at",
     "cancelled_at",
+    *CREATOR_FIELDS,
+    "creator_commission",
 )
 
 _SHIPPED = (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
@@ -393,6 +401,8 @@ def _platform_values(po: PlatformOrder) -> dict[str, Any]:
         "platform_updated_at": po.updated_at,
         "raw": po.raw or {},
     }
+    for name in CREATOR_FIELDS:
+        values[name] = _text(Order, name, getattr(po, name, "") or "")
     for name in ORDER_MONEY_FIELDS:
         values[name] = _money(getattr(po, name), name)
     return values
@@ -588,6 +598,10 @@ def _apply_update(*, shop: Shop, order: Order, po: PlatformOrder, now: datetime)
         "cancel_requested": False,
     }
     for name, value in _platform_values(po).items():
+        if name in CREATOR_FIELDS and not value:
+            continue  # the platform named nobody this time: keep who it named before
+        if name == "creator_commission" and not value:
+            continue  # likewise its commission, read from the affiliate orders
         setattr(order, name, value)
     # The recipient fields may hold a normalised address: only a changed platform address (the
     # buyer edited it, or it was unmasked) replaces them. A missing address keeps what we have.

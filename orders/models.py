@@ -103,6 +103,12 @@ class Order(TenantOwnedModel):
     tax = models.DecimalField(**MONEY)
     total = models.DecimalField(**MONEY)
     creator_commission = models.DecimalField(**MONEY)
+    # The creator (affiliate) the platform credits the sale to, and the content that sold it
+    # (TikTok's affiliate orders: creator_username, content_type LIVE/VIDEO/SHOWCASE,
+    # content_id). Blank: the platform named nobody. Live sessions attribute orders by them.
+    creator_username = models.CharField(max_length=100, blank=True)
+    creator_content_type = models.CharField(max_length=20, blank=True)
+    creator_content_id = models.CharField(max_length=100, blank=True)
 
     is_presale = models.BooleanField(default=False)
     is_cod = models.BooleanField(default=False)
@@ -146,6 +152,8 @@ class Order(TenantOwnedModel):
                 fields=["tenant", "tracking_sla_state", "tracking_by"],
                 name="order_tenant_sla_trackingby",
             ),
+            # Live sessions and profit: a shop's orders by time window.
+            models.Index(fields=["tenant", "shop", "placed_at"], name="order_tenant_shop_placed"),
             # The order list's search box (tkerp.search): contains-matching that an index answers.
             *(
                 trigram_index(table="order", field=field)

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from sandbox.base import OrderDraft, SandboxInputError, sandbox_for
 from sandbox.connect import sandbox_connect
-from sandbox.models import SandboxOrder, SandboxStore
+from sandbox.models import SandboxAffiliateOrder, SandboxOrder, SandboxStore
 from shops.models import ApiEndpoint, Shop, ShopCredentials
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "badsign")
@@ -307,6 +307,41 @@ class LiveProgress:
     done: bool = False
 
 
+#: Who `sandbox live` says sold the stream's orders (TikTok's affiliate orders), by default.
+DEFAULT_LIVE_CREATOR = "sunny.live"
+
+
+def sandbox_credit_creator(
+    *,
+    store: SandboxStore,
+    order_pks: Sequence[int],
+    creator: str,
+    content_id: str = "",
+    content_type: str = "LIVE",
+    commission_rate: int = 1000,
+) -> int:
+    """Record that `creator` sold these sandbox orders (the platform's affiliate orders, which
+    `POST /affiliate_seller/202410/orders/search` serves); TikTok only. Returns how many."""
+    if store.platform != "tiktok" or not creator or not order_pks:
+        return 0
+    rows = [
+        SandboxAffiliateOrder(
+            store=store,
+            order_id=order_id,
+            creator_username=creator,
+            content_type=content_type,
+            content_id=content_id,
+            commission_rate=commission_rate,
+            created=created,
+        )
+        for order_id, created in store.orders.filter(pk__in=list(order_pks)).values_list(
+            "order_id", "created"
+        )
+    ]
+    SandboxAffiliateOrder.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
 def sandbox_live(
     *,
     shop: Shop,
@@ -315,6 +350,7 @@ def sandbox_live(
     seed: int | None = None,
     cancel_rate: float = 0.03,
     webhooks: bool = True,
+    creator: str = DEFAULT_LIVE_CREATOR,
     progress: Callable[[LiveProgress], None] | None = None,
     progress_seconds: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -329,7 +365,9 @@ def sandbox_live(
     transaction, before its webhooks go out. `progress` is called every `progress_seconds`
     (default: a twentieth of the window, at least 5 s) and after the last tick. Ctrl-C
     (KeyboardInterrupt) stops it between two writes and returns what landed, `interrupted`
-    set. `sleep` and `clock` are injectable so tests need not wait.
+    set. `sleep` and `clock` are injectable so tests need not wait. On TikTok the platform
+    credits every order to `creator` (its affiliate orders, content type LIVE), which tkerp's
+    live sessions read to attribute them.
     """
     schedule = live_schedule(orders=orders, minutes=minutes, cancel_rate=cancel_rate, seed=seed)
     store = sandbox_store_for_shop(shop=shop)
@@ -339,6 +377,7 @@ def sandbox_live(
     if not (webhooks and store.webhook_url):
         notify = None
     rng = random.Random(seed)
+    stream_id = f"{int(timezone.now().timestamp())}{store.pk:06d}"
     every = progress_seconds or max(5.0, minutes * 60 / 20)
     state = LiveProgress(target=orders)
     dropped: list[int] = []
@@ -350,7 +389,13 @@ def sandbox_live(
             wait = tick.at - (clock() - start)
             if wait > 0:
                 sleep(wait)
+            landed = len(dropped)
             changed = _live_tick(sandbox, store, products, rng, tick, dropped, state)
+            if creator:
+                # Before the webhooks: the platform knows who sold an order once it exists.
+                sandbox_credit_creator(
+                    store=store, order_pks=dropped[landed:], creator=creator, content_id=stream_id
+                )
             if notify is not None:
                 _live_notify(notify, store, changed, state)
             state.elapsed = clock() - start
@@ -383,7 +428,7 @@ def _live_tick(sandbox, store, products, rng, tick, dropped, state) -> list[int]
     if tick.orders:
         now = timezone.now()
         payloads = [
-            sandbox.generate_order(store=store, rng=rng, products=products, now=now)
+            sandbox.generate_order(store=store, rng=rng, products=products, now=now, fresh=True)
             for _ in range(tick.orders)
         ]
         with transaction.atomic():

@@ -967,6 +967,7 @@ class AmazonSandbox(SandboxPlatform):
         rng: random.Random,
         products: list[SandboxProduct],
         now: datetime,
+        fresh: bool = False,
     ) -> dict:
         """A paid (Unshipped), seller-fulfilled order as getOrder returns it, with its items
         under "OrderItems"."""

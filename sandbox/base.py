@@ -138,8 +138,11 @@ class SandboxPlatform(abc.ABC):
         rng: random.Random,
         products: list[SandboxProduct],
         now: datetime,
+        fresh: bool = False,
     ) -> dict:
-        """One realistic paid order in the platform's order-detail shape (not yet stored)."""
+        """One realistic paid order in the platform's order-detail shape (not yet stored).
+        `fresh`: placed just now, as in a live stream that is happening (otherwise a sandbox
+        may place it earlier, as a spike of the last hours)."""
 
     @abc.abstractmethod
     def load_order(self, *, store: SandboxStore, payload: dict) -> SandboxOrder:

@@ -888,6 +888,7 @@ class EbaySandbox(SandboxPlatform):
         rng: random.Random,
         products: list[SandboxProduct],
         now: datetime,
+        fresh: bool = False,
     ) -> dict:
         buyer = fake_buyer(rng)
         currency = "USD"

@@ -261,3 +261,29 @@ class SandboxTrackingScenario(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tracking_code}: {self.scenario}"
+
+
+class SandboxAffiliateOrder(models.Model):
+    """The platform's affiliate record of an order a creator sold (TikTok's affiliate seller
+    orders): who sold it, from which content (LIVE, VIDEO, SHOWCASE), at what commission."""
+
+    store = models.ForeignKey(
+        SandboxStore, on_delete=models.CASCADE, related_name="affiliate_orders"
+    )
+    order_id = models.CharField(max_length=100)
+    creator_username = models.CharField(max_length=100)
+    content_type = models.CharField(max_length=20, default="LIVE")
+    content_id = models.CharField(max_length=100, blank=True)
+    commission_rate = models.PositiveIntegerField(
+        default=1000, help_text="In hundredths of a percent, as the API sends it (1000 = 10 %)."
+    )
+    created = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "order_id"], name="sandboxaffiliate_unique"),
+        ]
+        indexes = [models.Index(fields=["store", "created"], name="sandboxaffiliate_created")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} by {self.creator_username}"

@@ -864,6 +864,7 @@ class ShopifySandbox(SandboxPlatform):
         rng: random.Random,
         products: list[SandboxProduct],
         now: datetime,
+        fresh: bool = False,
     ) -> dict:
         buyer = fake_buyer(rng)
         currency = "USD"

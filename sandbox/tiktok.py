@@ -54,6 +54,7 @@ from sandbox.base import (
     tracking_refusal,
 )
 from sandbox.models import (
+    SandboxAffiliateOrder,
     SandboxCancellation,
     SandboxOrder,
     SandboxProduct,
@@ -671,6 +672,86 @@ def orders_detail(call: Call) -> dict:
         raise invalid("ids takes at most 50 order ids")
     found = {row.order_id: row for row in call.store.orders.filter(order_id__in=ids)}
     return {"orders": [present_order(found[i].payload) for i in ids if i in found]}
+
+
+# --- views: affiliate orders --------------------------------------------------------------------
+
+
+def _affiliate_shape(row: SandboxAffiliateOrder, order: SandboxOrder | None) -> dict:
+    """One order of affiliate seller order search: per SKU, the creator, the content and the
+    commission (estimated until the order settles)."""
+    payload = order.payload if order is not None else {}
+    currency = (payload.get("payment") or {}).get("currency", "USD")
+    by_sku: dict[str, dict] = {}
+    for item in _live_items(payload) if payload else []:
+        entry = by_sku.setdefault(
+            str(item.get("sku_id")),
+            {"product_id": str(item.get("product_id") or ""), "quantity": 0, "price": Decimal(0)},
+        )
+        entry["quantity"] += 1
+        entry["price"] += Decimal(str(item.get("sale_price") or "0"))
+    skus = []
+    for sku_id, entry in by_sku.items():
+        base = {"amount": money(entry["price"]), "currency": currency}
+        commission = (entry["price"] * row.commission_rate / Decimal(10000)).quantize(
+            Decimal("0.01"), rounding=ROUND_HALF_UP
+        )
+        skus.append(
+            {
+                "sku_id": sku_id,
+                "product_id": entry["product_id"],
+                "quantity": entry["quantity"],
+                "price": base,
+                "creator_username": row.creator_username,
+                "content_type": row.content_type,
+                "content_id": row.content_id,
+                "commission_rate": str(row.commission_rate),
+                "estimated_commission_base": base,
+                "estimated_paid_commission": {"amount": money(commission), "currency": currency},
+                "refunded_quantity": 0,
+                "returned_quantity": 0,
+            }
+        )
+    return {
+        "id": row.order_id,
+        "status": (order.status if order is not None else "UNPAID"),
+        "create_time": _seconds(row.created),
+        "skus": skus,
+    }
+
+
+@endpoint(methods=("POST",))
+def affiliate_orders_search(call: Call) -> dict:
+    """`POST /affiliate_seller/202410/orders/search`: orders creators sold, newest first,
+    filtered by create_time_ge/lt (a window of at most three months, as the real API)."""
+    page_size = _page_size(call.query, maximum=100, default=20)
+    since = _body_time(call.body, "create_time_ge")
+    until = _body_time(call.body, "create_time_lt")
+    if since is not None and until is not None and until - since > timedelta(days=92):
+        raise invalid("the create_time window must not exceed three months")
+    rows = call.store.affiliate_orders.all()
+    if since is not None:
+        rows = rows.filter(created__gte=since)
+    if until is not None:
+        rows = rows.filter(created__lt=until)
+    total = rows.count()
+    page, token = keyset_page(
+        rows,
+        field="created",
+        ascending=False,
+        page_size=page_size,
+        token=call.query.get("page_token", ""),
+        kind="a",
+    )
+    orders = {
+        order.order_id: order
+        for order in call.store.orders.filter(order_id__in=[row.order_id for row in page])
+    }
+    return {
+        "orders": [_affiliate_shape(row, orders.get(row.order_id)) for row in page],
+        "next_page_token": token,
+        "total_count": total,
+    }
 
 
 # --- views: cancellations -----------------------------------------------------------------------
@@ -1418,6 +1499,7 @@ urlpatterns = [
     path("authorization/202309/shops", authorized_shops),
     path("order/202309/orders/search", orders_search),
     path("order/202309/orders", orders_detail),
+    path("affiliate_seller/202410/orders/search", affiliate_orders_search),
     path("return_refund/202309/cancellations/search", cancellations_search),
     path("return_refund/202309/cancellations/<str:cancel_id>/approve", cancellation_approve),
     path("return_refund/202309/cancellations/<str:cancel_id>/reject", cancellation_reject),
@@ -1646,6 +1728,7 @@ class TikTokSandbox(SandboxPlatform):
         rng: random.Random,
         products: list[SandboxProduct],
         now: datetime,
+        fresh: bool = False,
     ) -> dict:
         """A paid, seller-shipped order from a live stream of the last two hours, in the exact
         202309 order-detail shape: one line item per unit, money consistent to the cent
@@ -1663,6 +1746,8 @@ class TikTokSandbox(SandboxPlatform):
         now_s = _seconds(now)
         created = now_s - rng.randint(0, 2 * 3600)
         paid = created + rng.randint(3, 90)
+        if fresh:  # placed a moment ago and paid now (the same draws: seeds repeat)
+            created, paid = now_s - (paid - created), now_s
         presale = rng.random() < 0.03
         buyer = fake_buyer(rng)
         tax_rate = Decimal(STATE_TAX.get(buyer.state, "0.06"))

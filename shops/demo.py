@@ -84,7 +84,7 @@ from orders.models import (
 )
 from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
-from sandbox.actions import sandbox_store_drafts
+from sandbox.actions import sandbox_credit_creator, sandbox_store_drafts
 from sandbox.base import DraftAddress, DraftLine, OrderDraft, sandbox_for
 from sandbox.connect import sandbox_connect
 from sandbox.labelapi import sandbox_label_account_connect
@@ -811,6 +811,7 @@ class _TenantBuilder:
         self._label_files(plans)
         self._tag_orders(plans)
         self._date_rows(plans)
+        self._live_sessions(plans)
 
     # -- master data --
 
@@ -1852,6 +1853,76 @@ class _TenantBuilder:
         for model in (Reservation, StockMovement):
             rows = model.objects.filter(created_at__gte=self.started, order__isnull=False)
             self._backdate(model, [(row, arrival(by_id[row.order_id])) for row in rows])
+
+    # -- live sessions (live app) --
+
+    def _live_sessions(self, plans: list[_PlannedOrder]) -> None:
+        """The TikTok shop's busiest two hours become a past live session whose orders the
+        platform credits to the tenant's creator (read back through its affiliate API, so the
+        orders carry the creator and commission), and a session running now keeps a stock pool
+        of the bestseller, so the list, a session's curve, its profit and the pool show from the
+        first login. The shop pays a packaging cost per parcel on top of TikTok's default fees."""
+        from live.creators import creators_sync
+        from live.models import LivePool, LiveSession, ShopFees
+
+        shop = next(s for s in self.shops if s.platform == Platform.TIKTOK)
+        creator = f"{self.spec.slug}.live"
+        ShopFees.objects.create(tenant=self.tenant, shop=shop, packaging_per_parcel=money("0.45"))
+        for level in StockLevel.objects.filter(
+            warehouse__kind=WarehouseKind.THREE_PL
+        ).select_related("sku"):
+            # The 3PL buys in bulk: its units cost a little less than the list cost.
+            level.unit_cost = (level.sku.cost * Decimal("0.9")).quantize(Decimal("0.01"))
+            level.save(update_fields=["unit_cost"])
+        mine = sorted(
+            (plan for plan in plans if plan.shop.pk == shop.pk and plan.placed_at < self.now),
+            key=lambda plan: plan.placed_at,
+        )
+        span = timedelta(hours=2)
+        best, best_count, end = 0, 0, 0
+        for start in range(len(mine)):
+            while end < len(mine) and mine[end].placed_at < mine[start].placed_at + span:
+                end += 1
+            if end - start > best_count:
+                best, best_count = start, end - start
+        if mine:
+            starts_at = mine[best].placed_at.replace(second=0) - timedelta(minutes=5)
+            past = LiveSession.objects.create(
+                tenant=self.tenant,
+                shop=shop,
+                title="Weekend glow-up live" if self.spec.slug == "sunny" else "Trail gear live",
+                creator_username=creator,
+                starts_at=starts_at,
+                ends_at=starts_at + span,
+            )
+            store = SandboxStore.objects.get(platform=shop.platform, shop_key=shop.platform_shop_id)
+            window = [
+                plan.platform_order_id
+                for plan in mine[best : best + best_count]
+                if plan.placed_at < past.ends_at
+            ]
+            sandbox_credit_creator(
+                store=store,
+                order_pks=list(
+                    store.orders.filter(order_id__in=window).values_list("pk", flat=True)
+                ),
+                creator=creator,
+                content_id=f"{past.pk:08d}",
+            )
+            creators_sync(shop=shop, since=past.starts_at, until=past.ends_at)
+        now_session = LiveSession.objects.create(
+            tenant=self.tenant,
+            shop=shop,
+            title="Tonight's live (running)",
+            creator_username=creator,
+            starts_at=self.now - timedelta(minutes=20),
+            ends_at=self.now + timedelta(minutes=100),
+            notes="Run `manage.py sandbox live --shop N` to stream its orders in.",
+        )
+        bestseller = self.sellable[0]
+        LivePool.objects.create(
+            tenant=self.tenant, session=now_session, sku=bestseller, quantity=24
+        )
 
     def _backdate(self, model, rows: list[tuple[models.Model, datetime]]) -> None:
         """Give rows their historical `created_at` (`auto_now_add` stamped them with now): one

@@ -25,6 +25,7 @@ def schedule_specs() -> list[ScheduleSpec]:
     from django_q.models import Schedule
 
     from inventory.tasks import inventory_schedule_specs  # the stock push's jobs (issue 5)
+    from live.tasks import live_schedule_specs  # live-session stock pools (issue 13)
     from logistics.tasks import provider_schedule_specs  # webhooks, reminders, order files
 
     return [
@@ -64,6 +65,7 @@ def schedule_specs() -> list[ScheduleSpec]:
         ),
         *inventory_schedule_specs(),
         *provider_schedule_specs(),
+        *live_schedule_specs(),
     ]
 
 

@@ -24,6 +24,7 @@ from inventory.models import (
     SupplierItem,
     Warehouse,
 )
+from live.models import LivePool, LiveSession, ShopFees
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -541,3 +542,34 @@ class ParcelEventFactory(BaseFactory):
     provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
     kind = "picked"
     occurred_at = factory.LazyFunction(timezone.now)
+
+
+class LiveSessionFactory(BaseFactory):
+    class Meta:
+        model = LiveSession
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    title = factory.Sequence(lambda n: f"Live {n}")
+    creator_username = "sunny.live"
+    starts_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
+    ends_at = factory.LazyFunction(lambda: timezone.now() + timedelta(hours=1))
+
+
+class LivePoolFactory(BaseFactory):
+    class Meta:
+        model = LivePool
+
+    tenant = factory.SubFactory(TenantFactory)
+    session = factory.SubFactory(LiveSessionFactory, tenant=factory.SelfAttribute("..tenant"))
+    sku = factory.SubFactory(SkuFactory, tenant=factory.SelfAttribute("..tenant"))
+    quantity = 20
+
+
+class ShopFeesFactory(BaseFactory):
+    class Meta:
+        model = ShopFees
+
+    tenant = factory.SubFactory(TenantFactory)
+    shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
+    referral_percent = Decimal("6")

@@ -13,7 +13,7 @@ from shops.models import Role
 from tkerp.tenancy import current_tenant
 from tkerp.tenants import user_role
 
-DOMAIN_APPS = ("shops", "inventory", "orders", "logistics", "tkerp")
+DOMAIN_APPS = ("shops", "inventory", "orders", "logistics", "live", "tkerp")
 
 # Models an operator works on day to day: orders and what hangs off them, parcels and counts.
 OPERATOR_EDITS = {

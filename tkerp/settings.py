@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "orders.apps.OrdersConfig",
     "logistics.apps.LogisticsConfig",
     "sandbox.apps.SandboxConfig",
+    "live.apps.LiveConfig",
 ]
 
 MIDDLEWARE = [

@@ -186,6 +186,11 @@ class PlatformOrder:
     tax: Decimal = ZERO
     total: Decimal = ZERO
     creator_commission: Decimal = ZERO
+    # The creator the platform credits the sale to, where the order itself says so (TikTok's
+    # order detail does not: its affiliate orders API does, see `fetch_affiliate_orders`).
+    creator_username: str = ""
+    creator_content_type: str = ""
+    creator_content_id: str = ""
     buyer_name: str = ""
     buyer_email: str = ""
     buyer_user_id: str = ""
@@ -288,6 +293,19 @@ class ReturnRequest:
     requested_at: datetime | None = None
     updated_at: datetime | None = None
     lines: list[dict] = field(default_factory=list)  # {platform_line_id, seller_sku, quantity}
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AffiliateOrder:
+    """Who the platform credits an order's sale to: a creator (affiliate), the content that
+    sold it (LIVE, VIDEO, SHOWCASE) and the commission owed to them for it."""
+
+    platform_order_id: str
+    creator_username: str
+    content_type: str = ""
+    content_id: str = ""
+    commission: Decimal = ZERO
     raw: dict = field(default_factory=dict)
 
 
@@ -432,6 +450,14 @@ class Connector(abc.ABC):
     cancel_reject_reasons: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def fetch_cancellations(self, *, updated_since: datetime) -> list[CancellationRequest]:
+        return []
+
+    # affiliates (creators)
+    def fetch_affiliate_orders(
+        self, *, created_since: datetime, created_until: datetime
+    ) -> list[AffiliateOrder]:
+        """Orders created in the window that the platform credits to a creator; none where the
+        platform has no affiliate API (the creator fields then stay blank)."""
         return []
 
     # returns

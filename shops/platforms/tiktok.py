@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -26,6 +26,7 @@ import httpx
 
 from shops.platforms.base import (
     ZERO,
+    AffiliateOrder,
     CancellationRequest,
     Connector,
     InventoryLevel,
@@ -500,6 +501,35 @@ def map_order(order: dict) -> PlatformOrder:
     )
 
 
+def map_affiliate_order(item: dict) -> AffiliateOrder | None:
+    """One affiliate seller order -> who sold it and the commission (the paid amount once the
+    order settled, else the estimate), summed over its SKUs; None without a creator."""
+    if not isinstance(item, dict) or not item.get("id"):
+        raise PlatformResponseError("affiliate order without id", platform=PLATFORM)
+    where = f"affiliate order {item['id']}"
+    skus = [sku for sku in item.get("skus") or [] if isinstance(sku, dict)]
+    credited = [sku for sku in skus if sku.get("creator_username")]
+    if not credited:
+        return None
+    commission = ZERO
+    for sku in credited:
+        paid = sku.get("actual_paid_commission") or {}
+        estimate = sku.get("estimated_paid_commission") or {}
+        amount = paid.get("amount") if isinstance(paid, dict) and paid.get("amount") else None
+        if amount is None and isinstance(estimate, dict):
+            amount = estimate.get("amount")
+        commission += _money(amount, "estimated_paid_commission.amount", where)
+    first = credited[0]
+    return AffiliateOrder(
+        platform_order_id=str(item["id"]),
+        creator_username=str(first.get("creator_username") or "")[:100],
+        content_type=str(first.get("content_type") or "")[:20],
+        content_id=str(first.get("content_id") or "")[:100],
+        commission=commission,
+        raw=item,
+    )
+
+
 def map_cancellation(item: dict) -> CancellationRequest:
     if not isinstance(item, dict) or not item.get("cancel_id") or not item.get("order_id"):
         raise PlatformResponseError("cancellation without cancel_id/order_id", platform=PLATFORM)
@@ -825,6 +855,40 @@ class TikTokConnector(Connector):
             data = self.request("GET", "/order/202309/orders", query={"ids": chunk})
             orders.extend(map_order(order) for order in _list(data, "orders", "order detail"))
         return orders
+
+    # --- affiliates (creators) ---
+
+    def fetch_affiliate_orders(
+        self, *, created_since: datetime, created_until: datetime
+    ) -> list[AffiliateOrder]:
+        """Affiliate seller orders created in [since, until): the creator, the content and the
+        estimated commission per SKU, summed per order (`/affiliate_seller/202410/orders/search`,
+        scope seller.affiliate_collaboration.read; the API takes windows of three months at
+        most, so longer ones are asked in parts)."""
+        found: dict[str, AffiliateOrder] = {}
+        start = created_since
+        while start < created_until:
+            end = min(created_until, start + timedelta(days=90))
+            token = ""
+            while True:
+                data = self.request(
+                    "POST",
+                    "/affiliate_seller/202410/orders/search",
+                    query={"page_size": 100, "page_token": token},
+                    body={
+                        "create_time_ge": _floor_seconds(start),
+                        "create_time_lt": _ceil_seconds(end),
+                    },
+                )
+                for item in _list(data, "orders", "affiliate order search"):
+                    credit = map_affiliate_order(item)
+                    if credit is not None:
+                        found[credit.platform_order_id] = credit
+                token = data.get("next_page_token") or ""
+                if not token:
+                    break
+            start = end
+        return list(found.values())
 
     # --- cancellations ---
 

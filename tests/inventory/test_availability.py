@@ -95,7 +95,8 @@ class TestBuffers:
         listings = [stocked["listing"]] + [
             ListingFactory(tenant=tenant_a, sku=SkuFactory(tenant=tenant_a)) for _ in range(5)
         ]
-        with django_assert_num_queries(2):
+        # Serving warehouses, free stock, and the open live-session pools (live.pools).
+        with django_assert_num_queries(3):
             listings_available(listings)
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from logistics.models import Shipment
 from sandbox.actions import (
+    DEFAULT_LIVE_CREATOR,
     FAULT_KINDS,
     SHOW_VIEWS,
     LiveProgress,
@@ -80,6 +81,13 @@ class Command(BaseCommand):
             default=True,
             help="Send the platform's order webhooks for each drop, where it has any (default "
             "on; without them the minute sync picks the orders up).",
+        )
+
+        live.add_argument(
+            "--creator",
+            default=DEFAULT_LIVE_CREATOR,
+            help="The creator the platform credits the stream's orders to (TikTok's affiliate "
+            f"orders; default {DEFAULT_LIVE_CREATOR!r}, '' for none).",
         )
 
         load = action("load", "Load orders from a JSON list in the platform's order shape.")
@@ -167,6 +175,7 @@ class Command(BaseCommand):
                 cancel_rate=options["cancel_rate"],
                 webhooks=options["webhooks"],
                 progress=report,
+                creator=options["creator"],
             )
         finally:
             logging.disable(logging.NOTSET)

@@ -20,6 +20,12 @@ from import_export.forms import ImportForm
 
 from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
+from logistics.batches import label_batch_ready_parcels
+from logistics.cockpit import (
+    q_provider_late_ack,
+    q_provider_late_tracking,
+    shipments_with_provider_deadlines,
+)
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -329,6 +335,44 @@ class ShipmentLineInline(TenantTabularInline):
         return formset
 
 
+class LabelFilter(admin.SimpleListFilter):
+    """Parcels waiting for their label: ready to print, and those of them past ship-by (the
+    cockpit's "Awaiting label" widget; the same parcels "Print everything ready" takes)."""
+
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        return [("ready", "Ready to print"), ("late", "Ready to print, past ship-by")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("ready", "late"):
+            ready = queryset.filter(pk__in=label_batch_ready_parcels().values("pk"))
+            if self.value() == "late":
+                ready = ready.filter(order__ship_by__lt=timezone.now())
+            return ready
+        return queryset
+
+
+class ProviderLateFilter(admin.SimpleListFilter):
+    """Parcels whose provider is late to acknowledge them or to send their tracking."""
+
+    title = "provider late"
+    parameter_name = "provider_late"
+
+    def lookups(self, request, model_admin):
+        return [("ack", "Late to acknowledge"), ("tracking", "Late to send tracking")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "ack":
+            return shipments_with_provider_deadlines(queryset).filter(q_provider_late_ack(now=now))
+        if self.value() == "tracking":
+            late = q_provider_late_tracking(now=now)
+            return shipments_with_provider_deadlines(queryset).filter(late)
+        return queryset
+
+
 @admin.register(Shipment)
 class ShipmentAdmin(
     PrintActionMixin,
@@ -347,7 +391,13 @@ class ShipmentAdmin(
         "tracking_number",
         "created_at",
     )
-    list_filter = ("status", "warehouse", ("service__carrier", admin.RelatedFieldListFilter))
+    list_filter = (
+        "status",
+        LabelFilter,
+        ProviderLateFilter,
+        "warehouse",
+        ("service__carrier", admin.RelatedFieldListFilter),
+    )
     # Indexed arms (tkerp.search): the parcel's own fields, then its order's id.
     search_fields = ("reference", "tracking_number", "order__platform_order_id")
     list_select_related = ("order__shop", "warehouse", "service__carrier", "provider")

@@ -4,8 +4,6 @@ Scoping comes from tkerp.admin and the scoped managers; the actions here only pa
 the functions in orders/holds.py and orders/tags.py.
 """
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -22,9 +20,14 @@ from orders.admin_review import (  # also registers the review settings admin
     order_form_saved,
     re_review,
 )
+from orders.cockpit import (
+    q_ship_due_within,
+    q_ship_overdue,
+    q_tracking_awaiting,
+    q_tracking_overdue,
+)
 from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
 from orders.models import (
-    OPEN_STATUSES,
     ORDER_SEARCH_FIELDS,
     Order,
     OrderEvent,
@@ -102,11 +105,12 @@ class ShipByFilter(admin.SimpleListFilter):
 
     title = "ship by"
     parameter_name = "ship_by_due"
-    WINDOWS = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
+    WINDOWS = {"4h": 4, "24h": 24, "48h": 48}
 
     def lookups(self, request, model_admin):
         return [
             ("overdue", "Overdue"),
+            ("4h", "Due within 4 hours"),
             ("24h", "Due within 24 hours"),
             ("48h", "Due within 48 hours"),
             ("none", "No deadline"),
@@ -114,14 +118,31 @@ class ShipByFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value, now = self.value(), timezone.now()
+        # The cockpit counts with the same conditions (orders.cockpit).
         if value == "overdue":
-            return queryset.filter(status__in=OPEN_STATUSES, ship_by__lt=now)
+            return queryset.filter(q_ship_overdue(now=now))
         if value in self.WINDOWS:
-            return queryset.filter(
-                status__in=OPEN_STATUSES, ship_by__gte=now, ship_by__lt=now + self.WINDOWS[value]
-            )
+            return queryset.filter(q_ship_due_within(now=now, hours=self.WINDOWS[value]))
         if value == "none":
             return queryset.filter(ship_by__isnull=True)
+        return queryset
+
+
+class TrackingFilter(admin.SimpleListFilter):
+    """Orders whose tracking the platform has not accepted yet: shipped and awaiting the
+    write-back, or past the tracking deadline (the cockpit's tracking widget)."""
+
+    title = "tracking"
+    parameter_name = "tracking"
+
+    def lookups(self, request, model_admin):
+        return [("awaiting", "Awaiting write-back"), ("overdue", "Tracking overdue")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "awaiting":
+            return queryset.filter(q_tracking_awaiting())
+        if self.value() == "overdue":
+            return queryset.filter(q_tracking_overdue(now=timezone.now()))
         return queryset
 
 
@@ -260,6 +281,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
         TagFilter,
         ShipByFilter,
         SlaStateFilter,
+        TrackingFilter,
     )
     # Each word is looked up with trigram indexes, one query per table (tkerp.search).
     search_fields = ORDER_SEARCH_FIELDS

@@ -5,10 +5,6 @@ from django.urls import include, path
 from shops.views import invitation_accept_view
 from tkerp import views
 
-admin.site.site_header = "tkerp"
-admin.site.site_title = "tkerp back office"
-admin.site.index_title = "Fulfillment back office"
-
 urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
     # Before admin.site.urls, which maps the same path to Django's cross-tenant lookup.

@@ -33,6 +33,8 @@ from tkerp.cockpit.svg import Series, bar_chart, hbar_chart
 
 #: "Due soon" on the cockpit: open orders whose ship-by falls within this many hours.
 SHIP_DUE_HOURS = 4
+#: Hold reasons listed on the holds widget, most frequent first (the list filters by any).
+HOLD_REASONS_SHOWN = 6
 #: The cancellation widget's "answer due soon" window.
 CANCEL_DUE_HOURS = 4
 #: Orders still to carry tracking to the platform: open ones, and shipped ones not yet accepted.
@@ -103,11 +105,16 @@ def holds(*, now: datetime) -> Panel:
     active = OrderHold.objects.filter(released_at__isnull=True)
     held = active.aggregate(n=Count("order", distinct=True))["n"]
     by_code = (
-        active.order_by().values("code").annotate(n=Count("order", distinct=True)).order_by("-n")
+        active.order_by()
+        .values("code")
+        .annotate(n=Count("order", distinct=True))
+        .order_by("-n", "code")[:HOLD_REASONS_SHOWN]
     )
     labels = dict(HoldReason.choices)
-    figures = [Figure(label="held orders", value=held, url=changelist_url(Order, hold="_any"))]
-    figures += [
+    figures = [
+        Figure(label="held orders", value=held, tone="warn", url=changelist_url(Order, hold="_any"))
+    ]
+    breakdown = [
         Figure(
             label=labels.get(row["code"], row["code"]),
             value=row["n"],
@@ -115,7 +122,7 @@ def holds(*, now: datetime) -> Panel:
         )
         for row in by_code
     ]
-    return Panel(figures=figures, empty_text="Nothing is held.")
+    return Panel(figures=figures, breakdown=breakdown, empty_text="Nothing is held.")
 
 
 @cockpit_widget(

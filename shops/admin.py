@@ -5,6 +5,8 @@ member sees only the active tenant's row. Shop credentials are edited only inlin
 by owners, and their secrets are never rendered back to the browser.
 """
 
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.contrib import admin
 from django.db import models
@@ -31,6 +33,18 @@ class TenantForm(SecretsFormMixin, forms.ModelForm):
 
     secret_fields = ("alert_webhook_secret",)
     clear_secrets = erase_field(secret_fields)
+
+    def clean_timezone(self):
+        """Every time the back office shows is in this zone: refuse a name no zone has."""
+        name = self.cleaned_data.get("timezone", "").strip()
+        try:
+            ZoneInfo(name)
+        except (ValueError, KeyError, OSError):
+            raise forms.ValidationError(
+                f"“{name}” is not a timezone name; use one such as America/Chicago, "
+                "Europe/London or Asia/Shanghai."
+            ) from None
+        return name
 
 
 @admin.register(Tenant)

@@ -63,9 +63,9 @@ def sync(*, now: datetime) -> Panel:
         {
             "name": shop.name,
             "detail": (
-                f"{shop.consecutive_sync_failures} failures in a row"
+                f"failed {shop.consecutive_sync_failures} times in a row"
                 if shop.consecutive_sync_failures
-                else "no failure"
+                else "lagging"
             ),
             "when": (
                 f"last success {local_time(shop.last_sync_success_at, now=now)}"

@@ -36,6 +36,8 @@ def count_of(html: str, key: str, label: str) -> int:
         r'data-count="(\d+)">\s*<strong class="cockpit-value">\d+</strong>\s*'
         rf'<span class="cockpit-label">{re.escape(label)}</span>',
         block,
+    ) or re.search(
+        rf'data-count="(\d+)"><span class="cockpit-label">{re.escape(label)}</span>', block
     )
     assert found, f"{label!r} not on widget {key}"
     return int(found.group(1))

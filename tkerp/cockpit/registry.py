@@ -34,13 +34,19 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class Panel:
-    """What a widget shows: its figures, and optionally a short list of rows (`rows`, each a
-    dict the widget's template reads) for widgets that name things (failing shops, running
-    batches)."""
+    """What a widget shows: its figures (big numbers), optionally a breakdown (smaller linked
+    counts, e.g. holds per reason) and a short list of rows (`rows`, each a dict the widget's
+    template reads) for widgets that name things (failing shops, running batches)."""
 
     figures: list[Figure] = field(default_factory=list)
+    breakdown: list[Figure] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     empty_text: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to count and nothing named: the widget shows `empty_text`."""
+        return not self.rows and not any(f.value for f in (*self.figures, *self.breakdown))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,19 +24,22 @@ class Series:
     css: str  # a class of cockpit.css: "s1", "s2", "s3"...
 
 
-def _nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 5 x 10^n)."""
+def _nice_max(value: float, *, whole: bool = True) -> float:
+    """The axis maximum: four round steps (1, 2, 2.5 or 5 times a power of ten; whole numbers
+    for counts) reaching `value`."""
     if value <= 0:
-        return 1
+        return 4
+    quarter = value / 4
     magnitude = 1.0
-    while magnitude * 10 <= value:
+    while magnitude * 10 <= quarter:
         magnitude *= 10
-    while magnitude > value:
+    while magnitude > quarter:
         magnitude /= 10
-    for step in (1, 2, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+    for factor in (1, 2, 2.5, 5, 10):
+        step = factor * magnitude
+        if step >= quarter and (not whole or (step >= 1 and float(step).is_integer())):
+            return 4 * step
+    return 4 * max(10 * magnitude, 1)
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -138,7 +141,8 @@ def line_chart(
     """One polyline per series over the slots, with a dot per point."""
     count = len(x_labels)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top_value = _nice_max(max((v for s in series for v in s.values), default=0))
+    peak = max((v for s in series for v in s.values), default=0)
+    top_value = _nice_max(peak, whole=unit != "%")
     slot = plot_w / max(count, 1)
     body: list[str] = []
     _y_axis(body, top_value=top_value, unit=unit, plot_h=plot_h)
@@ -172,7 +176,7 @@ def hbar_chart(
     name_w, row_h = 150, 24
     height = max(TOP + row_h * len(rows) + 30, 80)
     plot_w = WIDTH - name_w - RIGHT - 40
-    top_value = _nice_max(max([limit * 2, *(v for _, v, _ in rows if v is not None)]))
+    top_value = _nice_max(max([limit * 2, *(v for _, v, _ in rows if v is not None)]), whole=False)
     body: list[str] = []
     for i in range(5):
         value = top_value * i / 4

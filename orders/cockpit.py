@@ -75,7 +75,8 @@ def q_cancel_due_within(*, now: datetime, hours: int) -> Q:
 
 @cockpit_widget(key="shipping", title="To ship", order=10, permission="orders.view_order")
 def shipping(*, now: datetime) -> Panel:
-    counts = Order.objects.aggregate(
+    # Open orders only (the (tenant, status, ship_by) index): shipped history is never read.
+    counts = Order.objects.filter(status__in=OPEN_STATUSES).aggregate(
         overdue=Count("pk", filter=q_ship_overdue(now=now)),
         due=Count("pk", filter=q_ship_due_within(now=now, hours=SHIP_DUE_HOURS)),
         next_due=Min("ship_by", filter=Q(status__in=OPEN_STATUSES, ship_by__gte=now)),
@@ -160,7 +161,8 @@ def cancellations(*, now: datetime) -> Panel:
 
 @cockpit_widget(key="tracking", title="Tracking", order=40, permission="orders.view_order")
 def tracking(*, now: datetime) -> Panel:
-    counts = Order.objects.aggregate(
+    without = Order.objects.filter(status__in=TRACKING_STATUSES, tracking_uploaded_at__isnull=True)
+    counts = without.aggregate(
         awaiting=Count("pk", filter=q_tracking_awaiting()),
         overdue=Count("pk", filter=q_tracking_overdue(now=now)),
     )
@@ -300,7 +302,7 @@ def late_rate(*, now: datetime) -> SafeString:
 
 @cockpit_error_series(key="holds", name="held", order=10)
 def holds_per_day(*, start: datetime, end: datetime) -> dict:
-    """Holds placed per day, over orders received that day."""
+    """Holds placed per day, over orders placed that day."""
     held = (
         OrderHold.objects.filter(created_at__gte=start, created_at__lt=end)
         .annotate(day=TruncDate("created_at"))
@@ -309,8 +311,8 @@ def holds_per_day(*, start: datetime, end: datetime) -> dict:
         .order_by()
     )
     received = (
-        Order.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(day=TruncDate("created_at"))
+        Order.objects.filter(placed_at__gte=start, placed_at__lt=end)
+        .annotate(day=TruncDate("placed_at"))
         .values("day")
         .annotate(n=Count("pk"))
         .order_by()

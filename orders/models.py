@@ -137,6 +137,9 @@ class Order(TenantOwnedModel):
             models.Index(fields=["tenant", "status", "ship_by"], name="order_tenant_status_shipby"),
             models.Index(fields=["tenant", "address_key"], name="order_tenant_address_key"),
             models.Index(fields=["tenant", "sla_state", "ship_by"], name="order_tenant_sla_shipby"),
+            # The cockpit's charts (orders.cockpit): orders placed and shipped per time bin.
+            models.Index(fields=["tenant", "placed_at"], name="order_tenant_placed"),
+            models.Index(fields=["tenant", "shipped_at"], name="order_tenant_shipped"),
             # The order list's search box (tkerp.search): contains-matching that an index answers.
             *(
                 trigram_index(table="order", field=field)

@@ -46,7 +46,7 @@ def cockpit_error_series(*, key: str, name: str, order: int):
     key="error_rate",
     title=f"Error rate per day, {ERROR_DAYS} days",
     order=40,
-    help_text="Holds over orders received, failed stock pushes over pushes, per day.",
+    help_text="Holds over orders placed, failed stock pushes over pushes, per day.",
 )
 def error_rate(*, now: datetime) -> SafeString:
     today = timezone.localdate(now)

@@ -18,7 +18,13 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from orders.cockpit import SHIP_DUE_HOURS, q_ship_due_within, q_ship_overdue
-from orders.models import CancellationRequest, CancellationStatus, Order, OrderStatus
+from orders.models import (
+    OPEN_STATUSES,
+    CancellationRequest,
+    CancellationStatus,
+    Order,
+    OrderStatus,
+)
 from shops.cockpit import q_sync_failing, q_sync_lagging, shops_with_lag_deadline
 from shops.models import Shop, Tenant
 from tkerp.cockpit.registry import CHARTS, WIDGETS, Chart, Widget, charts_for, widgets_for
@@ -135,7 +141,8 @@ def tenant_rows(*, now: datetime) -> list[dict]:
     tenants = list(Tenant.objects.filter(is_active=True).order_by("name"))
     orders = {
         row["tenant_id"]: row
-        for row in Order.objects.order_by()
+        for row in Order.objects.filter(status__in=OPEN_STATUSES)
+        .order_by()
         .values("tenant_id")
         .annotate(
             overdue=Count("pk", filter=q_ship_overdue(now=now)),

@@ -272,3 +272,18 @@ def test_a_viewer_sees_the_cockpit_and_a_user_without_tenant_sees_the_plain_inde
     assert response.status_code == 200
     assert 'id="cockpit"' not in response.content.decode()
     assert client.get("/admin/cockpit/widgets/holds/").status_code == 404
+
+
+def test_the_tenant_form_refuses_a_timezone_that_does_not_exist(client_a, tenant_a):
+    url = f"/admin/shops/tenant/{tenant_a.pk}/change/"
+    form = {"name": tenant_a.name, "default_currency": "USD", "timezone": "Mars/Olympus_Mons"}
+    response = client_a.post(url, form)
+    assert response.status_code == 200
+    assert "is not a timezone name" in response.content.decode()
+    tenant_a.refresh_from_db()
+    assert tenant_a.timezone == "UTC"
+    response = client_a.post(url, {**form, "timezone": "Europe/Paris"})
+    assert response.status_code == 302
+    tenant_a.refresh_from_db()
+    assert tenant_a.timezone == "Europe/Paris"
+    assert "Times in Europe/Paris" in client_a.get("/admin/").content.decode()

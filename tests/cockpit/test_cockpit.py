@@ -287,3 +287,11 @@ def test_the_tenant_form_refuses_a_timezone_that_does_not_exist(client_a, tenant
     tenant_a.refresh_from_db()
     assert tenant_a.timezone == "Europe/Paris"
     assert "Times in Europe/Paris" in client_a.get("/admin/").content.decode()
+
+
+def test_a_fragment_polled_after_logout_asks_the_page_to_reload(client_a, world_a):
+    client_a.logout()
+    polled = client_a.get("/admin/cockpit/widgets/shipping/", headers={"HX-Request": "true"})
+    assert polled.status_code == 204 and polled.headers["HX-Refresh"] == "true"
+    opened = client_a.get("/admin/cockpit/widgets/shipping/")
+    assert opened.status_code == 302 and "/admin/login/" in opened.headers["Location"]

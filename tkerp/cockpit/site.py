@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.http import HttpResponse
 from django.urls import path
 from django.utils.module_loading import autodiscover_modules
 
@@ -28,13 +29,26 @@ class TkerpAdminSite(admin.AdminSite):
     def get_urls(self):
         from tkerp.cockpit import views
 
-        view = self.admin_view
+        view = self.fragment_view
         return [
             path("cockpit/widgets/<slug:key>/", view(views.widget_view), name="cockpit_widget"),
             path("cockpit/charts/<slug:key>/", view(views.chart_view), name="cockpit_chart"),
             path("cockpit/tenants/", view(views.tenants_view), name="cockpit_tenants"),
             *super().get_urls(),
         ]
+
+    def fragment_view(self, view):
+        """`admin_view` for a fragment htmx polls: once the session has ended, answer "reload the
+        page" (which then lands on the login form) instead of swapping the login page into a
+        widget."""
+        protected = self.admin_view(view)
+
+        def fragment(request, *args, **kwargs):
+            if request.headers.get("HX-Request") and not self.has_permission(request):
+                return HttpResponse(status=204, headers={"HX-Refresh": "true"})
+            return protected(request, *args, **kwargs)
+
+        return fragment
 
 
 class TkerpAdminConfig(AdminConfig):

@@ -105,11 +105,12 @@ def shipping(*, now: datetime) -> Panel:
 def holds(*, now: datetime) -> Panel:
     active = OrderHold.objects.filter(released_at__isnull=True)
     held = active.aggregate(n=Count("order", distinct=True))["n"]
-    by_code = (
+    # One row per reason code in use: a short list whatever the number of orders.
+    by_code = list(
         active.order_by()
         .values("code")
         .annotate(n=Count("order", distinct=True))
-        .order_by("-n", "code")[:HOLD_REASONS_SHOWN]
+        .order_by("-n", "code")
     )
     labels = dict(HoldReason.choices)
     figures = [
@@ -121,9 +122,18 @@ def holds(*, now: datetime) -> Panel:
             value=row["n"],
             url=changelist_url(Order, hold=row["code"]),
         )
-        for row in by_code
+        for row in by_code[:HOLD_REASONS_SHOWN]
     ]
-    return Panel(figures=figures, breakdown=breakdown, empty_text="Nothing is held.")
+    hidden = len(by_code) - HOLD_REASONS_SHOWN
+    more = (
+        (
+            f"{hidden} more reason{'s' if hidden > 1 else ''} in the order list's filter",
+            changelist_url(Order, hold="_any"),
+        )
+        if hidden > 0
+        else None
+    )
+    return Panel(figures=figures, breakdown=breakdown, more=more, empty_text="Nothing is held.")
 
 
 @cockpit_widget(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -14,7 +15,13 @@ from django.utils import timezone
 from orders.models import CancellationRequest, Order, OrderHold, OrderStatus
 from shops.models import Role, Tenant
 from tests.cockpit.helpers import cockpit_world
-from tests.factories import MembershipFactory, OrderFactory, ShopFactory, UserFactory
+from tests.factories import (
+    CancellationRequestFactory,
+    MembershipFactory,
+    OrderFactory,
+    ShopFactory,
+    UserFactory,
+)
 from tkerp.cockpit import WIDGETS, Figure, Panel, changelist_url, cockpit_widget
 from tkerp.tenancy import tenant_context
 
@@ -193,17 +200,11 @@ def test_times_are_in_the_tenant_timezone(client_a, tenant_a):
     Tenant.objects.filter(pk=tenant_a.pk).update(timezone="Asia/Tokyo")
     deadline = timezone.now().replace(microsecond=0) + timedelta(hours=2)
     with tenant_context(tenant_a):
-        CancellationRequestFactoryHelper(tenant_a, answer_by=deadline)
+        CancellationRequestFactory(tenant=tenant_a, answer_by=deadline)
     html = client_a.get("/admin/").content.decode()
-    tokyo = timezone.localtime(deadline, timezone=__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
+    tokyo = timezone.localtime(deadline, timezone=ZoneInfo("Asia/Tokyo"))
     assert "Times in Asia/Tokyo" in html
     assert f"nearest deadline {tokyo:%H:%M}" in html or f"nearest deadline {tokyo:%a %H:%M}" in html
-
-
-def CancellationRequestFactoryHelper(tenant, **fields):
-    from tests.factories import CancellationRequestFactory
-
-    return CancellationRequestFactory(tenant=tenant, **fields)
 
 
 def test_charts_are_server_rendered_svg_from_the_data(client_a, tenant_a, world_a):

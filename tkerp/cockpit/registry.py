@@ -42,6 +42,8 @@ class Panel:
     breakdown: list[Figure] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     empty_text: str = ""
+    # A last line linking to more than the widget names: (text, url).
+    more: tuple[str, str] | None = None
 
     @property
     def is_empty(self) -> bool:

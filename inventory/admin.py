@@ -11,7 +11,9 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+from inventory.cockpit import q_below_reorder, q_push_failed_within, q_push_failing
 from inventory.models import (
     InventoryPush,
     Listing,
@@ -161,14 +163,52 @@ class BelowReorderFilter(admin.SimpleListFilter):
     parameter_name = "reorder"
 
     def lookups(self, request, model_admin):
-        return [("below", "At or below reorder point"), ("above", "Above reorder point")]
+        return [
+            ("below", "At or below reorder point"),
+            ("above", "Above reorder point"),
+            ("out", "Out of stock (nothing free)"),
+        ]
 
     def queryset(self, request, queryset):
-        threshold = F("reserved") + F("reorder_point")
+        # The cockpit's stock widget counts with the same conditions (inventory.cockpit).
         if self.value() == "below":
-            return queryset.filter(on_hand__lte=threshold)
+            return queryset.filter(q_below_reorder())
         if self.value() == "above":
-            return queryset.filter(on_hand__gt=threshold)
+            return queryset.exclude(q_below_reorder())
+        if self.value() == "out":
+            return queryset.filter(on_hand__lte=F("reserved"))
+        return queryset
+
+
+class PushFailingFilter(admin.SimpleListFilter):
+    """Listings whose last stock push failed (retries pending): the cockpit's push widget."""
+
+    title = "stock push"
+    parameter_name = "push"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "Failing")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return queryset.filter(q_push_failing())
+        return queryset
+
+
+class FailedWithinFilter(admin.SimpleListFilter):
+    """Failed pushes of the last hours."""
+
+    title = "failed recently"
+    parameter_name = "failed_within"
+    WINDOWS = {"24h": 24, "1h": 1}
+
+    def lookups(self, request, model_admin):
+        return [("1h", "Failed in the last hour"), ("24h", "Failed in the last 24 hours")]
+
+    def queryset(self, request, queryset):
+        if self.value() in self.WINDOWS:
+            hours = self.WINDOWS[self.value()]
+            return queryset.filter(q_push_failed_within(now=timezone.now(), hours=hours))
         return queryset
 
 
@@ -348,7 +388,7 @@ class ListingAdmin(TenantImportExportModelAdmin):
         "last_push",
         "drift",
     )
-    list_filter = ("shop", "is_active", "dynamic_buffer")
+    list_filter = ("shop", "is_active", "dynamic_buffer", PushFailingFilter)
     search_fields = ("sku__code", "sku__name", "platform_product_id", "platform_sku_id")
     list_select_related = ("shop", "sku")
     autocomplete_fields = ("sku",)
@@ -398,7 +438,7 @@ class InventoryPushAdmin(TenantModelAdmin):
         "attempts",
         "error",
     )
-    list_filter = ("result", "listing__shop")
+    list_filter = ("result", FailedWithinFilter, "listing__shop")
     search_fields = ("listing__sku__code", "listing__platform_sku_id", "error")
     list_select_related = ("listing__shop", "listing__sku")
     date_hierarchy = "created_at"

@@ -23,6 +23,12 @@ from logistics.admin_batches import PrintActionMixin, print_labels
 from logistics.admin_labels import LabelAccountAdmin, ShipmentLabelAdminMixin  # noqa: F401
 from logistics.admin_providers import ProviderFlowAdminMixin, ShipmentInterceptAdminMixin
 from logistics.admin_tracking import ShipmentTrackingAdminMixin, TrackingPushAttemptAdmin  # noqa: F401
+from logistics.batches import label_batch_ready_parcels
+from logistics.cockpit import (
+    q_provider_late_ack,
+    q_provider_late_tracking,
+    shipments_with_provider_deadlines,
+)
 from logistics.models import (
     Carrier,
     CarrierRule,
@@ -379,6 +385,43 @@ class TrackingExceptionFilter(admin.SimpleListFilter):
             return queryset.exclude(tracking_exception="")
         if value in TrackingException.values and value:
             return queryset.filter(tracking_exception=value)
+
+
+class LabelFilter(admin.SimpleListFilter):
+    """Parcels waiting for their label: ready to print, and those of them past ship-by (the
+    cockpit's "Awaiting label" widget; the same parcels "Print everything ready" takes)."""
+
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        return [("ready", "Ready to print"), ("late", "Ready to print, past ship-by")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("ready", "late"):
+            ready = queryset.filter(pk__in=label_batch_ready_parcels().values("pk"))
+            if self.value() == "late":
+                ready = ready.filter(order__ship_by__lt=timezone.now())
+            return ready
+        return queryset
+
+
+class ProviderLateFilter(admin.SimpleListFilter):
+    """Parcels whose provider is late to acknowledge them or to send their tracking."""
+
+    title = "provider late"
+    parameter_name = "provider_late"
+
+    def lookups(self, request, model_admin):
+        return [("ack", "Late to acknowledge"), ("tracking", "Late to send tracking")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "ack":
+            return shipments_with_provider_deadlines(queryset).filter(q_provider_late_ack(now=now))
+        if self.value() == "tracking":
+            late = q_provider_late_tracking(now=now)
+            return shipments_with_provider_deadlines(queryset).filter(late)
         return queryset
 
 
@@ -416,6 +459,8 @@ class ShipmentAdmin(
         TrackingExceptionFilter,
         "tracking_status",
         "intercept_state",
+        LabelFilter,
+        ProviderLateFilter,
         "warehouse",
         ("service__carrier", admin.RelatedFieldListFilter),
     )

@@ -27,6 +27,10 @@ from orders.admin_review import (  # also registers the review settings admin
     order_form_saved,
     re_review,
 )
+from orders.cockpit import (
+    q_tracking_awaiting,
+    q_tracking_overdue,
+)
 from orders.holds import HoldNotAllowed, HoldReason, order_hold, order_release
 from orders.models import (
     ORDER_SEARCH_FIELDS,
@@ -107,11 +111,12 @@ class DeadlineFilter(admin.SimpleListFilter):
     those whose clock still runs: what the dashboard shows first."""
 
     clock = SHIP_BY_CLOCK
-    WINDOWS = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
+    WINDOWS = {"4h": timedelta(hours=4), "24h": timedelta(hours=24), "48h": timedelta(hours=48)}
 
     def lookups(self, request, model_admin):
         return [
             ("overdue", "Overdue"),
+            ("4h", "Due within 4 hours"),
             ("24h", "Due within 24 hours"),
             ("48h", "Due within 48 hours"),
             ("none", "No deadline"),
@@ -151,6 +156,24 @@ class TrackingByFilter(DeadlineFilter):
         if self.value() == "uploaded":
             return queryset.filter(tracking_uploaded_at__isnull=False)
         return super().queryset(request, queryset)
+
+
+class TrackingFilter(admin.SimpleListFilter):
+    """Orders whose tracking the platform has not accepted yet: shipped and awaiting the
+    write-back, or past the tracking deadline (the cockpit's tracking widget)."""
+
+    title = "tracking"
+    parameter_name = "tracking"
+
+    def lookups(self, request, model_admin):
+        return [("awaiting", "Awaiting write-back"), ("overdue", "Tracking overdue")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "awaiting":
+            return queryset.filter(q_tracking_awaiting())
+        if self.value() == "overdue":
+            return queryset.filter(q_tracking_overdue(now=timezone.now()))
+        return queryset
 
 
 # ------------------------------------------------------------------------------------ inlines
@@ -290,6 +313,7 @@ class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportM
         SlaStateFilter,
         TrackingByFilter,
         TrackingSlaStateFilter,
+        TrackingFilter,
     )
     # Each word is looked up with trigram indexes, one query per table (tkerp.search).
     search_fields = ORDER_SEARCH_FIELDS

@@ -119,6 +119,25 @@ class RejectForm(forms.Form):
         self.fields["reason"].choices = list(choices.items())
 
 
+class AnswerDueFilter(admin.SimpleListFilter):
+    """Pending requests whose answer is due within a few hours (or already late)."""
+
+    title = "answer due"
+    parameter_name = "answer_due"
+    WINDOWS = {"4h": 4, "24h": 24}
+
+    def lookups(self, request, model_admin):
+        return [("4h", "Within 4 hours"), ("24h", "Within 24 hours")]
+
+    def queryset(self, request, queryset):
+        from orders.cockpit import q_cancel_due_within
+
+        if self.value() in self.WINDOWS:
+            hours = self.WINDOWS[self.value()]
+            return queryset.filter(q_cancel_due_within(now=timezone.now(), hours=hours))
+        return queryset
+
+
 @admin.register(CancellationRequest)
 class CancellationRequestAdmin(TenantModelAdmin):
     """The cancellation inbox: nearest deadline first, approve or reject singly or in bulk."""
@@ -133,7 +152,7 @@ class CancellationRequestAdmin(TenantModelAdmin):
         "decision_display",
         "error_short",
     )
-    list_filter = ("status", "shop", "shop__platform", "auto_approved")
+    list_filter = ("status", AnswerDueFilter, "shop", "shop__platform", "auto_approved")
     search_fields = ("platform_order_id", "platform_cancel_id", "reason")
     list_select_related = ("shop",)
     ordering = ("answer_by", "id")

@@ -154,6 +154,9 @@ class Order(TenantOwnedModel):
             ),
             # Live sessions and profit: a shop's orders by time window.
             models.Index(fields=["tenant", "shop", "placed_at"], name="order_tenant_shop_placed"),
+            # The cockpit's charts (orders.cockpit): orders placed and shipped per time bin.
+            models.Index(fields=["tenant", "placed_at"], name="order_tenant_placed"),
+            models.Index(fields=["tenant", "shipped_at"], name="order_tenant_shipped"),
             # The order list's search box (tkerp.search): contains-matching that an index answers.
             *(
                 trigram_index(table="order", field=field)

@@ -5,14 +5,18 @@ member sees only the active tenant's row. Shop credentials are edited only inlin
 by owners, and their secrets are never rendered back to the browser.
 """
 
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from orders.models import OPEN_STATUSES
 from shops import admin_invitations  # noqa: F401 - registers the invitations admin
 from shops.admin_sync import ShopSyncAdminMixin
+from shops.cockpit import q_sync_failing, q_sync_lagging, shops_with_lag_deadline
 from shops.models import ApiEndpoint, Membership, Role, Shop, ShopCredentials, Tenant
 from shops.platforms.http import sandbox_enabled
 from tkerp.admin import TenantModelAdmin, TenantStackedInline, all_tenants_view
@@ -29,6 +33,18 @@ class TenantForm(SecretsFormMixin, forms.ModelForm):
 
     secret_fields = ("alert_webhook_secret",)
     clear_secrets = erase_field(secret_fields)
+
+    def clean_timezone(self):
+        """Every time the back office shows is in this zone: refuse a name no zone has."""
+        name = self.cleaned_data.get("timezone", "").strip()
+        try:
+            ZoneInfo(name)
+        except (ValueError, KeyError, OSError):
+            raise forms.ValidationError(
+                f"“{name}” is not a timezone name; use one such as America/Chicago, "
+                "Europe/London or Asia/Shanghai."
+            ) from None
+        return name
 
 
 @admin.register(Tenant)
@@ -209,6 +225,23 @@ class ShopCredentialsInline(TenantStackedInline):
         return 0 if obj is not None and hasattr(obj, "credentials") else 1
 
 
+class SyncHealthFilter(admin.SimpleListFilter):
+    """Shops whose order sync is failing or lagging (the cockpit's sync widget)."""
+
+    title = "sync health"
+    parameter_name = "sync"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "Failing"), ("lagging", "Lagging")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return queryset.filter(q_sync_failing())
+        if self.value() == "lagging":
+            return shops_with_lag_deadline(queryset).filter(q_sync_lagging(now=timezone.now()))
+        return queryset
+
+
 @admin.register(Shop)
 class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
     list_display = (
@@ -221,7 +254,7 @@ class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
         "presale_ship_by_hours",
         "open_orders",
     )
-    list_filter = ("platform", "region", "is_active")
+    list_filter = ("platform", "region", "is_active", SyncHealthFilter)
     ordering = ("name",)  # explicit: the open-orders count drops Meta.ordering
     search_fields = ("name", "platform_shop_id")
     fieldsets = (

@@ -3,16 +3,18 @@
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from tkerp.tenancy import ALL_TENANTS, reset_scope, set_scope
-from tkerp.tenants import active_tenant_for, user_tenants
+from tkerp.tenants import active_tenant_for, tenant_timezone, user_tenants
 
 
 class TenantMiddleware:
     """Scope each request to the user's active tenant (chosen in the session).
 
     Anonymous users get no scope, so tenant data fails closed. Superusers with no tenant chosen
-    see all tenants.
+    see all tenants. Every time shown to a tenant's user is in the tenant's timezone
+    (`Tenant.timezone`), the cockpit's charts and deadlines included.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
@@ -31,7 +33,10 @@ class TenantMiddleware:
             elif user.is_superuser:
                 scope = ALL_TENANTS
         token = set_scope(scope)
+        if request.tenant is not None:
+            timezone.activate(tenant_timezone(request.tenant))
         try:
             return self.get_response(request)
         finally:
             reset_scope(token)
+            timezone.deactivate()

@@ -59,7 +59,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, whose home page is the cockpit (tkerp.cockpit.site swaps the default site).
+    "tkerp.cockpit.site.TkerpAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served from here, not a CDN
     "django_q",
     "import_export",
+    "django_htmx",  # ships htmx as a static file: the cockpit refreshes itself, no CDN
     "tkerp.apps.TkerpConfig",
     "shops.apps.ShopsConfig",
     "inventory.apps.InventoryConfig",
@@ -368,3 +370,6 @@ TKERP_PROVIDER_WEBHOOK_RETRY_MINUTES = [
 TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS = float(
     os.environ.get("TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS", "3")
 )
+# The cockpit (tkerp.cockpit): the late-shipment rate above which a platform cuts a shop's
+# traffic (TikTok Shop: 5 %), drawn on the late-rate chart.
+TKERP_LATE_RATE_LIMIT_PERCENT = float(os.environ.get("TKERP_LATE_RATE_LIMIT_PERCENT", "5"))

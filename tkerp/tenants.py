@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from tkerp.tenancy import all_tenants
 
@@ -55,3 +56,11 @@ def active_tenant_for(request: HttpRequest) -> Tenant | None:
     if request.user.is_superuser or not tenants:
         return None
     return tenants[0]
+
+
+def tenant_timezone(tenant: Tenant) -> ZoneInfo:
+    """The tenant's timezone (`Tenant.timezone`, an IANA name); UTC when it names none."""
+    try:
+        return ZoneInfo(tenant.timezone or "UTC")
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return ZoneInfo("UTC")

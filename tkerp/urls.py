@@ -7,10 +7,6 @@ from shops.views import invitation_accept_view
 from tkerp import views
 from tkerp.api.problems import api_not_found
 
-admin.site.site_header = "tkerp"
-admin.site.site_title = "tkerp back office"
-admin.site.index_title = "Fulfillment back office"
-
 urlpatterns = [
     path("admin/switch-tenant/", views.switch_tenant, name="switch-tenant"),
     # Before admin.site.urls, which maps the same path to Django's cross-tenant lookup.

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from django.db.models import Count, ExpressionWrapper, F, Q
 from django.db.models.fields import DateTimeField
+from django.db.models.functions import TruncDate
 
 from logistics.batches import batch_progress_bar, label_batch_ready_parcels
 from logistics.models import (
@@ -19,8 +20,12 @@ from logistics.models import (
     LabelBatchStatus,
     Shipment,
     ShipmentStatus,
+    TrackingAttemptResult,
+    TrackingException,
+    TrackingPushAttempt,
 )
 from tkerp.cockpit import Figure, Panel, changelist_url, cockpit_widget
+from tkerp.cockpit.charts import cockpit_error_series
 from tkerp.cockpit.db import Minutes
 
 #: Running batches shown with their progress bar (the link lists them all).
@@ -161,3 +166,41 @@ def providers(*, now: datetime) -> Panel:
             ),
         ]
     )
+
+
+@cockpit_widget(
+    key="on_their_way", title="Parcels in trouble", order=85, permission="logistics.view_shipment"
+)
+def on_their_way(*, now: datetime) -> Panel:
+    """What the tracking poll marked wrong with parcels on their way (logistics.tracking_events):
+    each kind links to the parcel list's tracking-exception filter."""
+    kinds = [kind for kind in TrackingException if kind]
+    counts = Shipment.objects.exclude(tracking_exception="").aggregate(
+        **{kind.value: Count("pk", filter=Q(tracking_exception=kind)) for kind in kinds}
+    )
+    return Panel(
+        figures=[
+            Figure(
+                label=kind.label.lower(),
+                value=counts[kind.value],
+                tone="bad",
+                url=changelist_url(Shipment, tracking_exception=kind.value),
+            )
+            for kind in kinds
+        ]
+    )
+
+
+@cockpit_error_series(key="invalid_tracking", name="invalid tracking", order=20)
+def invalid_tracking_per_day(*, start: datetime, end: datetime) -> dict:
+    """Tracking write-backs a platform rejected as invalid, over write-back calls, per day."""
+    rows = (
+        TrackingPushAttempt.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            errors=Count("pk", filter=Q(result=TrackingAttemptResult.REJECTED)), total=Count("pk")
+        )
+        .order_by()
+    )
+    return {row["day"]: (row["errors"], row["total"]) for row in rows}

@@ -141,6 +141,14 @@ def cockpit_world(tenant, *, scale: int = 1, shop: Shop | None = None) -> World:
             ShopSlaFiguresFactory(
                 tenant=tenant, shop=shop, due_30d=100, late_30d=7, late_rate_30d=0.07
             )
+            # Parcels in trouble on their way: one returned, one never scanned.
+            for exception in ("returned", "no_scan"):
+                ShipmentFactory(
+                    tenant=tenant,
+                    order=order(status=OrderStatus.DELIVERED),
+                    status=ShipmentStatus.SHIPPED,
+                    tracking_exception=exception,
+                )
         # A label batch running, 3 of 4 parcels done.
         batch = LabelBatchFactory(tenant=tenant, shop=shop, status="running")
         for position, status in enumerate(("labelled", "labelled", "failed", "pending")):

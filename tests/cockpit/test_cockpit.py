@@ -95,6 +95,9 @@ def test_every_count_equals_the_database_and_links_to_a_list_of_exactly_those_ro
     assert count_of(html, "providers", "late to acknowledge") == 1
     assert count_of(html, "providers", "late to send tracking") == 1
     assert count_of(html, "batches", "running or queued") == 1
+    assert count_of(html, "on_their_way", "returned to sender") == 1
+    assert count_of(html, "on_their_way", "labelled, no carrier scan") == 1
+    assert count_of(html, "on_their_way", "delivery failed") == 0
     assert "75 % · 2 of 4 labelled · 1 failed" in widget_html(html, "batches")
     assert "Alpha Goods Shopify" in widget_html(html, "sync")
 

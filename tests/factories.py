@@ -34,9 +34,14 @@ from logistics.models import (
     ParcelEvent,
     Provider,
     ProviderAPIKey,
+    ProviderEvent,
+    ProviderOrderFile,
+    ProviderReminder,
     Shipment,
     ShipmentLine,
     ShippingPolicy,
+    TrackingPush,
+    TrackingPushAttempt,
 )
 from orders.models import (
     CancellationRequest,
@@ -573,3 +578,68 @@ class ShopFeesFactory(BaseFactory):
     tenant = factory.SubFactory(TenantFactory)
     shop = factory.SubFactory(ShopFactory, tenant=factory.SelfAttribute("..tenant"))
     referral_percent = Decimal("6")
+
+
+def _tenant_parcel(tenant) -> Shipment:
+    """A parcel of an order of `tenant` (ShipmentFactory(tenant=...) alone would build its
+    order in another tenant)."""
+    return ShipmentFactory(order=OrderFactory(tenant=tenant))
+
+
+class ProviderEventFactory(BaseFactory):
+    """A provider webhook delivery (outbound), not yet sent."""
+
+    class Meta:
+        model = ProviderEvent
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
+    event_type = "shipment.created"
+    event_id = factory.Sequence(lambda n: f"msg_{n:010d}")
+    payload = factory.LazyFunction(lambda: {"type": "shipment.created", "data": {}})
+
+
+class ProviderReminderFactory(BaseFactory):
+    class Meta:
+        model = ProviderReminder
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
+    shipment = factory.LazyAttribute(lambda o: _tenant_parcel(o.tenant))
+    kind = "acknowledge"
+    due_at = factory.LazyFunction(timezone.now)
+
+
+class ProviderOrderFileFactory(BaseFactory):
+    class Meta:
+        model = ProviderOrderFile
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider = factory.SubFactory(ProviderFactory, tenant=factory.SelfAttribute("..tenant"))
+    slot_at = factory.LazyFunction(timezone.now)
+    trigger = "manual"
+
+
+class TrackingPushFactory(BaseFactory):
+    class Meta:
+        model = TrackingPush
+
+    tenant = factory.SubFactory(TenantFactory)
+    shipment = factory.LazyAttribute(lambda o: _tenant_parcel(o.tenant))
+    shop = factory.SelfAttribute("shipment.order.shop")
+    number = "1Z5R89390357567127"
+    carrier_code = "ups"
+
+
+class TrackingPushAttemptFactory(BaseFactory):
+    class Meta:
+        model = TrackingPushAttempt
+
+    tenant = factory.SubFactory(TenantFactory)
+    push = factory.SubFactory(TrackingPushFactory, tenant=factory.SelfAttribute("..tenant"))
+    shipment = factory.SelfAttribute("push.shipment")
+    shop = factory.SelfAttribute("push.shop")
+    platform = "tiktok"
+    number = factory.SelfAttribute("push.number")
+    call = "ship"
+    result = "sent"

@@ -89,10 +89,12 @@ def test_typed_in_the_admin_then_printed(client_a, tenant_a, settings, tmp_path)
             "status": "pending",
             "tracking_number": "1Z5R89390357567127",
             "weight_grams": "0",
-            "lines-TOTAL_FORMS": "0",
-            "lines-INITIAL_FORMS": "0",
         }
     )
+    # Every inline on the page (lines, tracking events...) posts its empty management form.
+    for inline in page.context["inline_admin_formsets"]:
+        prefix = inline.formset.prefix
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
     response = client_a.post(admin_url(Shipment, "change", parcel.pk), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
 

@@ -51,6 +51,7 @@ def shop_form(shop: Shop, credentials: ShopCredentials, **credential_values) -> 
         "currency": shop.currency,
         "ship_by_hours": "24",
         "presale_ship_by_hours": "72",
+        "tracking_upload_hours": "48",
         "is_active": "on",
         "sync_interval_seconds": "60",
         "credentials-TOTAL_FORMS": "1",

@@ -49,7 +49,7 @@ from logistics.models import (
     ShipmentLine,
     ShipmentStatus,
 )
-from orders.models import OrderStatus
+from orders.models import CancellationStatus, OrderStatus
 from tkerp.jobs import ProgressBar
 from tkerp.tenancy import tenant_context
 
@@ -142,16 +142,29 @@ def _pick_path(shipment_ids: list[int]) -> list[int]:
 # ------------------------------------------------------------------------------------ start
 
 
+CANCEL_BLOCKING_STATUSES = (
+    CancellationStatus.PENDING,
+    CancellationStatus.APPROVED,
+    CancellationStatus.AUTO_CANCELLED,
+)
+
+
 def label_batch_ready_parcels(*, shop=None, due_before: datetime | None = None):
     """The parcels ready to print (of `shop`, or of every shop in scope): pending, leaving one
     of the seller's own warehouses (3PL and drop-ship parcels go to their provider), of an
     order still to ship, and in no live batch. Oldest deadline first."""
-    parcels = Shipment.objects.filter(
-        status=ShipmentStatus.PENDING,
-        provider__isnull=True,
-        warehouse__kind=WarehouseKind.OWN,
-        order__status__in=PRINTABLE_ORDER_STATUSES,
-    ).exclude(batch_items__live=True)
+    parcels = (
+        Shipment.objects.filter(
+            status=ShipmentStatus.PENDING,
+            provider__isnull=True,
+            warehouse__kind=WarehouseKind.OWN,
+            order__status__in=PRINTABLE_ORDER_STATUSES,
+        )
+        .exclude(batch_items__live=True)
+        # Not while the buyer's cancellation is open or approved (orders.cancellations'
+        # order_ship_blocker): the label would be wasted and the platform refuses its tracking.
+        .exclude(order__cancel_requests__status__in=CANCEL_BLOCKING_STATUSES)
+    )
     if shop is not None:
         parcels = parcels.filter(order__shop=shop)
     if due_before is not None:

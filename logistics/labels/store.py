@@ -68,6 +68,13 @@ def _label_buy(current: Shipment, source: LabelSource | None) -> Shipment:
             "are bought for pending parcels",
             code="not_pending",
         )
+    from orders.cancellations import order_ship_blocker
+
+    blocker = order_ship_blocker(current.order)
+    if blocker is not None:
+        # A label bought now is money spent on a parcel that may never leave, and the platform
+        # refuses its tracking while the buyer's cancellation is open.
+        raise LabelError(f"parcel {current.reference}: {blocker}", code="cancellation")
     own = source is None
     if own:
         source = label_sources_for([current])[current.pk]

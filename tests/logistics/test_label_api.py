@@ -349,3 +349,23 @@ class TestConcurrency:
         assert [r.ok for r in again] == [r.ok for r in results]
         assert not any(r.bought for r in again)
         assert purchases(world) == 5
+
+
+@pytest.mark.django_db
+def test_no_label_is_bought_while_the_buyer_asks_to_cancel(tenant_a):
+    """An open (or approved) cancellation keeps a parcel out of "Print everything ready" and
+    refuses a label bought for it by hand: nothing is bought, the reason says why."""
+    from logistics.batches import label_batch_ready_parcels
+    from tests.factories import CancellationRequestFactory
+
+    world = label_world(tenant_a)
+    clean, asked = world.parcel(status="ready"), world.parcel(status="ready")
+    CancellationRequestFactory(tenant=tenant_a, order=asked.order)
+
+    with tenant_context(tenant_a):
+        assert set(label_batch_ready_parcels(shop=world.shop)) == {clean}
+    with pytest.raises(LabelError) as refused:
+        shipment_label_buy(shipment=asked)
+    assert refused.value.code == "cancellation"
+    assert "asked to cancel" in refused.value.reason
+    assert purchases(world) == 0

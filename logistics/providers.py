@@ -32,7 +32,6 @@ from logistics.models import (
     ShipmentLine,
     ShipmentStatus,
 )
-from logistics.tracking_numbers import tracking_number_valid
 from orders.events import order_event_add
 from orders.holds import HoldNotAllowed, HoldReason, order_hold
 from orders.models import EventSource
@@ -251,9 +250,9 @@ def shipment_split_off(*, parcel: Shipment, line_ids: list[int]) -> Shipment | N
     return remainder
 
 
-def tracking_carrier(*, parcel: Shipment, carrier_code: str, tracking_number: str) -> Carrier:
-    """The tenant's carrier `carrier_code`, once `tracking_number` passes its format and check
-    digit and the carrier is the one the parcel is booked with."""
+def tracking_carrier(*, parcel: Shipment, carrier_code: str) -> Carrier:
+    """The tenant's carrier `carrier_code`, if it is the one the parcel is booked with (the number
+    itself is checked by the tracking door, `logistics.tracking.shipment_tracking_accept`)."""
     code = carrier_code.strip().lower()
     carrier = Carrier.objects.filter(code=code, is_active=True).first()
     if carrier is None:
@@ -271,14 +270,6 @@ def tracking_carrier(*, parcel: Shipment, carrier_code: str, tracking_number: st
             code="carrier_mismatch",
             status=422,
             field="carrier",
-        )
-    if not tracking_number_valid(carrier=carrier.code, number=tracking_number):
-        raise ProviderActionError(
-            f"“{tracking_number}” is not a valid {carrier.name} tracking number (format or "
-            "check digit).",
-            code="invalid_tracking_number",
-            status=422,
-            field="tracking_number",
         )
     return carrier
 

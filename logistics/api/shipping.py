@@ -100,9 +100,9 @@ def _ship(
                 code="already_shipped",
             )
         provider_parcel_check_open(parcel)
-        # The provider's own rules first (carrier known, the one the parcel is booked with, the
-        # number its format); then the door every tracking number takes.
-        carrier = tracking_carrier(parcel=parcel, carrier_code=carrier_code, tracking_number=number)
+        # The provider's own rules first (carrier known, the one the parcel is booked with); then
+        # the door every tracking number takes (format, check digit, unique per carrier).
+        carrier = tracking_carrier(parcel=parcel, carrier_code=carrier_code)
         if not carrier.services.filter(is_active=True).exists():
             raise ProviderActionError(
                 f"{carrier.name} has no active service here; ask the seller to add one.",

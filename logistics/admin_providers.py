@@ -25,17 +25,7 @@ from logistics.provider_files import CSV_TYPE, XLSX_TYPE, OrderFileError, provid
 from logistics.scorecards import provider_scorecards
 from logistics.webhooks import provider_events_redeliver, provider_webhooks_enable
 from shops.models import Tenant
-from tkerp.admin import TenantModelAdmin
-
-
-class ReadOnlyAdminMixin:
-    """Rows written by the flow itself: listed and shown, never added or edited by hand."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+from tkerp.admin import ReadOnlyAdminMixin, TenantModelAdmin
 
 
 @admin.register(ProviderEvent)

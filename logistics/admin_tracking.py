@@ -15,7 +15,7 @@ from logistics.tracking import (
     tracking_carrier,
     tracking_number_check,
 )
-from tkerp.admin import TenantModelAdmin
+from tkerp.admin import ReadOnlyAdminMixin, TenantModelAdmin
 
 
 class ShipmentTrackingForm(forms.ModelForm):
@@ -120,7 +120,7 @@ class ShipmentTrackingAdminMixin:
 
 
 @admin.register(TrackingPushAttempt)
-class TrackingPushAttemptAdmin(TenantModelAdmin):
+class TrackingPushAttemptAdmin(ReadOnlyAdminMixin, TenantModelAdmin):
     """Every call made to write a tracking number back to a platform. Read-only."""
 
     list_display = (
@@ -138,12 +138,3 @@ class TrackingPushAttemptAdmin(TenantModelAdmin):
     search_fields = ("number", "shipment__reference")
     list_select_related = ("shop", "shipment")
     ordering = ("-created_at", "-id")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -17,22 +17,9 @@ from django.utils.timesince import timesince
 
 from shops.models import SyncRun, WebhookDelivery
 from shops.sync import sync_failure_threshold
-from tkerp.admin import TenantModelAdmin
+from tkerp.admin import ReadOnlyAdminMixin, TenantModelAdmin
 from tkerp.alerts import alert_resolve_many
 from tkerp.models import Alert
-
-
-class ReadOnlyAdminMixin:
-    """History rows: viewable, never added, edited or deleted by hand."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _short(text: str, length: int = 80) -> str:

@@ -403,3 +403,17 @@ class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
                 ]
             )
         return response
+
+
+class ReadOnlyAdminMixin:
+    """Rows the system writes (history, deliveries, attempts): viewable, never added, edited or
+    deleted by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

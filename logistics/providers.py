@@ -32,6 +32,7 @@ from logistics.models import (
     ShipmentLine,
     ShipmentStatus,
 )
+from logistics.routing import shipment_lines_move
 from orders.events import order_event_add
 from orders.holds import HoldNotAllowed, HoldReason, order_hold
 from orders.models import EventSource
@@ -230,24 +231,7 @@ def shipment_split_off(*, parcel: Shipment, line_ids: list[int]) -> Shipment | N
     staying = [line.pk for line in lines if line.pk not in set(line_ids)]
     if not staying:
         return None
-    taken = Shipment.objects.filter(reference__startswith=parcel.reference).count()
-    remainder = Shipment.objects.create(
-        tenant_id=parcel.tenant_id,
-        order_id=parcel.order_id,
-        warehouse_id=parcel.warehouse_id,
-        service_id=parcel.service_id,
-        provider_id=parcel.provider_id,
-        reference=f"{parcel.reference}-{taken + 1}"[:40],
-        status=parcel.status,
-        weight_grams=0,
-        carrier_rule_id=parcel.carrier_rule_id,
-        package_type=parcel.package_type,
-        rules_applied_at=parcel.rules_applied_at,
-        dispatched_at=parcel.dispatched_at,
-        acknowledged_at=parcel.acknowledged_at,
-    )
-    ShipmentLine.objects.filter(pk__in=staying).update(shipment=remainder)
-    return remainder
+    return shipment_lines_move(parcel=parcel, line_ids=staying)
 
 
 def tracking_carrier(*, parcel: Shipment, carrier_code: str) -> Carrier:

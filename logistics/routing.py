@@ -3,7 +3,8 @@ each given its carrier service by the carrier rules (`logistics.rules`)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Collection
 
 from django.db import transaction
 
@@ -14,6 +15,7 @@ from logistics.models import Shipment, ShipmentLine, ShipmentStatus
 from logistics.rules import (
     Rule,
     carrier_rules_load,
+    packaging_allowance_get,
     shipments_rules_apply,
     shipments_rules_pending,
 )
@@ -88,6 +90,45 @@ def order_shipments_split(
             fresh = Shipment.objects.in_bulk(grown)
             shipments = [fresh.get(shipment.pk, shipment) for shipment in shipments]
         return shipments
+
+
+def shipment_lines_move(*, parcel: Shipment, line_ids: Collection[int]) -> Shipment:
+    """Move the lines `line_ids` of the locked `parcel` to a new parcel from the same warehouse,
+    with the same service, rule, provider and provider timestamps, and weigh both parcels again.
+    The one way a parcel is split (a partial ship through the provider API or a tracking number
+    for some lines); the caller holds the order's lock and checks the lines belong to `parcel`."""
+    taken = Shipment.objects.filter(reference__startswith=parcel.reference).count()
+    new = Shipment.objects.create(
+        tenant_id=parcel.tenant_id,
+        order_id=parcel.order_id,
+        warehouse_id=parcel.warehouse_id,
+        service_id=parcel.service_id,
+        provider_id=parcel.provider_id,
+        reference=f"{parcel.reference}-{taken + 1}"[:40],
+        status=parcel.status,
+        carrier_rule_id=parcel.carrier_rule_id,
+        package_type=parcel.package_type,
+        rules_applied_at=parcel.rules_applied_at,
+        dispatched_at=parcel.dispatched_at,
+        acknowledged_at=parcel.acknowledged_at,
+    )
+    ShipmentLine.objects.filter(shipment=parcel, pk__in=list(line_ids)).update(shipment=new)
+    _shipments_weigh(tenant_id=parcel.tenant_id, parcels=[parcel, new])
+    return new
+
+
+def _shipments_weigh(*, tenant_id: int, parcels: list[Shipment]) -> None:
+    """Set each parcel's weight from its lines (SKU weight x quantity plus the tenant's packaging
+    allowance, as the carrier rules weigh it)."""
+    allowance = packaging_allowance_get(tenant=parcels[0].tenant)
+    grams: Counter[int] = Counter()
+    for shipment_id, quantity, sku_grams in ShipmentLine.objects.filter(
+        shipment__in=parcels
+    ).values_list("shipment_id", "quantity", "order_line__sku__weight_grams"):
+        grams[shipment_id] += (sku_grams or 0) * quantity
+    for parcel in parcels:
+        parcel.weight_grams = grams[parcel.pk] + allowance
+    Shipment.objects.bulk_update(parcels, ["weight_grams"])
 
 
 #: How many ready orders one call splits at most (the sweep picks up the rest next minute).

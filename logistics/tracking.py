@@ -27,6 +27,7 @@ from logistics.models import (
     TrackingPush,
     TrackingPushState,
 )
+from logistics.routing import shipment_lines_move
 from logistics.tracking_numbers import tracking_number_normalize, tracking_number_problem
 from orders.events import order_event_add
 from orders.models import EventSource
@@ -204,18 +205,7 @@ def _split_off(*, parcel: Shipment, lines: Sequence[str]) -> Shipment:
             "lines; it can't be split now",
             code="lines",
         )
-    taken = Shipment.objects.filter(reference__startswith=parcel.reference).count()
-    new = Shipment.objects.create(
-        tenant_id=parcel.tenant_id,
-        order_id=parcel.order_id,
-        warehouse_id=parcel.warehouse_id,
-        service_id=parcel.service_id,
-        carrier_rule_id=parcel.carrier_rule_id,
-        reference=f"{parcel.reference}-{taken + 1}"[:40],
-        status=ShipmentStatus.PENDING,
-    )
-    ShipmentLine.objects.filter(pk__in=[line.pk for line in chosen]).update(shipment=new)
-    return new
+    return shipment_lines_move(parcel=parcel, line_ids=[line.pk for line in chosen])
 
 
 def shipment_tracking_accept(

@@ -169,6 +169,15 @@ def test_shipping_some_lines_moves_the_rest_to_a_new_parcel(world, api):
     assert [line["sku"] for line in body["remainder"]["lines"]] == ["A-CAP"]
     assert body["remainder"]["status"] == "sent_to_provider"
     assert body["units"] == 1
+    with tenant_context(world["tenant"]):
+        remainder = Shipment.objects.get(pk=body["remainder"]["id"])
+        parcel.refresh_from_db()
+        # The rest keeps the provider and its clocks, and both parcels are weighed again.
+        assert (remainder.provider_id, remainder.dispatched_at) == (
+            parcel.provider_id,
+            parcel.dispatched_at,
+        )
+        assert remainder.weight_grams > 0 and parcel.weight_grams > 0
     assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
     assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (100, 2)
     with tenant_context(world["tenant"]):

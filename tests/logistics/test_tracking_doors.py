@@ -4,6 +4,7 @@ every door checks the number the same way, writes all or nothing, and stays in i
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from inventory.models import MovementKind, StockMovement, WarehouseKind
@@ -195,6 +196,14 @@ def test_lines_split_a_parcel(tenant_a, world_a):
             for p in Shipment.objects.filter(order=first.order)
         }
         assert parcels == {usps(10): ["MUG"], usps(11): ["CAP"]}
+        # Both parcels are weighed again: one mug, two caps (250 g each), plus packaging.
+        weights = dict(
+            Shipment.objects.filter(order=first.order).values_list(
+                "tracking_number", "weight_grams"
+            )
+        )
+        allowance = settings.TKERP_PACKAGING_ALLOWANCE_GRAMS
+        assert weights == {usps(10): 250 + allowance, usps(11): 500 + allowance}
         assert Order.objects.get(pk=first.order_id).status == "shipped"
 
 

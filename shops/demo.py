@@ -1662,6 +1662,12 @@ class _TenantBuilder:
                 shipment.status = rng.choice(
                     (ShipmentStatus.SENT_TO_PROVIDER, ShipmentStatus.CONFIRMED)
                 )
+                # The provider's clocks run from these (acknowledge within 30 min of dispatch).
+                shipment.dispatched_at = plan.allocated_at
+                if shipment.status == ShipmentStatus.CONFIRMED:
+                    shipment.acknowledged_at = min(
+                        plan.allocated_at + timedelta(minutes=rng.randint(3, 25)), self.now
+                    )
             else:
                 shipment.status = rng.choice((ShipmentStatus.PENDING, ShipmentStatus.LABELLED))
             if shipment.status == ShipmentStatus.LABELLED:
@@ -1670,7 +1676,16 @@ class _TenantBuilder:
             self._parcel_events(plan, shipment)
         Shipment.objects.bulk_update(
             shipments,
-            ["service", "weight_grams", "shipping_cost", "provider", "status", "tracking_number"],
+            [
+                "service",
+                "weight_grams",
+                "shipping_cost",
+                "provider",
+                "status",
+                "tracking_number",
+                "dispatched_at",
+                "acknowledged_at",
+            ],
         )
         self._backdate(Shipment, [(s, wanted[s.order_id].allocated_at) for s in shipments])
         Order.objects.filter(pk__in=allocated).update(status=OrderStatus.ALLOCATED)

@@ -352,6 +352,18 @@ class TestConsistency:
                 shipped_at__isnull=True,
             ).exists()
 
+    def test_parcels_at_a_provider_carry_the_clocks_its_timers_read(self, demo_tenants):
+        with all_tenants():
+            at_provider = Shipment.objects.filter(
+                status__in=[ShipmentStatus.SENT_TO_PROVIDER, ShipmentStatus.CONFIRMED]
+            )
+            assert at_provider.filter(provider__isnull=False).exists()
+            assert not at_provider.filter(dispatched_at__isnull=True).exists()
+            confirmed = at_provider.filter(status=ShipmentStatus.CONFIRMED)
+            assert confirmed.exists()
+            assert not confirmed.filter(acknowledged_at__isnull=True).exists()
+            assert not confirmed.filter(acknowledged_at__lt=F("dispatched_at")).exists()
+
     def test_labelled_and_shipped_parcels_have_their_label_files(self, demo_tenants):
         """Every parcel that left (or is labelled to leave) the seller's own warehouse has a
         real 4x6 label PDF carrying its tracking number; 3PL parcels' labels are the

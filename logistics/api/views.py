@@ -225,6 +225,13 @@ class ParcelViewSet(ProviderAPIView):
             return Shipment._base_manager.none()
         return provider_parcels(provider=self.provider)
 
+    def filter_queryset(self, queryset):
+        # Without a filter in the query there is nothing to filter: django-filter would still
+        # build and validate its form, about a sixth of a page's CPU.
+        if not any(name in self.request.query_params for name in ParcelFilter.base_filters):
+            return queryset
+        return super().filter_queryset(queryset)
+
     def get_object(self) -> Shipment:
         shipment = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
         if shipment is None:

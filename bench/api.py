@@ -54,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) + 1)
     parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=2, help="gthread threads per worker")
+    parser.add_argument(
+        "--generator", default="wrk", choices=["wrk", "python"], help="python: without wrk"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="bare then API, this many times")
     parser.add_argument("--profile", action="store_true", help="Profile requests in-process.")
     parser.add_argument("--port", type=int, default=8765)
@@ -362,12 +365,19 @@ def main() -> None:
             print(
                 f"{args.parcels} parcels of the provider (and as many of another), page of 50; "
                 f"gunicorn {args.workers} {args.worker_class} workers{threads}; load: "
-                f"{generator()}, {args.connections} connections, {args.seconds:.0f} s each"
+                f"{generator(args.generator)}, {args.connections} connections, "
+                f"{args.seconds:.0f} s each"
             )
 
             def measured(url: str, headers: dict[str, str], seconds: float) -> dict:
                 before = server_cpu(server.pid)
-                figures = load(url, headers=headers, connections=args.connections, seconds=seconds)
+                figures = load(
+                    url,
+                    headers=headers,
+                    connections=args.connections,
+                    seconds=seconds,
+                    prefer=args.generator,
+                )
                 cpu = cpu_per_request(before, server_cpu(server.pid), figures["requests"])
                 return {**figures, "cpu": cpu}
 

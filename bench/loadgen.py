@@ -35,23 +35,25 @@ end
 """
 
 
-def generator() -> str:
-    """The load generator `load()` will use."""
-    wrk = shutil.which("wrk")
+def generator(prefer: str = "wrk") -> str:
+    """The load generator `load()` will use (`prefer="python"`: the asyncio client)."""
+    wrk = shutil.which("wrk") if prefer == "wrk" else None
     if wrk:
         version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
         return f"wrk ({version.split(' [')[0].strip() or 'wrk'}, 1 thread)"
     return "asyncio keep-alive client (bench/loadgen.py; install wrk for a compiled one)"
 
 
-def load(url: str, *, headers: dict[str, str], connections: int, seconds: float) -> dict:
+def load(
+    url: str, *, headers: dict[str, str], connections: int, seconds: float, prefer: str = "wrk"
+) -> dict:
     """`connections` keep-alive connections sending GET `url` for `seconds`: requests, rps,
     p50/p95/p99/max in ms, errors (non-2xx answers and socket errors) and the generator's own
     CPU per request (generator_cpu, ms)."""
     if not urlsplit(url).hostname.startswith("127."):
         raise ValueError(f"load is only ever aimed at 127.0.0.1, not {url}")
     spent = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wrk = shutil.which("wrk")
+    wrk = shutil.which("wrk") if prefer == "wrk" else None
     if wrk:
         with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
             script.write(WRK_REPORT)
@@ -105,6 +107,7 @@ async def _client(url: str, headers: dict[str, str], connections: int, seconds: 
                         length = int(value)
                     elif name.lower() == "connection" and value.strip().lower() == "close":
                         close = True
+                close = close or status.startswith(b"HTTP/1.0")
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
                 if not status.split()[1].startswith(b"2"):

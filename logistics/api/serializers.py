@@ -1,7 +1,8 @@
 """What the provider API reads and writes.
 
-Input serializers validate requests. Output is built by plain functions (`parcels_data`...)
-rather than DRF serializers, which cost most of a list's time; the output serializers below
+Input serializers validate requests. Output is built by plain functions (`event_data`...)
+rather than DRF serializers, which cost most of a list's time, and parcels are written as JSON
+by PostgreSQL itself (`parcels_json`, the list's hot path); the output serializers below
 describe the same shapes for the OpenAPI schema, and the schemathesis run in the test suite
 checks that the two agree.
 """

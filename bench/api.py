@@ -49,8 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0)
     # Two cores run gunicorn, PostgreSQL and the load generator together: one worker per core
     # plus one (so both stay busy while one waits on PostgreSQL), two threads each, keep-alive.
-    # Measured against 3 sync workers (a new connection per request): about 1 ms less gunicorn
-    # CPU per API request, the same for the bare list (--worker-class sync --threads 1).
+    # Against 3 sync workers (a new connection per request, --worker-class sync --threads 1):
+    # 4.4 against 5.4 ms of gunicorn CPU per API request in one pair of runs, within the noise
+    # of a busy machine in another; sync hands each request to whichever worker is free, which
+    # may give the steadier tail on an idle machine.
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) + 1)
     parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=2, help="gthread threads per worker")

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils.translation import ngettext
 from rest_framework_api_key.models import APIKey
 
+from logistics.api.auth import verified_keys_forget
 from logistics.models import ProviderAPIKey
 from tkerp.admin import TenantModelAdmin
 
@@ -55,6 +56,7 @@ class ProviderAPIKeyAdmin(TenantModelAdmin):
     @admin.action(description="Revoke selected keys (cannot be undone)")
     def revoke_keys(self, request, queryset):
         count = queryset.filter(revoked=False).update(revoked=True)
+        verified_keys_forget()
         self.message_user(
             request,
             ngettext("%d key revoked.", "%d keys revoked.", count) % count,

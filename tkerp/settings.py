@@ -238,6 +238,9 @@ SPECTACULAR_SETTINGS = {
 # points at a shared one), and how long an Idempotency-Key is remembered.
 TKERP_API_THROTTLE_RATE = os.environ.get("TKERP_API_THROTTLE_RATE", "1200/min")
 TKERP_API_IDEMPOTENCY_HOURS = int(os.environ.get("TKERP_API_IDEMPOTENCY_HOURS", "24"))
+# How long a web process trusts a provider key it verified (logistics.api.auth): a revocation
+# elsewhere takes effect within this; 0 reads the key on every request.
+TKERP_API_KEY_CACHE_SECONDS = int(os.environ.get("TKERP_API_KEY_CACHE_SECONDS", "10"))
 
 LOGGING = {
     "version": 1,

@@ -1,18 +1,19 @@
 """What the provider API reads and writes.
 
-Input serializers validate requests. Output is built by plain functions (`parcels_data`...)
-rather than DRF serializers, which cost most of a list's time; the output serializers below
+Input serializers validate requests. Output is built by plain functions (`event_data`...)
+rather than DRF serializers, which cost most of a list's time, and parcels are written as JSON
+by PostgreSQL itself (`parcels_json`, the list's hot path); the output serializers below
 describe the same shapes for the OpenAPI schema, and the schemathesis run in the test suite
 checks that the two agree.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from datetime import datetime
+from functools import cache
 
-from django.contrib.postgres.aggregates import JSONBAgg
-from django.db.models import OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, JSONObject, NullIf
+from django.db import connection
 from rest_framework import serializers
 
 from inventory.models import StockLevel, SupplierItem
@@ -38,134 +39,173 @@ def iso(value: datetime | None) -> str | None:
 # --- output -------------------------------------------------------------------------------------
 
 
-# The columns a parcel's representation reads, fetched as plain rows (`.values()`): building
-# model instances for a page of parcels, their orders, shops, warehouses, services, lines and
-# SKUs cost most of the list's time.
-PARCEL_COLUMNS = (
-    "id",
-    "reference",
-    "status",
-    "warehouse__code",
-    "order__platform_order_id",
-    "order__shop__platform",
-    "order__placed_at",
-    "order__paid_at",
-    "order__buyer_note",
-    "service_id",
-    "service__carrier__code",
-    "service__code",
-    "service__name",
-    "order__recipient_name",
-    "order__recipient_phone",
-    "order__address_line1",
-    "order__address_line2",
-    "order__city",
-    "order__state",
-    "order__postal_code",
-    "order__country",
-    "order__ship_by",
-    "order__tracking_by",
-    "tracking_number",
-    "dispatched_at",
-    "acknowledged_at",
-    "rejected_at",
-    "reject_reason",
-    "intercept_state",
-    "shipped_at",
-    "created_at",
-    "updated_at",
-)
-
-
-def parcel_rows(queryset: QuerySet[Shipment], *, provider: Provider) -> QuerySet:
-    """`queryset`'s parcels as rows of `PARCEL_COLUMNS` plus `lines_json`, their lines already
-    in the API's shape (the provider's item code included), aggregated by PostgreSQL: one query
-    for a page of parcels, whatever it holds."""
-    item_code = SupplierItem.objects.filter(
-        supplier_id=provider.supplier_id, sku_id=OuterRef("order_line__sku_id")
-    ).values("supplier_item_code")[:1]
-    lines = (
-        ShipmentLine.objects.filter(shipment_id=OuterRef("pk"))
-        .order_by()
-        .values("shipment_id")
-        .annotate(
-            lines=JSONBAgg(
-                JSONObject(
-                    id="id",
-                    sku=Coalesce(
-                        NullIf("order_line__sku__code", Value("")), "order_line__seller_sku"
-                    ),
-                    name=Coalesce(
-                        NullIf("order_line__product_name", Value("")),
-                        "order_line__sku__name",
-                        Value(""),
-                    ),
-                    quantity="quantity",
-                    supplier_item_code=Subquery(item_code),
-                ),
-                order_by="id",
-            )
-        )
-        .values("lines")
+def _sql_iso(column: str) -> str:
+    """SQL writing the timestamptz `column` as `iso()` does: UTC, `Z`, microseconds only when
+    there are some (NULL stays NULL)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+        f"date_trunc('second', {column}) = {column} THEN '' ELSE to_char({utc}, '.US') END "
+        "|| 'Z')"
     )
-    return queryset.values(*PARCEL_COLUMNS, lines_json=Subquery(lines))
 
 
-def parcels_data(rows, *, provider: Provider) -> list[dict]:
-    """The API's view of parcels, from `parcel_rows` (the list's page, or one parcel)."""
-    confirm = timedelta(minutes=provider.confirm_within_minutes)
-    tracking = timedelta(minutes=provider.tracking_within_minutes)
-    return [
-        {
-            "id": row["id"],
-            "reference": row["reference"],
-            "status": row["status"],
-            "warehouse": row["warehouse__code"],
-            "order": {
-                "id": row["order__platform_order_id"],
-                "platform": row["order__shop__platform"],
-                "placed_at": iso(row["order__placed_at"]),
-                "paid_at": iso(row["order__paid_at"]),
-                "buyer_note": row["order__buyer_note"],
-            },
-            "service": (
-                {
-                    "carrier": row["service__carrier__code"],
-                    "code": row["service__code"],
-                    "name": row["service__name"],
-                }
-                if row["service_id"] is not None
-                else None
-            ),
-            "recipient": {
-                "name": row["order__recipient_name"],
-                "phone": row["order__recipient_phone"],
-                "address_line1": row["order__address_line1"],
-                "address_line2": row["order__address_line2"],
-                "city": row["order__city"],
-                "state": row["order__state"],
-                "postal_code": row["order__postal_code"],
-                "country": row["order__country"],
-            },
-            "lines": row["lines_json"] or [],
-            "deadlines": {
-                "ship_by": iso(row["order__ship_by"]),
-                "tracking_by": iso(row["order__tracking_by"]),
-                "acknowledge_by": iso(row["dispatched_at"] and row["dispatched_at"] + confirm),
-                "tracking_due": iso(row["acknowledged_at"] and row["acknowledged_at"] + tracking),
-            },
-            "tracking_number": row["tracking_number"],
-            "dispatched_at": iso(row["dispatched_at"]),
-            "acknowledged_at": iso(row["acknowledged_at"]),
-            "rejected_at": iso(row["rejected_at"]),
-            "reject_reason": row["reject_reason"],
-            "intercept_state": row["intercept_state"],
-            "shipped_at": iso(row["shipped_at"]),
-            "created_at": iso(row["created_at"]),
-            "updated_at": iso(row["updated_at"]),
-        }
-        for row in rows
-    ]
+# A page of parcels in the API's shape, written by PostgreSQL in one query: each parcel's JSON
+# (its order, shop, warehouse, service and carrier joined, its lines with the provider's own item
+# codes aggregated) comes back as text and the list's body is those texts joined. Building the
+# same page with the ORM (`.values()` and subqueries), psycopg's datetimes, Python dicts and
+# json.dumps cost several times the CPU PostgreSQL spends here, on every request (bench/api.py
+# --profile shows where a request's time goes). The SQL is formatted once; the tenant, the
+# provider's supplier and its windows are parameters. Keys and values are those of `ParcelOut`
+# (the schemathesis run checks every response against it).
+_PARCEL_SQL = """
+SELECT s.id, json_build_object(
+    'id', s.id,
+    'reference', s.reference,
+    'status', s.status,
+    'warehouse', w.code,
+    'order', json_build_object(
+        'id', o.platform_order_id,
+        'platform', sh.platform,
+        'placed_at', {o_placed_at},
+        'paid_at', {o_paid_at},
+        'buyer_note', o.buyer_note),
+    'service', CASE WHEN cs.id IS NULL THEN NULL ELSE json_build_object(
+        'carrier', c.code, 'code', cs.code, 'name', cs.name) END,
+    'recipient', json_build_object(
+        'name', o.recipient_name,
+        'phone', o.recipient_phone,
+        'address_line1', o.address_line1,
+        'address_line2', o.address_line2,
+        'city', o.city,
+        'state', o.state,
+        'postal_code', o.postal_code,
+        'country', o.country),
+    'lines', coalesce((
+        SELECT json_agg(json_build_object(
+                   'id', sl.id,
+                   'sku', coalesce(nullif(k.code, ''), ol.seller_sku),
+                   'name', coalesce(nullif(ol.product_name, ''), k.name, ''),
+                   'quantity', sl.quantity,
+                   'supplier_item_code', si.supplier_item_code
+               ) ORDER BY sl.id)
+          FROM {line} sl
+          JOIN {order_line} ol ON ol.id = sl.order_line_id
+          LEFT JOIN {sku} k ON k.id = ol.sku_id
+          LEFT JOIN {supplier_item} si
+            ON si.tenant_id = sl.tenant_id AND si.supplier_id = %(supplier)s
+               AND si.sku_id = ol.sku_id
+         WHERE sl.tenant_id = s.tenant_id AND sl.shipment_id = s.id), '[]'::json),
+    'deadlines', json_build_object(
+        'ship_by', {o_ship_by},
+        'tracking_by', {o_tracking_by},
+        'acknowledge_by', {acknowledge_by},
+        'tracking_due', {tracking_due}),
+    'tracking_number', s.tracking_number,
+    'dispatched_at', {s_dispatched_at},
+    'acknowledged_at', {s_acknowledged_at},
+    'rejected_at', {s_rejected_at},
+    'reject_reason', s.reject_reason,
+    'intercept_state', s.intercept_state,
+    'shipped_at', {s_shipped_at},
+    'created_at', {s_created_at},
+    'updated_at', {s_updated_at}
+)::text
+  FROM {shipment} s
+  JOIN {warehouse} w ON w.id = s.warehouse_id
+  JOIN {order} o ON o.id = s.order_id
+  JOIN {shop} sh ON sh.id = o.shop_id
+  LEFT JOIN {service} cs ON cs.id = s.service_id
+  LEFT JOIN {carrier} c ON c.id = cs.carrier_id
+ WHERE s.tenant_id = %(tenant)s AND s.id = ANY(%(ids)s)
+"""
+
+
+@cache
+def _parcel_sql() -> str:
+    from inventory.models import Sku, Warehouse
+    from logistics.models import Carrier, CarrierService
+    from orders.models import Order, OrderLine
+    from shops.models import Shop
+
+    tables = {
+        "line": ShipmentLine,
+        "order_line": OrderLine,
+        "sku": Sku,
+        "supplier_item": SupplierItem,
+        "shipment": Shipment,
+        "warehouse": Warehouse,
+        "order": Order,
+        "shop": Shop,
+        "service": CarrierService,
+        "carrier": Carrier,
+    }
+    names = {name: f'"{model._meta.db_table}"' for name, model in tables.items()}
+    times = {
+        f"{alias}_{column}": _sql_iso(f"{alias}.{column}")
+        for alias, columns in (
+            ("o", ("placed_at", "paid_at", "ship_by", "tracking_by")),
+            ("s", ("dispatched_at", "acknowledged_at", "rejected_at", "shipped_at")),
+            ("s", ("created_at", "updated_at")),
+        )
+        for column in columns
+    }
+    times["acknowledge_by"] = _sql_iso("(s.dispatched_at + %(confirm)s * interval '1 minute')")
+    times["tracking_due"] = _sql_iso("(s.acknowledged_at + %(tracking)s * interval '1 minute')")
+    return _PARCEL_SQL.format(**names, **times)
+
+
+# The page's query is prepared once per database connection (PREPARE outlives a rolled-back
+# transaction, a new connection prepares it again): planning its joins cost PostgreSQL about a
+# quarter of what running it does. A pooler that resets sessions between transactions
+# (pgbouncer in transaction mode) must keep prepared statements (pgbouncer 1.21+).
+_PREPARED = "tkerp_api_parcels"
+_PREPARED_PARAMS = {
+    "%(tenant)s": ("$1", "bigint"),
+    "%(supplier)s": ("$2", "bigint"),
+    "%(confirm)s": ("$3", "integer"),
+    "%(tracking)s": ("$4", "integer"),
+    "%(ids)s": ("$5", "bigint[]"),
+}
+
+
+@cache
+def _parcel_prepare_sql() -> str:
+    sql = _parcel_sql()
+    for name, (number, _) in _PREPARED_PARAMS.items():
+        sql = sql.replace(name, number)
+    types = ", ".join(kind for _, kind in _PREPARED_PARAMS.values())
+    return f"PREPARE {_PREPARED} ({types}) AS {sql}"
+
+
+def parcels_json(ids: list[int], *, provider: Provider) -> list[str]:
+    """The parcels `ids` (already chosen among the provider's, in its tenant), each as its JSON
+    text in the API's shape (`ParcelOut`), in the order of `ids`: one query, whatever the page
+    holds."""
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        database = connection.connection  # the driver's connection: a new one after a reconnect
+        if not getattr(database, "tkerp_parcels_prepared", False):
+            cursor.execute(_parcel_prepare_sql())
+            database.tkerp_parcels_prepared = True
+        cursor.execute(
+            f"EXECUTE {_PREPARED} (%s, %s, %s, %s, %s)",
+            [
+                provider.tenant_id,
+                provider.supplier_id,
+                provider.confirm_within_minutes,
+                provider.tracking_within_minutes,
+                list(ids),
+            ],
+        )
+        texts = dict(cursor.fetchall())
+    return [texts[pk] for pk in ids if pk in texts]
+
+
+def parcels_data(ids: list[int], *, provider: Provider) -> list[dict]:
+    """The API's view of parcels `ids`, as data (a parcel inside a POST's answer)."""
+    return [json.loads(text) for text in parcels_json(ids, provider=provider)]
 
 
 def event_data(event: ParcelEvent) -> dict:

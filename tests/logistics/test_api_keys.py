@@ -192,3 +192,55 @@ def test_the_operator_creates_a_key_for_any_tenants_provider(world, superuser):
     assert Api(key).get("/api/v1/parcels/").status_code == 200
     with tenant_context(world["tenant"]):
         assert ProviderAPIKey.objects.get(name="ops").tenant_id == world["tenant"].pk
+
+
+def test_a_key_revoked_by_the_command_stops_working_at_once_though_remembered(world):
+    api = Api(world["key"])
+    assert api.get("/api/v1/parcels/").status_code == 200  # verified and remembered
+
+    call_command("provider_key", "revoke", world["key"].split(".")[0], stdout=io.StringIO())
+
+    assert api.get("/api/v1/parcels/").status_code == 401
+
+
+def test_a_remembered_key_is_read_again_after_the_cache_seconds(world, settings):
+    """Another web process revoking a key (here: an update no signal sees) is obeyed within
+    TKERP_API_KEY_CACHE_SECONDS; with 0 the key is read on every request."""
+    import time_machine
+
+    settings.TKERP_API_KEY_CACHE_SECONDS = 10
+    api = Api(world["key"])
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        assert api.get("/api/v1/parcels/").status_code == 200
+    with tenant_context(world["tenant"]):
+        ProviderAPIKey.objects.filter(prefix=world["key"].split(".")[0]).update(revoked=True)
+    with time_machine.travel(start + timedelta(seconds=9), tick=False):
+        assert api.get("/api/v1/parcels/").status_code == 200  # still remembered here
+    with time_machine.travel(start + timedelta(seconds=10), tick=False):
+        assert api.get("/api/v1/parcels/").status_code == 401
+    settings.TKERP_API_KEY_CACHE_SECONDS = 0
+    _, fresh = provider_key_create(provider=world["prv"], name="fresh", expires_days=None)
+    assert Api(fresh).get("/api/v1/parcels/").status_code == 200
+    with tenant_context(world["tenant"]):
+        ProviderAPIKey.objects.filter(prefix=fresh.split(".")[0]).update(revoked=True)
+    assert Api(fresh).get("/api/v1/parcels/").status_code == 401
+
+
+def test_a_remembered_key_that_expires_gets_401_at_once(world):
+    _, key = provider_key_create(provider=world["prv"], name="short", expires_days=1)
+    api = Api(key)
+    assert api.get("/api/v1/parcels/").status_code == 200
+    import time_machine
+
+    with time_machine.travel(timezone.now() + timedelta(days=1, seconds=1), tick=False):
+        assert api.get("/api/v1/parcels/").status_code == 401
+
+
+def test_a_deactivated_provider_is_refused_at_once_though_its_key_is_remembered(world):
+    api = Api(world["key"])
+    assert api.get("/api/v1/parcels/").status_code == 200
+    with tenant_context(world["tenant"]):
+        world["prv"].is_active = False
+        world["prv"].save()
+    assert api.get("/api/v1/parcels/").status_code == 401

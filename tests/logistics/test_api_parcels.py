@@ -55,6 +55,51 @@ def test_the_list_shows_only_the_providers_parcels_with_lines_and_item_codes(wor
     assert parcel["deadlines"]["ship_by"] is not None
 
 
+def test_postgresql_writes_a_parcel_as_python_would(world, api):
+    """The list's parcels are written as JSON by PostgreSQL (logistics.api.serializers): every
+    time as `iso()` writes it (UTC, `Z`, microseconds only when there are some), the deadlines
+    from the provider's windows, no service as null, the same parcel in the list and alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from logistics.api.serializers import iso
+
+    parcel, provider = world["parcel"], world["prv"]
+    whole = datetime(2026, 12, 3, 9, 12, 44, tzinfo=UTC)
+    with tenant_context(world["tenant"]):
+        Shipment.objects.filter(pk=parcel.pk).update(
+            dispatched_at=whole, acknowledged_at=whole + timedelta(microseconds=120), service=None
+        )
+        Order.objects.filter(pk=parcel.order_id).update(placed_at=None, buyer_note='Say "hi" ✓')
+        parcel.refresh_from_db()
+        order = parcel.order
+
+    (listed,) = api.get("/api/v1/parcels/").json()["results"]
+
+    assert listed["dispatched_at"] == iso(parcel.dispatched_at) == "2026-12-03T09:12:44Z"
+    assert listed["acknowledged_at"] == "2026-12-03T09:12:44.000120Z"
+    assert listed["deadlines"] == {
+        "ship_by": iso(order.ship_by),
+        "tracking_by": iso(order.tracking_by),
+        "acknowledge_by": iso(whole + timedelta(minutes=provider.confirm_within_minutes)),
+        "tracking_due": iso(
+            parcel.acknowledged_at + timedelta(minutes=provider.tracking_within_minutes)
+        ),
+    }
+    assert (listed["created_at"], listed["updated_at"]) == (
+        iso(parcel.created_at),
+        iso(parcel.updated_at),
+    )
+    assert listed["order"] == {
+        "id": order.platform_order_id,
+        "platform": world["shop"].platform,
+        "placed_at": None,
+        "paid_at": iso(order.paid_at),
+        "buyer_note": 'Say "hi" ✓',
+    }
+    assert listed["service"] is None
+    assert api.get(f"/api/v1/parcels/{parcel.pk}/").json() == listed
+
+
 def test_the_list_filters_by_status_and_updated_since(world, api):
     assert api.get("/api/v1/parcels/", status="shipped").json()["results"] == []
     assert len(api.get("/api/v1/parcels/", status="sent_to_provider").json()["results"]) == 1

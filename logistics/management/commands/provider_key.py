@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from logistics.api.auth import verified_keys_forget
 from logistics.models import ApiKeyScope, Provider, ProviderAPIKey
 from logistics.providers import provider_key_create
 from tkerp.tenancy import all_tenants, tenant_context
@@ -28,6 +29,7 @@ class Command(BaseCommand):
                 count = ProviderAPIKey.objects.filter(
                     prefix=options["prefix"], revoked=False
                 ).update(revoked=True)
+            verified_keys_forget()
             if not count:
                 raise CommandError(f"No live key with prefix {options['prefix']}.")
             self.stdout.write(f"Revoked key {options['prefix']}.")

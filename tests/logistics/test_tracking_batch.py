@@ -76,7 +76,7 @@ def batch_size(shop, size: int) -> None:
 def push_counted(shop) -> tuple:
     """One outbox run for the shop through a counting transport: (summary, transport)."""
     transport = CountingTransport()
-    shop = Shop.objects.get(pk=shop.pk)
+    shop = Shop._base_manager.get(pk=shop.pk)
     connector = connector_for(shop, max_retries=0, transport=transport)
     try:
         with tenant_context(shop.tenant):
@@ -134,7 +134,7 @@ def test_a_batch_of_n_parcels_makes_ceil_n_over_max_calls(world):
 def test_the_batch_maximum_is_the_platforms_and_the_sandbox_refuses_more(world):
     shop, _ = world
     assert TikTokConnector.ship_batch_max == MAX_BATCH_SHIP
-    connector = connector_for(Shop.objects.get(pk=shop.pk), max_retries=0)
+    connector = connector_for(Shop._base_manager.get(pk=shop.pk), max_retries=0)
     try:
         assert connector.ship_batch_size() == MAX_BATCH_SHIP
         # The sandbox checks the bound on its own (a client bug cannot hide behind it).
@@ -171,7 +171,7 @@ def test_one_invalid_item_stops_the_shop_after_one_rejection_and_loses_nothing(w
     assert [len(on_platform(store, p)) for p in parcels] == [1, 0, 1, 0, 0]
 
     with tenant_context(shop.tenant):
-        assert tracking_writeback_release(shop=Shop.objects.get(pk=shop.pk)) == 2
+        assert tracking_writeback_release(shop=Shop._base_manager.get(pk=shop.pk)) == 2
     released, transport = push_counted(shop)
 
     # After a rejection one number goes alone first, then the rest batch again.
@@ -247,7 +247,7 @@ def test_a_package_shipped_already_with_the_number_counts_as_sent(world):
         by_hand.refresh_from_db()
         package_id = by_hand.order.raw["line_items"][0]["package_id"]
     # The seller shipped it in Seller Center with the same number before tkerp's run.
-    connector = connector_for(Shop.objects.get(pk=shop.pk), max_retries=0)
+    connector = connector_for(Shop._base_manager.get(pk=shop.pk), max_retries=0)
     try:
         connector.request(
             "POST",

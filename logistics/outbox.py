@@ -166,7 +166,9 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
     )
     line_ids: list[str] = []
     quantities: dict[str, int] = {}
-    if parcel_lines and (live_parcels > 1 or platform == Platform.TIKTOK):
+    # A changed number on Amazon re-sends the package's confirmation, items and all.
+    update = bool(push.sent_number) and push.sent_number != push.number
+    if parcel_lines and (live_parcels > 1 or platform == Platform.TIKTOK or update):
         for line in parcel_lines:
             ol = line.order_line
             if platform == Platform.TIKTOK:
@@ -174,7 +176,7 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
                 line_ids.extend(ol.platform_line_ids or [ol.platform_line_id])
             else:
                 line_ids.append(ol.platform_line_id)
-                if platform != Platform.AMAZON:
+                if platform != Platform.AMAZON or update:
                     # Amazon works out what is left to ship itself (that keeps a retry from
                     # confirming twice); the others want this parcel's units.
                     quantities[ol.platform_line_id] = (
@@ -295,6 +297,35 @@ def _failed(push: TrackingPush, *, error: str, retry_after: float | None, final:
         )
 
 
+def _by_hand(push: TrackingPush, shop: Shop, *, how: str, order: str) -> None:
+    """The platform has no call that changes a number it already holds: nothing is sent; the
+    row waits (failed) and the seller is told, in the alert and on the parcel, what to do."""
+    now = timezone.now()
+    what = (
+        f"{shop.get_platform_display()} cannot change tracking number {push.sent_number} "
+        f"through its API"
+    )
+    TrackingPush.objects.filter(pk=push.pk).update(
+        state=TrackingPushState.FAILED,
+        due_at=None,
+        lease_until=None,
+        last_error=f"{what}: change it to {push.number} by hand on the platform."[:500],
+        updated_at=now,
+    )
+    shipment = push.shipment
+    alert_raise(
+        tenant=shipment.tenant,
+        key=f"tracking.by_hand.{push.pk}",
+        kind="tracking_update_by_hand",
+        title=f"Change the tracking of parcel {shipment.reference} on "
+        f"{shop.get_platform_display()} by hand",
+        message=f"{what}. "
+        + how.format(order=order, old=push.sent_number, new=push.number, carrier=push.carrier_code)
+        + " Then resolve this alert.",
+        shop=shop,
+    )
+
+
 def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
     """The platform called the number invalid: stop the shop's write-back now, and say so."""
     now = timezone.now()
@@ -330,6 +361,9 @@ def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | 
     Returns sent, failed or rejected."""
     request = request or _request(push, shop)
     update = bool(push.sent_number) and push.sent_number != push.number
+    if update and connector.tracking_update_by_hand:
+        _by_hand(push, shop, how=connector.tracking_update_by_hand, order=request.platform_order_id)
+        return "failed"
     started = time.monotonic()
     if push.attempts > 1 or push.sent_number == push.number:
         try:

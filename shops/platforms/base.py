@@ -426,6 +426,11 @@ class Connector(abc.ABC):
     def ship(self, *, request: ShipRequest) -> ShipResult:
         """Mark (part of) an order shipped with a tracking number."""
 
+    #: Where the platform has no call that changes a tracking number it holds: what the seller
+    #: must do instead (`str.format` with order, old, new, carrier). The outbox then sends
+    #: nothing and raises an alert with these words.
+    tracking_update_by_hand: ClassVar[str] = ""
+
     def update_tracking(self, *, request: ShipRequest) -> ShipResult:
         """Correct the tracking number of a package already marked shipped."""
         raise PlatformRequestError(

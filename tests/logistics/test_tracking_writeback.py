@@ -291,8 +291,10 @@ def test_a_split_order_sends_each_parcels_lines(world):
         assert Order.objects.get(pk=parcel.order_id).tracking_uploaded_at is not None
 
 
-@pytest.mark.parametrize("world", ["tiktok", "shopify"], indirect=True)
+@pytest.mark.parametrize("world", ["tiktok", "shopify", "amazon"], indirect=True)
 def test_a_changed_number_uses_the_update_call(world):
+    """Amazon has no update operation: confirmShipment again under the package's
+    packageReferenceId edits the package (its sandbox replaces the number, items unchanged)."""
     shop, store = world
     (parcel,) = parcels_of(shop, store)
     shipment_tracking_accept(parcel, tracking_number=usps(108), carrier_code="usps", source="csv")
@@ -307,6 +309,30 @@ def test_a_changed_number_uses_the_update_call(world):
     with tenant_context(shop.tenant):
         calls = list(TrackingPushAttempt.objects.order_by("pk").values_list("call", flat=True))
     assert calls == [ship_call(shop), "update"]
+
+
+@pytest.mark.parametrize("world", ["ebay"], indirect=True)
+def test_a_changed_number_on_ebay_is_the_sellers_to_enter_and_says_how(world):
+    shop, store = world
+    (parcel,) = parcels_of(shop, store)
+    first, corrected = usps(111), usps(112)
+    shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
+    assert push(shop).sent == 1
+    shipment_tracking_accept(parcel, tracking_number=corrected, carrier_code="usps", source="csv")
+
+    summary = push(shop)
+
+    assert (summary.sent, summary.failed) == (0, 1)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == first  # nothing was sent
+    with tenant_context(shop.tenant):
+        assert TrackingPushAttempt.objects.count() == 1  # the first ship only: no call made
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert row.state == TrackingPushState.FAILED and corrected in row.last_error
+        alert = Alert.objects.get(key=f"tracking.by_hand.{row.pk}")
+    assert "Seller Hub" in alert.message and parcel.order.platform_order_id in alert.message
+    assert first in alert.message and corrected in alert.message
+    assert push(shop).sent == 0  # not retried: it waits for the seller
 
 
 @pytest.mark.parametrize("world", ["tiktok"], indirect=True)

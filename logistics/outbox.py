@@ -1,15 +1,19 @@
 """The tracking outbox: telling each order's platform the tracking numbers tkerp accepted.
 
 `logistics.tracking` queues a `TrackingPush` per parcel; `tracking_push_shop` sends a shop's due
-ones outside any transaction, one connector (one token, the platform's rate limiter) per run,
-through the connector's `ship` (first number) or `update_tracking` (a changed number). Every call
-is recorded as a `TrackingPushAttempt` (number, result, latency).
+ones outside any transaction, one connector (one token, the platform's rate limiter) per run:
+batched where the platform has a batch ship call and already holds the parcel's package
+(`Connector.ship_batch`, TikTok's Batch Ship Packages; each package answered on its own), else
+through `ship` (first number) or `update_tracking` (a changed number; where the platform has no
+such call, `Connector.tracking_update_by_hand` says what the seller must do and an alert says
+it). Every parcel's call is recorded as a `TrackingPushAttempt` (number, result, latency; a
+batch's latency is shared out). docs/tracking-writeback.md has the per-platform details.
 
 Retry-safe: a row is claimed and its attempt counted in a committed transaction before the
 call, and the HTTP client does not retry on its own (`max_retries=0`), so a row sent again (the
 worker died after posting, an answer was lost) is first checked against what the platform holds
-(`Connector.shipped_tracking_numbers`): a platform that already has the number counts as sent and
-nothing is posted twice. Failures that may pass (throttled, outage, expired token) retry with
+(`Connector.shipped_tracking_numbers`, for a batch `shipped_tracking_numbers_many`: one call): a
+platform that already has the number counts as sent and nothing is posted twice. Failures that may pass (throttled, outage, expired token) retry with
 exponential backoff; a request the platform refuses for another reason waits for a person.
 
 Three-strike guard: three invalid tracking numbers in a row freeze a shop's shipping on the

@@ -13,8 +13,9 @@ Retry-safe: a row is claimed and its attempt counted in a committed transaction 
 call, and the HTTP client does not retry on its own (`max_retries=0`), so a row sent again (the
 worker died after posting, an answer was lost) is first checked against what the platform holds
 (`Connector.shipped_tracking_numbers`, for a batch `shipped_tracking_numbers_many`: one call): a
-platform that already has the number counts as sent and nothing is posted twice. Failures that may pass (throttled, outage, expired token) retry with
-exponential backoff; a request the platform refuses for another reason waits for a person.
+platform that already has the number counts as sent and nothing is posted twice. Failures that
+may pass (throttled, outage, expired token) retry with exponential backoff; a request the
+platform refuses for another reason waits for a person.
 
 Three-strike guard: three invalid tracking numbers in a row freeze a shop's shipping on the
 platform for 24 h, so at the platform's first "invalid tracking number" the shop's write-back

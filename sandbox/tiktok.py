@@ -4,11 +4,11 @@ It checks what TikTok checks, in TikTok's words: the signature over the decoded 
 exact body (106001), the timestamp window (36009004), the `x-tts-access-token` header and its
 expiry (105002), `shop_cipher` where required (106013) and refused on /authorization/*, page
 sizes and page tokens (base64 that always contains `+` and `/`), status values, the store's rate
-limit (HTTP 429 + 36009002 + Retry-After) and the store's injected faults (and per package, `SandboxStore.package_faults`: one package of a
-batch ship failing). Every ship call naming a package is counted on it
-(`SandboxShipment.ship_requests`), so a double post shows. Orders are stored in
-the exact 202309 order-detail shape and shown as order detail shows them (no recipient while
-UNPAID/ON_HOLD; name and phone masked for TikTok-shipped orders).
+limit (HTTP 429 + 36009002 + Retry-After) and the store's injected faults (per package too,
+`SandboxStore.package_faults`: one package of a batch ship failing). Every ship call naming a
+package is counted on it (`SandboxShipment.ship_requests`), so a double post shows. Orders are
+stored in the exact 202309 order-detail shape and shown as order detail shows them (no recipient
+while UNPAID/ON_HOLD; name and phone masked for TikTok-shipped orders).
 
 The signature is re-implemented here rather than imported from the connector, so a connector
 bug cannot verify itself. Codes not in our reference are marked "sandbox-chosen".

@@ -21,14 +21,10 @@ from tests.logistics.labels_helpers import label_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Events each journey has 100 hours after it began (the sandbox's scenarios).
-EVENTS = {"delivered": 7, "stalled": 3, "returned": 6}
-
 
 @pytest.fixture(autouse=True)
 def label_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-    settings.TKERP_TRACKING_POLL_WORKERS = 4
     reset_rate_limits()
 
 
@@ -44,10 +40,14 @@ def labelled(world, scenario: str) -> Shipment:
     return parcel
 
 
-def test_parcels_are_fetched_in_threads_and_stored_as_by_one(tenant_a):
+def test_parcels_are_fetched_in_threads_and_stored_as_by_one(tenant_a, settings):
     world = label_world(tenant_a)
-    scenarios = ["delivered", "stalled", "returned"] * 4
-    parcels = [labelled(world, scenario) for scenario in scenarios]
+    scenarios = ["delivered", "stalled", "returned"] * 2
+    by_one = [labelled(world, scenario) for scenario in scenarios]
+    in_threads = [labelled(world, scenario) for scenario in scenarios * 2]
+    settings.TKERP_TRACKING_POLL_WORKERS = 1
+    serial = tracking_poll(tenant=tenant_a, force=True, shipment_ids=[p.pk for p in by_one])
+    settings.TKERP_TRACKING_POLL_WORKERS = 4
     seen: set[str] = set()
 
     def note_thread(**kwargs):
@@ -55,20 +55,25 @@ def test_parcels_are_fetched_in_threads_and_stored_as_by_one(tenant_a):
 
     request_started.connect(note_thread)
     try:
-        result = tracking_poll(tenant=tenant_a, force=True)
+        result = tracking_poll(tenant=tenant_a, force=True, shipment_ids=[p.pk for p in in_threads])
     finally:
         request_started.disconnect(note_thread)
 
-    assert (result.parcels, result.failed) == (12, 0)
-    assert result.events == sum(EVENTS[s] for s in scenarios)
-    assert result.delivered == 4
     # The sandbox was asked from the poll's threads, more than one of them.
     assert len({name for name in seen if name.startswith("tracking-")}) > 1
-    for parcel, scenario in zip(parcels, scenarios, strict=True):
-        assert TrackingEvent._base_manager.filter(shipment=parcel).count() == EVENTS[scenario]
+    assert (result.parcels, result.failed) == (12, 0)
+    assert (result.events, result.delivered) == (2 * serial.events, 2 * serial.delivered)
+    expected = {
+        scenario: TrackingEvent._base_manager.filter(shipment=parcel).count()
+        for parcel, scenario in zip(by_one, scenarios, strict=True)
+    }
+    for parcel, scenario in zip(in_threads, scenarios * 2, strict=True):
+        assert TrackingEvent._base_manager.filter(shipment=parcel).count() == expected[scenario]
         parcel.refresh_from_db()
         assert parcel.tracking_polled_at is not None and parcel.tracking_poll_error == ""
         assert (parcel.status == ShipmentStatus.DELIVERED) == (scenario == "delivered")
 
+    # Delivered and returned parcels are done; the stalled ones are asked again: every event
+    # comes back, none is stored twice.
     again = tracking_poll(tenant=tenant_a, force=True)
-    assert again.events == 0  # every event came back; none is stored twice
+    assert (again.parcels, again.events, again.failed) == (scenarios.count("stalled") * 3, 0, 0)

@@ -1,16 +1,21 @@
 """The tracking outbox: telling each order's platform the tracking numbers tkerp accepted.
 
 `logistics.tracking` queues a `TrackingPush` per parcel; `tracking_push_shop` sends a shop's due
-ones outside any transaction, one connector (one token, the platform's rate limiter) per run,
-through the connector's `ship` (first number) or `update_tracking` (a changed number). Every call
-is recorded as a `TrackingPushAttempt` (number, result, latency).
+ones outside any transaction, one connector (one token, the platform's rate limiter) per run:
+batched where the platform has a batch ship call and already holds the parcel's package
+(`Connector.ship_batch`, TikTok's Batch Ship Packages; each package answered on its own), else
+through `ship` (first number) or `update_tracking` (a changed number; where the platform has no
+such call, `Connector.tracking_update_by_hand` says what the seller must do and an alert says
+it). Every parcel's call is recorded as a `TrackingPushAttempt` (number, result, latency; a
+batch's latency is shared out). docs/tracking-writeback.md has the per-platform details.
 
 Retry-safe: a row is claimed and its attempt counted in a committed transaction before the
 call, and the HTTP client does not retry on its own (`max_retries=0`), so a row sent again (the
 worker died after posting, an answer was lost) is first checked against what the platform holds
-(`Connector.shipped_tracking_numbers`): a platform that already has the number counts as sent and
-nothing is posted twice. Failures that may pass (throttled, outage, expired token) retry with
-exponential backoff; a request the platform refuses for another reason waits for a person.
+(`Connector.shipped_tracking_numbers`, for a batch `shipped_tracking_numbers_many`: one call): a
+platform that already has the number counts as sent and nothing is posted twice. Failures that
+may pass (throttled, outage, expired token) retry with exponential backoff; a request the
+platform refuses for another reason waits for a person.
 
 Three-strike guard: three invalid tracking numbers in a row freeze a shop's shipping on the
 platform for 24 h, so at the platform's first "invalid tracking number" the shop's write-back
@@ -43,6 +48,8 @@ from shops.platforms.base import (
     PlatformAuthError,
     PlatformError,
     PlatformRateLimited,
+    PlatformRequestError,
+    PlatformUnavailable,
     ShipRequest,
 )
 from tkerp.alerts import alert_raise, alert_resolve
@@ -164,7 +171,9 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
     )
     line_ids: list[str] = []
     quantities: dict[str, int] = {}
-    if parcel_lines and (live_parcels > 1 or platform == Platform.TIKTOK):
+    # A changed number on Amazon re-sends the package's confirmation, items and all.
+    update = bool(push.sent_number) and push.sent_number != push.number
+    if parcel_lines and (live_parcels > 1 or platform == Platform.TIKTOK or update):
         for line in parcel_lines:
             ol = line.order_line
             if platform == Platform.TIKTOK:
@@ -172,7 +181,7 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
                 line_ids.extend(ol.platform_line_ids or [ol.platform_line_id])
             else:
                 line_ids.append(ol.platform_line_id)
-                if platform != Platform.AMAZON:
+                if platform != Platform.AMAZON or update:
                     # Amazon works out what is left to ship itself (that keeps a retry from
                     # confirming twice); the others want this parcel's units.
                     quantities[ol.platform_line_id] = (
@@ -180,6 +189,9 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
                     )
     carrier = shipment.carrier
     provider_ids = (carrier.platform_provider_ids or {}) if carrier is not None else {}
+    package_id = shipment.platform_package_id
+    if not package_id and platform == Platform.TIKTOK:
+        package_id = tiktok_package_filled(order_raw=order.raw, line_ids=line_ids)
     return ShipRequest(
         platform_order_id=order.platform_order_id,
         tracking_number=push.number,
@@ -188,11 +200,38 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
         platform_line_ids=line_ids,
         line_quantities=quantities,
         shipped_at=shipment.shipped_at or shipment.labelled_at,
-        platform_package_id=shipment.platform_package_id,
+        platform_package_id=package_id,
     )
 
 
-def _record(push, shop, *, call, result, started, error="") -> None:
+def tiktok_package_filled(*, order_raw, line_ids: list[str]) -> str:
+    """The TikTok package this parcel fills, as the synced order shows it: every line item of
+    the parcel sits in that one package and every live item of the package is in the parcel.
+    Then the package exists and ships as it is (one of a batch); otherwise (a parcel that
+    splits a package) "" and "mark shipped" makes a package for the parcel's items."""
+    raw = order_raw if isinstance(order_raw, dict) else {}
+    items = [item for item in raw.get("line_items") or [] if isinstance(item, dict)]
+    wanted = set(line_ids)
+    if not wanted:
+        return ""
+    holding = {str(item.get("package_id") or "") for item in items if item.get("id") in wanted}
+    if len(holding) != 1 or "" in holding:
+        return ""
+    package_id = holding.pop()
+    known = {item.get("id") for item in items}
+    live = {
+        item.get("id")
+        for item in items
+        if str(item.get("package_id") or "") == package_id
+        and item.get("display_status") != "CANCELLED"
+        and item.get("package_status") != "CANCELLED"
+    }
+    return package_id if wanted <= known and live <= wanted else ""
+
+
+def _record(push, shop, *, call, result, started, error="", latency_ms=None) -> None:
+    if latency_ms is None:
+        latency_ms = max(0, int((time.monotonic() - started) * 1000))
     TrackingPushAttempt.objects.create(
         tenant_id=push.tenant_id,
         push=push,
@@ -203,7 +242,7 @@ def _record(push, shop, *, call, result, started, error="") -> None:
         call=call,
         result=result,
         error=scrub_reason(error)[:500] if error else "",
-        latency_ms=max(0, int((time.monotonic() - started) * 1000)),
+        latency_ms=latency_ms,
     )
 
 
@@ -263,6 +302,35 @@ def _failed(push: TrackingPush, *, error: str, retry_after: float | None, final:
         )
 
 
+def _by_hand(push: TrackingPush, shop: Shop, *, how: str, order: str) -> None:
+    """The platform has no call that changes a number it already holds: nothing is sent; the
+    row waits (failed) and the seller is told, in the alert and on the parcel, what to do."""
+    now = timezone.now()
+    what = (
+        f"{shop.get_platform_display()} cannot change tracking number {push.sent_number} "
+        f"through its API"
+    )
+    TrackingPush.objects.filter(pk=push.pk).update(
+        state=TrackingPushState.FAILED,
+        due_at=None,
+        lease_until=None,
+        last_error=f"{what}: change it to {push.number} by hand on the platform."[:500],
+        updated_at=now,
+    )
+    shipment = push.shipment
+    alert_raise(
+        tenant=shipment.tenant,
+        key=f"tracking.by_hand.{push.pk}",
+        kind="tracking_update_by_hand",
+        title=f"Change the tracking of parcel {shipment.reference} on "
+        f"{shop.get_platform_display()} by hand",
+        message=f"{what}. "
+        + how.format(order=order, old=push.sent_number, new=push.number, carrier=push.carrier_code)
+        + " Then resolve this alert.",
+        shop=shop,
+    )
+
+
 def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
     """The platform called the number invalid: stop the shop's write-back now, and say so."""
     now = timezone.now()
@@ -293,11 +361,14 @@ def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
     )
 
 
-def _send_one(connector, push: TrackingPush, shop: Shop) -> str:
+def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | None = None) -> str:
     """One row: check first when an earlier attempt may have landed, then ship or update.
     Returns sent, failed or rejected."""
-    request = _request(push, shop)
+    request = request or _request(push, shop)
     update = bool(push.sent_number) and push.sent_number != push.number
+    if update and connector.tracking_update_by_hand:
+        _by_hand(push, shop, how=connector.tracking_update_by_hand, order=request.platform_order_id)
+        return "failed"
     started = time.monotonic()
     if push.attempts > 1 or push.sent_number == push.number:
         try:
@@ -358,6 +429,186 @@ def _send_one(connector, push: TrackingPush, shop: Shop) -> str:
     return "sent"
 
 
+def _share(started: float, count: int) -> int:
+    """Each parcel's part of one call's latency, in milliseconds."""
+    return max(0, int((time.monotonic() - started) * 1000 / max(1, count)))
+
+
+def _held_numbers(connector, order_ids: list[str]) -> dict[str, set[str] | None]:
+    """What the platform holds for these orders (one call where it can); {} when it cannot
+    answer now."""
+    try:
+        return connector.shipped_tracking_numbers_many(platform_order_ids=order_ids)
+    except PlatformError as exc:
+        logger.info("tracking check of %s orders failed: %s", len(order_ids), exc)
+        return {}
+
+
+def _send_batch(connector, pushes: list[TrackingPush], requests: dict, shop: Shop, summary) -> bool:
+    """Up to `connector.ship_batch_size()` rows in one batch ship call, each answered on its
+    own: shipped, already there, rejected (the three-strike guard), failing for now (retried
+    with backoff) or refused. One attempt per parcel, each with its share of the call's
+    latency. Rows an earlier attempt may have posted are checked first (one order-detail call)
+    and never posted again when the platform has their number. True when a number was
+    rejected: the caller holds everything not sent yet."""
+    started = time.monotonic()
+    recheck = [push for push in pushes if push.attempts > 1 or push.sent_number == push.number]
+    if recheck:
+        held = _held_numbers(connector, [requests[push.pk].platform_order_id for push in recheck])
+        landed = {
+            push.pk
+            for push in recheck
+            if push.number in (held.get(requests[push.pk].platform_order_id) or set())
+        }
+        share = _share(started, len(recheck))
+        for push in recheck:
+            if push.pk in landed:
+                _record(
+                    push,
+                    shop,
+                    call="check",
+                    result=TrackingAttemptResult.ALREADY,
+                    started=started,
+                    latency_ms=share,
+                )
+                _accepted(push, package_id=requests[push.pk].platform_package_id)
+                summary.sent += 1
+        pushes = [push for push in pushes if push.pk not in landed]
+        if not pushes:
+            return False
+    started = time.monotonic()
+    try:
+        outcomes = connector.ship_batch(requests=[requests[push.pk] for push in pushes])
+    except PlatformError as exc:
+        share = _share(started, len(pushes))
+        retryable = exc.retryable or isinstance(exc, PlatformAuthError)
+        for push in pushes:
+            _record(
+                push,
+                shop,
+                call="batch_ship",
+                result=TrackingAttemptResult.FAILED if retryable else TrackingAttemptResult.ERROR,
+                started=started,
+                error=str(exc),
+                latency_ms=share,
+            )
+            _failed(
+                push,
+                error=str(exc),
+                retry_after=exc.retry_after if isinstance(exc, PlatformRateLimited) else None,
+                final=not retryable,
+            )
+        summary.failed += len(pushes)
+        return False
+    share = _share(started, len(pushes))
+    shipped_before = [
+        outcome.request.platform_order_id
+        for outcome in outcomes
+        if outcome.result is not None and outcome.result.already_shipped
+    ]
+    held = _held_numbers(connector, shipped_before) if shipped_before else {}
+    rejected = False
+    # Acceptances are recorded before refusals: a rejection in the batch is then the shop's last
+    # verdict, and the run after the release starts with a single number (`_plan`).
+    answered = sorted(
+        zip(pushes, outcomes, strict=True),
+        key=lambda pair: 2 if pair[1].error else int(pair[1].result.already_shipped),
+    )
+    for push, outcome in answered:
+        record = {"call": "batch_ship", "started": started, "latency_ms": share}
+        error = outcome.error
+        if error is None and not outcome.result.already_shipped:
+            _record(push, shop, result=TrackingAttemptResult.SENT, **record)
+            _accepted(push, package_id=outcome.result.platform_package_id)
+            summary.sent += 1
+            continue
+        if error is None:
+            # The package had shipped before this call: ours if the platform holds our number.
+            numbers = held.get(outcome.request.platform_order_id)
+            if numbers is not None and push.number in numbers:
+                _record(push, shop, result=TrackingAttemptResult.ALREADY, **record)
+                _accepted(push, package_id=outcome.result.platform_package_id)
+                summary.sent += 1
+                continue
+            package = outcome.request.platform_package_id
+            if numbers is None:
+                error = PlatformUnavailable(
+                    f"package {package} had shipped already; which number it carries could "
+                    "not be read, asked again later",
+                    platform=shop.platform,
+                )
+            else:
+                error = PlatformRequestError(
+                    f"package {package} had already shipped with another tracking number "
+                    "(marked on the platform by hand?): check the parcel there",
+                    platform=shop.platform,
+                )
+        if connector.tracking_rejected(error):
+            _record(push, shop, result=TrackingAttemptResult.REJECTED, error=str(error), **record)
+            _reject(push, shop, error=str(error))
+            rejected = True
+        else:
+            retryable = error.retryable or isinstance(error, PlatformAuthError)
+            _record(
+                push,
+                shop,
+                result=TrackingAttemptResult.FAILED if retryable else TrackingAttemptResult.ERROR,
+                error=str(error),
+                **record,
+            )
+            _failed(
+                push,
+                error=str(error),
+                retry_after=error.retry_after if isinstance(error, PlatformRateLimited) else None,
+                final=not retryable,
+            )
+        summary.failed += 1
+    return rejected
+
+
+def _last_verdict_rejected(shop: Shop) -> bool:
+    """Whether the platform's last word on a number of this shop was a rejection (the shop was
+    released after one since)."""
+    last = (
+        TrackingPushAttempt.objects.filter(
+            shop=shop,
+            result__in=(
+                TrackingAttemptResult.SENT,
+                TrackingAttemptResult.ALREADY,
+                TrackingAttemptResult.REJECTED,
+            ),
+        )
+        .order_by("-created_at", "-id")
+        .values_list("result", flat=True)
+        .first()
+    )
+    return last == TrackingAttemptResult.REJECTED
+
+
+def _plan(connector, rows: list[TrackingPush], requests: dict, shop: Shop) -> list[list]:
+    """The calls a run makes, in order: each a list of rows, batch ship calls for the rows the
+    platform can batch (`ship_batchable`; never a changed number, which has its own update
+    call), then one call per remaining row.
+
+    Right after a rejection (a person released the shop), one number goes alone first: a batch
+    could carry two more numbers the carrier does not know before the platform has accepted
+    one, and tkerp must never be the one to send the third in a row."""
+    size = connector.ship_batch_size()
+    batched, single = [], []
+    for push in rows:
+        update = bool(push.sent_number) and push.sent_number != push.number
+        if size and not update and connector.ship_batchable(requests[push.pk]):
+            batched.append(push)
+        else:
+            single.append(push)
+    plan: list[list] = []
+    if batched and _last_verdict_rejected(shop):
+        plan.append(["one", batched.pop(0)])
+    plan += [["batch", *batched[i : i + size]] for i in range(0, len(batched), size or 1)]
+    plan += [["one", push] for push in single]
+    return plan
+
+
 def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> PushSummary:
     """Send the shop's due tracking write-backs; call outside any transaction."""
     if transaction.get_connection().in_atomic_block:
@@ -391,17 +642,23 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
                 .select_related("shipment__order", "shipment__carrier", "shop")
                 .order_by("due_at", "pk")
             )
-            for index, push in enumerate(rows):
-                outcome = _send_one(connector, push, shop)
-                if outcome == "sent":
-                    summary.sent += 1
-                elif outcome == "rejected":
-                    summary.failed += 1
-                    # Never the next number: the shop is stopped until a person looks.
-                    summary.blocked += _hold(rows[index + 1 :])
-                    break
+            requests = {push.pk: _request(push, shop) for push in rows}
+            plan = _plan(connector, rows, requests, shop)
+            for index, (kind, *pushes) in enumerate(plan):
+                if kind == "batch":
+                    rejected = _send_batch(connector, pushes, requests, shop, summary)
                 else:
-                    summary.failed += 1
+                    outcome = _send_one(connector, pushes[0], shop, requests[pushes[0].pk])
+                    rejected = outcome == "rejected"
+                    if outcome == "sent":
+                        summary.sent += 1
+                    else:
+                        summary.failed += 1
+                if rejected:
+                    # Never the next number: the shop is stopped until a person looks.
+                    waiting = [push for _, *later in plan[index + 1 :] for push in later]
+                    summary.blocked += _hold(waiting)
+                    break
         finally:
             if own:
                 connector.http.close()

@@ -27,18 +27,21 @@ and keeps one alert per kind open while any parcel has it:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
+import threading
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
-from logistics.labels.base import LabelError
+from logistics.labels.base import LabelError, label_buy_threads
 from logistics.models import (
     LabelAccount,
     Shipment,
@@ -237,8 +240,16 @@ class _Sources:
             else:
                 from shops.platforms import connector_for
 
-                self.built[key] = connector_for(Shop._base_manager.get(pk=key[1]))
+                # The poll's threads share the connector: each keeps its own HTTP connections.
+                self.built[key] = connector_for(Shop._base_manager.get(pk=key[1]), per_thread=True)
         return self.built[key]
+
+    def threads(self) -> int:
+        """How many parcels to fetch at once: enough to keep every source busy at its own rate
+        limit while each request waits out its round trip (each source's token bucket paces
+        its calls), at most `TKERP_TRACKING_POLL_WORKERS`."""
+        wanted = sum(label_buy_threads(source.http.bucket.limit) for source in self.built.values())
+        return max(1, min(settings.TKERP_TRACKING_POLL_WORKERS, wanted))
 
     def close(self) -> None:
         for source in self.built.values():
@@ -249,6 +260,57 @@ class _Sources:
                     source.http.close()
             except Exception:  # closing must never hide the poll's result
                 logger.exception("closing a tracking source failed")
+
+
+def _fetch_all(plan: list[tuple[Shipment, Hashable]], sources: _Sources, *, tenant) -> list:
+    """Every planned parcel's answer, in plan order: (events, tracker id), or the error that
+    kept it from its source. The calls run in threads (`_Sources.threads`), nothing is stored
+    here: the caller stores each answer on its own connection. Serial inside a transaction,
+    which other threads' connections could not see (tests)."""
+    answers: list = [None] * len(plan)
+
+    def fetch(index: int) -> None:
+        parcel, key = plan[index]
+        try:
+            answers[index] = _fetch(key, sources.get(key), parcel)
+        except (LabelError, PlatformError, ShopCredentials.DoesNotExist) as exc:
+            answers[index] = exc
+        except Exception as exc:  # one parcel's surprise must not stop the others
+            logger.exception("tracking fetch of parcel %s failed", parcel.pk)
+            answers[index] = PlatformError(f"unexpected error ({type(exc).__name__})")
+
+    # Sources are built here, on this thread (building one reads the database).
+    for _parcel, key in plan:
+        with contextlib.suppress(ShopCredentials.DoesNotExist):  # that parcel's answer, below
+            sources.get(key)
+    workers = min(len(plan), sources.threads())
+    if workers <= 1 or transaction.get_connection().in_atomic_block:
+        for index in range(len(plan)):
+            fetch(index)
+        return answers
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for index in range(len(plan)):
+        work.put(index)
+
+    def worker() -> None:
+        try:
+            with tenant_context(tenant):
+                while True:
+                    try:
+                        index = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    fetch(index)
+        finally:
+            # A thread that touched the database (an in-process sandbox) gives its connection back.
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, name=f"tracking-{n}") for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
 
 
 def _fetch(source_key: Hashable, source, shipment: Shipment) -> tuple[list[ParsedEvent], str]:
@@ -423,15 +485,18 @@ def tracking_poll(
         accounts = _accounts(tenant.pk)
         sources = _Sources()
         try:
+            plan = []
             for parcel in batch:
                 key = tracking_source_key(parcel, accounts=accounts, tiktok_single=single)
                 if key is None:
                     result.untracked += 1
                     continue
+                plan.append((parcel, key))
+            answers = _fetch_all(plan, sources, tenant=tenant)
+            for (parcel, key), answer in zip(plan, answers, strict=True):
                 result.parcels += 1
-                try:
-                    events, tracker_id = _fetch(key, sources.get(key), parcel)
-                except (LabelError, PlatformError, ShopCredentials.DoesNotExist) as exc:
+                if isinstance(answer, Exception):
+                    exc = answer
                     if isinstance(exc, ShopCredentials.DoesNotExist):
                         exc = PlatformError("the shop is not connected to its platform")
                     reason = getattr(exc, "reason", None) or getattr(exc, "message", "") or str(exc)
@@ -440,6 +505,7 @@ def tracking_poll(
                     )
                     result.failed += 1
                     continue
+                events, tracker_id = answer
                 stored, delivered = tracking_events_store(
                     shipment=parcel, source=key[0], events=events, tracker_id=tracker_id, now=now
                 )

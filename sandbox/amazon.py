@@ -19,7 +19,9 @@ What it does like Amazon (shared/platform-apis.md §3, amzn/selling-partner-api-
   PartiallyShipped / Shipped / InvoiceUnconfirmed, without a ShippingAddress.
 - **confirmShipment** records a `SandboxShipment` (package id `<order>:<packageReferenceId>`),
   adds to QuantityShipped and moves the order to PartiallyShipped/Shipped; 204. Re-sending the
-  same package is a no-op; a different package under the same reference is refused.
+  same package is a no-op; the same items under the same reference with another carrier,
+  tracking number or date edit the package (Amazon's documented way to correct a confirmed
+  shipment); other items under the same reference are refused.
 - **Listings** GET/PATCH `listings/2021-08-01/items/<sellerId>/<sku>` on `SandboxProduct`. The
   Amazon SKU is `SandboxProduct.seller_sku` (or `sku_id` when that is what is sent). PATCH of
   `/attributes/fulfillment_availability` sets the quantity; a negative quantity or an unknown
@@ -598,14 +600,22 @@ def confirm_shipment(request: HttpRequest, store: SandboxStore, *, order_id: str
         if body.get("marketplaceId") != payload.get("MarketplaceId"):
             return _invalid("marketplaceId does not match the order's marketplace")
         package_id = f"{order_id}:{reference}"
-        existing = SandboxShipment.objects.filter(store=store, package_id=package_id).first()
+        existing = (
+            SandboxShipment.objects.select_for_update()
+            .filter(store=store, package_id=package_id)
+            .first()
+        )
         if existing is not None:
             if existing.payload.get("packageDetail") == package:
                 return HttpResponse(status=204)  # the same confirmation again: nothing to do
-            return _invalid(
-                "packageReferenceId already used for this order",
-                f"Package {reference} was confirmed with other contents.",
-            )
+            if _item_counts(existing.payload["packageDetail"]["orderItems"]) != wanted:
+                return _invalid(
+                    "packageReferenceId already used for this order",
+                    f"Package {reference} was confirmed with other items.",
+                )
+            # The same package again with other details: an edit (carrier, tracking, date).
+            _edit(existing, body)
+            return HttpResponse(status=204)
         if payload.get("FulfillmentChannel") == "AFN":
             return _invalid("The order is fulfilled by Amazon and cannot be confirmed")
         if row.status not in ("Unshipped", "PartiallyShipped"):
@@ -652,6 +662,26 @@ def _confirm(
         line_ids=list(wanted),
         payload={"AmazonOrderId": row.order_id, **body},
     )
+
+
+def _item_counts(order_items: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in order_items:
+        key = str(entry["orderItemId"])
+        counts[key] = counts.get(key, 0) + int(entry["quantity"])
+    return counts
+
+
+def _edit(shipment: SandboxShipment, body: dict) -> None:
+    """A confirmed package sent again under its packageReferenceId with the same items: its
+    other details are replaced, as Amazon's guide says ("the other shipment details are
+    edited"); quantities shipped do not change. `ship_requests` counts the edits too."""
+    package = body["packageDetail"]
+    shipment.tracking_number = str(package["trackingNumber"])
+    shipment.provider_id = str(package["carrierCode"])
+    shipment.payload = {"AmazonOrderId": shipment.order_id, **body}
+    shipment.ship_requests += 1
+    shipment.save()
 
 
 def _save(row: SandboxOrder, payload: dict) -> None:

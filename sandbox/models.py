@@ -40,6 +40,12 @@ class SandboxStore(models.Model):
         help_text="Numbers the carriers have no record of: the ship calls reject them as "
         "invalid (tests of the three-strike guard).",
     )
+    package_faults = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the next ship calls naming a package answer for it, in turn, each used "
+        'once: {"<package id>": ["frozen", "internal"]} (one item of a batch failing).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -106,6 +112,11 @@ class SandboxShipment(models.Model):
     provider_id = models.CharField(max_length=100, blank=True)
     line_ids = models.JSONField(default=list, blank=True)
     payload = models.JSONField(default=dict, blank=True)
+    ship_requests = models.PositiveIntegerField(
+        default=1,
+        help_text="Ship calls that named this package, the one that shipped it included: more "
+        "than one means a client posted it twice.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -4,9 +4,11 @@ It checks what TikTok checks, in TikTok's words: the signature over the decoded 
 exact body (106001), the timestamp window (36009004), the `x-tts-access-token` header and its
 expiry (105002), `shop_cipher` where required (106013) and refused on /authorization/*, page
 sizes and page tokens (base64 that always contains `+` and `/`), status values, the store's rate
-limit (HTTP 429 + 36009002 + Retry-After) and the store's injected faults. Orders are stored in
-the exact 202309 order-detail shape and shown as order detail shows them (no recipient while
-UNPAID/ON_HOLD; name and phone masked for TikTok-shipped orders).
+limit (HTTP 429 + 36009002 + Retry-After) and the store's injected faults (per package too,
+`SandboxStore.package_faults`: one package of a batch ship failing). Every ship call naming a
+package is counted on it (`SandboxShipment.ship_requests`), so a double post shows. Orders are
+stored in the exact 202309 order-detail shape and shown as order detail shows them (no recipient
+while UNPAID/ON_HOLD; name and phone masked for TikTok-shipped orders).
 
 The signature is re-implemented here rather than imported from the connector, so a connector
 bug cannot verify itself. Codes not in our reference are marked "sandbox-chosen".
@@ -33,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.db import transaction
-from django.db.models import JSONField, Q, QuerySet, Value
+from django.db.models import F, JSONField, Q, QuerySet, Value
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import path, re_path
 from django.utils.crypto import get_random_string
@@ -81,6 +83,8 @@ CODE_BAD_STOCK = 12019024
 CODE_ALL_WAREHOUSES = 12019028
 CODE_BATCH_FAILED = 12052990
 CODE_NOT_OWNED = 21008111
+CODE_PACKAGE_FROZEN = 10007014  # batch ship: "package in freeze status"
+CODE_INTERNAL = 36009003
 # Sandbox-chosen (the real codes are not in our reference):
 CODE_SKU_NOT_IN_PRODUCT = 12052001
 CODE_UNKNOWN_WAREHOUSE = 12052002
@@ -96,6 +100,14 @@ ACCESS_TOKEN_LIFETIME = timedelta(days=7)
 AUTHORIZATION_LIFETIME = timedelta(days=365)
 CANCEL_ANSWER = timedelta(hours=48)
 MAX_QUANTITY = 99999  # exclusive
+# How many packages one batch ship call takes. TikTok's reference does not say; 50 is the bound
+# of its other id-list calls (order detail ids, package search page size). Sandbox-chosen.
+MAX_BATCH_SHIP = 50
+# `SandboxStore.package_faults` kinds -> what the package's ship answers.
+PACKAGE_FAULTS = {
+    "frozen": (CODE_PACKAGE_FROZEN, "package in freeze status"),
+    "internal": (CODE_INTERNAL, "internal error, please try again later"),
+}
 
 ORDER_STATUSES = (
     "UNPAID",
@@ -1070,16 +1082,42 @@ def _order_for_package(store: SandboxStore, package_id: str) -> SandboxOrder | N
     return None
 
 
-@endpoint(methods=("POST",))
-def package_ship(call: Call, package_id: str) -> dict:
-    """Ship an existing package: seller-shipped with `self_shipment`, else TikTok's carrier."""
-    handover = call.body.get("handover_method")
+def _package_fault(store: SandboxStore, package_id: str) -> ApiError | None:
+    """The next injected answer for this package (`SandboxStore.package_faults`), used once."""
+    if not (store.package_faults or {}).get(package_id):
+        return None
+    with transaction.atomic():
+        locked = SandboxStore.objects.select_for_update().get(pk=store.pk)
+        faults = dict(locked.package_faults or {})
+        queue = list(faults.get(package_id) or [])
+        if not queue:
+            return None
+        kind = str(queue.pop(0))
+        if queue:
+            faults[package_id] = queue
+        else:
+            faults.pop(package_id, None)
+        locked.package_faults = faults
+        locked.save(update_fields=["package_faults"])
+    store.package_faults = faults
+    code, message = PACKAGE_FAULTS.get(kind, (CODE_INTERNAL, f"injected fault {kind}"))
+    return ApiError(code, message)
+
+
+def _ship_package(store: SandboxStore, package_id: str, body: dict, now: int) -> None:
+    """Ship one existing package (the single and the batch call): seller-shipped with
+    `self_shipment`, else TikTok's carrier. A package that has shipped already answers 21011002,
+    and the call is counted on it (`SandboxShipment.ship_requests`): tests count double posts."""
+    fault = _package_fault(store, package_id)
+    if fault is not None:
+        raise fault
+    # Counted outside the shipping transaction, which the refusal rolls back.
+    if store.shipments.filter(package_id=package_id).update(ship_requests=F("ship_requests") + 1):
+        raise ApiError(CODE_PACKAGE_SHIPPED, "package has already been shipped")
+    handover = body.get("handover_method")
     if handover not in ("PICKUP", "DROP_OFF"):
         raise invalid("handover_method must be PICKUP or DROP_OFF")
-    store = call.store
     with transaction.atomic():
-        if store.shipments.filter(package_id=package_id).exists():
-            raise ApiError(CODE_PACKAGE_SHIPPED, "package has already been shipped")
         order = _order_for_package(store, package_id)
         if order is None:
             raise ApiError(CODE_NOT_OWNED, "package does not exist or is not this seller's")
@@ -1092,7 +1130,7 @@ def package_ship(call: Call, package_id: str) -> dict:
             )
             provider_id = next(iter(SHIPPING_PROVIDERS))
         else:
-            self_shipment = call.body.get("self_shipment")
+            self_shipment = body.get("self_shipment")
             if not isinstance(self_shipment, dict):
                 raise invalid("self_shipment is required for seller-shipped orders")
             tracking, provider_id = _tracking_input(self_shipment, store)
@@ -1108,9 +1146,44 @@ def package_ship(call: Call, package_id: str) -> dict:
             tracking=tracking,
             provider_id=provider_id,
             package_id=package_id,
-            now=call.now,
+            now=now,
         )
+
+
+@endpoint(methods=("POST",))
+def package_ship(call: Call, package_id: str) -> dict:
+    """Ship one existing package."""
+    _ship_package(call.store, package_id, call.body, call.now)
     return {}
+
+
+@endpoint(methods=("POST",))
+def packages_ship(call: Call) -> dict:
+    """Batch ship: `packages[]{id, handover_method, pickup_slot, self_shipment}`. A malformed
+    list fails the whole call; each package's own refusal is an item of `data.errors[]`
+    (`{code, message, detail{package_id}}`, as TikTok answers), the others ship."""
+    packages = call.body.get("packages")
+    if not isinstance(packages, list) or not packages:
+        raise invalid("packages is required")
+    if len(packages) > MAX_BATCH_SHIP:
+        raise invalid(f"packages: at most {MAX_BATCH_SHIP} per request, got {len(packages)}")
+    ids: list[str] = []
+    for index, package in enumerate(packages):
+        package_id = str(package.get("id") or "").strip() if isinstance(package, dict) else ""
+        if not package_id:
+            raise invalid(f"packages[{index}].id is required")
+        if package_id in ids:
+            raise invalid(f"packages[{index}].id {package_id} is listed twice")
+        ids.append(package_id)
+    errors = []
+    for package_id, package in zip(ids, packages, strict=True):
+        try:
+            _ship_package(call.store, package_id, package, call.now)
+        except ApiError as exc:
+            errors.append(
+                {"code": exc.code, "message": exc.message, "detail": {"package_id": package_id}}
+            )
+    return {"errors": errors}
 
 
 def _update_shipping_info(call: Call, shipment: SandboxShipment) -> dict:
@@ -1507,6 +1580,8 @@ urlpatterns = [
     path("fulfillment/202309/orders/<str:order_id>/packages", mark_shipped),
     path("fulfillment/202309/orders/<str:order_id>/shipping_info/update", order_shipping_info),
     path("fulfillment/202309/orders/<str:order_id>/tracking", order_tracking),
+    # Before `packages/<package_id>`, which would read "ship" as a package id.
+    path("fulfillment/202309/packages/ship", packages_ship),
     path("fulfillment/202309/packages/<str:package_id>", package_detail),
     path("fulfillment/202309/packages/<str:package_id>/ship", package_ship),
     path("fulfillment/202309/packages/<str:package_id>/shipping_documents", shipping_documents),

@@ -269,6 +269,8 @@ TKERP_SLA_STUCK_NEW_MINUTES = int(os.environ.get("TKERP_SLA_STUCK_NEW_MINUTES", 
 # is an exception (TikTok counts a dispatch late until the first scan; 72 h is its limit).
 TKERP_TRACKING_POLL_MINUTES = int(os.environ.get("TKERP_TRACKING_POLL_MINUTES", "60"))
 TKERP_TRACKING_POLL_BATCH = int(os.environ.get("TKERP_TRACKING_POLL_BATCH", "200"))
+# Parcels a poll fetches at once (threads; each source's rate limit still paces its calls).
+TKERP_TRACKING_POLL_WORKERS = int(os.environ.get("TKERP_TRACKING_POLL_WORKERS", "8"))
 TKERP_TRACKING_NO_SCAN_HOURS = int(os.environ.get("TKERP_TRACKING_NO_SCAN_HOURS", "48"))
 TKERP_TRACKING_STALL_HOURS = int(os.environ.get("TKERP_TRACKING_STALL_HOURS", "72"))
 

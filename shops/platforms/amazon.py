@@ -606,12 +606,44 @@ class AmazonConnector(Connector):
                 warnings=[f"order {order_id} is already confirmed shipped; nothing sent"],
                 already_shipped=True,
             )
-        carrier_code = request.platform_provider_id or CARRIER_CODES.get(
-            request.carrier_code.lower(), "Other"
-        )
         reference = request.platform_package_id
         if not (reference.isdigit() and int(reference) > 0):
             reference = package_reference(order_id, request.tracking_number, order_items)
+        return self._confirm_package(request, reference=reference, order_items=order_items)
+
+    def update_tracking(self, *, request: ShipRequest) -> ShipResult:
+        """Correct a confirmed package's tracking number. SP-API has no update operation:
+        confirmShipment again with the package's `packageReferenceId` edits that package ("if
+        you need to make an edit to the shipment, submit another confirmShipment operation
+        with the same packageReferenceID", SP-API guide "Confirm the shipment status"). The
+        items must be the package's own (`line_quantities`: the parcel's units)."""
+        reference = request.platform_package_id
+        if not (reference.isdigit() and int(reference) > 0):
+            raise PlatformRequestError(
+                "the package's packageReferenceId is not known, so Amazon cannot be told which "
+                "package to correct: edit the tracking number in Seller Central (Manage "
+                "Orders, Edit shipment)",
+                platform=self.platform,
+            )
+        order_items = [
+            {"orderItemId": line_id, "quantity": int(quantity)}
+            for line_id, quantity in request.line_quantities.items()
+            if int(quantity) > 0
+        ]
+        if not order_items:
+            raise PlatformRequestError(
+                "the package's items are not known, so its confirmation cannot be sent again",
+                platform=self.platform,
+            )
+        return self._confirm_package(request, reference=reference, order_items=order_items)
+
+    def _confirm_package(
+        self, request: ShipRequest, *, reference: str, order_items: list[dict]
+    ) -> ShipResult:
+        order_id = request.platform_order_id
+        carrier_code = request.platform_provider_id or CARRIER_CODES.get(
+            request.carrier_code.lower(), "Other"
+        )
         package = {
             "packageReferenceId": reference,
             "carrierCode": carrier_code,

@@ -241,6 +241,17 @@ class ShipResult:
 
 
 @dataclass(slots=True)
+class ShipOutcome:
+    """One package's answer inside a batch ship call: its result, or the error for it alone.
+    `result.already_shipped` there means the package had shipped before the call, with a number
+    the answer does not give (the outbox asks the platform which)."""
+
+    request: ShipRequest
+    result: ShipResult | None = None
+    error: PlatformError | None = None
+
+
+@dataclass(slots=True)
 class InventoryUpdate:
     """Set the absolute quantity a platform may sell for one listing."""
 
@@ -328,6 +339,24 @@ class WebhookEvent:
     raw: dict = field(default_factory=dict)
 
 
+def tracking_numbers_in(raw) -> set[str]:
+    """Every `tracking_number(s)` value anywhere in a platform's order detail, upper-cased."""
+    found: set[str] = set()
+
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif value and "tracking_number" in key.lower() and isinstance(value, str):
+            found.add(value.strip().upper())
+
+    walk(raw)
+    return found
+
+
 # --- the interface --------------------------------------------------------------------------
 
 
@@ -397,6 +426,11 @@ class Connector(abc.ABC):
     def ship(self, *, request: ShipRequest) -> ShipResult:
         """Mark (part of) an order shipped with a tracking number."""
 
+    #: Where the platform has no call that changes a tracking number it holds: what the seller
+    #: must do instead (`str.format` with order, old, new, carrier). The outbox then sends
+    #: nothing and raises an alert with these words.
+    tracking_update_by_hand: ClassVar[str] = ""
+
     def update_tracking(self, *, request: ShipRequest) -> ShipResult:
         """Correct the tracking number of a package already marked shipped."""
         raise PlatformRequestError(
@@ -409,20 +443,43 @@ class Connector(abc.ABC):
         `tracking_number(s)` value in the order's detail."""
         orders = self.fetch_orders_by_id(platform_order_ids=[platform_order_id])
         found: set[str] = set()
-
-        def walk(value, key=""):
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    walk(v, k)
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v, key)
-            elif value and "tracking_number" in key.lower() and isinstance(value, str):
-                found.add(value.strip().upper())
-
         for order in orders:
-            walk(order.raw)
+            found |= tracking_numbers_in(order.raw)
         return found
+
+    def shipped_tracking_numbers_many(
+        self, *, platform_order_ids: list[str]
+    ) -> dict[str, set[str] | None]:
+        """`shipped_tracking_numbers` for several orders (platforms whose order detail takes
+        many ids answer them in one call)."""
+        return {
+            order_id: self.shipped_tracking_numbers(platform_order_id=order_id)
+            for order_id in dict.fromkeys(platform_order_ids)
+        }
+
+    #: Packages one batch ship call takes; 0 where the platform has no batch ship call.
+    ship_batch_max: ClassVar[int] = 0
+
+    def ship_batch_size(self) -> int:
+        """Packages this shop's batch ship calls carry: the platform's maximum, or less where
+        `credentials.extra["ship_batch_size"]` says so (0: no batching)."""
+        wanted = (self.credentials.extra or {}).get("ship_batch_size")
+        if wanted is None:
+            return self.ship_batch_max
+        try:
+            return max(0, min(int(wanted), self.ship_batch_max))
+        except (TypeError, ValueError):
+            return self.ship_batch_max
+
+    def ship_batchable(self, request: ShipRequest) -> bool:
+        """Whether `request` can go in a batch ship call (the platform already holds its
+        package); the others are sent one by one with `ship`."""
+        return False
+
+    def ship_batch(self, *, requests: list[ShipRequest]) -> list[ShipOutcome]:
+        """Ship up to `ship_batch_size()` batchable packages in one call; one outcome per
+        request, in order. Raises only for the call as a whole (throttled, outage, auth)."""
+        raise PlatformRequestError("this platform has no batch ship call", platform=self.platform)
 
     #: Words in an error that mean the platform refused the tracking number itself.
     tracking_rejection_words: ClassVar[tuple[str, ...]] = ("tracking number is invalid",)

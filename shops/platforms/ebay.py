@@ -427,6 +427,15 @@ class EbayConnector(Connector):
             raw = {}
         return ShipResult(platform_package_id=fulfillment_id, raw=raw or {"location": location})
 
+    # The Sell Fulfillment API creates and reads shipping fulfillments but has no call that
+    # updates or deletes one, and it does not say what a second fulfillment for the same items
+    # does. (The Trading API's CompleteSale can replace an order line's tracking, per eBay's
+    # knowledge base: not wired up here.) So a corrected number is the seller's to enter.
+    tracking_update_by_hand = (
+        "In eBay Seller Hub find order {order} under Orders and use its tracking action (Add or "
+        "edit tracking number) to replace {old} with {new} ({carrier})."
+    )
+
     def shipped_tracking_numbers(self, *, platform_order_id: str) -> set[str] | None:
         """The numbers of the order's shipping fulfillments (the order itself names none)."""
         order_path = f"{ORDERS_PATH}/{quote(platform_order_id, safe='')}"

@@ -30,7 +30,7 @@ from logistics.tracking import TrackingRefused, TrackingSource, shipment_trackin
 from logistics.tracking_numbers import make_tracking_number
 from orders.models import Order, OrderStatus, ReviewSettings
 from sandbox.models import SandboxShipment
-from shops.models import Shop
+from shops.models import Shop, ShopCredentials
 from tests.e2e.conftest import REVIEW_CHECKS
 from tests.e2e.helpers import add_orders, connect_shop, sync_now
 from tests.factories import CarrierFactory, CarrierServiceFactory, WarehouseFactory
@@ -51,11 +51,16 @@ def usps(serial: int) -> str:
 def world(request, tenant_a):
     """A shop of the platform on its sandbox, stock in an own warehouse, review off, and a USPS
     carrier (with TikTok's provider id for it)."""
-    shop, store = connect_shop(tenant_a, request.param)
-    warehouse = WarehouseFactory(tenant=tenant_a, code="A-OWN", kind=WarehouseKind.OWN)
-    with tenant_context(tenant_a):
+    return world_for(tenant_a, request.param)
+
+
+def world_for(tenant, platform: str):
+    """`world` for any tenant: (shop, store)."""
+    shop, store = connect_shop(tenant, platform)
+    warehouse = WarehouseFactory(tenant=tenant, code="A-OWN", kind=WarehouseKind.OWN)
+    with tenant_context(tenant):
         ReviewSettings.objects.update_or_create(
-            tenant=tenant_a, defaults=dict.fromkeys(REVIEW_CHECKS, False)
+            tenant=tenant, defaults=dict.fromkeys(REVIEW_CHECKS, False)
         )
         for listing in shop.listings.select_related("sku"):
             stock_adjust(
@@ -67,9 +72,9 @@ def world(request, tenant_a):
                 note="delivery",
             )
     carrier = CarrierFactory(
-        tenant=tenant_a, code="usps", name="USPS", platform_provider_ids={"tiktok": TIKTOK_USPS}
+        tenant=tenant, code="usps", name="USPS", platform_provider_ids={"tiktok": TIKTOK_USPS}
     )
-    CarrierServiceFactory(tenant=tenant_a, carrier=carrier, code="ground", name="Ground")
+    CarrierServiceFactory(tenant=tenant, carrier=carrier, code="ground", name="Ground")
     return shop, store
 
 
@@ -89,6 +94,12 @@ def parcels_of(shop, store, count: int = 1, *, seed: int = 0) -> list[Shipment]:
 def push(shop):
     with tenant_context(shop.tenant):
         return tracking_push_shop(shop=Shop.objects.get(pk=shop.pk))
+
+
+def ship_call(shop) -> str:
+    """The call a whole parcel's first number goes by: TikTok ships packages it already holds
+    in batches; the others have one call a parcel."""
+    return "batch_ship" if shop.platform == "tiktok" else "ship"
 
 
 def sandbox_shipments(store, order_id: str) -> list[SandboxShipment]:
@@ -136,7 +147,7 @@ def test_the_platform_ships_the_order_with_exactly_that_number_and_carrier(world
         assert push_row.state == TrackingPushState.SENT and push_row.sent_number == number
         (attempt,) = TrackingPushAttempt.objects.filter(push=push_row)
         assert (attempt.call, attempt.result, attempt.number, attempt.platform) == (
-            "ship",
+            ship_call(shop),
             TrackingAttemptResult.SENT,
             number,
             shop.platform,
@@ -177,6 +188,11 @@ def test_a_platform_rejection_stops_the_shops_writeback_after_one(world):
     rejected, fine = usps(103), usps(104)
     store.unknown_tracking_numbers = [rejected]  # the carrier has no record of it
     store.save(update_fields=["unknown_tracking_numbers"])
+    # One package a call, so the two go in two calls (a rejection inside a batch:
+    # test_tracking_batch.py).
+    credentials = ShopCredentials._base_manager.get(shop=shop)
+    credentials.extra = {**(credentials.extra or {}), "ship_batch_size": 1}
+    credentials.save(update_fields=["extra"])
     shipment_tracking_accept(first, tracking_number=rejected, carrier_code="usps", source="api")
     shipment_tracking_accept(second, tracking_number=fine, carrier_code="usps", source="api")
 
@@ -275,8 +291,10 @@ def test_a_split_order_sends_each_parcels_lines(world):
         assert Order.objects.get(pk=parcel.order_id).tracking_uploaded_at is not None
 
 
-@pytest.mark.parametrize("world", ["tiktok", "shopify"], indirect=True)
+@pytest.mark.parametrize("world", ["tiktok", "shopify", "amazon"], indirect=True)
 def test_a_changed_number_uses_the_update_call(world):
+    """Amazon has no update operation: confirmShipment again under the package's
+    packageReferenceId edits the package (its sandbox replaces the number, items unchanged)."""
     shop, store = world
     (parcel,) = parcels_of(shop, store)
     shipment_tracking_accept(parcel, tracking_number=usps(108), carrier_code="usps", source="csv")
@@ -290,7 +308,31 @@ def test_a_changed_number_uses_the_update_call(world):
     assert on_platform.tracking_number == corrected
     with tenant_context(shop.tenant):
         calls = list(TrackingPushAttempt.objects.order_by("pk").values_list("call", flat=True))
-    assert calls == ["ship", "update"]
+    assert calls == [ship_call(shop), "update"]
+
+
+@pytest.mark.parametrize("world", ["ebay"], indirect=True)
+def test_a_changed_number_on_ebay_is_the_sellers_to_enter_and_says_how(world):
+    shop, store = world
+    (parcel,) = parcels_of(shop, store)
+    first, corrected = usps(111), usps(112)
+    shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
+    assert push(shop).sent == 1
+    shipment_tracking_accept(parcel, tracking_number=corrected, carrier_code="usps", source="csv")
+
+    summary = push(shop)
+
+    assert (summary.sent, summary.failed) == (0, 1)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == first  # nothing was sent
+    with tenant_context(shop.tenant):
+        assert TrackingPushAttempt.objects.count() == 1  # the first ship only: no call made
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert row.state == TrackingPushState.FAILED and corrected in row.last_error
+        alert = Alert.objects.get(key=f"tracking.by_hand.{row.pk}")
+    assert "Seller Hub" in alert.message and parcel.order.platform_order_id in alert.message
+    assert first in alert.message and corrected in alert.message
+    assert push(shop).sent == 0  # not retried: it waits for the seller
 
 
 @pytest.mark.parametrize("world", ["tiktok"], indirect=True)

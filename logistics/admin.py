@@ -505,6 +505,7 @@ class ShipmentAdmin(
         "rules_reapply",
         "poll_tracking_now",
         "mark_shipped_with_tracking",
+        "tracking_done_by_hand",
         "intercept_confirmed",
         "intercept_failed",
     )

@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from logistics.models import TrackingPushAttempt, TrackingPushState
+from logistics.outbox import tracking_pushes_done_by_hand
 from logistics.tracking import (
     TrackingRefused,
     TrackingSource,
@@ -117,6 +118,29 @@ class ShipmentTrackingAdminMixin:
             )
         if refused:
             self.message_user(request, "Not shipped: " + "; ".join(refused[:10]), messages.WARNING)
+
+    @admin.action(description="Mark tracking given to the platform by hand", permissions=["change"])
+    def tracking_done_by_hand(self, request, queryset):
+        """For a number the platform's API can't change (eBay): the seller changed it in the
+        platform's own back office and says so here; nothing is sent."""
+        done = tracking_pushes_done_by_hand(shipments=queryset)
+        if done:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d parcel's number counts as on the platform; nothing was sent.",
+                    "%d parcels' numbers count as on the platform; nothing was sent.",
+                    done,
+                )
+                % done,
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                "None of these parcels has a number waiting or failed to reach its platform.",
+                messages.WARNING,
+            )
 
 
 @admin.register(TrackingPushAttempt)

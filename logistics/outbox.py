@@ -693,6 +693,47 @@ def tracking_push_due(*, shop_id: int | None = None, tenant=None) -> PushSummary
     return total
 
 
+def tracking_pushes_done_by_hand(*, shipments) -> int:
+    """A person gave the platform the parcels' numbers by hand (a platform with no API call
+    that changes a number it holds, or a number a person keyed in on the platform): their
+    write-back rows that failed or wait count as sent with the number they hold now, and the
+    "by hand" alerts are resolved. Rows being sent, or held behind a paused shop, are left.
+    Returns how many rows changed. Call with the tenant in scope."""
+    now = timezone.now()
+    with transaction.atomic():
+        pushes = list(
+            TrackingPush.objects.select_for_update()
+            .filter(
+                shipment__in=shipments,
+                state__in=[
+                    TrackingPushState.FAILED,
+                    TrackingPushState.PENDING,
+                    TrackingPushState.RETRYING,
+                ],
+            )
+            .select_related("shipment__tenant")
+        )
+        for push in pushes:
+            push.state, push.sent_number, push.sent_at = TrackingPushState.SENT, push.number, now
+            push.due_at = push.lease_until = None
+            push.last_error = ""
+            alert_resolve(tenant=push.shipment.tenant, key=f"tracking.by_hand.{push.pk}")
+            alert_resolve(tenant=push.shipment.tenant, key=f"tracking.failed.{push.pk}")
+        TrackingPush.objects.bulk_update(
+            pushes,
+            [
+                "state",
+                "sent_number",
+                "sent_at",
+                "due_at",
+                "lease_until",
+                "last_error",
+                "updated_at",
+            ],
+        )
+    return len(pushes)
+
+
 def tracking_writeback_release(*, shop: Shop) -> int:
     """A person checked the rejected number: the shop's write-back runs again. The rejected
     parcel itself waits for a corrected number; the rows held behind it are due now. Returns

@@ -335,6 +335,39 @@ def test_a_changed_number_on_ebay_is_the_sellers_to_enter_and_says_how(world):
     assert push(shop).sent == 0  # not retried: it waits for the seller
 
 
+@pytest.mark.parametrize("world", ["ebay"], indirect=True)
+def test_the_seller_marks_a_number_changed_by_hand_and_the_alert_closes(
+    world, client_a, tenant_b, client_b
+):
+    shop, store = world
+    (parcel,) = parcels_of(shop, store)
+    shipment_tracking_accept(parcel, tracking_number=usps(113), carrier_code="usps", source="csv")
+    push(shop)
+    shipment_tracking_accept(parcel, tracking_number=usps(114), carrier_code="usps", source="csv")
+    push(shop)
+    url = "/admin/logistics/shipment/"
+    action = {"action": "tracking_done_by_hand", "_selected_action": [parcel.pk]}
+
+    # Another tenant's staff can't reach the parcel: the action changes nothing.
+    client_b.post(url, action)
+    with tenant_context(shop.tenant):
+        assert TrackingPush.objects.get(shipment=parcel).state == TrackingPushState.FAILED
+
+    response = client_a.post(url, action, follow=True)
+
+    assert "as on the platform; nothing was sent" in response.content.decode()
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.state, row.sent_number, row.last_error) == (
+            TrackingPushState.SENT,
+            usps(114),
+            "",
+        )
+        assert Alert.objects.get(key=f"tracking.by_hand.{row.pk}").resolved_at is not None
+        assert TrackingPushAttempt.objects.count() == 1  # still only the first ship: no call
+    assert push(shop).sent == 0
+
+
 @pytest.mark.parametrize("world", ["tiktok"], indirect=True)
 def test_push_tracking_prints_one_summary_line(world):
     shop, store = world

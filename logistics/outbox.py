@@ -326,7 +326,8 @@ def _by_hand(push: TrackingPush, shop: Shop, *, how: str, order: str) -> None:
         f"{shop.get_platform_display()} by hand",
         message=f"{what}. "
         + how.format(order=order, old=push.sent_number, new=push.number, carrier=push.carrier_code)
-        + " Then resolve this alert.",
+        + " Then run the parcel list's action “Mark tracking given to the platform by hand” on"
+        " it: that closes this alert.",
         shop=shop,
     )
 

@@ -282,8 +282,10 @@ def sandbox_over_loopback(url: str, *, threads: int):
         """Same requests (Host: sandbox.tkerp.internal), sent to the sandbox process."""
 
         def __init__(self):
+            # The process's shared TLS context, as PlatformHttpClient gives a real service's.
             super().__init__(
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
+                verify=http.tls_context(),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
             )
 
         def handle_request(self, request):

@@ -39,7 +39,7 @@ from django.urls import path, re_path
 from django.utils.timezone import now as django_now
 from django.views.decorators.csrf import csrf_exempt
 
-from logistics.labels.drawing import LabelContent, label_pdf, label_zpl
+from logistics.labels.drawing import LabelContent, label_pdf_stamped, label_zpl
 from logistics.tracking_numbers import (
     fedex_ground_tracking_number,
     make_tracking_number,
@@ -443,7 +443,7 @@ def _purchase(account: SandboxLabelAccount, row: SandboxLabelShipment, rate: dic
     if shipment["options"]["label_format"] == "ZPL":
         row.label_zpl = label_zpl(content)
     else:
-        row.label_pdf = label_pdf(content)
+        row.label_pdf = label_pdf_stamped(content)
     price = Decimal(rate["rate"])
     # One conditional UPDATE: the wallet never goes below zero, and the purchase is counted.
     bought = (
@@ -700,7 +700,7 @@ def shipment_label(call: Call, shipment_id: str):
         if wanted == "ZPL" and not row.label_zpl:
             row.label_zpl = label_zpl(content)
         if wanted == "PDF" and not row.label_pdf:
-            row.label_pdf = label_pdf(content)
+            row.label_pdf = label_pdf_stamped(content)
         shipment["postage_label"] = {
             **_postage_label(row, shipment["postage_label"]["label_date"]),
             "updated_at": _now(),
@@ -838,13 +838,16 @@ def tracker_detail(call: Call, tracker_id: str):
 
 def label_file(request: HttpRequest, label_id: str, ext: str) -> HttpResponse:
     """The label document, as the service's file host serves it (unguessable URL, no key)."""
-    row = SandboxLabelShipment.objects.filter(label_id=label_id).first()
-    if row is None:
-        return HttpResponse("not found", status=404, content_type="text/plain")
-    if ext == "pdf" and row.label_pdf:
-        return HttpResponse(bytes(row.label_pdf), content_type="application/pdf")
-    if ext == "zpl" and row.label_zpl:
-        return HttpResponse(row.label_zpl, content_type="application/zpl")
+    # The document alone: not the shipment's JSON payload, which would be parsed for nothing.
+    document = (
+        SandboxLabelShipment.objects.filter(label_id=label_id)
+        .values_list("label_pdf" if ext == "pdf" else "label_zpl", flat=True)
+        .first()
+    )
+    if ext == "pdf" and document:
+        return HttpResponse(bytes(document), content_type="application/pdf")
+    if ext == "zpl" and document:
+        return HttpResponse(document, content_type="application/zpl")
     return HttpResponse("not found", status=404, content_type="text/plain")
 
 

@@ -339,6 +339,17 @@ def packing_slips_render(*, parcels: Sequence[ParcelSheet]) -> tuple[bytes, list
     return out.getvalue(), counts
 
 
+def documents_warm() -> None:
+    """Load what the first render of a process pays for once (WeasyPrint and its fonts, the CJK
+    font's character map, pikepdf): a batch calls it on a thread of its own while it waits on
+    the label services, so its documents then render as a warm worker's do."""
+    import pikepdf  # noqa: F401 - imported for its load time
+    import weasyprint
+
+    truetype_font("")
+    weasyprint.HTML(string="<p>tkerp</p>").write_pdf()
+
+
 # -------------------------------------------------------------------------------- pick list
 
 

@@ -344,10 +344,10 @@ def documents_warm() -> None:
     font's character map, pikepdf): a batch calls it on a thread of its own while it waits on
     the label services, so its documents then render as a warm worker's do."""
     import pikepdf  # noqa: F401 - imported for its load time
-    import weasyprint
 
-    truetype_font("")
-    weasyprint.HTML(string="<p>tkerp</p>").write_pdf()
+    # An empty pick list: the template, its small embedded font (any other text would make
+    # WeasyPrint load and subset a whole system font), WeasyPrint's first document.
+    pick_list_render(rows=[], title="warm-up", parcels=0)
 
 
 # -------------------------------------------------------------------------------- pick list

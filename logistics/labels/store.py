@@ -101,6 +101,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
         )
     extension = "zpl" if label.label_format == "zpl" else "pdf"
     written = ""
+    checked = shipment  # the row as its number was checked (its carrier set)
     try:
         with transaction.atomic(durable=True):
             # The row alone (no joins to compile and read): its relations are the ones the
@@ -118,6 +119,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                 )
             _check_carrier(locked, label)
             number = _check_number(locked, label)
+            checked = locked
             locked.label_file.save(
                 get_valid_filename(f"{locked.reference}.{extension}"),
                 ContentFile(label.label_bytes),
@@ -155,13 +157,28 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
     except IntegrityError:
         _forget(written)
         raise LabelError(
-            f"tracking number {label.tracking_number} is already on another parcel",
+            f"{_duplicate_reason(checked, label)}; void label {label.source_label_id or '?'} "
+            "at its source",
             code="duplicate_tracking",
         ) from None
     except BaseException:
         _forget(written)
         raise
     return locked
+
+
+def _duplicate_reason(shipment: Shipment, label: PurchasedLabel) -> str:
+    """Why storing the label broke the unique constraint: the other parcel with its number."""
+    from logistics.tracking import tracking_number_duplicate
+    from logistics.tracking_numbers import tracking_number_normalize
+
+    carrier = shipment.carrier
+    if carrier is not None:
+        number = tracking_number_normalize(label.tracking_number)
+        reason = tracking_number_duplicate(shipment=shipment, carrier=carrier, number=number)
+        if reason is not None:
+            return reason
+    return f"tracking number {label.tracking_number} is already on another parcel"
 
 
 def _related_reuse(fresh: Shipment, known: Shipment) -> None:
@@ -226,6 +243,9 @@ def _check_number(shipment: Shipment, label: PurchasedLabel) -> str:
             carrier=carrier,
             carrier_code=label.carrier_code,
             tracking_number=label.tracking_number,
+            # The parcel's row is written under the unique constraint on (tenant, carrier,
+            # number): `_label_store` names the other parcel on its IntegrityError.
+            duplicates=False,
         )
     except TrackingRefused as exc:
         raise LabelError(

@@ -563,30 +563,31 @@ def shipments(call: Call):
     rate = _find_rate(shipment, carrier=carrier, service=service) if service else None
     if rate is not None:
         _carrier_latency(account)
-    with transaction.atomic():
-        _unsynchronised_commit()
-        if key:
-            try:
-                with transaction.atomic():
-                    row = SandboxLabelShipment.objects.create(
-                        account=account,
-                        shipment_id=shipment["id"],
-                        idempotency_key=key,
-                        request_hash=request_hash,
-                        payload={},
-                    )
-            except IntegrityError:
-                # The same key again (or at the same moment: the insert waited for the first
-                # one to commit).
-                return _replay(account, key, request_hash)
-        else:
+    keyed = {"idempotency_key": key} if key else {}
+    try:
+        # The row is inserted first, in the purchase's transaction (no savepoint around it):
+        # the same key again, or at the same moment (the insert waits for the first one's
+        # commit), breaks its unique constraint before anything is bought.
+        with transaction.atomic():
+            _unsynchronised_commit()
             row = SandboxLabelShipment.objects.create(
-                account=account, shipment_id=shipment["id"], request_hash=request_hash
+                account=account,
+                shipment_id=shipment["id"],
+                request_hash=request_hash,
+                payload={},
+                **keyed,
             )
-        row.payload = shipment
-        if rate is not None:
-            _purchase(account, row, rate)
-        row.save()
+            row.payload = shipment
+            if rate is not None:
+                _purchase(account, row, rate)
+            row.save()
+    except IntegrityError:
+        if (
+            key
+            and SandboxLabelShipment.objects.filter(account=account, idempotency_key=key).exists()
+        ):
+            return _replay(account, key, request_hash)
+        raise
     return 201, row.payload, {}
 
 

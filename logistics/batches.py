@@ -37,7 +37,13 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from inventory.models import StockLevel, WarehouseKind
-from logistics.documents import ParcelSheet, PickRow, SlipLine, batch_documents_render
+from logistics.documents import (
+    ParcelSheet,
+    PickRow,
+    SlipLine,
+    batch_documents_render,
+    documents_warm,
+)
 from logistics.labels.base import LabelFormat
 from logistics.models import (
     LabelBatch,
@@ -314,7 +320,13 @@ def label_batch_run(*, tenant, batch_id: int, progress: Progress | None = None) 
             timings: dict[str, float] = {}
             started = time.perf_counter()
             if not batch.render_only:
-                _buy_pending(batch=batch, token=token, progress=progress)
+                # The document renderers load while the label services are waited on.
+                warming = threading.Thread(target=_documents_warm, name="documents-warm")
+                warming.start()
+                try:
+                    _buy_pending(batch=batch, token=token, progress=progress)
+                finally:
+                    warming.join()
             timings["labels"] = time.perf_counter() - started
             _renew(batch, token)
             documents = _render(batch=batch)
@@ -331,6 +343,14 @@ def label_batch_run(*, tenant, batch_id: int, progress: Progress | None = None) 
         if progress is not None:
             progress(label_batch_progress(batch=batch))
         return batch
+
+
+def _documents_warm() -> None:
+    try:
+        documents_warm()
+    except Exception:
+        # Only a head start: the render loads whatever is missing itself (and says what fails).
+        logger.exception("warming the document renderers failed")
 
 
 def _finish(*, batch: LabelBatch, token: str, timings: dict[str, float]) -> None:

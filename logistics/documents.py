@@ -339,6 +339,17 @@ def packing_slips_render(*, parcels: Sequence[ParcelSheet]) -> tuple[bytes, list
     return out.getvalue(), counts
 
 
+def documents_warm() -> None:
+    """Load what the first render of a process pays for once (WeasyPrint and its fonts, the CJK
+    font's character map, pikepdf): a batch calls it on a thread of its own while it waits on
+    the label services, so its documents then render as a warm worker's do."""
+    import pikepdf  # noqa: F401 - imported for its load time
+
+    # An empty pick list: the template, its small embedded font (any other text would make
+    # WeasyPrint load and subset a whole system font), WeasyPrint's first document.
+    pick_list_render(rows=[], title="warm-up", parcels=0)
+
+
 # -------------------------------------------------------------------------------- pick list
 
 

@@ -26,7 +26,11 @@ shop until a person releases it (`tracking_writeback_release`, the shop admin's 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -91,9 +95,59 @@ class PushSummary:
         return {"sent": self.sent, "failed": self.failed, "blocked": self.blocked}
 
 
+class TrackingPushSends:
+    """Collects the shops whose write-backs were queued while many parcels are stored at once (a
+    label batch's buying threads): `send_due` queues one send per shop however many of its
+    parcels were stored, not one task per parcel. Thread-safe; see `tracking_push_sends_grouped`.
+    """
+
+    def __init__(self, *, every_seconds: float = 1.0):
+        self.every = every_seconds
+        self.lock = threading.Lock()
+        self.shops: set[tuple[int, int]] = set()
+        self.sent_at = time.monotonic()
+
+    def add(self, *, tenant_id: int, shop_id: int) -> None:
+        with self.lock:
+            self.shops.add((tenant_id, shop_id))
+
+    def send_due(self, *, now: bool = False) -> None:
+        """Queue the collected shops' sends, if `every_seconds` passed since the last (or `now`)."""
+        with self.lock:
+            if not self.shops or not (now or time.monotonic() - self.sent_at >= self.every):
+                return
+            shops, self.shops = sorted(self.shops), set()
+            self.sent_at = time.monotonic()
+        for tenant_id, shop_id in shops:
+            _tracking_push_task(tenant_id=tenant_id, shop_id=shop_id)
+
+
+_grouped: ContextVar[TrackingPushSends | None] = ContextVar("tracking_push_sends", default=None)
+
+
+@contextmanager
+def tracking_push_sends_grouped(sends: TrackingPushSends) -> Iterator[None]:
+    """In the block (this thread), `tracking_push_enqueue` adds the shop to `sends` instead of
+    queuing a task; the caller calls `sends.send_due()` as it goes and `send_due(now=True)` at
+    the end. A send lost to a crash in between is picked up by the minute schedule."""
+    token = _grouped.set(sends)
+    try:
+        yield
+    finally:
+        _grouped.reset(token)
+
+
 def tracking_push_enqueue(*, tenant_id: int, shop_id: int) -> None:
     """Queue a send of the shop's due write-backs (after the number was stored). Never raises:
     the minute schedule picks up what a broker hiccup lost."""
+    grouped = _grouped.get()
+    if grouped is not None:
+        grouped.add(tenant_id=tenant_id, shop_id=shop_id)
+        return
+    _tracking_push_task(tenant_id=tenant_id, shop_id=shop_id)
+
+
+def _tracking_push_task(*, tenant_id: int, shop_id: int) -> None:
     from django_q.tasks import async_task
 
     try:

@@ -93,19 +93,30 @@ def tracking_number_check(
     carrier: Carrier | None,
     tracking_number: str,
     carrier_code: str = "",
+    duplicates: bool = True,
 ) -> str:
     """The number as stored (spaces dropped, upper case) if it is one `carrier` can look up and
     no other parcel of the tenant carries it for that carrier; else `TrackingRefused` saying
     which. (`carrier` None: a platform label's carrier the seller has no record of, checked by
-    `carrier_code` alone.)"""
+    `carrier_code` alone.) `duplicates=False` leaves the other parcels to the caller, whose write
+    the unique constraint guards (it calls `tracking_number_duplicate` on its IntegrityError)."""
     number = tracking_number_normalize(tracking_number)
     problem = tracking_number_problem(
         carrier=carrier.code if carrier is not None else carrier_code, number=number
     )
     if problem is not None:
         return _refuse(f"parcel {shipment.reference}: {problem}", code="format")
-    if carrier is None:
+    if carrier is None or not duplicates:
         return number
+    duplicate = tracking_number_duplicate(shipment=shipment, carrier=carrier, number=number)
+    if duplicate is not None:
+        _refuse(duplicate, code="duplicate")
+    return number
+
+
+def tracking_number_duplicate(*, shipment: Shipment, carrier: Carrier, number: str) -> str | None:
+    """Which other parcel of the tenant carries `number` (as stored) for `carrier`, in words;
+    None when none does."""
     other = (
         Shipment.objects.filter(
             tenant_id=shipment.tenant_id, carrier=carrier, tracking_number=number
@@ -114,12 +125,9 @@ def tracking_number_check(
         .values_list("reference", flat=True)
         .first()
     )
-    if other is not None:
-        _refuse(
-            f"{carrier.name} tracking number {number} is already on parcel {other}",
-            code="duplicate",
-        )
-    return number
+    if other is None:
+        return None
+    return f"{carrier.name} tracking number {number} is already on parcel {other}"
 
 
 def _refuse(message: str, *, code: str):

@@ -19,6 +19,7 @@ shipments already with a provider are held for interception, reserved stock is r
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,29 @@ def order_ship_blocker(order: Order) -> str | None:
             tenant_id=order.tenant_id, order_id=order.pk
         ).values_list("status", flat=True)
     )
+    return _ship_blocker(order.status, states)
+
+
+def orders_ship_blockers(*, tenant_id: int, order_ids: Iterable[int]) -> dict[int, str | None]:
+    """`order_ship_blocker` of many orders of one tenant in one query, from their current rows
+    (not from instances read earlier): {order id: why it must not ship, or None}. An order
+    that no longer exists is "cancelled"."""
+    ids = set(order_ids)
+    statuses: dict[int, str] = {}
+    states: dict[int, set] = {pk: set() for pk in ids}
+    rows = Order._base_manager.filter(tenant_id=tenant_id, pk__in=ids).values_list(
+        "pk", "status", "cancel_requests__status"
+    )
+    for pk, status, request in rows:
+        statuses[pk] = status
+        if request is not None:
+            states[pk].add(request)
+    return {pk: _ship_blocker(statuses.get(pk, OrderStatus.CANCELLED), states[pk]) for pk in ids}
+
+
+def _ship_blocker(status: str, states: set) -> str | None:
+    if status == OrderStatus.CANCELLED:
+        return "the order is cancelled"
     if CancellationStatus.APPROVED in states or CancellationStatus.AUTO_CANCELLED in states:
         return "a cancellation of this order was approved"
     if CancellationStatus.PENDING in states:

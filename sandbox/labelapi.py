@@ -39,7 +39,7 @@ from django.urls import path, re_path
 from django.utils.timezone import now as django_now
 from django.views.decorators.csrf import csrf_exempt
 
-from logistics.labels.drawing import LabelContent, label_pdf, label_zpl
+from logistics.labels.drawing import LabelContent, label_pdf_stamped, label_zpl
 from logistics.tracking_numbers import (
     fedex_ground_tracking_number,
     make_tracking_number,
@@ -443,7 +443,7 @@ def _purchase(account: SandboxLabelAccount, row: SandboxLabelShipment, rate: dic
     if shipment["options"]["label_format"] == "ZPL":
         row.label_zpl = label_zpl(content)
     else:
-        row.label_pdf = label_pdf(content)
+        row.label_pdf = label_pdf_stamped(content)
     price = Decimal(rate["rate"])
     # One conditional UPDATE: the wallet never goes below zero, and the purchase is counted.
     bought = (
@@ -563,30 +563,31 @@ def shipments(call: Call):
     rate = _find_rate(shipment, carrier=carrier, service=service) if service else None
     if rate is not None:
         _carrier_latency(account)
-    with transaction.atomic():
-        _unsynchronised_commit()
-        if key:
-            try:
-                with transaction.atomic():
-                    row = SandboxLabelShipment.objects.create(
-                        account=account,
-                        shipment_id=shipment["id"],
-                        idempotency_key=key,
-                        request_hash=request_hash,
-                        payload={},
-                    )
-            except IntegrityError:
-                # The same key again (or at the same moment: the insert waited for the first
-                # one to commit).
-                return _replay(account, key, request_hash)
-        else:
+    keyed = {"idempotency_key": key} if key else {}
+    try:
+        # The row is inserted first, in the purchase's transaction (no savepoint around it):
+        # the same key again, or at the same moment (the insert waits for the first one's
+        # commit), breaks its unique constraint before anything is bought.
+        with transaction.atomic():
+            _unsynchronised_commit()
             row = SandboxLabelShipment.objects.create(
-                account=account, shipment_id=shipment["id"], request_hash=request_hash
+                account=account,
+                shipment_id=shipment["id"],
+                request_hash=request_hash,
+                payload={},
+                **keyed,
             )
-        row.payload = shipment
-        if rate is not None:
-            _purchase(account, row, rate)
-        row.save()
+            row.payload = shipment
+            if rate is not None:
+                _purchase(account, row, rate)
+            row.save()
+    except IntegrityError:
+        if (
+            key
+            and SandboxLabelShipment.objects.filter(account=account, idempotency_key=key).exists()
+        ):
+            return _replay(account, key, request_hash)
+        raise
     return 201, row.payload, {}
 
 
@@ -700,7 +701,7 @@ def shipment_label(call: Call, shipment_id: str):
         if wanted == "ZPL" and not row.label_zpl:
             row.label_zpl = label_zpl(content)
         if wanted == "PDF" and not row.label_pdf:
-            row.label_pdf = label_pdf(content)
+            row.label_pdf = label_pdf_stamped(content)
         shipment["postage_label"] = {
             **_postage_label(row, shipment["postage_label"]["label_date"]),
             "updated_at": _now(),
@@ -838,13 +839,16 @@ def tracker_detail(call: Call, tracker_id: str):
 
 def label_file(request: HttpRequest, label_id: str, ext: str) -> HttpResponse:
     """The label document, as the service's file host serves it (unguessable URL, no key)."""
-    row = SandboxLabelShipment.objects.filter(label_id=label_id).first()
-    if row is None:
-        return HttpResponse("not found", status=404, content_type="text/plain")
-    if ext == "pdf" and row.label_pdf:
-        return HttpResponse(bytes(row.label_pdf), content_type="application/pdf")
-    if ext == "zpl" and row.label_zpl:
-        return HttpResponse(row.label_zpl, content_type="application/zpl")
+    # The document alone: not the shipment's JSON payload, which would be parsed for nothing.
+    document = (
+        SandboxLabelShipment.objects.filter(label_id=label_id)
+        .values_list("label_pdf" if ext == "pdf" else "label_zpl", flat=True)
+        .first()
+    )
+    if ext == "pdf" and document:
+        return HttpResponse(bytes(document), content_type="application/pdf")
+    if ext == "zpl" and document:
+        return HttpResponse(document, content_type="application/zpl")
     return HttpResponse("not found", status=404, content_type="text/plain")
 
 

@@ -24,6 +24,7 @@ from django.utils.text import get_valid_filename
 from logistics.labels.base import LabelError, LabelSource, PurchasedLabel, label_buy_threads
 from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
+from logistics.outbox import TrackingPushSends, tracking_push_sends_grouped
 from tkerp.tenancy import tenant_context
 
 logger = logging.getLogger("tkerp.labels")
@@ -58,8 +59,13 @@ def shipment_label_buy(*, shipment: Shipment, source: LabelSource | None = None)
         return _label_buy(_fresh(shipment.pk), source)
 
 
-def _label_buy(current: Shipment, source: LabelSource | None) -> Shipment:
-    """`shipment_label_buy` for a parcel just read (in its tenant's scope)."""
+#: `_label_buy`'s cancellation check not done yet (None: done, nothing blocks).
+_UNCHECKED = object()
+
+
+def _label_buy(current: Shipment, source: LabelSource | None, *, blocker=_UNCHECKED) -> Shipment:
+    """`shipment_label_buy` for a parcel just read (in its tenant's scope). `blocker`: the
+    order's `order_ship_blocker`, when the caller just asked it for many parcels at once."""
     if shipment_is_labelled(current):
         return current
     if current.status != ShipmentStatus.PENDING:
@@ -68,9 +74,10 @@ def _label_buy(current: Shipment, source: LabelSource | None) -> Shipment:
             "are bought for pending parcels",
             code="not_pending",
         )
-    from orders.cancellations import order_ship_blocker
+    if blocker is _UNCHECKED:
+        from orders.cancellations import order_ship_blocker
 
-    blocker = order_ship_blocker(current.order)
+        blocker = order_ship_blocker(current.order)
     if blocker is not None:
         # A label bought now is money spent on a parcel that may never leave, and the platform
         # refuses its tracking while the buyer's cancellation is open.
@@ -94,13 +101,13 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
         )
     extension = "zpl" if label.label_format == "zpl" else "pdf"
     written = ""
+    checked = shipment  # the row as its number was checked (its carrier set)
     try:
         with transaction.atomic(durable=True):
-            locked = (
-                Shipment.objects.select_for_update(of=("self",))
-                .select_related(*_RELATED)
-                .get(pk=shipment.pk)
-            )
+            # The row alone (no joins to compile and read): its relations are the ones the
+            # caller read, where the row still names the same.
+            locked = Shipment.objects.select_for_update().get(pk=shipment.pk)
+            _related_reuse(locked, shipment)
             if shipment_is_labelled(locked):
                 return locked
             if locked.status != ShipmentStatus.PENDING:
@@ -112,6 +119,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                 )
             _check_carrier(locked, label)
             number = _check_number(locked, label)
+            checked = locked
             locked.label_file.save(
                 get_valid_filename(f"{locked.reference}.{extension}"),
                 ContentFile(label.label_bytes),
@@ -149,13 +157,39 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
     except IntegrityError:
         _forget(written)
         raise LabelError(
-            f"tracking number {label.tracking_number} is already on another parcel",
+            f"{_duplicate_reason(checked, label)}; void label {label.source_label_id or '?'} "
+            "at its source",
             code="duplicate_tracking",
         ) from None
     except BaseException:
         _forget(written)
         raise
     return locked
+
+
+def _duplicate_reason(shipment: Shipment, label: PurchasedLabel) -> str:
+    """Why storing the label broke the unique constraint: the other parcel with its number."""
+    from logistics.tracking import tracking_number_duplicate
+    from logistics.tracking_numbers import tracking_number_normalize
+
+    carrier = shipment.carrier
+    if carrier is not None:
+        number = tracking_number_normalize(label.tracking_number)
+        reason = tracking_number_duplicate(shipment=shipment, carrier=carrier, number=number)
+        if reason is not None:
+            return reason
+    return f"tracking number {label.tracking_number} is already on another parcel"
+
+
+def _related_reuse(fresh: Shipment, known: Shipment) -> None:
+    """Give `fresh` (the row just read again) the related objects `known` (the same row read
+    before, with `_RELATED`) holds, for each relation that still points at the same row."""
+    for name in ("order", "warehouse", "service", "tenant", "label_account"):
+        field = Shipment._meta.get_field(name)
+        if field.is_cached(known) and getattr(fresh, field.attname) == getattr(
+            known, field.attname
+        ):
+            field.set_cached_value(fresh, field.get_cached_value(known))
 
 
 def _forget(name: str) -> None:
@@ -194,17 +228,24 @@ def _check_number(shipment: Shipment, label: PurchasedLabel) -> str:
     tenant with it. Sets the parcel's carrier; returns the number as stored."""
     from logistics.tracking import TrackingRefused, tracking_carrier, tracking_number_check
 
-    try:
-        carrier = tracking_carrier(shipment=shipment, carrier_code=label.carrier_code)
-    except TrackingRefused:
-        # A platform's label of a carrier the seller has no record of: checked by its code.
-        carrier = None
+    own = shipment.service.carrier if shipment.service_id else None
+    if own is not None and own.code.lower() == label.carrier_code.strip().lower():
+        carrier = own  # the service's own carrier: no query to look it up by code
+    else:
+        try:
+            carrier = tracking_carrier(shipment=shipment, carrier_code=label.carrier_code)
+        except TrackingRefused:
+            # A platform's label of a carrier the seller has no record of: checked by its code.
+            carrier = None
     try:
         number = tracking_number_check(
             shipment=shipment,
             carrier=carrier,
             carrier_code=label.carrier_code,
             tracking_number=label.tracking_number,
+            # The parcel's row is written under the unique constraint on (tenant, carrier,
+            # number): `_label_store` names the other parcel on its IntegrityError.
+            duplicates=False,
         )
     except TrackingRefused as exc:
         raise LabelError(
@@ -308,14 +349,51 @@ class LabelBuyResult:
     retryable: bool = False
 
 
-def _buy_one(shipment: Shipment, source: LabelSource) -> LabelBuyResult:
+class _ShipGuard:
+    """`order_ship_blocker` for the parcels of a parallel buy, asked for the next `window`
+    parcels in line at once (one query) when a buying thread reaches one not yet checked: a
+    parcel is checked at most `window` purchases before its own, a fraction of a second at a
+    source's pace, instead of one query per parcel."""
+
+    def __init__(self, *, tenant_id: int, shipments: list[Shipment], window: int = 25):
+        self.tenant_id = tenant_id
+        self.line = shipments
+        self.position = {shipment.pk: n for n, shipment in enumerate(shipments)}
+        self.window = window
+        self.known: dict[int, str | None] = {}
+        self.lock = threading.Lock()
+
+    def blocker(self, shipment: Shipment) -> str | None:
+        from orders.cancellations import orders_ship_blockers
+
+        with self.lock:
+            if shipment.pk not in self.known:
+                start = self.position[shipment.pk]
+                ahead = [
+                    parcel
+                    for parcel in self.line[start : start + self.window]
+                    if parcel.pk not in self.known
+                ]
+                by_order = orders_ship_blockers(
+                    tenant_id=self.tenant_id, order_ids={parcel.order_id for parcel in ahead}
+                )
+                self.known.update({parcel.pk: by_order[parcel.order_id] for parcel in ahead})
+            return self.known.pop(shipment.pk)
+
+
+def _buy_one(
+    shipment: Shipment, source: LabelSource, guard: _ShipGuard | None = None
+) -> LabelBuyResult:
     """One parcel of a parallel buy, as read at its start: not read again first (a parcel
     labelled meanwhile gets its same label back from the source, idempotently, and the store
     finds it labelled under the row lock and leaves it alone)."""
     shipment_id = shipment.pk
     try:
         already = shipment_is_labelled(shipment)
-        stored = _label_buy(shipment, source)
+        if guard is None or already or shipment.status != ShipmentStatus.PENDING:
+            stored = _label_buy(shipment, source)
+        else:
+            stored = _label_buy(shipment, source, blocker=guard.blocker(shipment))
     except LabelError as exc:
         return LabelBuyResult(
             shipment_id, ok=False, reason=exc.reason, code=exc.code, retryable=exc.retryable
@@ -351,6 +429,11 @@ def shipments_label_buy(
     with tenant_context(tenant):
         found = {s.pk: s for s in Shipment.objects.filter(pk__in=ids).select_related(*_RELATED)}
         sources = label_sources_for(list(found.values()))
+    guard = _ShipGuard(
+        tenant_id=tenant.pk,
+        shipments=[found[pk] for pk in ids if pk in found and _to_buy(found[pk])],
+    )
+    sends = TrackingPushSends()
     work: queue.SimpleQueue = queue.SimpleQueue()
     for pk in ids:
         if pk in found:
@@ -366,13 +449,14 @@ def shipments_label_buy(
 
     def worker() -> None:
         try:
-            with tenant_context(tenant):
+            with tenant_context(tenant), tracking_push_sends_grouped(sends):
                 while True:
                     try:
                         shipment, source = work.get_nowait()
                     except queue.Empty:
                         return
-                    result = _buy_one(shipment, source)
+                    result = _buy_one(shipment, source, guard)
+                    sends.send_due()
                     with lock:
                         results[shipment.pk] = result
                     if on_result is not None:
@@ -394,4 +478,9 @@ def shipments_label_buy(
     finally:
         for source in distinct.values():
             source.close()
+        sends.send_due(now=True)
     return [results[pk] for pk in ids]
+
+
+def _to_buy(shipment: Shipment) -> bool:
+    return not shipment_is_labelled(shipment) and shipment.status == ShipmentStatus.PENDING

@@ -369,3 +369,34 @@ def test_no_label_is_bought_while_the_buyer_asks_to_cancel(tenant_a):
     assert refused.value.code == "cancellation"
     assert "asked to cancel" in refused.value.reason
     assert purchases(world) == 0
+
+
+@pytest.mark.django_db(transaction=True)  # the buying threads have connections of their own
+def test_a_parallel_buy_checks_cancellations_in_groups_and_queues_one_send_per_shop(tenant_a):
+    """The parallel buy asks the cancellation guard for many parcels in one query (from the
+    orders' current rows, not the instances read at its start), still refusing each blocked
+    parcel with its reason; and the platform write-back of the numbers it stored is queued once
+    for the shop, not once per parcel."""
+    from django_q.models import OrmQ
+
+    from orders.models import Order, OrderStatus
+    from tests.factories import CancellationRequestFactory
+
+    world = label_world(tenant_a)
+    parcels = [world.parcel("usps") for _ in range(4)]
+    asked, cancelled = world.parcel("usps"), world.parcel("usps")
+    CancellationRequestFactory(tenant=tenant_a, order=asked.order)
+    Order._base_manager.filter(pk=cancelled.order_id).update(status=OrderStatus.CANCELLED)
+    ids = [parcels[0].pk, asked.pk, *[p.pk for p in parcels[1:]], cancelled.pk]
+    OrmQ.objects.all().delete()
+
+    results = {r.shipment_id: r for r in shipments_label_buy(tenant=tenant_a, shipment_ids=ids)}
+
+    assert [results[p.pk].ok for p in parcels] == [True] * 4, [results[p.pk] for p in parcels]
+    assert results[asked.pk].code == "cancellation"
+    assert "asked to cancel" in results[asked.pk].reason
+    assert results[cancelled.pk].code == "cancellation"
+    assert "the order is cancelled" in results[cancelled.pk].reason
+    assert purchases(world) == 4
+    sends = [task.name() for task in OrmQ.objects.all()]
+    assert sends == [f"tracking-shop-{world.shop.pk}"]

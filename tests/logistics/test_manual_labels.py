@@ -142,3 +142,24 @@ def test_a_latin_label_embeds_no_font(world):
 
     with stored.label_file.open("rb") as handle:
         assert label_fonts(handle.read()) == {"/Helvetica", "/Helvetica-Bold"}
+
+
+def test_a_number_another_parcel_holds_is_refused_naming_it(world):
+    """The label's number is written under the unique constraint (not checked by a query
+    first): when another parcel of that carrier holds it, the seller reads which one, and
+    nothing of the label is kept."""
+    first = world.parcel("ups", reference="HAND-FIRST")
+    Shipment._base_manager.filter(pk=first.pk).update(tracking_number="1Z5R89390357567127")
+    shipment_label_buy(shipment=first)
+    second = world.parcel("ups", reference="HAND-SECOND")
+    # The same number typed on a second parcel (its carrier is only set with the label).
+    Shipment._base_manager.filter(pk=second.pk).update(tracking_number="1Z5R89390357567127")
+
+    with pytest.raises(LabelError) as caught:
+        shipment_label_buy(shipment=second)
+
+    assert caught.value.code == "duplicate_tracking"
+    assert "is already on parcel HAND-FIRST" in caught.value.reason
+    kept = Shipment._base_manager.get(pk=second.pk)
+    assert kept.status == ShipmentStatus.PENDING and not kept.label_file
+    assert kept.carrier_id is None

@@ -187,9 +187,11 @@ EMAIL_BACKEND = os.environ.get(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tkerp@localhost")
 
 # django-q2: the database is the default broker (nothing else to start); set Q_REDIS_URL to
-# use Redis in production.
+# use Redis in production (README, "Deployment on more than one machine"). Q_CLUSTER_NAME names
+# the queue: every web process and cluster of one deployment must share it, and two
+# deployments on one Redis must not.
 Q_CLUSTER = {
-    "name": "tkerp",
+    "name": os.environ.get("Q_CLUSTER_NAME", "tkerp"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),
     "timeout": int(os.environ.get("Q_TIMEOUT", "300")),
     "retry": int(os.environ.get("Q_RETRY", "360")),  # must exceed timeout

@@ -599,7 +599,8 @@ def summary(figures: list[Figures]) -> None:
             f"{ok} |"
         )
     for name in CHECKS_SQL:
-        print(f"  {name}: " + ", ".join(f"{f.broker}/{f.clusters}: {f.broken[name]}" for f in figures))
+        counts = ", ".join(f"{f.broker}/{f.clusters}: {f.broken[name]}" for f in figures)
+        print(f"  {name}: {counts}")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,13 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("Q_REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="Redis for the redis broker (a queue of its own name is used, then deleted).",
     )
-    parser.add_argument("--timeout", type=float, default=1200, help="Seconds per configuration.")
+    parser.add_argument("--timeout", type=float, default=1200, help="Seconds to sync, at most.")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=90,
+        help="Seconds to wait, after the last pass, for the follow-up tasks (parcels, pushes).",
+    )
     parser.add_argument("--keep-db", action="store_true", help="Leave the seeded database.")
     parser.add_argument("--verbose", action="store_true", help="Progress every 15 s.")
     return parser.parse_args()
@@ -297,9 +303,34 @@ UNSPLIT_SQL = """
 """
 
 
-def spikes_progress(*, shops: int, queue_size) -> tuple[bool, str]:
-    """(done, a line saying how far): done once every shop has a successful pass and none
-    runs, `queue_size()` is 0 and no ready order waits for its parcel. Read in SQL."""
+@dataclass
+class Progress:
+    """How far a run is, read in SQL (and from the broker)."""
+
+    synced: int  # shops with a successful pass
+    running: int  # passes running
+    failed: int  # failed passes
+    stored: int  # orders stored
+    queued: int  # tasks waiting in the broker (with the database broker: or running)
+    unsplit: int  # ready orders with reserved stock and no parcel yet
+
+    def synced_all(self, shops: int) -> bool:
+        return self.synced == shops and not self.running
+
+    def drained(self, shops: int) -> bool:
+        """Every pass done, no task left, every ready order split into its parcels."""
+        return self.synced_all(shops) and not self.queued and not self.unsplit
+
+    def __str__(self) -> str:
+        return (
+            f"{self.synced} shops synced, {self.running} running, {self.failed} failed passes, "
+            f"{self.stored} orders stored, {self.queued} tasks queued, {self.unsplit} ready "
+            "orders without parcel"
+        )
+
+
+def spikes_progress(*, queue_size) -> Progress:
+    """Where the run stands; `queue_size()` counts the broker's waiting tasks."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -313,13 +344,7 @@ def spikes_progress(*, shops: int, queue_size) -> tuple[bool, str]:
         (stored,) = cursor.fetchone()
         cursor.execute(UNSPLIT_SQL)
         (unsplit,) = cursor.fetchone()
-    queued = queue_size()
-    done = synced == shops and not running and not queued and not unsplit
-    line = (
-        f"{synced}/{shops} shops synced, {running} running, {failed} failed passes, "
-        f"{stored} orders stored, {queued} tasks queued, {unsplit} ready orders without parcel"
-    )
-    return done, line
+    return Progress(synced, running, failed, stored, queue_size(), unsplit)
 
 
 CHECKS_SQL = {
@@ -391,8 +416,10 @@ class Figures:
     peak_mb: float
     processes: int
     queued: int
-    broken: dict[str, int]
+    broken: dict[str, int | None]
     statuses: dict[str, int]
+    drain: float | None  # seconds from the last pass's end until no task was left
+    left: Progress  # where the run stood when it ended
 
     @property
     def rate(self) -> float:
@@ -406,6 +433,9 @@ class Figures:
 def main() -> None:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)
+    # Stopped with SIGTERM (or run in the background, where SIGINT is ignored), the clusters
+    # are still stopped and the databases dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     brokers = [name.strip() for name in args.brokers.split(",") if name.strip()]
     if "redis" in brokers and not _redis_answers(args.redis_url):
         print(f"Redis at {args.redis_url} does not answer: the redis broker is left out")
@@ -461,8 +491,8 @@ def run(args: argparse.Namespace, url: str, brokers: list[str]) -> None:
     )
     counts = [int(part) for part in args.clusters.split(",") if part.strip()]
     figures: list[Figures] = []
-    for broker in brokers:
-        for count in counts:
+    for count in counts:  # the brokers side by side at each size: the load drifts alike
+        for broker in brokers:
             figure = configuration(args, url, broker=broker, clusters=count, shops=len(shops))
             figures.append(figure)
             report(figure, figures)
@@ -492,55 +522,65 @@ def configuration(
 
     label = f"{broker}{clusters}"
     redis_url = args.redis_url if broker == "redis" else None
-    name = f"tkerp-bench-{os.getpid()}-{label}"  # its own Redis queue
+    name = f"tkerp-bench-{os.getpid()}-{label}"  # its own queue (Redis is shared)
     with database_copy(url, label=label) as copy:
         django_on(copy, build=False)
-        database = connection.settings_dict["NAME"]
         env = cluster_env(
             database_url=copy, workers=args.workers, redis_url=redis_url, Q_CLUSTER_NAME=name
         )
         queue_size = _queue_size(redis_url, name)
         try:
+            database = connection.settings_dict["NAME"]
             with q_clusters(clusters, env=env, database=database) as running:
                 queued = dispatch_together(env=env)
+                synced = drained = None
                 deadline = time.monotonic() + args.timeout
-                line, said = "", time.monotonic()
+                said = time.monotonic()
                 while True:
                     running.sample()
-                    done, line = spikes_progress(shops=shops, queue_size=queue_size)
-                    if done:
+                    progress = spikes_progress(queue_size=queue_size)
+                    if synced is None and progress.synced_all(shops):
+                        synced = time.monotonic()
+                        sync_cpu = running.cpu, sum(running.postgres_cpu.values())
+                        deadline = min(deadline, synced + args.drain)
+                    if progress.drained(shops):
+                        drained = time.monotonic()
                         break
                     if args.verbose and time.monotonic() - said > 15:
-                        print(f"      {label}: {line}")
+                        print(f"      {label}: {progress}")
                         said = time.monotonic()
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"not done in {args.timeout:.0f} s: {line}")
+                        if synced is None:
+                            raise RuntimeError(f"{label}: not synced in {args.timeout:.0f} s")
+                        break
                     time.sleep(0.25)
-                finished = time.time()
                 running.sample()
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT extract(epoch FROM min(started_at)), count(*) FROM shops_syncrun"
+                    "SELECT extract(epoch FROM max(finished_at) - min(started_at)) "
+                    "FROM shops_syncrun WHERE status = 'success'"
                 )
-                first_start, _runs = cursor.fetchone()
-                cursor.execute("SELECT count(*) FROM orders_order")
-                (orders,) = cursor.fetchone()
+                (seconds,) = cursor.fetchone()
             broken, statuses = spikes_check()
+            if drained is None:
+                broken["ready orders without a parcel"] = None  # still being split: not a fault
         finally:
             if redis_url:
                 _redis_forget(redis_url, name)
     return Figures(
         broker=broker,
         clusters=clusters,
-        orders=orders,
-        seconds=finished - float(first_start),
-        cluster_cpu=running.cpu,
-        postgres_cpu=sum(running.postgres_cpu.values()),
+        orders=progress.stored,
+        seconds=float(seconds),
+        cluster_cpu=sync_cpu[0],
+        postgres_cpu=sync_cpu[1],
         peak_mb=running.peak_mb,
         processes=len(running.used),
         queued=len(queued),
         broken=broken,
         statuses=statuses,
+        drain=(drained - synced) if drained is not None else None,
+        left=progress,
     )
 
 
@@ -572,34 +612,49 @@ def _redis_forget(url: str, name: str) -> None:
 
 def report(figure: Figures, figures: list[Figures]) -> None:
     base = next(f for f in figures if f.broker == figure.broker)
-    ratio = figure.rate / base.rate
     problems = {name: count for name, count in figure.broken.items() if count}
     print(
-        f"{figure.broker:>5} broker, {figure.clusters} cluster(s): {figure.orders} orders in "
-        f"{figure.seconds:6.1f} s = {figure.rate:5.0f} orders/s ({ratio:.2f}x the 1-cluster "
-        f"run); CPU clusters {figure.cluster_cpu:.0f} s + PostgreSQL {figure.postgres_cpu:.0f} s "
-        f"= {figure.per_cpu:.0f} orders/CPU-s; peak RSS {figure.peak_mb:.0f} MB (largest of "
+        f"{figure.broker:>5} broker, {figure.clusters} cluster(s): {figure.orders} orders synced "
+        f"(stored, reserved, reviewed) in {figure.seconds:6.1f} s = {figure.rate:5.0f} orders/s "
+        f"({figure.rate / base.rate:.2f}x the 1-cluster run); CPU clusters "
+        f"{figure.cluster_cpu:.0f} s + PostgreSQL {figure.postgres_cpu:.0f} s = "
+        f"{figure.per_cpu:.0f} orders/CPU-s; peak RSS {figure.peak_mb:.0f} MB (largest of "
         f"{figure.processes} processes); {figure.queued} passes queued by 2 dispatchers"
     )
+    left = figure.left
+    follow_up = (
+        f"follow-up tasks (parcels, stock pushes) drained {figure.drain:.0f} s after the last pass"
+        if figure.drain is not None
+        else f"follow-up tasks not drained within --drain: {left.queued} tasks and "
+        f"{left.unsplit} ready orders without parcel left"
+    )
     print(
-        f"      states: {', '.join(f'{k} {v}' for k, v in figure.statuses.items())}; checks: "
+        f"      {follow_up}; states: {', '.join(f'{k} {v}' for k, v in figure.statuses.items())}; "
+        "checks: "
         + (", ".join(f"{name}: {count}" for name, count in problems.items()) or "all pass")
     )
 
 
 def summary(figures: list[Figures]) -> None:
-    print("| broker | clusters | orders/s | vs 1 cluster | orders/CPU-s | peak RSS MB | checks |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| broker | clusters | orders/s synced | vs 1 cluster | orders/CPU-s | peak RSS MB | "
+        "follow-up drained | checks |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for figure in figures:
         base = next(f for f in figures if f.broker == figure.broker)
         ok = "pass" if not any(figure.broken.values()) else "FAIL"
+        drain = f"{figure.drain:.0f} s" if figure.drain is not None else "no"
         print(
             f"| {figure.broker} | {figure.clusters} | {figure.rate:.0f} | "
             f"{figure.rate / base.rate:.2f}x | {figure.per_cpu:.0f} | {figure.peak_mb:.0f} | "
-            f"{ok} |"
+            f"{drain} | {ok} |"
         )
     for name in CHECKS_SQL:
-        counts = ", ".join(f"{f.broker}/{f.clusters}: {f.broken[name]}" for f in figures)
+        counts = ", ".join(
+            f"{f.broker}/{f.clusters}: {'n/a' if f.broken[name] is None else f.broken[name]}"
+            for f in figures
+        )
         print(f"  {name}: {counts}")
 
 

@@ -58,11 +58,11 @@ def test_two_clusters_sync_spikes_of_two_tenants_once_without_overselling(tenant
         for shop in shops:
             async_task("shops.tasks.sync_shop", shop.tenant_id, shop.pk, "manual")
         deadline = time.monotonic() + 300
-        done, progress = False, ""
-        while not done and time.monotonic() < deadline:
+        progress = spikes_progress(queue_size=queued_tasks)
+        while not progress.drained(SHOPS) and time.monotonic() < deadline:
             time.sleep(0.5)
-            done, progress = spikes_progress(shops=SHOPS, queue_size=queued_tasks)
-        assert done, f"not done in 300 s: {progress}\n{clusters.log_tail()}"
+            progress = spikes_progress(queue_size=queued_tasks)
+        assert progress.drained(SHOPS), f"not done in 300 s: {progress}\n{clusters.log_tail()}"
 
     assert sorted(queued) == sorted(shop.pk for shop in shops)
     broken, statuses = spikes_check()

@@ -9,17 +9,18 @@ the same stock), the first --hot SKUs with only --hot-stock units (oversell is p
 spike of --orders orders in all landed in the shops' sandboxes. The periodic schedules are
 removed: only the spikes run.
 
-Then for each broker (--brokers: the database, `orm`, and Redis, `redis`, when it answers) and
-each count of clusters (--clusters, 1 first: the baseline), a copy of that database is made, N
-`manage.py qcluster` processes are started on it (--workers each), two dispatchers run
+Then for each count of clusters (--clusters, 1 first: the baseline) and each broker (--brokers:
+the database, `orm`, and Redis, `redis`, when it answers), a copy of that database is made, N
+`manage.py qcluster` processes are started on it (--workers each), and two dispatchers run
 `shops.tasks.sync_due_shops` at the same moment (two machines' schedulers firing the same
-minute), and the run ends when every shop's pass succeeded, the queue is empty and every ready
-order has its parcel. Reported per configuration: orders/s from the first pass's start, the
-ratio to the 1-cluster baseline, the CPU seconds the clusters and PostgreSQL's backends spent
-(orders per CPU-second is what a busy shared machine changes least), the largest peak RSS
-(VmHWM) of any cluster process, and the SQL checks: no duplicate order, every sandbox order
-stored, reserved <= on hand and equal to the live reservations for every stock row, every order
-ready (reserved, with a parcel) or on hold (with an open hold). Never part of the test run;
+minute). Reported per configuration: orders/s synced (stored, reserved, reviewed) from the first
+pass's start to the last one's end, the ratio to the 1-cluster run, the CPU seconds the clusters
+and PostgreSQL's backends spent meanwhile (orders per CPU-second is what a busy shared machine
+changes least), the largest peak RSS (VmHWM) of any cluster process, whether the follow-up tasks
+(parcel splits, stock pushes) drained within --drain seconds after the last pass, and the SQL
+checks: no duplicate order, every sandbox order stored, reserved <= on hand and equal to the live
+reservations for every stock row, every order ready (reserved; with a parcel once drained) or on
+hold (with an open hold), one successful pass per shop. Never part of the test run;
 `tests/e2e/test_spikes_multiworker.py` runs a small spike through the same functions.
 """
 

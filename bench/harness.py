@@ -78,6 +78,28 @@ def throwaway_database(label: str, *, script: str, keep: bool = False) -> Iterat
         os.environ["DATABASE_URL"] = source_url
 
 
+@contextmanager
+def database_copy(url: str, *, label: str) -> Iterator[str]:
+    """A copy of the bench database at `url` (PostgreSQL's CREATE DATABASE ... TEMPLATE, a file
+    copy), yielded as a URL and dropped afterwards: each configuration of a bench starts from
+    the same seeded state. Nothing may be connected to `url` meanwhile (this closes Django's
+    connections; Django is re-pointed at the copy by the caller, with `django_on(copy,
+    build=False)`)."""
+    from django.db import connections
+
+    parts = urlsplit(url)
+    source = parts.path.lstrip("/")
+    name = f"{source}_{label}"
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    connections.close_all()
+    admin_sql(maintenance, f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        connections.close_all()
+        admin_sql(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def django_on(url: str, *, build: bool = True) -> None:
     """Set Django up on the bench database (or re-point it there if already set up); `build`
     creates its tables (a second process on the same database passes False)."""

@@ -187,9 +187,11 @@ EMAIL_BACKEND = os.environ.get(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tkerp@localhost")
 
 # django-q2: the database is the default broker (nothing else to start); set Q_REDIS_URL to
-# use Redis in production.
+# use Redis in production (README, "Deployment on more than one machine"). Q_CLUSTER_NAME names
+# the queue: every web process and cluster of one deployment must share it, and two
+# deployments on one Redis must not.
 Q_CLUSTER = {
-    "name": "tkerp",
+    "name": os.environ.get("Q_CLUSTER_NAME", "tkerp"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),
     "timeout": int(os.environ.get("Q_TIMEOUT", "300")),
     "retry": int(os.environ.get("Q_RETRY", "360")),  # must exceed timeout
@@ -201,6 +203,18 @@ if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
+
+# The default cache holds the provider API's request counts (TKERP_API_THROTTLE_RATE): each
+# process counts its own unless CACHE_REDIS_URL points every web process at one Redis, as a
+# deployment on more than one machine should (README, "Deployment on more than one machine").
+if os.environ.get("CACHE_REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("Q_CLUSTER_NAME", "tkerp"),
+        }
+    }
 
 # django-import-export: importing needs the model's add permission, exporting its view one.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
@@ -234,8 +248,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "DEFAULT_GENERATOR_CLASS": "tkerp.api.schema.ApiSchemaGenerator",
 }
-# Requests per provider key (counted in the default cache: per web process unless CACHES
-# points at a shared one), and how long an Idempotency-Key is remembered.
+# Requests per provider key (counted in the default cache: per web process unless
+# CACHE_REDIS_URL points them all at one Redis), and how long an Idempotency-Key is remembered.
 TKERP_API_THROTTLE_RATE = os.environ.get("TKERP_API_THROTTLE_RATE", "1200/min")
 TKERP_API_IDEMPOTENCY_HOURS = int(os.environ.get("TKERP_API_IDEMPOTENCY_HOURS", "24"))
 # How long a web process trusts a provider key it verified (logistics.api.auth): a revocation

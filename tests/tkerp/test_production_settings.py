@@ -113,6 +113,12 @@ MAIL_PASSWORD = "-".join(["mail", "pw", "123"])
     ROOT_URLCONF=__name__,
     DATABASE_URL=f"postgres://tkerp:{DB_PASSWORD}@db:5432/tkerp",
     Q_CLUSTER={"name": "tkerp", "redis": f"redis://:{REDIS_PASSWORD}@cache:6379/0"},
+    CACHES={
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://:{REDIS_PASSWORD}@cache:6379/1",
+        }
+    },
     EMAIL_HOST_PASSWORD=MAIL_PASSWORD,
 )
 def test_the_debug_error_page_shows_no_credential():
@@ -123,3 +129,38 @@ def test_the_debug_error_page_shows_no_credential():
     assert "something broke" in page  # it is the technical page
     for secret in (DB_PASSWORD, REDIS_PASSWORD, MAIL_PASSWORD):
         assert secret not in page
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_answers() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.skipif(not redis_answers(), reason="needs the Redis server on 127.0.0.1:6379")
+def test_cache_redis_url_shares_the_cache_between_processes():
+    """What one web process counts (the API throttle), another sees: one Redis behind both."""
+    env = {**PRODUCTION, "CACHE_REDIS_URL": REDIS, "Q_CLUSTER_NAME": f"tkerp-test-{os.getpid()}"}
+    key = "shared-cache-check"
+    code = (
+        "import django, sys; django.setup(); from django.core.cache import cache; "
+        "print(cache.incr(sys.argv[1]) if len(sys.argv) > 2 else cache.add(sys.argv[1], 41))"
+    )
+    try:
+        first = django_run(code, env, key)
+        second = django_run(code, env, key, "incr")
+        assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+        assert (first.stdout.strip(), second.stdout.strip()) == ("True", "42")
+        assert settings_value("CACHES['default']['BACKEND']", env) == (
+            "'django.core.cache.backends.redis.RedisCache'"
+        )
+    finally:
+        import redis
+
+        redis.Redis.from_url(REDIS).delete(f"{env['Q_CLUSTER_NAME']}:1:{key}")  # Django's key

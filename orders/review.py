@@ -59,6 +59,7 @@ from orders.models import (
     OrderStatus,
     ReviewSettings,
 )
+from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -497,10 +498,10 @@ def orders_review(
         if release_ids:
             OrderHold.objects.filter(pk__in=release_ids).update(released_at=now, released_by=user)
         if new_holds:
-            OrderHold.objects.bulk_create(new_holds)
+            rows_copy(OrderHold, new_holds)
         _orders_update(tenant=tenant, orders=order_updates, fields=REVIEW_WRITE_FIELDS)
         if events:
-            OrderEvent.objects.bulk_create(events, batch_size=1000)
+            rows_copy(OrderEvent, events)
     return result
 
 

@@ -36,6 +36,9 @@ REQUEUE_WITHIN = timedelta(days=1)
 # A sync pass queued but not started this long after is taken as lost and queued again. Not the
 # lease: a busy queue may hold a task for minutes, and a copy a minute would only pile up.
 SYNC_QUEUED_PATIENCE = timedelta(minutes=10)
+# One webhook task drains at most this many batches of its shop (well inside the cluster's
+# timeout during a stream that never pauses); the deliveries' own queued tasks take the rest.
+WEBHOOK_TASK_BATCHES = 10
 
 
 def sync_run_summary(run: SyncRun) -> dict:
@@ -145,7 +148,7 @@ def process_webhook(delivery_id: int) -> dict:
         return {"delivery": delivery_id, "status": "gone"}
     if delivery.processed_at is not None:
         return {"delivery": delivery_id, "status": "already processed"}
-    drained = webhook_deliveries_drain(shop=delivery.shop)
+    drained = webhook_deliveries_drain(shop=delivery.shop, max_batches=WEBHOOK_TASK_BATCHES)
     # An order that arrived carrying a buyer's cancellation request joins the inbox now, not at
     # the next sync or sweep (CANCELLATION_STATUS_CHANGE and order webhooks alike).
     cancellations_from_orders(

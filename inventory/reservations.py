@@ -83,6 +83,7 @@ from orders.models import (
     OrderLine,
     OrderStatus,
 )
+from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -435,8 +436,8 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         if taken:
             stock_levels_take_many(quantities=taken)
         pools.write()
-        StockMovement.objects.bulk_create(movements)
-        Reservation.objects.bulk_create(reservations)
+        rows_copy(StockMovement, movements)
+        rows_copy(Reservation, reservations)
 
         reserved = [order for order, _ in simple if outcomes[order.pk] == "reserved"]
         touched = {level_by_id[level_id].sku_id for level_id in taken}
@@ -537,9 +538,9 @@ def _batch_holds(
     if to_ready:
         Order.objects.filter(pk__in=to_ready).update(status=OrderStatus.READY, updated_at=now)
     if new_holds:
-        OrderHold.objects.bulk_create(new_holds)
+        rows_copy(OrderHold, new_holds)
     if events:
-        OrderEvent.objects.bulk_create(events)
+        rows_copy(OrderEvent, events)
 
 
 def _batch_after_commit(

@@ -58,6 +58,7 @@ from orders.address import is_po_box, state_normalise
 from orders.holds import HoldReason, orders_hold_many, orders_release_many
 from orders.models import OPEN_STATUSES, EventSource, Order, OrderEvent, OrderHold, OrderTag
 from orders.tags import tag_name_normalise
+from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -520,7 +521,7 @@ def shipments_rules_apply(
                 if shipment.service_id is not None:
                     events.append(_service_changed_event(shipment, decision, user=user))
         if events:
-            OrderEvent.objects.bulk_create(events)
+            rows_copy(OrderEvent, events)
         if misses and hold_unmatched:
             result.held = len(orders_hold_many(messages=misses, code=NO_RULE, user=user))
         served = {s.order_id for s in shipments} - set(misses)

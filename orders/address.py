@@ -13,7 +13,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, fields, replace
-from functools import cache
+from functools import cache, lru_cache
 
 import phonenumbers
 import usaddress
@@ -165,6 +165,13 @@ def state_normalise(state: str, country: str) -> str:
     return state
 
 
+#: Normalising is pure (the same input gives the same output): a process keeps the last few
+#: thousand answers, so review's second look at a phone (the phone check) and a re-review of
+#: an unchanged recipient (a platform update, a repeat buyer) cost a dictionary lookup.
+NORMALISE_CACHE_SIZE = 8192
+
+
+@lru_cache(maxsize=NORMALISE_CACHE_SIZE)
 def phone_normalise(phone: str, country: str) -> tuple[str, bool]:
     """(E.164 when the number is valid for `country`, else the cleaned input; valid?)"""
     cleaned = text_clean(phone)
@@ -209,6 +216,7 @@ def _us_lines(line1: str, line2: str, city: str, state: str, postal_code: str):
     )
 
 
+@lru_cache(maxsize=NORMALISE_CACHE_SIZE)
 def address_normalise(address: Address) -> Address:
     """The canonical form of `address` (idempotent: normalising twice changes nothing more)."""
     country = text_clean(address.country).upper()

@@ -26,6 +26,7 @@ from inventory.models import Listing, Sku
 from orders.models import EventSource, Order, OrderEvent, OrderLine, OrderStatus
 from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
+from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -492,7 +493,7 @@ def _upsert(
     new_lines: list[OrderLine] = []
 
     if to_create:
-        Order.objects.bulk_create([order for order, _ in to_create])
+        rows_copy(Order, [order for order, _ in to_create])
         for order, po in to_create:
             result.created_ids.append(order.pk)
             for line in po.lines:
@@ -547,8 +548,8 @@ def _upsert(
                 events.append(_cancel_event(order, source))
 
     if new_lines:
-        OrderLine.objects.bulk_create(new_lines)
-    OrderEvent.objects.bulk_create(events)
+        rows_copy(OrderLine, new_lines)
+    rows_copy(OrderEvent, events)
 
 
 def _shipped_at(po: PlatformOrder, status: str, stored: datetime | None) -> datetime | None:

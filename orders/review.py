@@ -27,6 +27,8 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
@@ -35,6 +37,7 @@ from django.utils import timezone
 
 from inventory.reservations import orders_not_reserved
 from orders.address import (
+    NORMALISE_CACHE_SIZE,
     Address,
     address_from_order,
     address_normalise,
@@ -59,6 +62,7 @@ from orders.models import (
     OrderStatus,
     ReviewSettings,
 )
+from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
@@ -171,6 +175,28 @@ def order_findings(*, order: Order, address: Address, settings: ReviewSettings) 
 
 
 def address_findings(*, address: Address, settings: ReviewSettings) -> list[Finding]:
+    """The address rules `settings` switch on, for a normalised recipient. Pure, so answered
+    from a per-process cache keyed by the address and the settings it reads (a re-review of an
+    unchanged recipient, a repeat buyer, costs a lookup)."""
+    checks = tuple(getattr(settings, name) for name in _ADDRESS_CHECKS)
+    return list(_address_findings(address, checks))
+
+
+#: The review settings `address_findings` reads, in `_address_findings`' order.
+_ADDRESS_CHECKS = (
+    "check_incomplete",
+    "check_po_box",
+    "check_military",
+    "check_zip_state",
+    "check_too_long",
+    "address_max_length",
+    "check_phone",
+)
+
+
+@lru_cache(maxsize=NORMALISE_CACHE_SIZE)
+def _address_findings(address: Address, checks: tuple) -> tuple[Finding, ...]:
+    settings = SimpleNamespace(**dict(zip(_ADDRESS_CHECKS, checks, strict=True)))
     found: list[Finding] = []
     if settings.check_incomplete and (problem := incomplete_problem(address)):
         found.append(Finding(HoldReason.ADDRESS_INCOMPLETE, problem))
@@ -210,7 +236,7 @@ def address_findings(*, address: Address, settings: ReviewSettings) -> list[Find
                     else "No phone number.",
                 )
             )
-    return found
+    return tuple(found)
 
 
 def address_key_hash(address: Address) -> str:
@@ -497,10 +523,10 @@ def orders_review(
         if release_ids:
             OrderHold.objects.filter(pk__in=release_ids).update(released_at=now, released_by=user)
         if new_holds:
-            OrderHold.objects.bulk_create(new_holds)
+            rows_copy(OrderHold, new_holds)
         _orders_update(tenant=tenant, orders=order_updates, fields=REVIEW_WRITE_FIELDS)
         if events:
-            OrderEvent.objects.bulk_create(events, batch_size=1000)
+            rows_copy(OrderEvent, events)
     return result
 
 

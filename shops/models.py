@@ -326,6 +326,12 @@ class WebhookDelivery(TenantOwnedModel):
     queued_at = models.DateTimeField(
         null=True, blank=True, help_text="When its processing task was last queued."
     )
+    claimed_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A worker processing it in a batch holds it until then (shops.webhooks).",
+    )
     error = models.TextField(blank=True)
 
     class Meta:

@@ -18,8 +18,8 @@ from orders.cancellations import cancellations_from_orders
 from shops.models import Platform, Shop, SyncRun, Tenant, WebhookDelivery
 from shops.sync import shop_sync, sync_runs_prune
 from shops.webhooks import (
+    webhook_deliveries_drain,
     webhook_deliveries_prune,
-    webhook_delivery_process,
     webhook_process_enqueue,
 )
 from tkerp.alerts import alert_notify_enqueue
@@ -36,6 +36,9 @@ REQUEUE_WITHIN = timedelta(days=1)
 # A sync pass queued but not started this long after is taken as lost and queued again. Not the
 # lease: a busy queue may hold a task for minutes, and a copy a minute would only pile up.
 SYNC_QUEUED_PATIENCE = timedelta(minutes=10)
+# One webhook task drains at most this many batches of its shop (well inside the cluster's
+# timeout during a stream that never pauses); the deliveries' own queued tasks take the rest.
+WEBHOOK_TASK_BATCHES = 10
 
 
 def sync_run_summary(run: SyncRun) -> dict:
@@ -132,28 +135,41 @@ def shop_sync_due(row: dict, *, now) -> bool:
 
 
 def process_webhook(delivery_id: int) -> dict:
-    """Fetch and ingest the orders one webhook delivery named (once)."""
+    """Fetch and ingest the orders one webhook delivery named (once), together with every other
+    delivery of its shop waiting at that moment (`webhook_deliveries_drain`: a live stream's
+    webhooks become a few pages, not one pipeline run each)."""
     with all_tenants():  # the delivery id is all the task gets; the row carries the tenant
         delivery = (
-            WebhookDelivery.objects.select_related("tenant", "shop").filter(pk=delivery_id).first()
+            WebhookDelivery.objects.select_related("tenant", "shop__tenant")
+            .filter(pk=delivery_id)
+            .first()
         )
     if delivery is None:
         return {"delivery": delivery_id, "status": "gone"}
-    result = webhook_delivery_process(delivery=delivery)
-    if result is None:
+    if delivery.processed_at is not None:
         return {"delivery": delivery_id, "status": "already processed"}
+    drained = webhook_deliveries_drain(shop=delivery.shop, max_batches=WEBHOOK_TASK_BATCHES)
     # An order that arrived carrying a buyer's cancellation request joins the inbox now, not at
     # the next sync or sweep (CANCELLATION_STATUS_CHANGE and order webhooks alike).
     cancellations_from_orders(
-        tenant=delivery.tenant, order_ids=[*result.created_ids, *result.updated_ids]
+        tenant=delivery.tenant, order_ids=[*drained.created_ids, *drained.updated_ids]
     )
+    if delivery_id in drained.deliveries:
+        status = "processed"
+    else:
+        # Another worker's batch had it (and processes it), or processed it meanwhile.
+        with tenant_context(delivery.tenant):
+            done = WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=False)
+            status = "already processed" if done.exists() else "claimed by another worker"
     return {
         "delivery": delivery_id,
-        "status": "processed",
-        "created": result.created,
-        "updated": result.updated,
-        "skipped": result.skipped,
-        "rejected": len(result.rejects),
+        "status": status,
+        "deliveries": len(drained.deliveries),
+        "batches": drained.batches,
+        "created": len(drained.created_ids),
+        "updated": len(drained.updated_ids),
+        "skipped": drained.skipped,
+        "rejected": drained.rejected,
     }
 
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -235,6 +235,113 @@ def webhook_delivery_process(
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             processed_at=timezone.now(), error=error
         )
+    return result
+
+
+#: How many pending deliveries of a shop one worker takes at once: a live stream's webhooks
+#: become one ingest page (one reservation statement per SKU) instead of one each.
+WEBHOOK_BATCH = 200
+
+#: How long a batch's deliveries stay claimed by the worker processing them; a worker that died
+#: leaves them to the next drain (or its task's retry) after that.
+WEBHOOK_CLAIM = timedelta(minutes=5)
+
+
+@dataclass
+class DrainResult:
+    """What `webhook_deliveries_drain` did: deliveries processed, in how many batches, and the
+    ingest's counts over all of them."""
+
+    deliveries: list[int] = field(default_factory=list)
+    batches: int = 0
+    created_ids: list[int] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)
+    skipped: int = 0
+    rejected: int = 0
+
+
+def webhook_deliveries_claim(*, shop: Shop, limit: int = WEBHOOK_BATCH) -> list[WebhookDelivery]:
+    """Claim up to `limit` of the shop's unprocessed deliveries that no live claim holds.
+
+    `SELECT ... FOR UPDATE SKIP LOCKED` in a short transaction: workers draining the same shop
+    at once each get other deliveries, never wait for each other, and hold no lock afterwards
+    (the claim is the `claimed_until` stamp, so no row stays locked across the platform call).
+    """
+    now = timezone.now()
+    with tenant_context(shop.tenant), transaction.atomic():
+        claimed = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(shop=shop, processed_at__isnull=True)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("pk")[:limit]
+        )
+        if claimed:
+            WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
+                claimed_until=now + WEBHOOK_CLAIM, attempts=F("attempts") + 1
+            )
+    return claimed
+
+
+def webhook_deliveries_drain(
+    *,
+    shop: Shop,
+    connector: Connector | None = None,
+    limit: int = WEBHOOK_BATCH,
+    max_batches: int | None = None,
+) -> DrainResult:
+    """Process the shop's pending deliveries in micro-batches until none is left unclaimed.
+
+    Each batch's orders are fetched by id (the connector's detail calls, 50 ids each) and
+    ingested as one page: `orders_ingest` runs the set-based pipeline over them (one
+    reservation statement per SKU for the batch, the hot stock row locked only inside that
+    short transaction). Deliveries are marked processed once their page is stored. A failure
+    is written on the batch's deliveries and releases their claim before it is raised (the
+    task is retried; ingest is idempotent, so the orders a failed batch stored are not stored
+    twice). Safe to run from several workers at once (see `webhook_deliveries_claim`).
+    """
+    result = DrainResult()
+    own_connector = connector is None
+    try:
+        with tenant_context(shop.tenant):
+            while max_batches is None or result.batches < max_batches:
+                batch = webhook_deliveries_claim(shop=shop, limit=limit)
+                if not batch:
+                    break
+                ids = [d.pk for d in batch]
+                try:
+                    if connector is None:
+                        connector = connector_for(shop)
+                    order_ids = [str(i) for d in batch for i in d.platform_order_ids]
+                    orders = connector.fetch_orders_by_id(platform_order_ids=order_ids)
+                    ingested = orders_ingest(shop=shop, platform_orders=orders, source="webhook")
+                except Exception as exc:
+                    WebhookDelivery.objects.filter(pk__in=ids).update(
+                        error=str(exc)[:2000], claimed_until=None
+                    )
+                    raise
+                rejects = {reject.platform_order_id: str(reject) for reject in ingested.rejects}
+                now = timezone.now()
+                clean = [d.pk for d in batch if not rejects.keys() & set(d.platform_order_ids)]
+                WebhookDelivery.objects.filter(pk__in=clean).update(
+                    processed_at=now, claimed_until=None, error=""
+                )
+                for delivery in batch:
+                    if delivery.pk not in clean:
+                        error = "; ".join(
+                            rejects[i] for i in delivery.platform_order_ids if i in rejects
+                        )
+                        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                            processed_at=now, claimed_until=None, error=error[:2000]
+                        )
+                result.batches += 1
+                result.deliveries += ids
+                result.created_ids += ingested.created_ids
+                result.updated_ids += ingested.updated_ids
+                result.skipped += ingested.skipped
+                result.rejected += len(ingested.rejects)
+    finally:
+        if own_connector and connector is not None:
+            connector.http.close()
     return result
 
 

@@ -1,0 +1,274 @@
+"""Benchmark: a live stream's order webhooks, all for ONE SKU, processed by several workers.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/webhook_spike.py
+
+For each path, a throwaway PostgreSQL database next to the one DATABASE_URL names (dropped at
+the end unless --keep-db, tables built from the models) gets a tenant with one TikTok shop
+selling one SKU, connected to the TikTok sandbox; the sandbox lands --orders orders and POSTs
+their order webhooks to our endpoint (in-process HTTP, real signatures: `webhook_receive`
+records each delivery). Then --workers worker processes (forked, each with its own
+connection, released together) process the deliveries:
+
+1. today's path (the baseline): one delivery at a time, as `shops.tasks.process_webhook` did
+   before micro-batches (`webhook_delivery_process`: fetch the order by id, ingest it, run the
+   pipeline for it), the deliveries dealt round-robin to the workers;
+2. micro-batches: every worker runs `webhook_deliveries_drain` on the shop, as each queued
+   `process_webhook` task now does: it claims up to `WEBHOOK_BATCH` waiting deliveries
+   (SKIP LOCKED), fetches their orders 50 ids a call and ingests them as one page.
+
+Printed per path: seconds, deliveries/s, reservations/s (Reservation rows written per second,
+in aggregate) and units reserved; then checks that nothing was oversold (reserved <= on hand,
+the stock ledger sums to the stored numbers) and that every delivery was processed once. The
+stock covers about three quarters of the spike, so both outcomes (reserved, held short)
+occur. Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import bench_tiktok_shop, django_on, throwaway_database  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=2800)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--stock", type=int, default=0, help="Units of the SKU (default: 3/4 of the demand)."
+    )
+    parser.add_argument(
+        "--baseline-orders",
+        type=int,
+        default=0,
+        help="Webhooks for today's path (default --orders; it is slow: a rate is a rate).",
+    )
+    parser.add_argument(
+        "--only", choices=("today", "batches"), help="Run one path only (no baseline)."
+    )
+    parser.add_argument("--keep-db", action="store_true", help="Leave the bench databases.")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    paths = [("today's path (one delivery at a time)", "today"), ("micro-batches", "batches")]
+    if args.only:
+        paths = [path for path in paths if path[1] == args.only]
+    results = []
+    for label, path in paths:
+        with throwaway_database(
+            "webhooks", script="bench/webhook_spike.py", keep=args.keep_db
+        ) as url:
+            results.append((label, run(args, url, path=path)))
+    report(args, results)
+
+
+def _today(shop_id: int, delivery_ids: list[int]) -> None:
+    """The old task body, one delivery after another."""
+    from orders.cancellations import cancellations_from_orders
+    from shops.models import WebhookDelivery
+    from shops.webhooks import webhook_delivery_process
+    from tkerp.tenancy import all_tenants
+
+    for delivery_id in delivery_ids:
+        with all_tenants():
+            delivery = WebhookDelivery.objects.select_related("tenant", "shop").get(pk=delivery_id)
+        result = webhook_delivery_process(delivery=delivery)
+        if result is not None:
+            cancellations_from_orders(
+                tenant=delivery.tenant, order_ids=[*result.created_ids, *result.updated_ids]
+            )
+
+
+def _batches(shop_id: int, delivery_ids: list[int]) -> None:
+    """What each queued `process_webhook` task does now: drain the shop."""
+    from orders.cancellations import cancellations_from_orders
+    from shops.models import Shop
+    from shops.webhooks import webhook_deliveries_drain
+    from tkerp.tenancy import all_tenants
+
+    with all_tenants():
+        shop = Shop.objects.select_related("tenant").get(pk=shop_id)
+    drained = webhook_deliveries_drain(shop=shop)
+    cancellations_from_orders(
+        tenant=shop.tenant, order_ids=[*drained.created_ids, *drained.updated_ids]
+    )
+
+
+def _worker(path: str, shop_id: int, delivery_ids: list[int], barrier, done) -> None:
+    from django.db import connections
+
+    import inventory.reservations as reservations
+
+    connections.close_all()  # a fresh connection of its own (forked from the parent)
+    inside = [0.0]
+    reserve = reservations.orders_reserve
+
+    def timed_reserve(**kwargs):
+        began = time.perf_counter()
+        try:
+            return reserve(**kwargs)
+        finally:
+            inside[0] += time.perf_counter() - began
+
+    reservations.orders_reserve = timed_reserve
+    try:
+        barrier.wait()
+        (_today if path == "today" else _batches)(shop_id, delivery_ids)
+        done.put((os.getpid(), "", inside[0]))
+    except BaseException as error:  # reported by the parent
+        done.put((os.getpid(), f"{type(error).__name__}: {error}", inside[0]))
+    finally:
+        connections.close_all()
+
+
+def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
+    django_on(url)
+    orders = (args.baseline_orders or args.orders) if path == "today" else args.orders
+
+    from django.db import connection, connections
+
+    from inventory.models import MovementKind, Reservation, StockLevel
+    from inventory.stock import stock_adjust, stock_ledger_balance
+    from orders.models import Order, OrderLine
+    from sandbox.actions import sandbox_spike, sandbox_store_for_shop
+    from shops.models import WebhookDelivery
+    from tkerp.tenancy import tenant_context
+
+    tenant, shop = bench_tiktok_shop(on_hand=0, skus=1)
+    with tenant_context(tenant):
+        started = time.perf_counter()
+        spike = sandbox_spike(
+            shop=shop, orders=orders, seed=args.seed, cancel_rate=0, webhooks=True
+        )
+        landed = time.perf_counter() - started
+        deliveries = list(
+            WebhookDelivery.objects.filter(shop=shop, processed_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        # The stock: about three quarters of the units the spike asks for (TikTok sends one
+        # line item per unit).
+        store = sandbox_store_for_shop(shop=shop)
+        demand = sum(
+            len(payload.get("line_items", []))
+            for payload in store.orders.values_list("payload", flat=True)
+        )
+        stock = args.stock or max(1, demand * 3 // 4)
+        level = StockLevel.objects.select_related("sku", "warehouse").get()
+        stock_adjust(
+            sku=level.sku,
+            warehouse=level.warehouse,
+            delta=stock,
+            kind=MovementKind.RECEIVE,
+            user=None,
+            note="bench stock",
+        )
+
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(args.workers + 1)
+    done = context.Queue()
+    shares = [deliveries[i :: args.workers] for i in range(args.workers)]
+    workers = [
+        context.Process(target=_worker, args=(path, shop.pk, share, barrier, done))
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    outcomes = [done.get() for _ in workers]
+    seconds = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    errors = [error for _, error, _ in outcomes if error]
+    in_reserve = sum(inside for _, _, inside in outcomes)
+
+    with tenant_context(tenant):
+        level = StockLevel.objects.get()
+        ledger = stock_ledger_balance(sku=level.sku, warehouse=level.warehouse)
+        reservations = Reservation.objects.count()
+        units = sum(Reservation.objects.values_list("quantity", flat=True))
+        result = {
+            "pg": connection.pg_version // 10000,
+            "spike": spike,
+            "landed": landed,
+            "deliveries": len(deliveries),
+            "seconds": seconds,
+            "errors": errors,
+            "in_reserve": in_reserve,
+            "stock": stock,
+            "reserved": level.reserved,
+            "on_hand": level.on_hand,
+            "ledger_ok": ledger == (level.on_hand, level.reserved),
+            "reservations": reservations,
+            "units": units,
+            "orders": Order.objects.count(),
+            "lines": OrderLine.objects.count(),
+            "short": Order.objects.filter(holds__code="stock.short").distinct().count(),
+            "pending": WebhookDelivery.objects.filter(processed_at__isnull=True).count(),
+            "attempts": sorted(set(WebhookDelivery.objects.values_list("attempts", flat=True))),
+        }
+    return result
+
+
+def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
+    import platform
+
+    first = results[0][1]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; PostgreSQL {first['pg']}; "
+        f"{args.workers} worker processes"
+    )
+    for label, result in results:
+        print(
+            f"\n{label}: {result['deliveries']} order webhooks for one SKU "
+            f"({result['spike'].webhooks_sent} sent by the sandbox, landed in "
+            f"{result['landed']:.1f} s)"
+        )
+        seconds = result["seconds"]
+        oversold = max(0, result["reserved"] - result["on_hand"])
+        print(
+            f"  {seconds:7.2f} s   {result['deliveries'] / seconds:7.0f} deliveries/s   "
+            f"{result['reservations'] / seconds:7.0f} reservations/s in aggregate"
+        )
+        print(
+            f"  {result['orders']} orders, {result['reservations']} reservations "
+            f"({result['units']} units of {result['stock']}), {result['short']} held stock.short; "
+            f"reserved {result['reserved']} <= on hand {result['on_hand']}: oversold {oversold}; "
+            f"ledger {'balances' if result['ledger_ok'] else 'DOES NOT BALANCE'}"
+        )
+        print(
+            f"  inside the reservation step: {result['in_reserve']:.2f} s summed over workers "
+            f"({result['reservations'] / max(result['in_reserve'], 1e-9):.0f} reservations per "
+            "worker-second)"
+        )
+        print(
+            f"  deliveries left unprocessed {result['pending']}, attempts per delivery "
+            f"{result['attempts']}, worker errors {len(result['errors'])}"
+        )
+        for error in result["errors"][:3]:
+            print(f"    {error}")
+        assert oversold == 0 and result["ledger_ok"] and result["units"] == result["reserved"]
+    if len(results) == 2:
+        old, new = results[0][1], results[1][1]
+        speedup = (new["reservations"] / new["seconds"]) / (old["reservations"] / old["seconds"])
+        print(f"\nmicro-batches vs today's path: {speedup:.1f}x reservations/s")
+
+
+if __name__ == "__main__":
+    main()

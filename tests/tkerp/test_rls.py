@@ -8,15 +8,24 @@ factory of `tests/factories.py`, two tenants each.
 import inspect
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, connection, transaction
+from django.http import HttpResponse
+from django.test import RequestFactory
 from factory.django import DjangoModelFactory
 
 from tests import factories
 from tests.factories import OrderFactory, SkuFactory
 from tkerp import rls
+from tkerp.db.postgres.base import EVERYTHING, unscoped_sees
+from tkerp.middleware import TenantMiddleware
 from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 
 TENANT_TABLES = rls.tenant_tables()
+
+# Unscoped statements see nothing here, as in production (tests/conftest.py widens them for
+# other test bodies).
+pytestmark = pytest.mark.usefixtures("strict_database")
 
 
 def raw(sql, params=None):
@@ -141,3 +150,23 @@ def test_the_scope_sent_is_never_stale_after_a_savepoint_rollback(tenant_a, tena
         # Then the next statement under the same scope still sees A's row
         assert count("inventory_sku") == 1
         assert raw("SELECT current_setting('tkerp.tenant_id')") == [(str(tenant_a.pk),)]
+
+
+@pytest.mark.django_db
+def test_a_request_never_inherits_a_wider_database_scope(tenant_a):
+    # Given unscoped statements that would see every tenant (the test suite's observer)
+    OrderFactory(tenant=tenant_a)
+    seen = {}
+
+    def view(request):
+        seen["orders"] = count("orders_order")
+        return HttpResponse()
+
+    with unscoped_sees(EVERYTHING):
+        assert count("orders_order") == 1
+        # When an anonymous request runs, Then its unscoped statements see nothing
+        request = RequestFactory().get("/")
+        request.user = AnonymousUser()
+        request.session = {}
+        TenantMiddleware(view)(request)
+    assert seen == {"orders": 0}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,16 @@ SET_SCOPE_SQL = (
     "SELECT set_config('tkerp.tenant_id', %s, false), set_config('tkerp.all_tenants', %s, false)"
 )
 
+TRANSACTION_FAILED = base.Database.pq.TransactionStatus.INERROR
+
+NOTHING = ("", "off")
+EVERYTHING = ("", "on")
+
+# What a statement run with no tenant scope sees: nothing. Only the test suite widens it, for
+# the test body's own look at the database (tests/conftest.py); every request is strict again
+# (TenantMiddleware), and so is tests/tkerp/test_rls.py.
+_unscoped: ContextVar[tuple[str, str]] = ContextVar("tkerp_db_unscoped", default=NOTHING)
+
 # >0 while the block of `database_owner()` runs: connections opened then skip SET ROLE.
 _owner_depth = 0
 
@@ -52,10 +63,21 @@ def scope_settings() -> tuple[str, str]:
         from tkerp import tenancy
     scope = tenancy.get_scope()
     if scope is None:
-        return ("", "off")
+        return _unscoped.get()
     if scope is tenancy.ALL_TENANTS:
-        return ("", "on")
+        return EVERYTHING
     return (str(scope.pk), "off")
+
+
+@contextmanager
+def unscoped_sees(setting: tuple[str, str]) -> Iterator[None]:
+    """Run the block with statements that have no tenant scope seeing `setting` (NOTHING, the
+    production rule, or EVERYTHING: the test suite's observer)."""
+    token = _unscoped.set(setting)
+    try:
+        yield
+    finally:
+        _unscoped.reset(token)
 
 
 def owner_mode() -> bool:
@@ -107,7 +129,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _send_scope(self, execute, sql, params, many, context):
         wanted = scope_settings()
-        if wanted != self.rls_scope_sent:
+        # An aborted transaction runs nothing but its rollback (which forgets the value).
+        if (
+            wanted != self.rls_scope_sent
+            and self.connection.info.transaction_status != TRANSACTION_FAILED
+        ):
             # The raw driver cursor: the statement is plumbing, not another wrapped query.
             context["cursor"].cursor.execute(SET_SCOPE_SQL, wanted)
             self.rls_scope_sent = wanted

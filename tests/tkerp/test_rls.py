@@ -9,6 +9,7 @@ import inspect
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -170,3 +171,15 @@ def test_a_request_never_inherits_a_wider_database_scope(tenant_a):
         request.session = {}
         TenantMiddleware(view)(request)
     assert seen == {"orders": 0}
+
+
+@pytest.mark.django_db
+def test_a_link_to_another_tenants_row_is_still_refused_when_rls_hides_that_row(tenant_a, tenant_b):
+    # Given tenant B's SKU, invisible to tenant A at the database
+    sku_b = SkuFactory(tenant=tenant_b)
+    warehouse_a = factories.WarehouseFactory(tenant=tenant_a)
+    level = factories.StockLevel(tenant=tenant_a, sku_id=sku_b.pk, warehouse=warehouse_a)
+    # When tenant A validates a stock level pointing at it, Then the link is refused
+    with tenant_context(tenant_a), pytest.raises(ValidationError) as excinfo:
+        level.check_same_tenant()
+    assert "sku" in excinfo.value.message_dict

@@ -4,7 +4,26 @@ import pytest
 from django.test import Client
 
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tkerp.db.postgres.base import EVERYTHING, NOTHING, unscoped_sees
 from tkerp.tenancy import all_tenants, tenant_context
+
+
+@pytest.fixture(autouse=True)
+def unscoped_test_body_sees_every_tenant():
+    """The test body's own unscoped look at the database (`_base_manager`, `refresh_from_db`,
+    factories) sees every tenant, as it did before row-level security. What the tests drive is
+    still walled: every request through the test client is strict (TenantMiddleware), the
+    scoped managers fail closed, and code under `tenant_context` sees its tenant only.
+    `tests/tkerp/test_rls.py` turns this off (`strict_database` fixture)."""
+    with unscoped_sees(EVERYTHING):
+        yield
+
+
+@pytest.fixture
+def strict_database():
+    """Unscoped statements see nothing, as in production."""
+    with unscoped_sees(NOTHING):
+        yield
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """factory_boy factories for every domain model.
 
-Factories write through the plain base manager, so building test data needs no tenant scope;
-child rows take their parent's tenant.
+Factories write through the plain base manager inside `all_tenants()` (test data for several
+tenants is cross-tenant plumbing, and the database's row-level security would refuse the rows
+otherwise), so building test data needs no tenant scope; child rows take their parent's tenant.
 """
 
 from datetime import timedelta
@@ -67,6 +68,7 @@ from shops.models import (
     WebhookDelivery,
 )
 from tkerp.models import Alert, Job
+from tkerp.tenancy import all_tenants
 
 
 class BaseFactory(DjangoModelFactory):
@@ -76,6 +78,11 @@ class BaseFactory(DjangoModelFactory):
     @classmethod
     def _get_manager(cls, model_class):
         return model_class._base_manager
+
+    @classmethod
+    def _generate(cls, strategy, params):
+        with all_tenants():
+            return super()._generate(strategy, params)
 
 
 class TenantFactory(BaseFactory):

@@ -8,7 +8,14 @@ class TkerpConfig(AppConfig):
     verbose_name = "tkerp"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
+        from tkerp import rls
+
         checks.register(fernet_keys_check, checks.Tags.security)
+        checks.register(rls.rls_check, checks.Tags.database)
+        # Once per migrate (sender: this app), after every app's tables exist.
+        post_migrate.connect(rls.post_migrate_install, sender=self)
 
 
 def fernet_keys_check(app_configs=None, **kwargs):

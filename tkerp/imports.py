@@ -461,32 +461,45 @@ class BulkImport:
     def _copy_in(self, instances: list) -> None:
         """Insert new rows with PostgreSQL's COPY: the bulk path's hot spot, where an INSERT
         compiled by the ORM spends most of its time preparing each value in Python. Ids come
-        from the table's identity default; nothing here needs them back."""
+        from the table's identity default; nothing here needs them back.
+
+        PostgreSQL refuses COPY FROM into a table with row-level security, so the rows are
+        copied into a temporary table and moved with one INSERT ... SELECT, which the tenant
+        policy checks row by row (a row of another tenant fails the whole import)."""
         if not instances:
             return
         meta = self.model._meta
         fields = [f for f in meta.concrete_fields if not f.primary_key]
         quote = connection.ops.quote_name
-        sql = (
-            f"COPY {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
-        )
+        columns = ", ".join(quote(f.column) for f in fields)
+        staging = quote(f"tkerp_copy_{meta.db_table}")
+        sql = f"COPY {staging} ({columns}) FROM STDIN"
         now = timezone.now()
         stamped = [f.attname for f in fields if getattr(f, "auto_now", False)] + [
             f.attname for f in fields if getattr(f, "auto_now_add", False)
         ]
         # Plain values go as they are; anything else (JSON...) through the field's own prep.
         plain = (str, int, Decimal, bool, datetime.date, type(None))
-        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for instance in instances:
-                for attname in stamped:
-                    setattr(instance, attname, now)
-                row = []
-                for field in fields:
-                    value = getattr(instance, field.attname)
-                    if not isinstance(value, plain):
-                        value = field.get_db_prep_save(value, connection)
-                    row.append(value)
-                copy.write_row(row)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+                f"SELECT {columns} FROM {quote(meta.db_table)} WITH NO DATA"
+            )
+            with cursor.cursor.copy(sql) as copy:
+                for instance in instances:
+                    for attname in stamped:
+                        setattr(instance, attname, now)
+                    row = []
+                    for field in fields:
+                        value = getattr(instance, field.attname)
+                        if not isinstance(value, plain):
+                            value = field.get_db_prep_save(value, connection)
+                        row.append(value)
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} FROM {staging}"
+            )
+            cursor.execute(f"DROP TABLE {staging}")
 
     def _parse(self, number: int, row: dict) -> tuple[dict, list[RowError]]:
         values, errors = {}, []

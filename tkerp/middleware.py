@@ -5,6 +5,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from tkerp.db.postgres.base import NOTHING, unscoped_sees
 from tkerp.tenancy import ALL_TENANTS, reset_scope, set_scope
 from tkerp.tenants import active_tenant_for, tenant_timezone, user_tenants
 
@@ -36,7 +37,9 @@ class TenantMiddleware:
         if request.tenant is not None:
             timezone.activate(tenant_timezone(request.tenant))
         try:
-            return self.get_response(request)
+            # A request never inherits a wider database scope than its own (row-level security).
+            with unscoped_sees(NOTHING):
+                return self.get_response(request)
         finally:
             reset_scope(token)
             timezone.deactivate()

@@ -141,6 +141,9 @@ if DATABASE_URL:
             f"DATABASE_URL must be a PostgreSQL URL (postgres://user@host:5432/name); tkerp runs "
             f"on PostgreSQL only, not {DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
         )
+    # tkerp's backend: Django's, plus the application role and the tenant scope sent to the
+    # server for row-level security (tkerp/db/postgres/base.py, tkerp/rls.py).
+    DATABASES["default"]["ENGINE"] = "tkerp.db.postgres"
 elif DEBUG:
     DATABASES = {
         "default": {
@@ -156,6 +159,10 @@ else:
         "`make test`), which run with DEBUG on."
     )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The role the application runs as (`SET ROLE` on every connection): neither owner nor superuser,
+# so row-level security applies. `migrate` creates it; empty when DATABASE_URL already logs in as
+# a DBA-made application role (README, "Row-level security").
+TKERP_DB_APP_ROLE = os.environ.get("TKERP_DB_APP_ROLE", "tkerp_app")
 DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

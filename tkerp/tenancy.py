@@ -149,10 +149,15 @@ class TenantOwnedModel(models.Model):
             related_id = getattr(self, field.attname)
             if related_id is None or self.tenant_id is None:
                 continue
-            related = field.related_model._base_manager.filter(pk=related_id).values_list(
-                "tenant_id", flat=True
-            )
-            if related.first() not in (None, self.tenant_id):
+            # Every tenant: under row-level security another tenant's row would read as missing
+            # and pass. Only its tenant id is read.
+            with all_tenants():
+                owner = (
+                    field.related_model._base_manager.filter(pk=related_id)
+                    .values_list("tenant_id", flat=True)
+                    .first()
+                )
+            if owner not in (None, self.tenant_id):
                 errors[field.name] = "Select a valid choice; that one belongs to another tenant."
         if errors:
             raise ValidationError(errors)

@@ -30,7 +30,7 @@ from tests.e2e.helpers import (
     django_q_sync,
 )
 from tkerp.models import Alert
-from tkerp.tenancy import tenant_context
+from tkerp.tenancy import all_tenants, tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -117,7 +117,8 @@ def test_a_webhook_and_a_poll_racing_for_the_same_orders_store_them_once(tiktok,
             connection.close()
 
     def poll():
-        fresh = Shop._base_manager.select_related("tenant").get(pk=shop.pk)
+        with all_tenants():  # a worker gets the ids; its thread starts with no scope
+            fresh = Shop._base_manager.select_related("tenant").get(pk=shop.pk)
         with tenant_context(fresh.tenant):
             return shop_sync(shop=fresh, connector=fast_connector(fresh))
 

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.forms import ModelChoiceField
 from django.urls import reverse
 
-from tkerp.tenancy import TenantOwnedModel
+from tkerp.tenancy import TenantOwnedModel, all_tenants
 
 
 def admin_url(model, action: str, *args) -> str:
@@ -101,6 +101,7 @@ def assert_no_foreign_choices(form, tenant_b):
         if name == field.queryset.model._meta.pk.name:
             continue  # the row's own id, not a choice
         offered = set(field.queryset.values_list("pk", flat=True))
-        foreign = set(model._base_manager.filter(tenant=tenant_b).values_list("pk", flat=True))
+        with all_tenants():  # the caller may be scoped to tenant A; B's rows are looked up
+            foreign = set(model._base_manager.filter(tenant=tenant_b).values_list("pk", flat=True))
         assert foreign, f"test needs tenant B rows for {name}"
         assert not offered & foreign, f"{name} offers tenant B's rows"

@@ -5,6 +5,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from tkerp.db.postgres.base import database_owner
+
 BEFORE = [("shops", "0002_shop_ship_by_defaults_from_settings"), ("logistics", "0001_initial")]
 AFTER = [
     ("shops", "0005_secrets_encrypt_stored"),
@@ -13,18 +15,21 @@ AFTER = [
 
 
 def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    # Schema changes are the owner's, not the application role's (row-level security).
+    with database_owner():
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(targets)
+        return executor.loader.project_state(targets).apps
 
 
 @pytest.fixture(autouse=True)
 def back_to_the_latest_migrations():
     """Tests after this one (same worker, same database) need every migration applied again."""
     yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    with database_owner():
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def raw(table: str, pk: int, column: str) -> str:

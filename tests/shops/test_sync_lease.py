@@ -22,7 +22,7 @@ from shops.models import Shop, SyncRun
 from shops.platforms import connector_for
 from shops.sync import shop_sync
 from tests.e2e.helpers import add_orders, connect_shop
-from tkerp.tenancy import tenant_context
+from tkerp.tenancy import all_tenants, tenant_context
 
 LEASE_ROW = (
     "sync_interval_seconds",
@@ -45,7 +45,8 @@ def fast_connector(shop):
 
 def fresh_pass(shop_id: int) -> SyncRun:
     """A pass as a worker runs it: its own shop row, scope and connector."""
-    shop = Shop._base_manager.select_related("tenant").get(pk=shop_id)
+    with all_tenants():  # a worker's task gets the ids; its thread starts with no scope
+        shop = Shop._base_manager.select_related("tenant").get(pk=shop_id)
     with tenant_context(shop.tenant):
         return shop_sync(shop=shop, connector=fast_connector(shop))
 

@@ -72,9 +72,11 @@ def wait_for_a_lock_wait() -> None:
     """Return once some session of this database waits for a row lock (bounded)."""
     for _ in range(600):
         with connection.cursor() as cursor:
+            # pg_locks, not pg_stat_activity's wait_event: the application role (row-level
+            # security) may not read other sessions' wait details, only their pid and database.
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE a.datname = current_database() AND NOT l.granted"
             )
             if cursor.fetchone()[0]:
                 return

@@ -1,0 +1,185 @@
+"""Row-level security: the database refuses another tenant's rows even to raw SQL.
+
+The tables are taken from the model registry (`tkerp.rls.tenant_tables`) and from the catalog,
+so a new tenant-owned model is covered without editing this file. Rows are seeded with every
+factory of `tests/factories.py`, two tenants each.
+"""
+
+import inspect
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection, transaction
+from django.http import HttpResponse
+from django.test import RequestFactory
+from factory.django import DjangoModelFactory
+
+from tests import factories
+from tests.factories import OrderFactory, SkuFactory
+from tkerp import rls
+from tkerp.db.postgres.base import EVERYTHING, unscoped_sees
+from tkerp.middleware import TenantMiddleware
+from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
+
+TENANT_TABLES = rls.tenant_tables()
+
+# Unscoped statements see nothing here, as in production (tests/conftest.py widens them for
+# other test bodies).
+pytestmark = pytest.mark.usefixtures("strict_database")
+
+
+def raw(sql, params=None):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def count(table: str) -> int:
+    return raw(f'SELECT count(*) FROM "{table}"')[0][0]
+
+
+@pytest.fixture
+def world(db):
+    """Two rows of every tenant-owned model that has a factory, each in its own tenants."""
+    made = set()
+    for _, factory_class in inspect.getmembers(factories, inspect.isclass):
+        if not issubclass(factory_class, DjangoModelFactory):
+            continue
+        model = factory_class._meta.model
+        if model is not None and issubclass(model, TenantOwnedModel):
+            factory_class.create_batch(2)
+            made.add(model._meta.db_table)
+    return made
+
+
+def test_the_registry_has_tenant_tables():
+    assert {"orders_order", "inventory_stocklevel", "shops_membership"} <= set(TENANT_TABLES)
+
+
+@pytest.mark.django_db
+def test_every_table_with_a_tenant_column_has_rls_enabled_forced_and_both_policies():
+    # Given the catalog of the migrated test database
+    tables = {
+        name
+        for (name,) in raw(
+            "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND a.attname = 'tenant_id' AND NOT a.attisdropped "
+            "AND c.relrowsecurity AND c.relforcerowsecurity"
+        )
+    }
+    # Then every tenant table of the registry is enabled and forced, and nothing lacks a policy
+    assert set(TENANT_TABLES) <= tables
+    assert rls.rls_problems() == []
+
+
+@pytest.mark.django_db
+def test_the_application_runs_as_a_role_that_is_neither_owner_nor_superuser():
+    [(user, superuser, bypass, owns)] = raw(
+        "SELECT current_user, r.rolsuper, r.rolbypassrls, "
+        "EXISTS (SELECT 1 FROM pg_tables t WHERE t.tableowner = current_user) "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+    )
+    assert (user, superuser, bypass, owns) == ("tkerp_app", False, False, False)
+
+
+@pytest.mark.django_db
+def test_raw_sql_with_no_tenant_set_reads_no_row_of_any_tenant_table(world):
+    # Given rows of several tenants in every table a factory can fill
+    with all_tenants():
+        seeded = {table: count(table) for table in TENANT_TABLES}
+    assert all(seeded[table] >= 2 for table in world)
+    # When raw SQL runs with no tenant in scope, Then it reads nothing from any tenant table
+    assert {table: count(table) for table in TENANT_TABLES} == dict.fromkeys(TENANT_TABLES, 0)
+
+
+@pytest.mark.django_db
+def test_raw_sql_under_one_tenant_reads_none_of_the_other_tenants_rows(world):
+    # Given every table's rows per tenant, read with every tenant in scope
+    grouped = 'SELECT tenant_id, count(*) FROM "{}" GROUP BY tenant_id'
+    with all_tenants():
+        everyone = {table: dict(raw(grouped.format(table))) for table in TENANT_TABLES}
+        tenants = list(factories.Tenant.objects.all())
+    assert len(tenants) > 2
+    for tenant in tenants:
+        # When raw SQL runs under that one tenant
+        with tenant_context(tenant):
+            seen = {table: dict(raw(grouped.format(table))) for table in TENANT_TABLES}
+        # Then each table shows exactly that tenant's rows, nobody else's
+        expected = {
+            table: {tenant.pk: rows[tenant.pk]} if tenant.pk in rows else {}
+            for table, rows in everyone.items()
+        }
+        assert seen == expected, f"tenant {tenant.pk} sees other tenants' rows"
+
+
+@pytest.mark.django_db
+def test_tenant_a_cannot_change_move_or_plant_tenant_b_rows(tenant_a, tenant_b):
+    sku_a = SkuFactory(tenant=tenant_a, code="A-1")
+    sku_b = SkuFactory(tenant=tenant_b, code="B-1", name="Bravo thing")
+    with tenant_context(tenant_a):
+        update = "UPDATE inventory_sku SET name = 'taken' WHERE id = %s RETURNING id"
+        assert raw(update, [sku_b.pk]) == []
+        assert raw("DELETE FROM inventory_sku WHERE id = %s RETURNING id", [sku_b.pk]) == []
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            raw("UPDATE inventory_sku SET tenant_id = %s WHERE id = %s", [tenant_b.pk, sku_a.pk])
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            SkuFactory.build(tenant=tenant_b, code="B-2").save()
+    with all_tenants():
+        assert raw("SELECT name FROM inventory_sku WHERE id = %s", [sku_b.pk]) == [("Bravo thing",)]
+        assert count("inventory_sku") == 2
+
+
+@pytest.mark.django_db
+def test_the_base_manager_is_walled_too(tenant_a, tenant_b):
+    order_b = OrderFactory(tenant=tenant_b)
+    with tenant_context(tenant_a):
+        assert not type(order_b)._base_manager.filter(pk=order_b.pk).exists()
+    assert not type(order_b)._base_manager.filter(pk=order_b.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_scope_sent_is_never_stale_after_a_savepoint_rollback(tenant_a, tenant_b):
+    # Given a tenant A row, and the scope sent inside a savepoint that then rolls back
+    SkuFactory(tenant=tenant_a, code="A-1")
+    with tenant_context(tenant_a):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            assert count("inventory_sku") == 1
+            raise RuntimeError("undo: the server forgets tkerp.tenant_id")
+        # Then the next statement under the same scope still sees A's row
+        assert count("inventory_sku") == 1
+        assert raw("SELECT current_setting('tkerp.tenant_id')") == [(str(tenant_a.pk),)]
+
+
+@pytest.mark.django_db
+def test_a_request_never_inherits_a_wider_database_scope(tenant_a):
+    # Given unscoped statements that would see every tenant (the test suite's observer)
+    OrderFactory(tenant=tenant_a)
+    seen = {}
+
+    def view(request):
+        seen["orders"] = count("orders_order")
+        return HttpResponse()
+
+    with unscoped_sees(EVERYTHING):
+        assert count("orders_order") == 1
+        # When an anonymous request runs, Then its unscoped statements see nothing
+        request = RequestFactory().get("/")
+        request.user = AnonymousUser()
+        request.session = {}
+        TenantMiddleware(view)(request)
+    assert seen == {"orders": 0}
+
+
+@pytest.mark.django_db
+def test_a_link_to_another_tenants_row_is_still_refused_when_rls_hides_that_row(tenant_a, tenant_b):
+    # Given tenant B's SKU, invisible to tenant A at the database
+    sku_b = SkuFactory(tenant=tenant_b)
+    warehouse_a = factories.WarehouseFactory(tenant=tenant_a)
+    level = factories.StockLevel(tenant=tenant_a, sku_id=sku_b.pk, warehouse=warehouse_a)
+    # When tenant A validates a stock level pointing at it, Then the link is refused
+    with tenant_context(tenant_a), pytest.raises(ValidationError) as excinfo:
+        level.check_same_tenant()
+    assert "sku" in excinfo.value.message_dict

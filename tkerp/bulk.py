@@ -12,6 +12,11 @@ one query (`nextval` over `generate_series`), fills defaults and `auto_now`/`aut
 stamps like `save()` would, COPYs the rows and marks the instances saved. A unique violation
 raises `IntegrityError` and aborts the surrounding transaction, as `bulk_create` would.
 
+PostgreSQL refuses COPY FROM into a table with row-level security (every tenant table, see
+`tkerp.rls`), so the rows are copied into a temporary table of the same columns and moved with
+one INSERT ... SELECT, which the tenant policy checks row by row: a row of another tenant fails
+the whole call.
+
 `COPY_ENABLED` is the path switch the benches flip to measure the ORM's `bulk_create` (the old
 path) in the same run; nothing else changes it.
 """
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 
 #: False makes `rows_copy` call `bulk_create` (the benches' baseline).
@@ -77,18 +82,26 @@ def rows_copy(model: type[Model], instances: Sequence[Model]) -> list[Model]:
         setattr(instance, pk.attname, new_id)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(column) for column in [pk.column, *(f.column for f in fields)])
-    sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for instance in instances:
-            for field in stamped:
-                field.pre_save(instance, True)
-            row: list[Any] = [getattr(instance, pk.attname)]
-            for field in fields:
-                value = getattr(instance, field.attname)
-                if not isinstance(value, _PLAIN):
-                    value = field.get_db_prep_save(value, connection)
-                row.append(value)
-            copy.write_row(row)
+    table = quote(meta.db_table)
+    staging = quote(f"tkerp_copy_{meta.db_table}")
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {table} WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+            for instance in instances:
+                for field in stamped:
+                    field.pre_save(instance, True)
+                row: list[Any] = [getattr(instance, pk.attname)]
+                for field in fields:
+                    value = getattr(instance, field.attname)
+                    if not isinstance(value, _PLAIN):
+                        value = field.get_db_prep_save(value, connection)
+                    row.append(value)
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging}")
+        cursor.execute(f"DROP TABLE {staging}")
     for instance in instances:
         instance._state.adding = False
         instance._state.db = connection.alias

@@ -36,26 +36,25 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime
 import logging
 import pickle
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from uuid import uuid4
 
 import tablib
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from import_export.formats import base_formats
 from import_export.tmp_storages import TempFolderStorage
 from import_export.widgets import ForeignKeyWidget, ManyToManyWidget
 
+from tkerp.bulk import rows_copy
 from tkerp.jobs import JobFailed, JobProgress, job_create
 from tkerp.models import Job
 from tkerp.resources import (
@@ -459,47 +458,10 @@ class BulkImport:
         self.counts["updated"] += len(to_update)
 
     def _copy_in(self, instances: list) -> None:
-        """Insert new rows with PostgreSQL's COPY: the bulk path's hot spot, where an INSERT
-        compiled by the ORM spends most of its time preparing each value in Python. Ids come
-        from the table's identity default; nothing here needs them back.
-
-        PostgreSQL refuses COPY FROM into a table with row-level security, so the rows are
-        copied into a temporary table and moved with one INSERT ... SELECT, which the tenant
-        policy checks row by row (a row of another tenant fails the whole import)."""
-        if not instances:
-            return
-        meta = self.model._meta
-        fields = [f for f in meta.concrete_fields if not f.primary_key]
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        staging = quote(f"tkerp_copy_{meta.db_table}")
-        sql = f"COPY {staging} ({columns}) FROM STDIN"
-        now = timezone.now()
-        stamped = [f.attname for f in fields if getattr(f, "auto_now", False)] + [
-            f.attname for f in fields if getattr(f, "auto_now_add", False)
-        ]
-        # Plain values go as they are; anything else (JSON...) through the field's own prep.
-        plain = (str, int, Decimal, bool, datetime.date, type(None))
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
-                f"SELECT {columns} FROM {quote(meta.db_table)} WITH NO DATA"
-            )
-            with cursor.cursor.copy(sql) as copy:
-                for instance in instances:
-                    for attname in stamped:
-                        setattr(instance, attname, now)
-                    row = []
-                    for field in fields:
-                        value = getattr(instance, field.attname)
-                        if not isinstance(value, plain):
-                            value = field.get_db_prep_save(value, connection)
-                        row.append(value)
-                    copy.write_row(row)
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} FROM {staging}"
-            )
-            cursor.execute(f"DROP TABLE {staging}")
+        """Insert new rows with PostgreSQL's COPY (`tkerp.bulk.rows_copy`): the bulk path's hot
+        spot, where an INSERT compiled by the ORM spends most of its time preparing each value
+        in Python."""
+        rows_copy(self.model, instances)
 
     def _parse(self, number: int, row: dict) -> tuple[dict, list[RowError]]:
         values, errors = {}, []

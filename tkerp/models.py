@@ -3,8 +3,9 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from pghistory.models import Event as PghEvent
 
-from tkerp.tenancy import TenantOwnedModel
+from tkerp.tenancy import TenantManager, TenantOwnedModel
 
 
 class AlertSeverity(models.TextChoices):
@@ -169,3 +170,18 @@ class IdempotencyRecord(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+class AuditEvent(PghEvent):
+    """Base of every audit event model that `tkerp.audit.audited` generates (`<Model>Audit`).
+
+    The generated model copies the audited fields, `tenant` always among them, so its rows are
+    tenant-owned like any other: read through the scoped manager (fail closed), and covered by
+    the same row-level security. `pgh_context` holds the actor; rows are written by triggers
+    only, never by the application.
+    """
+
+    objects = TenantManager()
+
+    class Meta:
+        abstract = True

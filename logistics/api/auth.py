@@ -15,6 +15,7 @@ from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework_api_key.permissions import KeyParser
 
 from logistics.models import ProviderAPIKey
+from tkerp.audit import audit_actor_api_key
 from tkerp.tenancy import set_scope
 
 # last_used_at is written at most this often per key: a busy key costs no write per request.
@@ -65,6 +66,7 @@ class ProviderKeyAuthentication(authentication.BaseAuthentication):
         if not key.provider.is_active or not key.tenant.is_active:
             raise failed
         set_scope(key.tenant)  # the view's dispatch resets it when the request ends
+        audit_actor_api_key(key)  # what this request changes is this key's doing
         now = timezone.now()
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:
             ProviderAPIKey._base_manager.filter(pk=key.pk).update(last_used_at=now)

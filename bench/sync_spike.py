@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
+    audit_stats,
+    audit_stats_enable,
+    audit_triggers_set,
     bench_tiktok_shop,
     django_on,
     throwaway_database,
@@ -42,6 +45,13 @@ def parse_args() -> argparse.Namespace:
         "--profile", action="store_true", help="cProfile the first pass; print the top 30."
     )
     parser.add_argument(
+        "--audit",
+        choices=["both", "on", "off"],
+        default="both",
+        help="With the audit trail's triggers (on, as in production), without (off), or both, "
+        "one after the other in fresh databases, with the difference (default).",
+    )
+    parser.add_argument(
         "--no-pipeline",
         action="store_true",
         help="Leave stock and review (orders.pipeline) out: sync and ingest alone.",
@@ -51,12 +61,40 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
-        run(args, url)
+    modes = ["off", "on"] if args.audit == "both" else [args.audit]
+    results = {}
+    if len(modes) == 2:
+        # The first run in a process pays for imports and first-use set-up: a small one first,
+        # so neither compared run does.
+        print("=== warm-up (not compared) ===")
+        warm = argparse.Namespace(**{**vars(args), "orders": min(args.orders, 200)})
+        with throwaway_database("sync_warm", script="bench/sync_spike.py") as url:
+            run(warm, url, audit=True)
+    for mode in modes:
+        print(f"=== audit trail {mode} ===")
+        label = f"sync_audit_{mode}"
+        with throwaway_database(label, script="bench/sync_spike.py", keep=args.keep_db) as url:
+            results[mode] = run(args, url, audit=mode == "on")
+    if len(results) == 2:
+        off, on = results["off"], results["on"]
+        print("=== the audit trail's cost (first pass, same spike, fresh database each) ===")
+        for key, what in (("total", "end to end"), ("ours", "tkerp's share"), ("cpu", "bench CPU")):
+            change = (on[key] - off[key]) / off[key] * 100
+            print(f"  {what:15} off {off[key]:7.2f} s   on {on[key]:7.2f} s   {change:+6.1f} %")
+        if on["trigger_seconds"] is not None:
+            both = on["total"] + on["total2"]
+            share = on["trigger_seconds"] / both * 100
+            print(
+                f"  inside the audit triggers (PostgreSQL), both passes: "
+                f"{on['trigger_seconds']:.2f} s of {both:.2f} s ({share:.1f} %), "
+                f"{on['audit_rows']} audit rows"
+            )
 
 
-def run(args: argparse.Namespace, url: str) -> None:
+def run(args: argparse.Namespace, url: str, *, audit: bool = True) -> dict:
     django_on(url)
+    trigger_count = audit_triggers_set(enabled=audit)
+    stats = audit_stats_enable() if audit else False
 
     from django.db import connection
 
@@ -66,6 +104,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     from shops.platforms import connector_for
     from shops.platforms.http import sandbox_transport
     from shops.sync import shop_sync
+    from tkerp.audit import audit_context
     from tkerp.tenancy import tenant_context
 
     # Enough stock for the whole spike: the live stream was planned for.
@@ -92,6 +131,8 @@ def run(args: argparse.Namespace, url: str) -> None:
 
         ingest_module.orders_after_ingest = timed_after_ingest
 
+        timing = {}
+
         def timed_pass():
             transport = timed_transport(sandbox_transport())
             waits: list[float] = []
@@ -101,9 +142,14 @@ def run(args: argparse.Namespace, url: str) -> None:
                 time.sleep(seconds)
 
             connector = connector_for(shop, transport=transport, sleep=sleep)
-            begun = time.perf_counter()
-            run = shop_sync(shop=shop, trigger="bench", connector=connector)
+            begun, cpu_begun = time.perf_counter(), time.process_time()
+            if audit:  # as the worker runs it: every change names the task
+                with audit_context(actor="task", task="shops.tasks.sync_shop", task_id="bench"):
+                    run = shop_sync(shop=shop, trigger="bench", connector=connector)
+            else:
+                run = shop_sync(shop=shop, trigger="bench", connector=connector)
             total = time.perf_counter() - begun
+            timing["cpu"] = time.process_time() - cpu_begun
             connector.http.close()
             return run, total, transport, sum(waits)
 
@@ -114,6 +160,7 @@ def run(args: argparse.Namespace, url: str) -> None:
             profiler = cProfile.Profile()
             profiler.enable()
         first, total, transport, waited = timed_pass()
+        first_cpu = timing["cpu"]
         pipeline_seconds = pipeline["seconds"]
         if profiler is not None:
             import pstats
@@ -125,6 +172,7 @@ def run(args: argparse.Namespace, url: str) -> None:
         lines = OrderLine.objects.count()
         second, total2, transport2, waited2 = timed_pass()
 
+    trigger_seconds, audit_rows = audit_stats() if stats else (None, 0)
     assert first.status == "success", first.error
     assert orders == spike.orders, (orders, spike.orders)
     ours = total - transport.seconds - waited - pipeline_seconds
@@ -155,6 +203,19 @@ def run(args: argparse.Namespace, url: str) -> None:
         f"{second.skipped} unchanged, {second.created} created, sandbox {transport2.seconds:.2f} s,"
         f" waits {waited2:.2f} s"
     )
+    print(f"audit trail: {'on' if audit else 'off'} ({trigger_count} triggers)", end="")
+    if trigger_seconds is not None:
+        print(f", {trigger_seconds:.2f} s inside them over both passes, {audit_rows} rows")
+    else:
+        print()
+    return {
+        "total": total,
+        "total2": total2,
+        "ours": ours,
+        "cpu": first_cpu,
+        "trigger_seconds": trigger_seconds,
+        "audit_rows": audit_rows,
+    }
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ ACTOR_WEB = "web"  # a request with nobody signed in (a platform webhook...)
 
 # Commands that serve requests or run tasks: those set their own actor per request or task,
 # and a context opened around them would leak into forked workers.
-COMMANDS_NOT_AUDITED = frozenset({"runserver", "qcluster", "runall", "testserver", "dbserver"})
+COMMANDS_NOT_AUDITED = frozenset(
+    {"runserver", "qcluster", "runall", "testserver", "test", "dbserver"}
+)
 
 
 class AuditTrigger(pgh_trigger.Event):

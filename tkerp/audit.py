@@ -18,6 +18,7 @@ that changed (`secrets_changed`). Every event row has the `tenant_id` of its obj
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +234,10 @@ class AuditContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if audit_actor_active():
+            # A request served in-process for code that already has an actor (a task talking
+            # to a sandbox through the in-process transport): that code stays the actor.
+            return self.get_response(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             metadata = {"actor": ACTOR_USER, "user_id": user.pk, "username": user.get_username()}
@@ -242,15 +247,22 @@ class AuditContextMiddleware:
             return self.get_response(request)
 
 
-# django-q2 worker signals (connected in tkerp.apps): a task's changes name the task.
-_task_contexts: list[pghistory.context] = []
+# django-q2 worker signals (connected in tkerp.apps): a task's changes name the task. A stack per
+# thread, as a task run synchronously may start another.
+_task_contexts = threading.local()
+
+
+def _task_stack() -> list:
+    if not hasattr(_task_contexts, "stack"):
+        _task_contexts.stack = []
+    return _task_contexts.stack
 
 
 def audit_task_started(sender=None, func=None, task=None, **kwargs) -> None:
-    """pre_execute: open the task's actor, unless one is active (a task run synchronously
-    inside a request or command is that caller's doing)."""
-    _task_context_close()  # a context a crashed task left behind is never inherited
+    """pre_execute: the task becomes the actor, unless one is already in place (a task run
+    synchronously inside a request, command or task is that caller's doing)."""
     if audit_actor_active() or task is None:
+        _task_stack().append(None)
         return
     name = task.get("func")
     if callable(name):
@@ -262,17 +274,16 @@ def audit_task_started(sender=None, func=None, task=None, **kwargs) -> None:
         task_name=str(task.get("name", ""))[:100],
     )
     context.__enter__()
-    _task_contexts.append(context)
+    _task_stack().append(context)
 
 
 def audit_task_finished(sender=None, func=None, task=None, **kwargs) -> None:
-    """post_execute_in_worker: close the task's actor."""
-    _task_context_close()
-
-
-def _task_context_close() -> None:
-    while _task_contexts:
-        _task_contexts.pop().__exit__(None, None, None)
+    """post_execute_in_worker (sent whether the task succeeded or failed): the task's actor
+    ends with it, so the worker's next task starts with none."""
+    stack = _task_stack()
+    context = stack.pop() if stack else None
+    if context is not None:
+        context.__exit__(None, None, None)
 
 
 def audit_commands_install() -> None:

@@ -172,13 +172,14 @@ class IdempotencyRecord(TenantOwnedModel):
         return f"{self.method} {self.path} [{self.key}]"
 
 
-class AuditEvent(PghEvent):
+class AuditEvent(TenantOwnedModel, PghEvent):
     """Base of every audit event model that `tkerp.audit.audited` generates (`<Model>Audit`).
 
-    The generated model copies the audited fields, `tenant` always among them, so its rows are
-    tenant-owned like any other: read through the scoped manager (fail closed), and covered by
-    the same row-level security. `pgh_context` holds the actor; rows are written by triggers
-    only, never by the application.
+    Tenant-owned like any other row: read through the scoped manager (fail closed), covered by
+    the same row-level security. The generated model's own copy of `tenant` (non-null, with no
+    index or constraint of its own: every insert pays for each) takes the place of the inherited
+    one. `pgh_context` holds the actor; rows are written by triggers only, never by the
+    application.
     """
 
     objects = TenantManager()

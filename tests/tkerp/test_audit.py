@@ -26,7 +26,7 @@ from tests.factories import (
 from tests.logistics.api_world import USPS_NUMBER, Api, provider_world
 from tkerp.audit import audit_event_model
 from tkerp.models import AuditEvent
-from tkerp.tenancy import all_tenants, tenant_context
+from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,7 @@ def test_every_named_model_is_audited_and_every_event_table_carries_a_tenant():
         event_model = audit_event_model(model)
         assert event_model is not None, model
         assert issubclass(event_model, AuditEvent)
+        assert issubclass(event_model, TenantOwnedModel)  # row-level security covers it too
         tenant = event_model._meta.get_field("tenant")
         assert tenant.column == "tenant_id" and not tenant.null, model
     # ...and the catalog agrees: the column exists, NOT NULL, on every audit table.

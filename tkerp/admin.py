@@ -123,7 +123,9 @@ class IndexedSearchAdminMixin(CappedSearchAdminMixin):
 class AuditHistoryAdminMixin:
     """The object's *History* page shows its audit trail (tkerp.audit): who changed what and
     when, whatever door it came by, with a CSV export of it. The object is found through the
-    admin's own scoped queryset, so another tenant's object is a 404 like a missing one.
+    admin's own scoped queryset, so another tenant's object gets the answer a missing one gets:
+    the admin's "doesn't exist" for the page (like its change and delete pages), 404 for the
+    export.
     Models without an audit trail keep Django's history of admin edits."""
 
     AUDIT_PAGE_SIZE = 100
@@ -162,18 +164,19 @@ class AuditHistoryAdminMixin:
         )
         return [export, *urls]
 
-    def _audited_object_or_404(self, request, object_id):
+    def _audited_object(self, request, object_id):
+        """The object in scope, or None; PermissionDenied without the view permission."""
         obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such object.")
-        if not self.has_view_or_change_permission(request, obj):
+        if obj is not None and not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         return obj
 
     def history_view(self, request, object_id, extra_context=None):
         if not self._audited():
             return super().history_view(request, object_id, extra_context)
-        obj = self._audited_object_or_404(request, object_id)
+        obj = self._audited_object(request, object_id)
+        if obj is None:  # missing or another tenant's: the admin's answer for its object pages
+            return self._get_obj_does_not_exist_redirect(request, self.model._meta, object_id)
         entries = audit_entries(obj=obj, children=self.audit_children(request))
         entries.reverse()  # newest first
         paginator = Paginator(entries, self.AUDIT_PAGE_SIZE)
@@ -197,8 +200,11 @@ class AuditHistoryAdminMixin:
         return TemplateResponse(request, "admin/tkerp/audit_history.html", context)
 
     def audit_export_view(self, request, object_id):
-        """The object's whole audit trail as CSV, oldest first (formulas neutralised)."""
-        obj = self._audited_object_or_404(request, object_id)
+        """The object's whole audit trail as CSV, oldest first (formulas neutralised); a 404
+        for a missing object or another tenant's."""
+        obj = self._audited_object(request, object_id)
+        if obj is None:
+            raise Http404("No such object.")
         opts = self.model._meta
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (

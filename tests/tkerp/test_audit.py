@@ -24,6 +24,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.logistics.api_world import USPS_NUMBER, Api, provider_world
+from tests.orders.admin_helpers import assert_not_found
 from tkerp.audit import audit_event_model
 from tkerp.models import AuditEvent
 from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
@@ -269,12 +270,16 @@ def test_the_export_lists_who_changed_what(tenant_a, client_a, user_a):
     )
 
 
-def test_another_tenants_history_and_export_are_404(tenant_a, tenant_b, client_b):
+def test_another_tenants_history_is_missing_and_its_export_404(tenant_a, tenant_b, client_b):
     order = OrderFactory(tenant=tenant_a)
     credentials = ShopCredentialsFactory(tenant=tenant_a, shop=ShopFactory(tenant=tenant_a))
-    for obj in (order, credentials.shop, order.shop):
-        assert client_b.get(history_url(obj)).status_code == 404
+    for obj in (order, credentials.shop, StockLevelFactory(tenant=tenant_a)):
+        # The page answers as for a missing object (the admin's object pages all do)...
+        assert_not_found(client_b, history_url(obj))
+        # ...and the download is a 404, the same as for an id that does not exist.
         assert client_b.get(export_url(obj)).status_code == 404
+        missing = export_url(obj).replace(f"/{obj.pk}/", "/987654321/")
+        assert client_b.get(missing).status_code == 404
 
 
 def test_the_history_needs_the_view_permission(tenant_a):

@@ -138,6 +138,69 @@ def django_on(url: str, *, build: bool = True) -> None:
     # Tables straight from the models (like the test suite's --nomigrations).
     settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
     call_command("migrate", run_syncdb=True, verbosity=0)
+    # ...which leaves out the triggers the migrations install: the audit trail's, among others.
+    import pgtrigger
+
+    pgtrigger.install()
+
+
+# --- the audit trail's cost (tkerp.audit) -------------------------------------------------------
+
+
+def audit_triggers_set(*, enabled: bool) -> int:
+    """Install or drop the audit trail's triggers (every other trigger stays); returns how many.
+    A bench runs the same work both ways in one run to print what the audit costs."""
+    import pgtrigger
+
+    from tkerp.audit import AuditTrigger
+
+    pairs = [(m, t) for m, t in pgtrigger.registered() if isinstance(t, AuditTrigger)]
+    for model, trigger in pairs:
+        trigger.install(model) if enabled else trigger.uninstall(model)
+    return len(pairs)
+
+
+def audit_stats_enable() -> bool:
+    """Count the time PostgreSQL spends in PL/pgSQL functions (the audit triggers among them)
+    from the next connection on; False where the role may not (not a superuser)."""
+    from django.db import DatabaseError, connection, connections
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" '
+                           "SET track_functions = 'pl'")  # fmt: skip
+    except DatabaseError:
+        return False
+    connections.close_all()
+    return True
+
+
+def audit_stats() -> tuple[float, int]:
+    """(seconds PostgreSQL spent in the audit triggers, audit rows written) so far in this
+    database, the triggers' time as pg_stat_user_functions counts it."""
+    from django.apps import apps
+    from django.db import connection
+
+    from tkerp.audit import audit_event_model
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    connection.close()  # the session's pending counts are flushed as it ends
+    time.sleep(1.2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT COALESCE(SUM(self_time), 0) FROM pg_stat_user_functions "
+            "WHERE funcname LIKE 'pgtrigger_audit_%%'"
+        )
+        seconds = cursor.fetchone()[0] / 1000
+        rows = 0
+        for model in apps.get_models():
+            event_model = audit_event_model(model)
+            if event_model is not None:
+                cursor.execute(f'SELECT COUNT(*) FROM "{event_model._meta.db_table}"')
+                rows += cursor.fetchone()[0]
+    return seconds, rows
 
 
 def timed_transport(inner):

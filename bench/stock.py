@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import django_on, throwaway_database  # noqa: E402
+from harness import (  # noqa: E402
+    audit_stats,
+    audit_stats_enable,
+    audit_triggers_set,
+    django_on,
+    throwaway_database,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,6 +50,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--spike-stock", type=int, default=900, help="Free units in the spike.")
     parser.add_argument("--keep-db", action="store_true", help="Leave the bench database.")
     parser.add_argument("--no-push", action="store_true", help="Skip bench/stock_push.py.")
+    parser.add_argument(
+        "--audit",
+        choices=["both", "on", "off"],
+        default="both",
+        help="With the audit trail's triggers (on, as in production), without (off), or both, "
+        "one after the other in fresh databases, with the difference (default).",
+    )
     return parser.parse_args()
 
 
@@ -51,8 +64,30 @@ def main() -> None:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     source_url = os.environ.get("DATABASE_URL", "")
-    with throwaway_database("stock", script="bench/stock.py", keep=args.keep_db) as url:
-        run(args, url)
+    modes = ["off", "on"] if args.audit == "both" else [args.audit]
+    results = {}
+    if len(modes) == 2:
+        # The first run in a process pays for imports and first-use set-up: a small one first.
+        print("=== warm-up (not compared) ===")
+        warm = argparse.Namespace(**{**vars(args), "orders": 200, "spike": 400, "spike_stock": 100})
+        with throwaway_database("stock_warm", script="bench/stock.py") as url:
+            run(warm, url, audit=True)
+    for mode in modes:
+        print(f"=== audit trail {mode} ===")
+        label = f"stock_audit_{mode}"
+        with throwaway_database(label, script="bench/stock.py", keep=args.keep_db) as url:
+            results[mode] = run(args, url, audit=mode == "on")
+    if len(results) == 2:
+        off, on = results["off"], results["on"]
+        print("=== the audit trail's cost (same work, fresh database each) ===")
+        for key, what in (("contention", "contention"), ("spike", "spike"), ("cpu", "bench CPU")):
+            change = (on[key] - off[key]) / off[key] * 100
+            print(f"  {what:11} off {off[key]:7.2f} s   on {on[key]:7.2f} s   {change:+6.1f} %")
+        if on["trigger_seconds"] is not None:
+            print(
+                f"  inside the audit triggers (PostgreSQL): {on['trigger_seconds']:.2f} s, "
+                f"{on['audit_rows']} audit rows"
+            )
     if not args.no_push and (ROOT / "bench" / "stock_push.py").exists():
         # The availability helper's bench (its own database and sandboxes): push latency.
         os.environ["DATABASE_URL"] = source_url
@@ -64,9 +99,15 @@ def main() -> None:
         print("\nbench/stock_push.py not found: push latency not measured here.")
 
 
+# Set by run(): each worker thread's changes name a task, as in production (tkerp.audit).
+AUDIT = {"on": False}
+
+
 def run_together(jobs):
     """Run `jobs` in threads released together; returns (seconds, errors)."""
     from django.db import connection
+
+    from tkerp.audit import audit_context
 
     barrier = threading.Barrier(len(jobs) + 1)
     errors: list[BaseException] = []
@@ -74,7 +115,13 @@ def run_together(jobs):
     def wrap(job):
         try:
             barrier.wait()
-            job()
+            if AUDIT["on"]:
+                with audit_context(
+                    actor="task", task="bench", task_id=threading.current_thread().name
+                ):
+                    job()
+            else:
+                job()
         except BaseException as error:
             errors.append(error)
         finally:
@@ -90,8 +137,11 @@ def run_together(jobs):
     return time.perf_counter() - started, errors
 
 
-def run(args: argparse.Namespace, url: str) -> None:
+def run(args: argparse.Namespace, url: str, *, audit: bool = True) -> dict:
     django_on(url)
+    AUDIT["on"] = audit
+    triggers = audit_triggers_set(enabled=audit)
+    stats = audit_stats_enable() if audit else False
 
     from django.db import connection
 
@@ -103,8 +153,17 @@ def run(args: argparse.Namespace, url: str) -> None:
         tiktok = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
         shopify = Shop.objects.create(tenant=tenant, name="Bench Shopify", platform="shopify")
     print(f"PostgreSQL {connection.pg_version // 10000}, {args.threads} threads")
-    contention(args, tenant, tiktok)
-    spike(args, tenant, tiktok, shopify)
+    cpu = time.process_time()
+    figures = {"contention": contention(args, tenant, tiktok)}
+    figures["spike"] = spike(args, tenant, tiktok, shopify)
+    figures["cpu"] = time.process_time() - cpu
+    figures["trigger_seconds"], figures["audit_rows"] = audit_stats() if stats else (None, 0)
+    print(f"audit trail: {'on' if audit else 'off'} ({triggers} triggers)", end="")
+    if figures["trigger_seconds"] is not None:
+        print(f", {figures['trigger_seconds']:.2f} s inside them, {figures['audit_rows']} rows")
+    else:
+        print()
+    return figures
 
 
 def _receive(tenant, sku, warehouse, units):
@@ -130,7 +189,7 @@ def _check_ledger(tenant, sku):
             assert 0 <= level.reserved <= level.on_hand
 
 
-def contention(args, tenant, shop) -> None:
+def contention(args, tenant, shop) -> float:
     from django.utils import timezone
 
     from inventory.models import Sku, StockLevel, Warehouse
@@ -185,9 +244,10 @@ def contention(args, tenant, shop) -> None:
         f"oversold {oversold}"
     )
     assert level.reserved == stock and oversold == 0
+    return seconds
 
 
-def spike(args, tenant, tiktok, shopify) -> None:
+def spike(args, tenant, tiktok, shopify) -> float:
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
@@ -318,6 +378,7 @@ def spike(args, tenant, tiktok, shopify) -> None:
     assert not over, over[:5]
     assert level.reserved == args.spike_stock
     assert short == args.spike - args.spike_stock
+    return seconds
 
 
 if __name__ == "__main__":

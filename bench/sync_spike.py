@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
+    audit_triggers_set,
     bench_tiktok_shop,
     django_on,
     throwaway_database,
@@ -61,6 +62,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only", choices=("old", "set-based"), help="Run one path only (no baseline)."
+    )
+    parser.add_argument(
+        "--audit",
+        choices=("on", "off"),
+        default="on",
+        help="The audit trail's triggers on (as in production) or off: run both to see its cost.",
     )
     return parser.parse_args()
 
@@ -108,6 +115,8 @@ class Stages:
 
 def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
     django_on(url)
+    triggers = audit_triggers_set(enabled=args.audit == "on")
+    print(f"audit trail {args.audit} ({triggers} triggers)")
 
     from django.db import connection
 

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from tkerp.audit import audited
 from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
@@ -82,6 +83,11 @@ class Warehouse(TenantOwnedModel):
         return f"{self.code} — {self.name}"
 
 
+@audited(
+    model_name="StockLevelAudit",
+    # The count and its settings; `reserved` changes with every order and is in the movements.
+    fields=["sku", "warehouse", "on_hand", "reorder_point", "bin_location", "unit_cost"],
+)
 class StockLevel(TenantOwnedModel):
     """Stock of one SKU in one warehouse. The check constraint makes overselling impossible."""
 
@@ -134,6 +140,7 @@ class MovementKind(models.TextChoices):
     TRANSFER = "transfer", "Transfer"
 
 
+@audited(model_name="StockMovementAudit", exclude=["created_at"])
 class StockMovement(TenantOwnedModel):
     """One change to a stock level: the ledger the stored numbers must always sum to."""
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from shops.models import Platform, Shop
+from tkerp.audit import audited
 from tkerp.encryption import EncryptedTextField
 from tkerp.outbound import validate_outbound_url
 from tkerp.search import trigram_index
@@ -62,6 +63,7 @@ class CarrierService(TenantOwnedModel):
         return f"{self.carrier.name} {self.name}"
 
 
+@audited(model_name="CarrierRuleAudit", exclude=["hit_count", "last_hit_at"])
 class CarrierRule(TenantOwnedModel):
     """Ordered rule choosing a carrier service: lowest priority first, first match wins.
 
@@ -291,6 +293,7 @@ class LabelProvider(models.TextChoices):
     EASYPOST = "easypost", "EasyPost"
 
 
+@audited(model_name="LabelAccountAudit", exclude=["created_at", "updated_at"], secrets=["api_key"])
 class LabelAccount(TenantOwnedModel):
     """The seller's own account at a multi-carrier label service, and the carriers it buys
     labels for. Parcels of those carriers get their labels here (see logistics.labels).
@@ -823,6 +826,10 @@ class ProviderAPIKeyManager(TenantManager, BaseAPIKeyManager):
     before any tenant is known, through `_base_manager` (logistics.api.auth)."""
 
 
+@audited(
+    model_name="ProviderAPIKeyAudit",
+    fields=["provider", "name", "prefix", "scope", "revoked", "expiry_date"],
+)
 class ProviderAPIKey(TenantOwnedModel, AbstractAPIKey):
     """A provider's key to the provider API: shown once when created, stored only as a hash
     (sha512 of the key; the first 8 characters, `prefix`, are kept in clear to find it and to

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from tkerp.audit import audited
 from tkerp.search import trigram_index
 from tkerp.tenancy import TenantOwnedModel
 
@@ -54,6 +55,26 @@ ORDER_SEARCH_FIELDS = (
 )
 
 
+@audited(
+    model_name="OrderAudit",
+    # What a person or a rule decides; not the platform's payload, timestamps or SLA states
+    # that every sync and sweep rewrites.
+    fields=[
+        "shop",
+        "platform_order_id",
+        "status",
+        "seller_note",
+        "recipient_name",
+        "recipient_phone",
+        "address_line1",
+        "address_line2",
+        "city",
+        "state",
+        "postal_code",
+        "country",
+        "ship_by",
+    ],
+)
 class Order(TenantOwnedModel):
     """A buyer's order on one shop, keyed by the platform's id, with its SLA clocks.
 
@@ -205,6 +226,7 @@ class OrderLine(TenantOwnedModel):
         return f"{self.quantity} x {self.seller_sku or self.product_name}"
 
 
+@audited(model_name="OrderHoldAudit", exclude=["created_at"])
 class OrderHold(TenantOwnedModel):
     """Why an order waits for a person: a stable reason code and a readable message.
 
@@ -453,6 +475,7 @@ class ReturnRequest(TenantOwnedModel):
         return f"Return {self.platform_return_id} of order {self.platform_order_id}"
 
 
+@audited(model_name="ReviewSettingsAudit", exclude=["updated_at"])
 class ReviewSettings(TenantOwnedModel):
     """A tenant's review rules (orders/review.py): which checks hold orders, and their limits.
 

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from tkerp.audit import audited
 from tkerp.encryption import EncryptedTextField
 from tkerp.outbound import validate_outbound_url
 from tkerp.tenancy import TenantOwnedModel
@@ -46,6 +47,7 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+@audited(model_name="MembershipAudit", exclude=["created_at"])
 class Membership(TenantOwnedModel):
     """A user's role in one tenant; a user may belong to several tenants."""
 
@@ -223,6 +225,11 @@ class ApiEndpoint(models.TextChoices):
     SANDBOX = "sandbox", "tkerp's platform sandbox (demo and tests only)"
 
 
+@audited(
+    model_name="ShopCredentialsAudit",
+    exclude=["updated_at"],
+    secrets=["app_secret", "access_token", "refresh_token", "webhook_secret"],
+)
 class ShopCredentials(TenantOwnedModel):
     """The secrets a connector needs for one shop. Kept apart so lists and exports never show
     them; only the shop's change page edits them, and the secrets are stored encrypted

@@ -106,13 +106,46 @@ class EncryptedTextField(models.TextField):
     description = "Text stored encrypted with the TKERP_FERNET_KEYS"
 
     def from_db_value(self, value, expression, connection):
-        return decrypt(value) if value else value
+        if not value:
+            return value
+        # Only a ciphertext is kept: legacy plaintext is encrypted on the next save.
+        return StoredPlaintext(decrypt(value), stored=value if value.startswith(PREFIX) else "")
+
+    def pre_save(self, model_instance, add):
+        value = super().pre_save(model_instance, add)
+        if value and isinstance(value, str) and not isinstance(value, Ciphertext | StoredPlaintext):
+            # Encrypted once, here, and remembered on the instance: saving it again for another
+            # field keeps this ciphertext.
+            value = StoredPlaintext(value, stored=encrypt(value))
+            setattr(model_instance, self.attname, value)
+        return value
 
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
         if value is None or value == "" or isinstance(value, Ciphertext):
             return value
+        if isinstance(value, StoredPlaintext) and value.stored:
+            # Unchanged since it was read: keep its ciphertext, so saving the row for another
+            # field does not rewrite the secret (the audit trail records only real changes).
+            return value.stored
         return encrypt(value)
+
+
+class StoredPlaintext(str):
+    """A secret as read from the database, remembering the ciphertext it was read from; any
+    new value assigned to the field is a plain `str` and is encrypted afresh."""
+
+    def __new__(cls, value: str, *, stored: str):
+        instance = super().__new__(cls, value)
+        instance.stored = stored
+        return instance
+
+    def __reduce__(self):
+        return (_stored_plaintext, (str(self), self.stored))
+
+
+def _stored_plaintext(value: str, stored: str) -> StoredPlaintext:
+    return StoredPlaintext(value, stored=stored)
 
 
 # --- rotation --------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from pghistory.models import Event as PghEvent
 
-from tkerp.tenancy import TenantOwnedModel
+from tkerp.tenancy import TenantManager, TenantOwnedModel
 
 
 class AlertSeverity(models.TextChoices):
@@ -169,3 +170,19 @@ class IdempotencyRecord(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+class AuditEvent(TenantOwnedModel, PghEvent):
+    """Base of every audit event model that `tkerp.audit.audited` generates (`<Model>Audit`).
+
+    Tenant-owned like any other row: read through the scoped manager (fail closed), covered by
+    the same row-level security. The generated model's own copy of `tenant` (non-null, with no
+    index or constraint of its own: every insert pays for each) takes the place of the inherited
+    one. `pgh_context` holds the actor; rows are written by triggers only, never by the
+    application.
+    """
+
+    objects = TenantManager()
+
+    class Meta:
+        abstract = True

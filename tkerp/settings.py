@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import pghistory
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,6 +76,10 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "django_htmx",  # ships htmx as a static file: the cockpit refreshes itself, no CDN
+    # The audit trail (tkerp.audit): triggers written by django-pgtrigger, event models by
+    # django-pghistory. Not "pghistory.admin": its events page spans every tenant.
+    "pgtrigger",
+    "pghistory",
     "tkerp.apps.TkerpConfig",
     "shops.apps.ShopsConfig",
     "inventory.apps.InventoryConfig",
@@ -91,9 +96,14 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tkerp.middleware.TenantMiddleware",
+    "tkerp.audit.AuditContextMiddleware",  # who changed what: the request's user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# The audit trail (tkerp.audit): event tables have no foreign-key indexes of their own (one index
+# per object's trail instead: cheaper inserts on the sync and reservation paths).
+PGHISTORY_FOREIGN_KEY_FIELD = pghistory.ForeignKey(db_index=False)
 
 # HTTPS and cookies: safe values whenever DEBUG is off; each can be set explicitly (a TLS proxy
 # in front sets SECURE_PROXY_SSL_HEADER=true so Django trusts its X-Forwarded-Proto).

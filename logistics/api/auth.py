@@ -27,6 +27,7 @@ from rest_framework_api_key.permissions import KeyParser
 
 from logistics.models import Provider, ProviderAPIKey
 from shops.models import Tenant
+from tkerp.audit import audit_actor_api_key
 from tkerp.tenancy import all_tenants, set_scope
 
 # last_used_at is written at most this often per key: a busy key costs no write per request.
@@ -102,6 +103,7 @@ class ProviderKeyAuthentication(authentication.BaseAuthentication):
         if key.has_expired:
             raise failed
         set_scope(key.tenant)  # the view's dispatch resets it when the request ends
+        audit_actor_api_key(key)  # what this request changes is this key's doing
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:
             ProviderAPIKey._base_manager.filter(pk=key.pk).update(last_used_at=now)
             key.last_used_at = now

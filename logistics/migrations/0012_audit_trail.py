@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('logistics', '0011_provider_webhooks_reminders_order_files'),
-        ('shops', '0010_audit_trail'),
+        ('shops', '0011_audit_trail'),
     ]
 
     operations = [

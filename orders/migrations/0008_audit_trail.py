@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('orders', '0007_order_cockpit_chart_indexes'),
-        ('shops', '0010_audit_trail'),
+        ('shops', '0011_audit_trail'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shops', '0009_tracking_writeback'),
+        ('shops', '0010_webhook_delivery_claims'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

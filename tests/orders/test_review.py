@@ -415,6 +415,6 @@ def test_dry_run_counts_proposed_settings_and_writes_nothing(tenant_a, make_orde
 def test_a_batch_reviews_in_a_fixed_number_of_queries(make_order, django_assert_max_num_queries):
     orders = [make_order(address_line1="PO Box 1" if n % 3 else "2 Pine Rd") for n in range(30)]
     review_settings_get(tenant=orders[0].tenant)
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(17):  # COPY stages via a temp table (RLS)
         orders_review(tenant=orders[0].tenant, order_ids=[order.pk for order in orders])
     assert Order._base_manager.filter(status=OrderStatus.ON_HOLD).count() == 20

@@ -130,6 +130,12 @@ def django_on(url: str, *, build: bool = True) -> None:
         connections["default"].settings_dict["NAME"] = name
     else:
         django.setup()
+    # A bench seeds sellers of its own, as an operator's script would: every tenant in scope
+    # (row-level security refuses rows written with none). What it measures sets its own
+    # tenant, as requests and tasks do.
+    from tkerp.tenancy import ALL_TENANTS, set_scope
+
+    set_scope(ALL_TENANTS)
     if not build:
         return
     from django.conf import settings
@@ -141,7 +147,10 @@ def django_on(url: str, *, build: bool = True) -> None:
     # ...which leaves out the triggers the migrations install: the audit trail's, among others.
     import pgtrigger
 
-    pgtrigger.install()
+    from tkerp.db.postgres.base import database_owner
+
+    with database_owner():  # installing triggers is the tables' owner's right
+        pgtrigger.install()
 
 
 # --- the audit trail's cost (tkerp.audit) -------------------------------------------------------

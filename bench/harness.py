@@ -162,10 +162,12 @@ def audit_triggers_set(*, enabled: bool) -> int:
     import pgtrigger
 
     from tkerp.audit import AuditTrigger
+    from tkerp.db.postgres.base import database_owner
 
     pairs = [(m, t) for m, t in pgtrigger.registered() if isinstance(t, AuditTrigger)]
-    for model, trigger in pairs:
-        trigger.install(model) if enabled else trigger.uninstall(model)
+    with database_owner():  # triggers are the tables' owner's
+        for model, trigger in pairs:
+            trigger.install(model) if enabled else trigger.uninstall(model)
     return len(pairs)
 
 
@@ -174,8 +176,10 @@ def audit_stats_enable() -> bool:
     from the next connection on; False where the role may not (not a superuser)."""
     from django.db import DatabaseError, connection, connections
 
+    from tkerp.db.postgres.base import database_owner
+
     try:
-        with connection.cursor() as cursor:
+        with database_owner(), connection.cursor() as cursor:
             cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" '
                            "SET track_functions = 'pl'")  # fmt: skip
     except DatabaseError:

@@ -42,7 +42,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, PositiveBigIntegerField, Q, Value, When
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from logistics.models import (
@@ -368,7 +367,7 @@ def parcels_describe(
     items: Counter[int] = Counter()
     value: dict[int, Decimal] = defaultdict(Decimal)
     skus: dict[int, set[str]] = defaultdict(set)
-    lines = ShipmentLine.objects.filter(shipment_id__in=id_array(ids)).values_list(
+    lines = ShipmentLine.objects.filter(shipment_id__any=ids).values_list(
         "shipment_id",
         "quantity",
         "order_line__quantity",
@@ -384,7 +383,7 @@ def parcels_describe(
             value[shipment_id] += line_total * quantity / line_quantity
         skus[shipment_id].update(c.strip().upper() for c in (code, seller_sku) if c and c.strip())
     tags: dict[int, set[str]] = defaultdict(set)
-    for order_id, name in OrderTag.objects.filter(order_id__in=id_array(orders)).values_list(
+    for order_id, name in OrderTag.objects.filter(order_id__any=orders).values_list(
         "order_id", "tag__name"
     ):
         tags[order_id].add(name)
@@ -459,21 +458,21 @@ def shipments_rules_apply(
         orders = {
             order.pk: order
             for order in Order.objects.select_for_update(of=("self",))
-            .filter(pk__in=Shipment.objects.filter(pk__in=id_array(ids)).values("order_id"))
+            .filter(pk__in=Shipment.objects.filter(pk__any=ids).values("order_id"))
             .select_related("shop")
             .only(*PARCEL_ORDER_FIELDS)
             .order_by("pk")
         }
         locked = list(
             Shipment.objects.select_for_update(of=("self",))
-            .filter(pk__in=id_array(ids))
+            .filter(pk__any=ids)
             .select_related("warehouse")
             .only(*PARCEL_SHIPMENT_FIELDS)
             .order_by("pk")
         )
         # A parcel a live label batch holds keeps the service the batch is buying for.
         batched = set(
-            LabelBatchItem.objects.filter(shipment_id__in=id_array(ids), live=True).values_list(
+            LabelBatchItem.objects.filter(shipment_id__any=ids, live=True).values_list(
                 "shipment_id", flat=True
             )
         )
@@ -487,7 +486,7 @@ def shipments_rules_apply(
             # Rules are not in use here: note that they ran (so the sweep does not come back)
             # and leave the service to whoever chooses it.
             result.no_rules = True
-            Shipment.objects.filter(pk__in=id_array(s.pk for s in shipments)).update(
+            Shipment.objects.filter(pk__any=[s.pk for s in shipments]).update(
                 rules_applied_at=now, updated_at=now
             )
             return result
@@ -527,7 +526,7 @@ def shipments_rules_apply(
         served = {s.order_id for s in shipments} - set(misses)
         held = set(
             OrderHold.objects.filter(
-                order_id__in=id_array(served), code=NO_RULE, released_at__isnull=True
+                order_id__any=served, code=NO_RULE, released_at__isnull=True
             ).values_list("order_id", flat=True)
         )
         if held:
@@ -544,12 +543,6 @@ def shipments_rules_apply(
         # batches queue on them for a moment, not for their whole run.
         _hits_count(decisions.values(), now=now)
     return result
-
-
-def id_array(ids: Iterable[int]) -> RawSQL:
-    """`pk__in=id_array(ids)`: the ids as one array parameter. A spike's batch has thousands of
-    ids, and binding each as its own parameter costs more than the query itself."""
-    return RawSQL("SELECT unnest(%s::bigint[])", (sorted(ids),))
 
 
 def _applicable(shipment: Shipment) -> bool:

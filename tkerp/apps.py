@@ -11,6 +11,9 @@ class TkerpConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from tkerp import rls
+        from tkerp.db.lookups import lookups_register
+
+        lookups_register()
 
         checks.register(fernet_keys_check, checks.Tags.security)
         checks.register(rls.rls_check, checks.Tags.database)

@@ -38,7 +38,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from harness import django_on, throwaway_database  # noqa: E402
+from harness import analyse, django_on, throwaway_database  # noqa: E402
 from loadgen import generator, load  # noqa: E402
 
 
@@ -288,14 +288,6 @@ def postgres_version() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         return f"PostgreSQL {cursor.fetchone()[0]}"
-
-
-def analyse() -> None:
-    """Statistics for the planner, as autovacuum would have them on a live database."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
 
 
 def profile(key: str, requests: int = 200) -> None:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import django_on, throwaway_database  # noqa: E402
+from harness import analyse, django_on, throwaway_database  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -196,7 +196,6 @@ def timed(client, url: str, runs: int) -> tuple[float, int]:
 
 def run(args: argparse.Namespace, url: str) -> None:
     django_on(url)
-    from django.db import connection
 
     from tkerp.cockpit import CHARTS, WIDGETS
 
@@ -209,8 +208,7 @@ def run(args: argparse.Namespace, url: str) -> None:
         started = time.perf_counter()
         orders_add(tenant=tenant, shops=shops, count=size - have, rng=rng, start_id=have)
         have = size
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+        analyse()
         print(f"\n{size:,} orders (built in {time.perf_counter() - started:.0f} s)")
         baseline, baseline_q = timed(client, "/admin/orders/order/", args.runs)
         page, page_q = timed(client, "/admin/", args.runs)

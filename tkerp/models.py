@@ -158,7 +158,10 @@ class IdempotencyRecord(TenantOwnedModel):
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # The answer as sent (rendered text, not jsonb, which would reorder its keys): a replay
+    # answers with the same bytes.
+    response_body = models.TextField(blank=True, default="")
+    response_content_type = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

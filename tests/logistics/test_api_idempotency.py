@@ -35,7 +35,8 @@ def test_the_same_key_and_body_replays_the_first_answer(world):
     again = api.post(url, {"kind": "picked"}, idempotency_key="evt-1")
 
     assert first.status_code == again.status_code == 201
-    assert first.json() == again.json()
+    assert again.content == first.content  # the same bytes, keys in the same order
+    assert again["Content-Type"] == first["Content-Type"] == "application/json"
     assert again["Idempotent-Replayed"] == "true"
     with tenant_context(world["tenant"]):
         assert world["parcel"].parcel_events.count() == 1
@@ -50,7 +51,7 @@ def test_a_refusal_is_replayed_too_and_nothing_runs_again(world):
     again = api.post(url, bad, idempotency_key="ship-1")
     assert first.status_code == again.status_code == 422
     assert again["Content-Type"] == "application/problem+json"
-    assert first.json() == again.json()
+    assert again.content == first.content
 
 
 @pytest.mark.django_db

@@ -26,9 +26,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import exceptions
-from rest_framework.response import Response
 
 from tkerp.api.problems import Unprocessable, problem_exception_handler
 from tkerp.models import IdempotencyRecord
@@ -56,8 +56,9 @@ def _claim(*, tenant_id: int, client: str, key: str, fingerprint: str, request) 
         cursor.execute(
             f"""
             INSERT INTO {IdempotencyRecord._meta.db_table}
-                (tenant_id, client, key, fingerprint, method, path, created_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
+                (tenant_id, client, key, fingerprint, method, path, created_at,
+                 response_body, response_content_type)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, '', '')
             ON CONFLICT (tenant_id, client, key) DO NOTHING
             RETURNING id
             """,
@@ -125,14 +126,7 @@ def idempotent(action):
                         "for a new request.",
                         code="idempotency_key_reused",
                     )
-                return Response(
-                    record.response_body,
-                    status=record.response_status,
-                    headers={"Idempotent-Replayed": "true"},
-                    content_type=(
-                        "application/problem+json" if record.response_status >= 400 else None
-                    ),
-                )
+                return _replay(record)
             pending = _after_action.set([])
             try:
                 with transaction.atomic():
@@ -150,13 +144,31 @@ def idempotent(action):
             if response.status_code >= 500:
                 transaction.set_rollback(True)
                 return response
+            # Rendered now, as the client will receive it, so a replay sends the same bytes.
+            response = self.finalize_response(request, response, *args, **kwargs)
+            response.render()
             IdempotencyRecord.objects.filter(
                 tenant_id=api_key.tenant_id, client=api_key.pk, key=key
-            ).update(response_status=response.status_code, response_body=response.data)
+            ).update(
+                response_status=response.status_code,
+                response_body=response.content.decode(response.charset or "utf-8"),
+                response_content_type=response["Content-Type"],
+            )
         return response
 
     wrapper.idempotent = True
     return wrapper
+
+
+def _replay(record: IdempotencyRecord) -> HttpResponse:
+    """The first answer again, byte for byte, marked as a replay."""
+    response = HttpResponse(
+        record.response_body,
+        status=record.response_status,
+        content_type=record.response_content_type or "application/json",
+    )
+    response["Idempotent-Replayed"] = "true"
+    return response
 
 
 def idempotency_prune(*, now=None) -> int:

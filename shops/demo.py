@@ -652,6 +652,12 @@ def _delete_tenant_rows(tenant: Tenant) -> None:
         if len(blocked) == len(remaining):
             raise RuntimeError(f"cannot delete {tenant}: {blocked} stay protected")
         remaining = blocked
+    # Deleting audited rows wrote their last audit events (tkerp.audit): the trail goes last.
+    from tkerp.models import AuditEvent
+
+    for model in _tenant_owned_models():
+        if issubclass(model, AuditEvent):
+            model._base_manager.filter(tenant=tenant).delete()
 
 
 def _tenant_owned_models() -> list[type[TenantOwnedModel]]:

@@ -289,6 +289,12 @@ class TestSeedingAgain:
             after_ids = set(Order.objects.values_list("shop__name", "platform_order_id"))
         assert after_ids == before_ids
         assert row_counts() == before
+        # The deleted tenants' audit trail went with them (deleting wrote its last events).
+        tenant_ids = set(Tenant.objects.values_list("pk", flat=True))
+        for model in tenant_owned_models():
+            if issubclass(model, AuditEvent):
+                left = set(model._base_manager.values_list("tenant_id", flat=True).distinct())
+                assert left <= tenant_ids, model._meta.label
 
 
 class TestConsistency:

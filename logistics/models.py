@@ -231,6 +231,13 @@ class ProviderKind(models.TextChoices):
     DROPSHIP = "dropship", "Drop-ship supplier"
 
 
+@audited(
+    model_name="ProviderAudit",
+    # Who changed where its webhooks go, their secret (never its value), its timers, and who
+    # re-enabled or tkerp disabled them; not the failure stamp every failed delivery moves.
+    exclude=["webhook_failing_since"],
+    secrets=["webhook_secret"],
+)
 class Provider(TenantOwnedModel):
     """A 3PL or drop-ship supplier that fulfils shipments through the provider API."""
 

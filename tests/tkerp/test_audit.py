@@ -11,13 +11,14 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from inventory.models import StockLevel, StockMovement
-from logistics.models import ApiKeyScope, LabelAccount, ProviderAPIKey
+from logistics.models import ApiKeyScope, LabelAccount, Provider, ProviderAPIKey
 from orders.models import Order, OrderHold, OrderStatus
 from shops.models import Membership, Role, ShopCredentials
 from tests.factories import (
     LabelAccountFactory,
     MembershipFactory,
     OrderFactory,
+    ProviderFactory,
     ShopCredentialsFactory,
     ShopFactory,
     StockLevelFactory,
@@ -41,6 +42,7 @@ AUDITED = [
     ShopCredentials,
     LabelAccount,
     ProviderAPIKey,
+    Provider,
     Membership,
 ]
 
@@ -218,7 +220,10 @@ def test_secrets_never_reach_the_trail_but_their_change_does(tenant_a, client_a)
         access_token="plain-token-1",
     )
     account = LabelAccountFactory(tenant=tenant_a, api_key="plain-label-key-1")
+    provider = ProviderFactory(tenant=tenant_a, webhook_secret="plain-hook-secret-1")
     with tenant_context(tenant_a):
+        provider.webhook_secret = "plain-hook-secret-2"
+        provider.save()
         credentials.access_token = "plain-token-2"
         credentials.save()
         account.api_key = "plain-label-key-2"
@@ -227,6 +232,7 @@ def test_secrets_never_reach_the_trail_but_their_change_does(tenant_a, client_a)
     assert trail(credentials, label="insert")[0].secrets_changed == ["app_secret", "access_token"]
     assert trail(credentials, label="update")[-1].secrets_changed == ["access_token"]
     assert trail(account, label="update")[-1].secrets_changed == ["api_key"]
+    assert trail(provider, label="update")[-1].secrets_changed == ["webhook_secret"]
     # Neither the values nor their ciphertexts are in any audit table.
     with connection.cursor() as cursor:
         cursor.execute(
@@ -236,7 +242,16 @@ def test_secrets_never_reach_the_trail_but_their_change_does(tenant_a, client_a)
         stored = [value for value in cursor.fetchone() if value]
         cursor.execute("SELECT api_key FROM logistics_labelaccount WHERE id = %s", [account.pk])
         stored += [cursor.fetchone()[0]]
-        plain = ["plain-app-secret-1", "plain-token-1", "plain-token-2", "plain-label-key-2"]
+        cursor.execute("SELECT webhook_secret FROM logistics_provider WHERE id = %s", [provider.pk])
+        stored += [cursor.fetchone()[0]]
+        plain = [
+            "plain-app-secret-1",
+            "plain-token-1",
+            "plain-token-2",
+            "plain-label-key-2",
+            "plain-hook-secret-1",
+            "plain-hook-secret-2",
+        ]
         for model in AUDITED:
             table = audit_event_model(model)._meta.db_table
             for needle in [*plain, *stored]:
@@ -245,6 +260,8 @@ def test_secrets_never_reach_the_trail_but_their_change_does(tenant_a, client_a)
     # The shop's History page shows its credentials' trail (they are edited on its page).
     html = client_a.get(history_url(credentials.shop)).content.decode()
     assert "shop credentials" in html and "access_token" in html and "plain-token" not in html
+    html = client_a.get(history_url(provider)).content.decode()
+    assert "webhook_secret" in html and "plain-hook" not in html
 
 
 def test_the_export_lists_who_changed_what(tenant_a, client_a, user_a):

@@ -153,6 +153,19 @@ def test_the_scope_sent_is_never_stale_after_a_savepoint_rollback(tenant_a, tena
         assert raw("SELECT current_setting('tkerp.tenant_id')") == [(str(tenant_a.pk),)]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_may_still_set_its_isolation_level_first(tenant_a, tenant_b):
+    """SET TRANSACTION must be a transaction's first statement, and the scope is sent before
+    the first statement under a new scope: it is sent after that one instead."""
+    SkuFactory(tenant=tenant_a, code="A-1")
+    SkuFactory(tenant=tenant_b, code="B-1")
+    with tenant_context(tenant_a), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        assert raw("SHOW transaction_isolation") == [("repeatable read",)]
+        assert count("inventory_sku") == 1
+
+
 @pytest.mark.django_db
 def test_a_request_never_inherits_a_wider_database_scope(tenant_a):
     # Given unscoped statements that would see every tenant (the test suite's observer)

@@ -131,13 +131,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
         wanted = scope_settings()
         # An aborted transaction runs nothing but its rollback (which forgets the value).
         if (
-            wanted != self.rls_scope_sent
-            and self.connection.info.transaction_status != TRANSACTION_FAILED
+            wanted == self.rls_scope_sent
+            or self.connection.info.transaction_status == TRANSACTION_FAILED
         ):
-            # The raw driver cursor: the statement is plumbing, not another wrapped query.
-            context["cursor"].cursor.execute(SET_SCOPE_SQL, wanted)
-            self.rls_scope_sent = wanted
+            return execute(sql, params, many, context)
+        if isinstance(sql, str) and sql.lstrip()[:15].upper() == "SET TRANSACTION":
+            # It must be its transaction's first statement: the scope follows it.
+            result = execute(sql, params, many, context)
+            self._scope_send(context, wanted)
+            return result
+        self._scope_send(context, wanted)
         return execute(sql, params, many, context)
+
+    def _scope_send(self, context, wanted: tuple[str, str]) -> None:
+        # The raw driver cursor: the statement is plumbing, not another wrapped query.
+        context["cursor"].cursor.execute(SET_SCOPE_SQL, wanted)
+        self.rls_scope_sent = wanted
 
     def _configure_role(self, connection):
         role = app_role()

@@ -455,10 +455,16 @@ def shipments_rules_apply(
     now = now or timezone.now()
     user = user if user is not None and user.is_authenticated else None
     with tenant_context(tenant), transaction.atomic():
+        # The parcels' orders are read first and locked by `pk = ANY(array)`: a subquery here
+        # let PostgreSQL, on a fresh table's statistics (a new seller's first spike), take
+        # the orders for one row and rescan the parcels for each of them (0.7 s a page).
+        order_ids = sorted(
+            set(Shipment.objects.filter(pk__any=ids).values_list("order_id", flat=True))
+        )
         orders = {
             order.pk: order
             for order in Order.objects.select_for_update(of=("self",))
-            .filter(pk__in=Shipment.objects.filter(pk__any=ids).values("order_id"))
+            .filter(pk__any=order_ids)
             .select_related("shop")
             .only(*PARCEL_ORDER_FIELDS)
             .order_by("pk")

@@ -139,8 +139,10 @@ def rows_update(
         cursor.execute(
             f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "
             f"FROM json_to_recordset(%s::json) AS v({definitions}) "
-            "WHERE t.id = v.id AND t.tenant_id = %s",
-            [json.dumps(rows, default=_json_value), tenant_id],
+            # The id array drives the scan: joined on v.id alone, a fresh table's statistics
+            # (a row or two) made PostgreSQL hash every row of the tenant for each page.
+            "WHERE t.id = ANY(%s::bigint[]) AND t.id = v.id AND t.tenant_id = %s",
+            [json.dumps(rows, default=_json_value), [row["id"] for row in rows], tenant_id],
         )
 
 

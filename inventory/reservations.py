@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from inventory.locking import (
@@ -150,14 +150,11 @@ def shop_warehouses(*, shop: Shop) -> list[Warehouse]:
     )
     if links:
         return [link.warehouse for link in links]
-    rank = Case(
-        *(When(kind=kind, then=Value(order)) for kind, order in _KIND_RANK.items()),
-        default=Value(9),
-        output_field=IntegerField(),
-    )
-    return list(
-        Warehouse.objects.filter(is_active=True).annotate(rank=rank).order_by("rank", "code")
-    )
+    # Ranked in Python (a stable sort keeps the database's code order within a kind): Django
+    # spent ~20 ms hashing a CASE ... WHEN rank annotation to compile its ORDER BY, once per
+    # reservation batch.
+    warehouses = list(Warehouse.objects.filter(is_active=True).order_by("code"))
+    return sorted(warehouses, key=lambda warehouse: _KIND_RANK.get(warehouse.kind, 9))
 
 
 def dropship_warehouses(*, sku_id: int) -> list[Warehouse]:
@@ -333,6 +330,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
             .select_related("shop")
             .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
+            .defer("raw")  # the platform payload: kilobytes of JSON per order, never read here
             .order_by("pk")
         )
         if not orders:

@@ -369,7 +369,7 @@ def orders_review(
         orders = list(
             Order.objects.select_for_update(of=("self",))
             .filter(pk__in=sorted(set(order_ids)), status__in=REVIEWABLE_STATUSES)
-            .defer(*REVIEW_UNREAD_FIELDS)
+            .only(*REVIEW_READ_FIELDS)
             .order_by("pk")
         )
         lines = _lines_by_order([order.pk for order in orders])
@@ -418,7 +418,7 @@ def orders_review(
                 status__in=REVIEWABLE_STATUSES,
                 reviewed_at__isnull=False,
             )
-            .defer(*REVIEW_UNREAD_FIELDS)
+            .only(*REVIEW_READ_FIELDS)
             .order_by("pk")
         )
 
@@ -530,10 +530,6 @@ def orders_review(
     return result
 
 
-#: What review never reads of an order: the platform's payload (kilobytes of JSON a page
-#: would decode for nothing).
-REVIEW_UNREAD_FIELDS = ("raw",)
-
 REVIEW_WRITE_FIELDS = (
     *ADDRESS_EDIT_FIELDS,
     "original_address",
@@ -543,6 +539,24 @@ REVIEW_WRITE_FIELDS = (
     "reviewed_at",
     "status",
     "updated_at",
+)
+
+#: What review reads of an order, and what it writes back. Loading only these keeps a page
+#: from building sixty-column models and decoding the platform payload (kilobytes of JSON)
+#: for nothing; reading any other field here would cost a query per order.
+REVIEW_READ_FIELDS = (
+    "id",
+    "tenant_id",
+    "status",
+    "paid_at",
+    "is_cod",
+    "placed_at",
+    "created_at",
+    "address_masked",
+    "buyer_note",
+    "total",
+    "currency",
+    *REVIEW_WRITE_FIELDS,
 )
 
 

@@ -948,7 +948,8 @@ def orders_not_reserved(*, order_ids: Collection[int]) -> set[int]:
     if not order_ids:
         return set()
     lines = lines_not_reserved(OrderLine.objects.filter(order_id__in=list(order_ids)))
-    return set(lines.values_list("order_id", flat=True).distinct())
+    # No ordering: OrderLine's default one joins the orders and widens the DISTINCT.
+    return set(lines.order_by().values_list("order_id", flat=True).distinct())
 
 
 # --- shipping ---------------------------------------------------------------------------------

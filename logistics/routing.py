@@ -278,13 +278,14 @@ def _orders_unsplit(*, order_ids: Collection[int]) -> list[int]:
     if not ready:
         return []
     reserved = set(
-        Reservation.objects.filter(
-            order_id__any=ready, state=ReservationState.RESERVED
-        ).values_list("order_id", flat=True)
+        Reservation.objects.filter(order_id__any=ready, state=ReservationState.RESERVED)
+        .order_by()  # the default ordering would join the orders and lines for nothing
+        .values_list("order_id", flat=True)
     )
     live = set(
         Shipment.objects.filter(order_id__any=ready)
         .exclude(status=ShipmentStatus.CANCELLED)
+        .order_by()
         .values_list("order_id", flat=True)
     )
     return [pk for pk in ready if pk in reserved and pk not in live]

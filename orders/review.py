@@ -317,8 +317,9 @@ _LINE_VALUES = ("order_id", "platform_line_id", "sku_id", "seller_sku", "quantit
 
 def _lines_by_order(order_ids: Collection[int]) -> dict[int, list[tuple]]:
     lines: dict[int, list[tuple]] = defaultdict(list)
-    for order_id, *rest in OrderLine.objects.filter(order_id__in=order_ids).values_list(
-        *_LINE_VALUES
+    # No ordering: the fingerprint sorts the lines, and OrderLine's default one joins the orders.
+    for order_id, *rest in (
+        OrderLine.objects.filter(order_id__in=order_ids).order_by().values_list(*_LINE_VALUES)
     ):
         lines[order_id].append(tuple(rest))
     return lines
@@ -425,7 +426,11 @@ def orders_review(
         not_reserved |= orders_not_reserved(order_ids=[order.pk for order in siblings])
         all_ids = [order.pk for order, _, _ in todo] + [order.pk for order in siblings]
         active: dict[int, list[OrderHold]] = defaultdict(list)
-        for hold in OrderHold.objects.filter(order_id__in=all_ids, released_at__isnull=True):
+        # Each order's holds oldest first, as OrderHold's default ordering gives them, without
+        # the join to the orders that ordering costs.
+        for hold in OrderHold.objects.filter(
+            order_id__in=all_ids, released_at__isnull=True
+        ).order_by("order_id", "created_at"):
             active[hold.order_id].append(hold)
 
         new_holds: list[OrderHold] = []

@@ -325,16 +325,22 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
     `orders.holds.order_release` would release it.
     """
     with transaction.atomic():
+        # What the batch reads of an order (not the platform payload's kilobytes of JSON),
+        # and each shop once rather than a Shop, its credentials decrypted, per order row.
         orders = list(
             Order.objects.select_for_update(of=("self",))
-            .select_related("shop")
             .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
-            .defer("raw")  # the platform payload: kilobytes of JSON per order, never read here
+            .only("id", "tenant_id", "shop_id", "platform_order_id", "status")
             .order_by("pk")
         )
         if not orders:
             return {}
+        from shops.models import Shop
+
+        shops = Shop.objects.in_bulk({order.shop_id for order in orders})
+        for order in orders:
+            order.shop = shops[order.shop_id]
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
         for line in (
             OrderLine.objects.select_for_update()

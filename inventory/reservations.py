@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from inventory.locking import (
@@ -150,14 +150,11 @@ def shop_warehouses(*, shop: Shop) -> list[Warehouse]:
     )
     if links:
         return [link.warehouse for link in links]
-    rank = Case(
-        *(When(kind=kind, then=Value(order)) for kind, order in _KIND_RANK.items()),
-        default=Value(9),
-        output_field=IntegerField(),
-    )
-    return list(
-        Warehouse.objects.filter(is_active=True).annotate(rank=rank).order_by("rank", "code")
-    )
+    # Ranked in Python (a stable sort keeps the database's code order within a kind): Django
+    # spent ~20 ms hashing a CASE ... WHEN rank annotation to compile its ORDER BY, once per
+    # reservation batch.
+    warehouses = list(Warehouse.objects.filter(is_active=True).order_by("code"))
+    return sorted(warehouses, key=lambda warehouse: _KIND_RANK.get(warehouse.kind, 9))
 
 
 def dropship_warehouses(*, sku_id: int) -> list[Warehouse]:
@@ -328,15 +325,22 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
     `orders.holds.order_release` would release it.
     """
     with transaction.atomic():
+        # What the batch reads of an order (not the platform payload's kilobytes of JSON),
+        # and each shop once rather than a Shop, its credentials decrypted, per order row.
         orders = list(
             Order.objects.select_for_update(of=("self",))
-            .select_related("shop")
             .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
+            .only("id", "tenant_id", "shop_id", "platform_order_id", "status")
             .order_by("pk")
         )
         if not orders:
             return {}
+        from shops.models import Shop
+
+        shops = Shop.objects.in_bulk({order.shop_id for order in orders})
+        for order in orders:
+            order.shop = shops[order.shop_id]
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
         for line in (
             OrderLine.objects.select_for_update()
@@ -950,7 +954,8 @@ def orders_not_reserved(*, order_ids: Collection[int]) -> set[int]:
     if not order_ids:
         return set()
     lines = lines_not_reserved(OrderLine.objects.filter(order_id__in=list(order_ids)))
-    return set(lines.values_list("order_id", flat=True).distinct())
+    # No ordering: OrderLine's default one joins the orders and widens the DISTINCT.
+    return set(lines.order_by().values_list("order_id", flat=True).distinct())
 
 
 # --- shipping ---------------------------------------------------------------------------------

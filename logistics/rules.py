@@ -367,14 +367,19 @@ def parcels_describe(
     items: Counter[int] = Counter()
     value: dict[int, Decimal] = defaultdict(Decimal)
     skus: dict[int, set[str]] = defaultdict(set)
-    lines = ShipmentLine.objects.filter(shipment_id__any=ids).values_list(
-        "shipment_id",
-        "quantity",
-        "order_line__quantity",
-        "order_line__total",
-        "order_line__seller_sku",
-        "order_line__sku__code",
-        "order_line__sku__weight_grams",
+    # Summed per parcel: no ordering (the default one joins the shipments to sort).
+    lines = (
+        ShipmentLine.objects.filter(shipment_id__any=ids)
+        .order_by()
+        .values_list(
+            "shipment_id",
+            "quantity",
+            "order_line__quantity",
+            "order_line__total",
+            "order_line__seller_sku",
+            "order_line__sku__code",
+            "order_line__sku__weight_grams",
+        )
     )
     for shipment_id, quantity, line_quantity, line_total, seller_sku, code, grams in lines:
         weight[shipment_id] += (grams or 0) * quantity
@@ -455,10 +460,16 @@ def shipments_rules_apply(
     now = now or timezone.now()
     user = user if user is not None and user.is_authenticated else None
     with tenant_context(tenant), transaction.atomic():
+        # The parcels' orders are read first and locked by `pk = ANY(array)`: a subquery here
+        # let PostgreSQL, on a fresh table's statistics (a new seller's first spike), take
+        # the orders for one row and rescan the parcels for each of them (0.7 s a page).
+        order_ids = sorted(
+            set(Shipment.objects.filter(pk__any=ids).values_list("order_id", flat=True))
+        )
         orders = {
             order.pk: order
             for order in Order.objects.select_for_update(of=("self",))
-            .filter(pk__in=Shipment.objects.filter(pk__any=ids).values("order_id"))
+            .filter(pk__any=order_ids)
             .select_related("shop")
             .only(*PARCEL_ORDER_FIELDS)
             .order_by("pk")
@@ -472,9 +483,9 @@ def shipments_rules_apply(
         )
         # A parcel a live label batch holds keeps the service the batch is buying for.
         batched = set(
-            LabelBatchItem.objects.filter(shipment_id__any=ids, live=True).values_list(
-                "shipment_id", flat=True
-            )
+            LabelBatchItem.objects.filter(shipment_id__any=ids, live=True)
+            .order_by()
+            .values_list("shipment_id", flat=True)
         )
         shipments = [s for s in locked if _applicable(s) and s.pk not in batched]
         result.left_alone = len(locked) - len(shipments)
@@ -525,9 +536,9 @@ def shipments_rules_apply(
             result.held = len(orders_hold_many(messages=misses, code=NO_RULE, user=user))
         served = {s.order_id for s in shipments} - set(misses)
         held = set(
-            OrderHold.objects.filter(
-                order_id__any=served, code=NO_RULE, released_at__isnull=True
-            ).values_list("order_id", flat=True)
+            OrderHold.objects.filter(order_id__any=served, code=NO_RULE, released_at__isnull=True)
+            .order_by()
+            .values_list("order_id", flat=True)
         )
         if held:
             # An order's no_rule hold goes once every live parcel of it has a service.

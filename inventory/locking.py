@@ -6,6 +6,13 @@ deadlocking. An order's parcels (`logistics.Shipment`) are written only by a tra
 the order's lock (`order_ship_commit`, `order_shipments_split`, `order_cancel_close`), so they
 need no place of their own in that order.
 
+Stock levels are locked FOR NO KEY UPDATE, the lock an UPDATE of their numbers takes anyway:
+a `Reservation` being inserted checks its foreign key to the level with a KEY SHARE lock,
+which that mode does not block. So a batch that writes its reservations before it takes the
+level (`stock_levels_take_guarded`) never waits for, or deadlocks with, a transaction holding
+the level (a plain FOR UPDATE would queue behind the batch's KEY SHARE while the batch's
+UPDATE queued behind it).
+
 Every helper must run inside `transaction.atomic()`, and nothing that talks to the network may
 run until that transaction ends (pushes are queued with `transaction.on_commit`).
 """
@@ -46,7 +53,7 @@ def stock_levels_lock(*, level_ids: Iterable[int]) -> dict[int, StockLevel]:
     ids = sorted(set(level_ids))
     if not ids:
         return {}
-    levels = StockLevel.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    levels = StockLevel.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
     return {level.pk: level for level in levels}
 
 
@@ -115,3 +122,39 @@ def stock_levels_take_many(*, quantities: dict[int, int]) -> None:
             raise StockLevelRefused(
                 f"{len(items) - cursor.rowcount} of {len(items)} locked stock levels refused"
             )
+
+
+def stock_levels_take_guarded(
+    *, quantities: dict[int, int], ceilings: dict[int, int] | None = None
+) -> bool:
+    """Reserve `quantities[level_id]` units on each level, all or none, in one UPDATE, for a
+    caller that planned from unlocked numbers; True if every level took them.
+
+    Each level must still have that many free and, when it has a ceiling, no more free than
+    the ceiling (the caller held orders short against what it read: stock that arrived since
+    would change its plan). A level in `ceilings` only is checked and takes nothing. On False
+    some levels may have taken their units: the caller rolls its savepoint back. The rows are
+    locked from here to the end of the transaction, so this should be its last statement.
+    """
+    ceilings = ceilings or {}
+    items = sorted(
+        (level_id, quantities.get(level_id, 0), ceilings.get(level_id))
+        for level_id in {*(i for i, q in quantities.items() if q), *ceilings}
+    )
+    if not items:
+        return True
+    table = connection.ops.quote_name(StockLevel._meta.db_table)
+    values = ", ".join(["(%s::bigint, %s::integer, %s::integer)"] * len(items))
+    params: list[object] = [timezone.now()]
+    for item in items:
+        params += item
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS level SET reserved = level.reserved + v.quantity, "
+            "updated_at = CASE WHEN v.quantity > 0 THEN %s ELSE level.updated_at END "
+            f"FROM (VALUES {values}) AS v(id, quantity, ceiling) "
+            "WHERE level.id = v.id AND level.on_hand - level.reserved >= v.quantity "
+            "AND (v.ceiling IS NULL OR level.on_hand - level.reserved <= v.ceiling)",
+            params,
+        )
+        return cursor.rowcount == len(items)

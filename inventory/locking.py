@@ -127,34 +127,26 @@ def stock_levels_take_many(*, quantities: dict[int, int]) -> None:
 def stock_levels_take_guarded(
     *, quantities: dict[int, int], ceilings: dict[int, int] | None = None
 ) -> bool:
-    """Reserve `quantities[level_id]` units on each level, all or none, in one UPDATE, for a
-    caller that planned from unlocked numbers; True if every level took them.
+    """Reserve `quantities[level_id]` units on each level, all or none, for a caller that
+    planned from unlocked numbers; True if every level could take them (and they are taken).
 
     Each level must still have that many free and, when it has a ceiling, no more free than
     the ceiling (the caller held orders short against what it read: stock that arrived since
-    would change its plan). A level in `ceilings` only is checked and takes nothing. On False
-    some levels may have taken their units: the caller rolls its savepoint back. The rows are
-    locked from here to the end of the transaction, so this should be its last statement.
+    would change its plan). A level in `ceilings` only is checked and takes nothing. The levels
+    are locked first, in ascending pk (one UPDATE over many rows would lock them in whatever
+    order its plan visits them, and deadlock with a transaction taking them in pk order), and
+    stay locked to the end of the transaction, so this should be its last work. On False
+    nothing was written; the caller rolls back and plans again.
     """
     ceilings = ceilings or {}
-    items = sorted(
-        (level_id, quantities.get(level_id, 0), ceilings.get(level_id))
-        for level_id in {*(i for i, q in quantities.items() if q), *ceilings}
-    )
-    if not items:
-        return True
-    table = connection.ops.quote_name(StockLevel._meta.db_table)
-    values = ", ".join(["(%s::bigint, %s::integer, %s::integer)"] * len(items))
-    params: list[object] = [timezone.now()]
-    for item in items:
-        params += item
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS level SET reserved = level.reserved + v.quantity, "
-            "updated_at = CASE WHEN v.quantity > 0 THEN %s ELSE level.updated_at END "
-            f"FROM (VALUES {values}) AS v(id, quantity, ceiling) "
-            "WHERE level.id = v.id AND level.on_hand - level.reserved >= v.quantity "
-            "AND (v.ceiling IS NULL OR level.on_hand - level.reserved <= v.ceiling)",
-            params,
-        )
-        return cursor.rowcount == len(items)
+    wanted = {level_id: quantity for level_id, quantity in quantities.items() if quantity}
+    levels = stock_levels_lock(level_ids={*wanted, *ceilings})
+    for level_id in {*wanted, *ceilings}:
+        level = levels.get(level_id)
+        if level is None:
+            return False
+        free = level.on_hand - level.reserved
+        if free < wanted.get(level_id, 0) or free > ceilings.get(level_id, free):
+            return False
+    stock_levels_take_many(quantities=wanted)
+    return True

@@ -273,8 +273,8 @@ def test_a_100_order_batch_takes_a_bounded_number_of_queries(
 
     with (
         django_capture_on_commit_callbacks() as callbacks,
-        django_assert_max_num_queries(34),
-    ):  # COPY stages via a temp table (RLS)
+        django_assert_max_num_queries(35),
+    ):  # COPY stages via a temp table (RLS); the levels are locked, then taken, last
         summary = orders_reserve(tenant=tenant_a, order_ids=[o.pk for o in orders])
     # What runs after commit goes by SKU, not by order: the alerts of the (at most 8) short
     # SKUs, one availability mark and one low-stock check for all of them.

@@ -316,6 +316,12 @@ def orders_reserve(
     return summary
 
 
+# What the batch reads of its orders and lines: an order row carries the platform's whole
+# payload (`raw`) and addresses, which a page of 200 would decode as JSON for nothing.
+_BATCH_ORDER_FIELDS = ("tenant_id", "shop", "platform_order_id", "status", "paid_at", "is_cod")
+_BATCH_LINE_FIELDS = ("tenant_id", "order_id", "sku_id", "quantity", "is_cancelled")
+
+
 def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, str]:
     """Reserve the simple orders among `order_ids` in one transaction; returns their outcomes.
 
@@ -340,6 +346,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         orders = list(
             Order.objects.select_for_update(of=("self",))
             .select_related("shop")
+            .only(*_BATCH_ORDER_FIELDS)
             .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
             .order_by("pk")
@@ -349,6 +356,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
         for line in (
             OrderLine.objects.select_for_update()
+            .only(*_BATCH_LINE_FIELDS)
             .filter(order_id__in=[o.pk for o in orders])
             .order_by("pk")
         ):

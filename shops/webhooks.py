@@ -233,11 +233,13 @@ def webhook_deliveries_claim(*, shop: Shop, limit: int = WEBHOOK_BATCH) -> list[
     `SELECT ... FOR UPDATE SKIP LOCKED` in a short transaction: workers draining the same shop
     at once each get other deliveries, never wait for each other, and hold no lock afterwards
     (the claim is the `claimed_until` stamp, so no row stays locked across the platform call).
+    The rows come without their bodies (up to 64 KB each, kept for people, not for the work).
     """
     now = timezone.now()
     with tenant_context(shop.tenant), transaction.atomic():
         claimed = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .defer("body")
             .filter(shop=shop, processed_at__isnull=True)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .order_by("pk")[:limit]

@@ -7,17 +7,20 @@ is not free. Each order is reserved in one transaction of its own, all lines or 
    Order -> Line -> Reservation -> Stock, so two workers never wait on each other in a circle);
 2. plan a warehouse per line from the shop's priority list (`shop_warehouses`), keeping the whole
    order in the first warehouse when it can take every line;
-3. take the units with one conditional UPDATE per stock level, in ascending pk order
+3. write a `StockMovement` per level and one `Reservation` per line (and release an earlier
+   `stock.short` hold);
+4. last, take the units with one conditional UPDATE per stock level, in ascending pk order
    (`reserved = reserved + q WHERE on_hand - reserved >= q`); the check constraint
-   `0 <= reserved <= on_hand` is the last wall;
-4. write a `StockMovement` per level and one `Reservation` per line.
+   `0 <= reserved <= on_hand` is the last wall. A live stream's SKU is one hot row: it is
+   locked only from this UPDATE to the commit.
 
 A call with several orders first reserves the simple ones (new/held/ready, paid or COD, no
 `Reservation` row yet, every live line has a SKU) together in one transaction
-(`_orders_reserve_batch`): same lock order, every candidate level locked up front, the same
-planning rules applied in ascending order id against the exact locked numbers, bulk writes, and
-one round of after-commit work for the batch. A live-stream spike is mostly such orders. Every
-other order (re-alignments, cancellations, unknown SKUs, drop-ship) takes the per-order path.
+(`_orders_reserve_batch`): same lock order, the same planning rules applied in ascending order
+id against the levels as read, bulk writes, the levels locked and taken last (re-planned with
+them locked first if the stock moved meanwhile), and one round of after-commit work for the
+batch. A live-stream spike is mostly such orders. Every other order (re-alignments,
+cancellations, unknown SKUs, drop-ship) takes the per-order path.
 
 If any level refuses, the savepoint rolls every line back, the plan is re-made from fresh numbers
 (another order may have taken the stock between plan and update) and, when the stock is really

@@ -10,17 +10,22 @@ records each delivery). Then --workers worker processes (forked, each with its o
 connection, released together) process the deliveries:
 
 1. today's path (the baseline): one delivery at a time, as `shops.tasks.process_webhook` did
-   before micro-batches (`webhook_delivery_process`: fetch the order by id, ingest it, run the
-   pipeline for it), the deliveries dealt round-robin to the workers;
+   before micro-batches (the retired `webhook_delivery_process`, kept here as
+   `_delivery_process`: fetch the order by id, ingest it, run the pipeline for it), the
+   deliveries dealt round-robin to the workers;
 2. micro-batches: every worker runs `webhook_deliveries_drain` on the shop, as each queued
    `process_webhook` task now does: it claims up to `WEBHOOK_BATCH` waiting deliveries
    (SKIP LOCKED), fetches their orders 50 ids a call and ingests them as one page.
 
+The workers stand for task workers already running when the spike comes: per-process caches
+(the review's ZIP index) are built before the fork unless --cold.
+
 Printed per path: seconds, deliveries/s, reservations/s (Reservation rows written per second,
-in aggregate) and units reserved; then checks that nothing was oversold (reserved <= on hand,
-the stock ledger sums to the stored numbers) and that every delivery was processed once. The
-stock covers about three quarters of the spike, so both outcomes (reserved, held short)
-occur. Never part of the test run.
+in aggregate), units reserved, and CPU: the workers' own and their PostgreSQL backends' (read
+from /proc, so on this machine only), which a shared machine's load does not inflate; then
+checks that nothing was oversold (reserved <= on hand, the stock ledger sums to the stored
+numbers) and that every delivery was processed once. The stock covers about three quarters of
+the spike, so both outcomes (reserved, held short) occur. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("today", "batches"), help="Run one path only (no baseline)."
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="Workers start with cold per-process caches (the review's ZIP index).",
+    )
     parser.add_argument("--keep-db", action="store_true", help="Leave the bench databases.")
     return parser.parse_args()
 
@@ -75,17 +85,48 @@ def main() -> None:
     report(args, results)
 
 
+def _delivery_process(*, delivery):
+    """The old per-delivery task body (retired from `shops.webhooks`, kept here as the
+    baseline): claim the one delivery, fetch its orders by id, ingest them (the whole pipeline
+    runs for that one page), mark it processed."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from orders.ingest import orders_ingest
+    from shops.models import WebhookDelivery
+    from shops.platforms import connector_for
+    from tkerp.tenancy import tenant_context
+
+    shop = delivery.shop
+    with tenant_context(delivery.tenant):
+        claimed = WebhookDelivery.objects.filter(pk=delivery.pk, processed_at__isnull=True).update(
+            attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return None
+        connector = connector_for(shop)
+        try:
+            orders = connector.fetch_orders_by_id(platform_order_ids=delivery.platform_order_ids)
+            result = orders_ingest(shop=shop, platform_orders=orders, source="webhook")
+        finally:
+            connector.http.close()
+        error = "; ".join(str(reject) for reject in result.rejects)[:2000]
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            processed_at=timezone.now(), error=error
+        )
+    return result
+
+
 def _today(shop_id: int, delivery_ids: list[int]) -> None:
     """The old task body, one delivery after another."""
     from orders.cancellations import cancellations_from_orders
     from shops.models import WebhookDelivery
-    from shops.webhooks import webhook_delivery_process
     from tkerp.tenancy import all_tenants
 
     for delivery_id in delivery_ids:
         with all_tenants():
             delivery = WebhookDelivery.objects.select_related("tenant", "shop").get(pk=delivery_id)
-        result = webhook_delivery_process(delivery=delivery)
+        result = _delivery_process(delivery=delivery)
         if result is not None:
             cancellations_from_orders(
                 tenant=delivery.tenant, order_ids=[*result.created_ids, *result.updated_ids]
@@ -107,30 +148,49 @@ def _batches(shop_id: int, delivery_ids: list[int]) -> None:
     )
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend on this machine has used so far; None
+    when /proc cannot tell (a server elsewhere, another user's process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _worker(path: str, shop_id: int, delivery_ids: list[int], barrier, done) -> None:
-    from django.db import connections
+    from django.db import connection, connections
 
     import inventory.reservations as reservations
 
     connections.close_all()  # a fresh connection of its own (forked from the parent)
-    inside = [0.0]
+    with connection.cursor() as cursor:  # connected before the clock starts
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    spans: list[tuple[float, float]] = []  # CLOCK_MONOTONIC is one clock for every process
     reserve = reservations.orders_reserve
 
     def timed_reserve(**kwargs):
-        began = time.perf_counter()
+        began = time.monotonic()
         try:
             return reserve(**kwargs)
         finally:
-            inside[0] += time.perf_counter() - began
+            spans.append((began, time.monotonic()))
 
     reservations.orders_reserve = timed_reserve
+    error = ""
+    cpu, backend_cpu = time.process_time(), _backend_cpu(backend)
     try:
         barrier.wait()
+        cpu, backend_cpu = time.process_time(), _backend_cpu(backend)
         (_today if path == "today" else _batches)(shop_id, delivery_ids)
-        done.put((os.getpid(), "", inside[0]))
-    except BaseException as error:  # reported by the parent
-        done.put((os.getpid(), f"{type(error).__name__}: {error}", inside[0]))
+    except BaseException as exc:  # reported by the parent
+        error = f"{type(exc).__name__}: {exc}"
     finally:
+        cpu = time.process_time() - cpu
+        after = _backend_cpu(backend)
+        backend_cpu = None if after is None or backend_cpu is None else after - backend_cpu
+        done.put((os.getpid(), error, spans, cpu, backend_cpu))
         connections.close_all()
 
 
@@ -177,6 +237,13 @@ def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
             note="bench stock",
         )
 
+    if not args.cold:
+        # The workers stand for task workers that have been running for a while: they built
+        # the review's ZIP -> state index (about a second of CPU, once per process) long before
+        # the live stream. Built here, before the fork, rather than inside the measured window.
+        from orders.address import _zip_states
+
+        _zip_states()
     connections.close_all()
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(args.workers + 1)
@@ -194,8 +261,17 @@ def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
     seconds = time.perf_counter() - started
     for worker in workers:
         worker.join()
-    errors = [error for _, error, _ in outcomes if error]
-    in_reserve = sum(inside for _, _, inside in outcomes)
+    errors = [error for _, error, _, _, _ in outcomes if error]
+    spans = sorted(span for _, _, worker_spans, _, _ in outcomes for span in worker_spans)
+    in_reserve = sum(end - began for began, end in spans)
+    # Wall time during which at least one worker was reserving (the union of the spans).
+    reserving, reach = 0.0, float("-inf")
+    for began, end in spans:
+        reserving += max(0.0, end - max(began, reach))
+        reach = max(reach, end)
+    cpu = sum(cpu for *_, cpu, _ in outcomes)
+    backends = [backend for *_, backend in outcomes]
+    backend_cpu = None if None in backends else sum(backends)
 
     with tenant_context(tenant):
         level = StockLevel.objects.get()
@@ -210,6 +286,9 @@ def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
             "seconds": seconds,
             "errors": errors,
             "in_reserve": in_reserve,
+            "reserving": reserving,
+            "cpu": cpu,
+            "backend_cpu": backend_cpu,
             "stock": stock,
             "reserved": level.reserved,
             "on_hand": level.on_hand,
@@ -252,10 +331,20 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             f"reserved {result['reserved']} <= on hand {result['on_hand']}: oversold {oversold}; "
             f"ledger {'balances' if result['ledger_ok'] else 'DOES NOT BALANCE'}"
         )
+        backend = result["backend_cpu"]
+        print(
+            f"  CPU: {result['cpu']:.2f} s in the workers"
+            + (f" + {backend:.2f} s in their PostgreSQL backends" if backend is not None else "")
+            + f" = {(result['cpu'] + (backend or 0)) * 1000 / max(result['reservations'], 1):.2f}"
+            " ms per reservation"
+        )
         print(
             f"  inside the reservation step: {result['in_reserve']:.2f} s summed over workers "
             f"({result['reservations'] / max(result['in_reserve'], 1e-9):.0f} reservations per "
-            "worker-second)"
+            "worker-second); some worker was reserving during "
+            f"{result['reserving']:.2f} s: "
+            f"{result['reservations'] / max(result['reserving'], 1e-9):.0f} reservations/s "
+            "in aggregate while reserving"
         )
         print(
             f"  deliveries left unprocessed {result['pending']}, attempts per delivery "

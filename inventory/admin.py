@@ -246,7 +246,7 @@ class StockLevelForm(forms.ModelForm):
             # Lock the row for the rest of the admin's transaction (changeform_view is atomic)
             # so no reservation slips in between this check and the count save_model writes.
             reserved = (
-                StockLevel.objects.select_for_update()
+                StockLevel.objects.select_for_update(no_key=True)
                 .values_list("reserved", flat=True)
                 .get(pk=self.instance.pk)
             )

@@ -6,6 +6,13 @@ deadlocking. An order's parcels (`logistics.Shipment`) are written only by a tra
 the order's lock (`order_ship_commit`, `order_shipments_split`, `order_cancel_close`), so they
 need no place of their own in that order.
 
+Stock levels are locked FOR NO KEY UPDATE, the lock an UPDATE of their numbers takes anyway:
+a `Reservation` being inserted checks its foreign key to the level with a KEY SHARE lock,
+which that mode does not block. So a batch that writes its reservations before it takes the
+level (`stock_levels_take_guarded`) never waits for, or deadlocks with, a transaction holding
+the level (a plain FOR UPDATE would queue behind the batch's KEY SHARE while the batch's
+UPDATE queued behind it).
+
 Every helper must run inside `transaction.atomic()`, and nothing that talks to the network may
 run until that transaction ends (pushes are queued with `transaction.on_commit`).
 """
@@ -46,7 +53,7 @@ def stock_levels_lock(*, level_ids: Iterable[int]) -> dict[int, StockLevel]:
     ids = sorted(set(level_ids))
     if not ids:
         return {}
-    levels = StockLevel.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    levels = StockLevel.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
     return {level.pk: level for level in levels}
 
 
@@ -115,3 +122,31 @@ def stock_levels_take_many(*, quantities: dict[int, int]) -> None:
             raise StockLevelRefused(
                 f"{len(items) - cursor.rowcount} of {len(items)} locked stock levels refused"
             )
+
+
+def stock_levels_take_guarded(
+    *, quantities: dict[int, int], ceilings: dict[int, int] | None = None
+) -> bool:
+    """Reserve `quantities[level_id]` units on each level, all or none, for a caller that
+    planned from unlocked numbers; True if every level could take them (and they are taken).
+
+    Each level must still have that many free and, when it has a ceiling, no more free than
+    the ceiling (the caller held orders short against what it read: stock that arrived since
+    would change its plan). A level in `ceilings` only is checked and takes nothing. The levels
+    are locked first, in ascending pk (one UPDATE over many rows would lock them in whatever
+    order its plan visits them, and deadlock with a transaction taking them in pk order), and
+    stay locked to the end of the transaction, so this should be its last work. On False
+    nothing was written; the caller rolls back and plans again.
+    """
+    ceilings = ceilings or {}
+    wanted = {level_id: quantity for level_id, quantity in quantities.items() if quantity}
+    levels = stock_levels_lock(level_ids={*wanted, *ceilings})
+    for level_id in {*wanted, *ceilings}:
+        level = levels.get(level_id)
+        if level is None:
+            return False
+        free = level.on_hand - level.reserved
+        if free < wanted.get(level_id, 0) or free > ceilings.get(level_id, free):
+            return False
+    stock_levels_take_many(quantities=wanted)
+    return True

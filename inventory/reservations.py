@@ -7,17 +7,20 @@ is not free. Each order is reserved in one transaction of its own, all lines or 
    Order -> Line -> Reservation -> Stock, so two workers never wait on each other in a circle);
 2. plan a warehouse per line from the shop's priority list (`shop_warehouses`), keeping the whole
    order in the first warehouse when it can take every line;
-3. take the units with one conditional UPDATE per stock level, in ascending pk order
+3. write a `StockMovement` per level and one `Reservation` per line (and release an earlier
+   `stock.short` hold);
+4. last, take the units with one conditional UPDATE per stock level, in ascending pk order
    (`reserved = reserved + q WHERE on_hand - reserved >= q`); the check constraint
-   `0 <= reserved <= on_hand` is the last wall;
-4. write a `StockMovement` per level and one `Reservation` per line.
+   `0 <= reserved <= on_hand` is the last wall. A live stream's SKU is one hot row: it is
+   locked only from this UPDATE to the commit.
 
 A call with several orders first reserves the simple ones (new/held/ready, paid or COD, no
 `Reservation` row yet, every live line has a SKU) together in one transaction
-(`_orders_reserve_batch`): same lock order, every candidate level locked up front, the same
-planning rules applied in ascending order id against the exact locked numbers, bulk writes, and
-one round of after-commit work for the batch. A live-stream spike is mostly such orders. Every
-other order (re-alignments, cancellations, unknown SKUs, drop-ship) takes the per-order path.
+(`_orders_reserve_batch`): same lock order, the same planning rules applied in ascending order
+id against the levels as read, bulk writes, the levels locked and taken last (re-planned with
+them locked first if the stock moved meanwhile), and one round of after-commit work for the
+batch. A live-stream spike is mostly such orders. Every other order (re-alignments,
+cancellations, unknown SKUs, drop-ship) takes the per-order path.
 
 If any level refuses, the savepoint rolls every line back, the plan is re-made from fresh numbers
 (another order may have taken the stock between plan and update) and, when the stock is really
@@ -56,6 +59,7 @@ from inventory.locking import (
     stock_level_ship,
     stock_level_take,
     stock_levels_lock,
+    stock_levels_take_guarded,
     stock_levels_take_many,
 )
 from inventory.models import (
@@ -312,17 +316,31 @@ def orders_reserve(
     return summary
 
 
+# What the batch reads of its orders and lines: an order row carries the platform's whole
+# payload (`raw`) and addresses, which a page of 200 would decode as JSON for nothing.
+_BATCH_ORDER_FIELDS = ("id", "tenant_id", "shop_id", "platform_order_id", "status")
+_BATCH_LINE_FIELDS = ("tenant_id", "order_id", "sku_id", "quantity", "is_cancelled")
+
+
 def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, str]:
     """Reserve the simple orders among `order_ids` in one transaction; returns their outcomes.
 
     Simple: new, held or ready, paid or COD, holding no `Reservation` row, and every live line
     has a SKU. Others are left out (absent from the result) for the per-order path. Locks follow
-    `inventory.locking`'s order: the orders, then their lines, then every candidate stock level,
-    each in ascending pk. With the levels locked the free numbers are exact, so the orders are
-    planned in Python, in ascending id, with `_plan`'s rules (all lines or none), and written
-    with a handful of bulk statements. Short orders are held `stock.short` as `order_hold`
-    would hold them; reserved ones lose an earlier `stock.short`/`sku.unknown` hold as
-    `orders.holds.order_release` would release it.
+    `inventory.locking`'s order: the orders, then their lines, then the stock levels, each in
+    ascending pk. The orders are planned in Python, in ascending id, with `_plan`'s rules (all
+    lines or none), and written with a handful of bulk statements. Short orders are held
+    `stock.short` as `order_hold` would hold them; reserved ones lose an earlier
+    `stock.short`/`sku.unknown` hold as `orders.holds.order_release` would release it.
+
+    A live stream's SKU is one hot row every batch wants: so the plan is made from the levels
+    as read (unlocked) and everything is written first, and the levels are touched only by the
+    last statement (`stock_levels_take_guarded`), which takes the units if the numbers still
+    allow the plan: enough free for what it takes and, for a SKU it held short, no more free
+    than it saw. The hot row is then locked only from that statement to the commit. If it
+    refuses (another transaction changed the stock in between), the savepoint rolls the batch
+    back and it is planned again with the levels locked first, against exact numbers. Live
+    pools (`PoolLedger`) already serialise their SKUs: those batches lock the levels first.
     """
     with transaction.atomic():
         # What the batch reads of an order (not the platform payload's kilobytes of JSON),
@@ -331,7 +349,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
             Order.objects.select_for_update(of=("self",))
             .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
-            .only("id", "tenant_id", "shop_id", "platform_order_id", "status")
+            .only(*_BATCH_ORDER_FIELDS)
             .order_by("pk")
         )
         if not orders:
@@ -344,6 +362,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
         for line in (
             OrderLine.objects.select_for_update()
+            .only(*_BATCH_LINE_FIELDS)
             .filter(order_id__in=[o.pk for o in orders])
             .order_by("pk")
         ):
@@ -378,92 +397,130 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         warehouse_ids = {w.pk for ws in priorities.values() for w in ws}
         # Live-session pools of these SKUs: locked after the orders, before the stock levels.
         pools = PoolLedger.lock(tenant_id=tenant.pk, sku_ids=sku_ids)
-        locked = list(
-            StockLevel.objects.select_for_update()
-            .filter(sku_id__in=sku_ids, warehouse_id__in=warehouse_ids)
-            .order_by("pk")
-        )
-        levels = {(level.sku_id, level.warehouse_id): level for level in locked}
-        level_by_id = {level.pk: level for level in locked}
-        free = {level.pk: level.on_hand - level.reserved for level in locked}
-
-        outcomes: dict[int, str] = {}
-        taken: dict[int, int] = defaultdict(int)
-        movements: list[StockMovement] = []
-        reservations: list[Reservation] = []
-        shorts: list[tuple[Order, dict[int, tuple[int, int]]]] = []
-        for order, needs in simple:
-            priority = priorities[order.shop_id]
-            trial = dict(free)
-            line_level, units, shortfall = _plan_from(
-                needs=needs, candidates=lambda need, p=priority: p, levels=levels, free=trial
-            )
-            if not shortfall and pools:
-                shortfall = pools.check(shop_id=order.shop_id, wanted=_wanted(needs))
-            if shortfall:
-                shorts.append((order, shortfall))
-                outcomes[order.pk] = "short"
-                continue
-            free = trial
-            outcomes[order.pk] = "reserved"
-            if pools:
-                pools.take(shop_id=order.shop_id, lines=_pool_lines(needs))
-            reference = f"order {order.platform_order_id}"[:100]
-            for level_id, quantity in sorted(units.items()):
-                taken[level_id] += quantity
-                level = level_by_id[level_id]
-                movements.append(
-                    StockMovement(
-                        tenant_id=order.tenant_id,
-                        sku_id=level.sku_id,
-                        warehouse_id=level.warehouse_id,
-                        kind=MovementKind.RESERVE,
-                        reserved_delta=quantity,
-                        order=order,
-                        reference=reference,
+        levels = StockLevel.objects.filter(
+            sku_id__in=sku_ids, warehouse_id__in=warehouse_ids
+        ).order_by("pk")
+        if not pools:
+            statuses = {order.pk: order.status for order, _ in simple}
+            try:
+                with transaction.atomic():
+                    return _batch_reserve(
+                        tenant=tenant,
+                        simple=simple,
+                        priorities=priorities,
+                        pools=pools,
+                        levels=list(levels),
+                        guarded=True,
                     )
-                )
-            for need in needs:
-                level = level_by_id[line_level[need.line.pk]]
-                reservations.append(
-                    Reservation(
-                        tenant_id=order.tenant_id,
-                        order=order,
-                        order_line=need.line,
-                        stock_level_id=level.pk,
-                        sku_id=level.sku_id,
-                        warehouse_id=level.warehouse_id,
-                        quantity=need.quantity,
-                    )
-                )
-
-        if taken:
-            stock_levels_take_many(quantities=taken)
-        pools.write()
-        rows_copy(StockMovement, movements)
-        rows_copy(Reservation, reservations)
-
-        reserved = [order for order, _ in simple if outcomes[order.pk] == "reserved"]
-        touched = {level_by_id[level_id].sku_id for level_id in taken}
-        codes = (
-            dict(
-                Sku.objects.filter(pk__in={s for _, f in shorts for s in f}).values_list(
-                    "pk", "code"
-                )
-            )
-            if shorts
-            else {}
-        )
-        _batch_holds(reserved=reserved, shorts=shorts, codes=codes)
-
-        short_skus = {sku_id for _, shortfall in shorts for sku_id in shortfall}
-        _batch_after_commit(
+            except _Refused:
+                for order, _ in simple:  # `_batch_holds` set them on the rolled-back attempt
+                    order.status = statuses[order.pk]
+        return _batch_reserve(
             tenant=tenant,
-            shorts=shorts,
-            codes=codes,
-            sku_ids=touched | short_skus,
-            urgent=short_skus,
+            simple=simple,
+            priorities=priorities,
+            pools=pools,
+            levels=list(levels.select_for_update(no_key=True)),
+            guarded=False,
         )
+
+
+def _batch_reserve(
+    *,
+    tenant: Tenant,
+    simple: list[tuple[Order, list[_Need]]],
+    priorities: dict[int, list[Warehouse]],
+    pools: PoolLedger,
+    levels: list[StockLevel],
+    guarded: bool,
+) -> dict[int, str]:
+    """Plan and write `_orders_reserve_batch`'s orders against `levels`: locked ones (exact
+    numbers), or, `guarded`, levels as read, taken last by `stock_levels_take_guarded`, which
+    raises `_Refused` when the stock moved under the plan."""
+    read = {level.pk: level.on_hand - level.reserved for level in levels}
+    level_by_id = {level.pk: level for level in levels}
+    by_key = {(level.sku_id, level.warehouse_id): level for level in levels}
+    free = dict(read)
+
+    outcomes: dict[int, str] = {}
+    taken: dict[int, int] = defaultdict(int)
+    movements: list[StockMovement] = []
+    reservations: list[Reservation] = []
+    shorts: list[tuple[Order, dict[int, tuple[int, int]]]] = []
+    for order, needs in simple:
+        priority = priorities[order.shop_id]
+        trial = dict(free)
+        line_level, units, shortfall = _plan_from(
+            needs=needs, candidates=lambda need, p=priority: p, levels=by_key, free=trial
+        )
+        if not shortfall and pools:
+            shortfall = pools.check(shop_id=order.shop_id, wanted=_wanted(needs))
+        if shortfall:
+            shorts.append((order, shortfall))
+            outcomes[order.pk] = "short"
+            continue
+        free = trial
+        outcomes[order.pk] = "reserved"
+        if pools:
+            pools.take(shop_id=order.shop_id, lines=_pool_lines(needs))
+        reference = f"order {order.platform_order_id}"[:100]
+        for level_id, quantity in sorted(units.items()):
+            taken[level_id] += quantity
+            level = level_by_id[level_id]
+            movements.append(
+                StockMovement(
+                    tenant_id=order.tenant_id,
+                    sku_id=level.sku_id,
+                    warehouse_id=level.warehouse_id,
+                    kind=MovementKind.RESERVE,
+                    reserved_delta=quantity,
+                    order=order,
+                    reference=reference,
+                )
+            )
+        for need in needs:
+            level = level_by_id[line_level[need.line.pk]]
+            reservations.append(
+                Reservation(
+                    tenant_id=order.tenant_id,
+                    order=order,
+                    order_line=need.line,
+                    stock_level_id=level.pk,
+                    sku_id=level.sku_id,
+                    warehouse_id=level.warehouse_id,
+                    quantity=need.quantity,
+                )
+            )
+
+    if not guarded:
+        stock_levels_take_many(quantities=taken)
+        pools.write()
+    rows_copy(StockMovement, movements)
+    rows_copy(Reservation, reservations)
+
+    reserved = [order for order, _ in simple if outcomes[order.pk] == "reserved"]
+    touched = {level_by_id[level_id].sku_id for level_id in taken}
+    codes = (
+        dict(Sku.objects.filter(pk__in={s for _, f in shorts for s in f}).values_list("pk", "code"))
+        if shorts
+        else {}
+    )
+    _batch_holds(reserved=reserved, shorts=shorts, codes=codes)
+
+    short_skus = {sku_id for _, shortfall in shorts for sku_id in shortfall}
+    _batch_after_commit(
+        tenant=tenant,
+        shorts=shorts,
+        codes=codes,
+        sku_ids=touched | short_skus,
+        urgent=short_skus,
+    )
+    if guarded:
+        # Last: the hot rows are locked from here to the commit. A short SKU's levels are in
+        # it too (taking nothing), so that stock arriving meanwhile sends the batch round again.
+        ceilings = {level.pk: read[level.pk] for level in levels if level.sku_id in short_skus}
+        if not stock_levels_take_guarded(quantities=taken, ceilings=ceilings):
+            raise _Refused
     return outcomes
 
 
@@ -687,9 +744,6 @@ def _order_reserve(*, tenant: Tenant, order_id: int, dropship: bool) -> str:
             except _Refused:
                 continue
             touched_skus |= {need.line.sku_id for need in needs}
-            _release_hold_if_any(
-                order=order, codes=[HoldReason.SKU_UNKNOWN, HoldReason.STOCK_SHORT]
-            )
             _after_commit(tenant=tenant, sku_ids=touched_skus)
             return "reserved"
         else:
@@ -721,10 +775,30 @@ def _pool_lines(needs: list[_Need]) -> list[tuple[int, int, int]]:
 def _take(
     *, order: Order, needs: list[_Need], line_level: dict[int, int], units: dict[int, int]
 ) -> None:
-    """Apply a plan: conditional UPDATEs in ascending level order, then ledger and reservations."""
-    for level_id in sorted(units):
-        if not stock_level_take(level_id=level_id, quantity=units[level_id]):
-            raise _Refused
+    """Apply a plan: ledger and reservations, the hold release, then the conditional UPDATEs in
+    ascending level order as the last statements (`_Refused` if one refuses: the caller's
+    savepoint rolls the rest back). A hot level's row is locked from its UPDATE to the commit,
+    so everything else is written before it."""
+    held = [need.reservation for need in needs if need.reservation is not None]
+    before = [(r.quantity, r.state, r.stock_level_id, r.sku_id, r.warehouse_id) for r in held]
+    try:
+        _take_writes(order=order, needs=needs, line_level=line_level, units=units)
+    except _Refused:
+        # The savepoint undoes the rows; the next plan starts from the reservations as stored.
+        for reservation, values in zip(held, before, strict=True):
+            (
+                reservation.quantity,
+                reservation.state,
+                reservation.stock_level_id,
+                reservation.sku_id,
+                reservation.warehouse_id,
+            ) = values
+        raise
+
+
+def _take_writes(
+    *, order: Order, needs: list[_Need], line_level: dict[int, int], units: dict[int, int]
+) -> None:
     levels = {
         level.pk: level
         for level in StockLevel.objects.filter(pk__in=units).only("pk", "sku_id", "warehouse_id")
@@ -766,6 +840,11 @@ def _take(
             reservation.quantity = need.quantity
             reservation.state = ReservationState.RESERVED
             reservation.save()
+    # The reservations are written, so a released order counts as reserved (ready, not new).
+    _release_hold_if_any(order=order, codes=[HoldReason.SKU_UNKNOWN, HoldReason.STOCK_SHORT])
+    for level_id in sorted(units):
+        if not stock_level_take(level_id=level_id, quantity=units[level_id]):
+            raise _Refused
 
 
 def _short_message(*, shortfall: dict[int, tuple[int, int]], codes: dict[int, str]) -> str:

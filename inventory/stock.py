@@ -58,7 +58,7 @@ def stock_level_lock(*, sku: Sku, warehouse: Warehouse) -> StockLevel:
     if sku.tenant_id != warehouse.tenant_id:
         raise ValueError("the SKU and the warehouse belong to different tenants")
     level, _ = (
-        StockLevel.objects.select_for_update()
+        StockLevel.objects.select_for_update(no_key=True)
         .filter(tenant_id=sku.tenant_id)
         .get_or_create(
             sku=sku,

@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from orders.ingest import IngestResult, orders_ingest
+from orders.ingest import orders_ingest
 from shops.models import Shop, WebhookDelivery
 from shops.platforms import connector_class, connector_for
 from shops.platforms.base import Connector, PlatformError, WebhookVerificationError
@@ -205,39 +205,6 @@ def webhook_process_enqueue(*, delivery_id: int) -> None:
         WebhookDelivery.objects.filter(pk=delivery_id).update(queued_at=timezone.now())
 
 
-def webhook_delivery_process(
-    *, delivery: WebhookDelivery, connector: Connector | None = None
-) -> IngestResult | None:
-    """Re-fetch the delivery's orders by id and ingest them; None if it was already processed.
-
-    Errors are recorded on the delivery and raised, so the task is retried.
-    """
-    shop = delivery.shop
-    with tenant_context(delivery.tenant):
-        claimed = WebhookDelivery.objects.filter(pk=delivery.pk, processed_at__isnull=True).update(
-            attempts=F("attempts") + 1
-        )
-        if not claimed:
-            return None
-        own_connector = connector is None
-        try:
-            if connector is None:
-                connector = connector_for(shop)
-            orders = connector.fetch_orders_by_id(platform_order_ids=delivery.platform_order_ids)
-            result = orders_ingest(shop=shop, platform_orders=orders, source="webhook")
-        except Exception as exc:
-            WebhookDelivery.objects.filter(pk=delivery.pk).update(error=str(exc)[:2000])
-            raise
-        finally:
-            if own_connector and connector is not None:
-                connector.http.close()
-        error = "; ".join(str(reject) for reject in result.rejects)[:2000]
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            processed_at=timezone.now(), error=error
-        )
-    return result
-
-
 #: How many pending deliveries of a shop one worker takes at once: a live stream's webhooks
 #: become one ingest page (one reservation statement per SKU) instead of one each.
 WEBHOOK_BATCH = 200
@@ -266,11 +233,13 @@ def webhook_deliveries_claim(*, shop: Shop, limit: int = WEBHOOK_BATCH) -> list[
     `SELECT ... FOR UPDATE SKIP LOCKED` in a short transaction: workers draining the same shop
     at once each get other deliveries, never wait for each other, and hold no lock afterwards
     (the claim is the `claimed_until` stamp, so no row stays locked across the platform call).
+    The rows come without their bodies (up to 64 KB each, kept for people, not for the work).
     """
     now = timezone.now()
     with tenant_context(shop.tenant), transaction.atomic():
         claimed = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .defer("body")
             .filter(shop=shop, processed_at__isnull=True)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .order_by("pk")[:limit]

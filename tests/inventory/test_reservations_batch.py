@@ -11,6 +11,7 @@ import random
 import re
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 import inventory.reservations
@@ -272,8 +273,8 @@ def test_a_100_order_batch_takes_a_bounded_number_of_queries(
 
     with (
         django_capture_on_commit_callbacks() as callbacks,
-        django_assert_max_num_queries(32),
-    ):  # COPY stages via a temp table (RLS)
+        django_assert_max_num_queries(35),
+    ):  # COPY stages via a temp table (RLS); the levels are locked, then taken, last
         summary = orders_reserve(tenant=tenant_a, order_ids=[o.pk for o in orders])
     # What runs after commit goes by SKU, not by order: the alerts of the (at most 8) short
     # SKUs, one availability mark and one low-stock check for all of them.
@@ -327,4 +328,107 @@ def test_batches_racing_single_order_retries_never_oversell_or_deadlock():
             ).exists()
             assert (reserved, held) in ((lines, False), (0, True)), order
         assert all(0 <= level.reserved <= level.on_hand for level in StockLevel.objects.all())
+    assert_ledger_matches(tenant)
+
+
+def _meanwhile(monkeypatch, change):
+    """Run `change` (in a thread of its own, committed) just before the batch's guarded take:
+    another transaction moving the stock between the batch's read and its UPDATE. Returns the
+    guarded takes' answers."""
+    answers: list[bool] = []
+    take = inventory.reservations.stock_levels_take_guarded
+
+    def racing_take(**kwargs):
+        if not answers:
+            errors = run_together([change])
+            assert errors == []
+        answers.append(take(**kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(inventory.reservations, "stock_levels_take_guarded", racing_take)
+    return answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stock_arriving_after_the_plan_sends_the_batch_round_again_with_the_rows_locked(
+    monkeypatch,
+):
+    from tests.factories import TenantFactory
+
+    tenant = TenantFactory(name="Arrival", slug="arrival")
+    shop = ShopFactory(tenant=tenant)
+    warehouse = WarehouseFactory(tenant=tenant, code="A1")
+    sku = SkuFactory(tenant=tenant, code="HOT")
+    receive(sku=sku, warehouse=warehouse, units=3)
+    orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(5)]
+
+    def arrive():
+        with transaction.atomic():
+            receive(sku=sku, warehouse=warehouse, units=2)
+
+    answers = _meanwhile(monkeypatch, arrive)
+    summary = orders_reserve(tenant=tenant, order_ids=[o.pk for o in orders])
+
+    # The plan held two orders short against 3 free; 5 were free at the UPDATE: refused, and
+    # the locked round reserved all five instead of leaving two waiting for stock that came.
+    assert answers == [False]
+    assert sorted(summary.reserved) == sorted(o.pk for o in orders) and summary.short == []
+    with tenant_context(tenant):
+        level = StockLevel.objects.get()
+        assert (level.on_hand, level.reserved) == (5, 5)
+        assert Reservation.objects.count() == 5
+        assert not OrderHold.objects.filter(code=HoldReason.STOCK_SHORT).exists()
+        assert not OrderEvent.objects.filter(kind="hold.added").exists()
+    assert_ledger_matches(tenant)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stock_taken_after_the_plan_never_oversells_and_the_locked_round_holds_the_rest(
+    monkeypatch,
+):
+    from tests.factories import TenantFactory
+
+    tenant = TenantFactory(name="Taken", slug="taken")
+    shop = ShopFactory(tenant=tenant)
+    warehouse = WarehouseFactory(tenant=tenant, code="A1")
+    sku = SkuFactory(tenant=tenant, code="HOT")
+    receive(sku=sku, warehouse=warehouse, units=4)
+    orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(3)]
+    other = paid_order(shop=shop, lines=[(sku, 2)])
+
+    answers = _meanwhile(monkeypatch, lambda: orders_reserve(tenant=tenant, order_ids=[other.pk]))
+    summary = orders_reserve(tenant=tenant, order_ids=[o.pk for o in orders])
+
+    # Planned 3 of 4 free; another order took 2 meanwhile: refused, then 2 reserved, 1 short.
+    assert answers == [False]
+    assert summary.reserved == [orders[0].pk, orders[1].pk] and summary.short == [orders[2].pk]
+    with tenant_context(tenant):
+        level = StockLevel.objects.get()
+        assert (level.on_hand, level.reserved) == (4, 4)
+        assert Reservation.objects.count() == 3
+        assert Order.objects.get(pk=orders[2].pk).status == OrderStatus.ON_HOLD
+        assert OrderHold.objects.filter(code=HoldReason.STOCK_SHORT).count() == 1
+    assert_ledger_matches(tenant)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stock_taken_after_the_plan_but_still_enough_is_taken_in_the_first_round(monkeypatch):
+    from tests.factories import TenantFactory
+
+    tenant = TenantFactory(name="Enough", slug="enough")
+    shop = ShopFactory(tenant=tenant)
+    warehouse = WarehouseFactory(tenant=tenant, code="A1")
+    sku = SkuFactory(tenant=tenant, code="HOT")
+    receive(sku=sku, warehouse=warehouse, units=10)
+    orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(3)]
+    other = paid_order(shop=shop, lines=[(sku, 2)])
+
+    answers = _meanwhile(monkeypatch, lambda: orders_reserve(tenant=tenant, order_ids=[other.pk]))
+    summary = orders_reserve(tenant=tenant, order_ids=[o.pk for o in orders])
+
+    assert answers == [True]  # 8 free at the UPDATE, 3 wanted, nothing held short: no retry
+    assert len(summary.reserved) == 3
+    with tenant_context(tenant):
+        level = StockLevel.objects.get()
+        assert (level.on_hand, level.reserved) == (10, 5)
     assert_ledger_matches(tenant)

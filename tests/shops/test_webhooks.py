@@ -21,7 +21,7 @@ from sandbox.models import SandboxStore
 from shops import tasks
 from shops.models import ShopCredentials, WebhookDelivery
 from shops.platforms.base import PlatformError
-from shops.webhooks import webhook_delivery_process
+from shops.webhooks import webhook_deliveries_drain
 from tests.e2e.helpers import (
     add_orders,
     connect_shop,
@@ -251,15 +251,16 @@ class TestTikTokProcessing:
         (generated,) = add_orders(store, 1, start=timezone.now() - timedelta(minutes=3))
         body = tiktok_body(shop, order_id=generated.order_id)
         post(client, TIKTOK_URL, body, Authorization=tiktok_signature(shop.credentials, body))
-        delivery = WebhookDelivery._base_manager.select_related("tenant", "shop").get()
+        delivery = WebhookDelivery._base_manager.get()
         SandboxStore.objects.filter(pk=store.pk).update(fault_rate=1.0, fault_kinds=["500"])
         from shops.platforms import connector_for
 
         failing = connector_for(shop, sleep=lambda _: None, max_retries=0)
         with pytest.raises(PlatformError):
-            webhook_delivery_process(delivery=delivery, connector=failing)
+            webhook_deliveries_drain(shop=shop, connector=failing)
         delivery.refresh_from_db()
         assert delivery.processed_at is None and "500" in delivery.error
+        assert delivery.claimed_until is None  # released: the retry need not wait for it
 
         SandboxStore.objects.filter(pk=store.pk).update(fault_rate=0.0)
         assert tasks.process_webhook(delivery.pk)["status"] == "processed"

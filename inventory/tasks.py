@@ -18,7 +18,7 @@ from inventory.availability import dynamic_buffers_recompute
 from inventory.models import Listing
 from inventory.push import push_pending, shop_reconcile
 from shops.models import Platform, Shop, Tenant
-from tkerp.tenancy import all_tenants, tenant_context
+from tkerp.tenancy import all_tenants, task_entry, tenant_context
 
 # A flush waits for its shop's debounce window to close, but never longer than this: a listing
 # due later (a failed push's backoff) is left to the sweeper.
@@ -41,9 +41,11 @@ def _shop(tenant_id: int, shop_id: int) -> Shop | None:
     tenant = Tenant.objects.filter(pk=tenant_id, is_active=True).first()
     if tenant is None:
         return None
-    return Shop._base_manager.filter(pk=shop_id, tenant_id=tenant_id).first()
+    with tenant_context(tenant):
+        return Shop.objects.filter(pk=shop_id).first()
 
 
+@task_entry
 def flush_shop_pushes(tenant_id: int, shop_id: int, sleep=time.sleep) -> dict:
     """Wait for the shop's debounce window to close, then push what is due."""
     shop = _shop(tenant_id, shop_id)
@@ -67,6 +69,7 @@ def flush_shop_pushes(tenant_id: int, shop_id: int, sleep=time.sleep) -> dict:
     return totals
 
 
+@task_entry
 def push_due_listings() -> dict:
     """Every minute: queue a flush for every shop with due listings (failed pushes' retries,
     flushes lost with a stopped worker)."""
@@ -82,6 +85,7 @@ def push_due_listings() -> dict:
     return {"queued": [shop_id for _, shop_id in rows]}
 
 
+@task_entry
 def reconcile_shop(tenant_id: int, shop_id: int) -> dict:
     """Read one shop's quantities back and repair drift."""
     shop = _shop(tenant_id, shop_id)
@@ -91,6 +95,7 @@ def reconcile_shop(tenant_id: int, shop_id: int) -> dict:
         return shop_reconcile(shop=shop).as_dict()
 
 
+@task_entry
 def reconcile_all_shops() -> dict:
     """Every 15 minutes: queue a reconcile of every connected, active shop."""
     with all_tenants():  # ESCAPE HATCH: the dispatcher serves every tenant's shops
@@ -109,6 +114,7 @@ def reconcile_all_shops() -> dict:
     return {"queued": [shop_id for _, shop_id in rows]}
 
 
+@task_entry
 def recompute_dynamic_buffers() -> dict:
     """Every minute: refresh dynamic buffers of every tenant that uses them."""
     with all_tenants():  # ESCAPE HATCH: finds the tenants that have dynamic buffers on

@@ -112,7 +112,8 @@ def live_creators_sync(*, now: datetime | None = None) -> dict:
     changed = failed = 0
     for session in sessions:
         try:
-            changed += session_creators_sync(session=session, now=now)
+            with tenant_context(session.shop.tenant):
+                changed += session_creators_sync(session=session, now=now)
         except PlatformError as exc:
             failed += 1
             logger.warning("creators of live session %s not fetched: %s", session.pk, exc)

@@ -2,8 +2,10 @@
 
 from logistics.routing import orders_split_ready
 from shops.models import Tenant
+from tkerp.tenancy import task_entry, tenant_context
 
 
+@task_entry
 def split_ready_orders(tenant_id: int, order_ids: list[int] | None = None) -> int:
     """Give the tenant's ready, reserved orders their parcels (one per warehouse).
 
@@ -16,6 +18,7 @@ def split_ready_orders(tenant_id: int, order_ids: list[int] | None = None) -> in
     return orders_split_ready(tenant=tenant, order_ids=order_ids)
 
 
+@task_entry
 def run_label_batch(tenant_id: int, batch_id: int) -> str:
     """Buy, render and finish one label batch; safe to run twice (see logistics.batches)."""
     from logistics.batches import label_batch_run
@@ -25,6 +28,7 @@ def run_label_batch(tenant_id: int, batch_id: int) -> str:
     return f"label batch {batch_id}: {batch.status}"
 
 
+@task_entry
 def poll_tracking() -> str:
     """Every 15 minutes: poll every tenant's parcels on their way and mark exceptions
     (`logistics.tracking_events.tracking_poll_all`, each tenant under its own scope). Safe to
@@ -34,6 +38,7 @@ def poll_tracking() -> str:
     return tracking_poll_all().summary()
 
 
+@task_entry
 def push_shop_tracking(tenant_id: int, shop_id: int) -> dict:
     """Send one shop's due tracking write-backs (queued when a number is accepted); a run that
     finds nothing due does nothing."""
@@ -43,12 +48,14 @@ def push_shop_tracking(tenant_id: int, shop_id: int) -> dict:
     tenant = Tenant.objects.filter(pk=tenant_id, is_active=True).first()
     if tenant is None:
         return {"shop": shop_id, "status": "skipped"}
-    shop = Shop._base_manager.filter(pk=shop_id, tenant_id=tenant_id, is_active=True).first()
-    if shop is None:
-        return {"shop": shop_id, "status": "skipped"}
-    return {"shop": shop_id, **tracking_push_shop(shop=shop).as_dict()}
+    with tenant_context(tenant):
+        shop = Shop.objects.filter(pk=shop_id, is_active=True).first()
+        if shop is None:
+            return {"shop": shop_id, "status": "skipped"}
+        return {"shop": shop_id, **tracking_push_shop(shop=shop).as_dict()}
 
 
+@task_entry
 def push_due_tracking() -> dict:
     """Every minute: send what is due in every shop (retries after backoff, sends a stopped
     worker left behind)."""
@@ -88,6 +95,7 @@ def provider_schedule_specs() -> list:
     ]
 
 
+@task_entry
 def deliver_provider_event(tenant_id: int, event_pk: int) -> str:
     """Send one provider webhook now (queued after the event commits); a no-op once sent."""
     from logistics.webhooks import provider_event_deliver
@@ -98,6 +106,7 @@ def deliver_provider_event(tenant_id: int, event_pk: int) -> str:
     return provider_event_deliver(tenant=tenant, event_pk=event_pk)
 
 
+@task_entry
 def deliver_due_provider_events() -> dict:
     """Every minute: retries and deliveries a lost task left behind."""
     from logistics.webhooks import provider_events_deliver_due
@@ -105,6 +114,7 @@ def deliver_due_provider_events() -> dict:
     return provider_events_deliver_due()
 
 
+@task_entry
 def provider_sweep() -> dict:
     """Every minute, for each tenant with providers: dispatch parcels left behind, and remind
     providers late with a parcel (logistics.provider_timers)."""
@@ -122,6 +132,7 @@ def provider_sweep() -> dict:
     return totals
 
 
+@task_entry
 def make_due_order_files() -> dict:
     """Every minute: the order files whose slot has come (logistics.provider_files)."""
     from logistics.provider_files import provider_order_files_due
@@ -129,6 +140,7 @@ def make_due_order_files() -> dict:
     return provider_order_files_due()
 
 
+@task_entry
 def email_order_file(tenant_id: int, file_pk: int) -> str:
     """E-mail one order file to its provider; a no-op once sent."""
     from logistics.provider_files import provider_order_file_email

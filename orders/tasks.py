@@ -6,8 +6,10 @@ Each is idempotent and selects its work by state, so a re-delivered or overlappi
 from __future__ import annotations
 
 from orders.sla import sla_sweep
+from tkerp.tenancy import task_entry
 
 
+@task_entry
 def sla_sweep_task() -> dict:
     """Every minute: SLA states and alerts, shop figures, stuck orders, the cancellation inbox
     (`orders.sla.sla_sweep`, which visits each tenant under its own scope)."""

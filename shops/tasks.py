@@ -24,7 +24,7 @@ from shops.webhooks import (
 )
 from tkerp.alerts import alert_notify_enqueue
 from tkerp.notify import alert_notify, alerts_never_notified
-from tkerp.tenancy import all_tenants, tenant_context
+from tkerp.tenancy import all_tenants, task_entry, tenant_context
 
 logger = logging.getLogger("tkerp.tasks")
 
@@ -55,6 +55,7 @@ def sync_run_summary(run: SyncRun) -> dict:
     }
 
 
+@task_entry
 def sync_shop(tenant_id: int, shop_id: int, trigger: str = "schedule") -> dict:
     """One sync pass over one shop (skipped if the shop is inactive or another pass runs)."""
     tenant = Tenant.objects.filter(pk=tenant_id, is_active=True).first()
@@ -67,6 +68,7 @@ def sync_shop(tenant_id: int, shop_id: int, trigger: str = "schedule") -> dict:
         return sync_run_summary(shop_sync(shop=shop, trigger=trigger))
 
 
+@task_entry
 def sync_due_shops() -> dict:
     """Every minute: queue a pass for each active shop whose sync interval has elapsed, and
     re-queue webhook deliveries and alert notifications whose task was lost."""
@@ -134,6 +136,7 @@ def shop_sync_due(row: dict, *, now) -> bool:
     return not (waiting and now - queued < SYNC_QUEUED_PATIENCE)
 
 
+@task_entry
 def process_webhook(delivery_id: int) -> dict:
     """Fetch and ingest the orders one webhook delivery named (once), together with every other
     delivery of its shop waiting at that moment (`webhook_deliveries_drain`: a live stream's
@@ -173,11 +176,13 @@ def process_webhook(delivery_id: int) -> dict:
     }
 
 
+@task_entry
 def send_alert_notification(alert_id: int) -> list[str]:
     """Tell the alert's tenant (email, outbound webhook); raises on failure so it is retried."""
     return alert_notify(alert_id=alert_id)
 
 
+@task_entry
 def prune_sync_history() -> dict:
     """Daily: drop sync runs and webhook deliveries past their retention."""
     with all_tenants():  # housekeeping over every tenant's history

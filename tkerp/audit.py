@@ -299,12 +299,17 @@ def audit_commands_install() -> None:
     execute = BaseCommand.execute
 
     def audited_execute(self, *args, **options):
+        from tkerp.db.postgres.base import NOTHING, unscoped_sees
+
         name = self.__class__.__module__.rsplit(".", 1)[-1]
-        if name in COMMANDS_NOT_AUDITED or audit_actor_active():
-            return execute(self, *args, **options)
-        argv = " ".join(sys.argv[2:])[:200] if len(sys.argv) > 1 and sys.argv[1] == name else ""
-        with pghistory.context(actor=ACTOR_COMMAND, command=name, argv=argv):
-            return execute(self, *args, **options)
+        # A command is an entry point, like a task (`tkerp.tenancy.task_entry`): what it runs
+        # outside a tenant scope sees no tenant's rows, whoever calls it (a shell or a test).
+        with unscoped_sees(NOTHING):
+            if name in COMMANDS_NOT_AUDITED or audit_actor_active():
+                return execute(self, *args, **options)
+            argv = " ".join(sys.argv[2:])[:200] if len(sys.argv) > 1 and sys.argv[1] == name else ""
+            with pghistory.context(actor=ACTOR_COMMAND, command=name, argv=argv):
+                return execute(self, *args, **options)
 
     audited_execute._tkerp_audited = True
     BaseCommand.execute = audited_execute

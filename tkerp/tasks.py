@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from shops.models import Tenant
 from tkerp.jobs import job_execute as job_run
+from tkerp.tenancy import task_entry
 
 
+@task_entry
 def job_execute(job_id: int, tenant_id: int) -> dict:
     """Run one background job of one tenant; a no-op once it finished or while it runs."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
@@ -15,6 +17,7 @@ def job_execute(job_id: int, tenant_id: int) -> dict:
     return {"job": job_id, "status": job.status if job is not None else "skipped"}
 
 
+@task_entry
 def idempotency_prune_task() -> int:
     """Daily: forget the provider API's Idempotency-Keys older than a day (every tenant's)."""
     from tkerp.api.idempotency import idempotency_prune

@@ -9,7 +9,8 @@ resolving a user's memberships.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final
@@ -161,3 +162,23 @@ class TenantOwnedModel(models.Model):
                 errors[field.name] = "Select a valid choice; that one belongs to another tenant."
         if errors:
             raise ValidationError(errors)
+
+
+def task_entry(func: Callable) -> Callable:
+    """Mark a background task: an entry point, which sets its own scope.
+
+    A worker starts a task with no tenant scope, where row-level security shows no tenant's
+    rows to a statement run outside `tenant_context` / `all_tenants()`. The task runs that way
+    whoever calls it: a worker, a command, or a test (whose own unscoped reads see every
+    tenant, tests/conftest.py), so a task that forgets its scope fails in the tests as it would
+    in production instead of silently doing nothing there.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from tkerp.db.postgres.base import NOTHING, unscoped_sees
+
+        with unscoped_sees(NOTHING):
+            return func(*args, **kwargs)
+
+    return wrapper

@@ -26,6 +26,7 @@ from logistics.models import (
     TrackingPushState,
 )
 from logistics.outbox import tracking_push_shop, tracking_writeback_release
+from logistics.tasks import push_shop_tracking
 from logistics.tracking import TrackingRefused, TrackingSource, shipment_tracking_accept
 from logistics.tracking_numbers import make_tracking_number
 from orders.models import Order, OrderStatus, ReviewSettings
@@ -116,6 +117,26 @@ def carrier_on_platform(store, shipment: SandboxShipment) -> str:
     if store.platform == "amazon":
         return payload["packageDetail"]["carrierCode"]
     return shipment.provider_id  # eBay's shippingCarrierCode
+
+
+def test_the_task_sends_them_as_a_worker_would(tenant_a):
+    """A worker starts with no tenant scope (row-level security shows it nothing): the task
+    finds its shop in the tenant's scope and sends."""
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    shipment_tracking_accept(
+        parcel, tracking_number=usps(150), carrier_code="usps", source=TrackingSource.ADMIN
+    )
+
+    assert push_shop_tracking(tenant_a.pk, shop.pk) == {
+        "shop": shop.pk,
+        "sent": 1,
+        "failed": 0,
+        "blocked": 0,
+    }
+    assert [
+        s.tracking_number for s in sandbox_shipments(store, parcel.order.platform_order_id)
+    ] == [usps(150)]
 
 
 def test_the_platform_ships_the_order_with_exactly_that_number_and_carrier(world):

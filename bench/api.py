@@ -47,15 +47,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--parcels", type=int, default=500)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    # Two cores run gunicorn, PostgreSQL and the load generator together: one worker per core
-    # plus one (so both stay busy while one waits on PostgreSQL), two threads each, keep-alive.
-    # Against 3 sync workers (a new connection per request, --worker-class sync --threads 1):
-    # 4.4 against 5.4 ms of gunicorn CPU per API request in one pair of runs, within the noise
-    # of a busy machine in another; sync hands each request to whichever worker is free, which
-    # may give the steadier tail on an idle machine.
-    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) + 1)
+    # The deployment's setting (README, "Deployment on more than one machine"): two workers per
+    # core, one thread each, keep-alive (gthread). Measured here, idle, API p99 at 16
+    # connections: 4 x 1 thread 72-86 ms; 3 x 2 threads 91-126 ms; 2 x 8 threads 206-226 ms;
+    # 1 x 16 threads 149-184 ms (threads of one process queue on its interpreter lock, and a
+    # worker with two threads takes more keep-alive connections than it can serve evenly).
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 2))
     parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=2, help="gthread threads per worker")
+    parser.add_argument("--threads", type=int, default=1, help="gthread threads per worker")
     parser.add_argument(
         "--generator", default="wrk", choices=["wrk", "python"], help="python: without wrk"
     )

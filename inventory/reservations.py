@@ -781,10 +781,13 @@ def _take(
     so everything else is written before it."""
     held = [need.reservation for need in needs if need.reservation is not None]
     before = [(r.quantity, r.state, r.stock_level_id, r.sku_id, r.warehouse_id) for r in held]
+    status = order.status
     try:
         _take_writes(order=order, needs=needs, line_level=line_level, units=units)
     except _Refused:
-        # The savepoint undoes the rows; the next plan starts from the reservations as stored.
+        # The savepoint undoes the rows; the next plan starts from the reservations (and the
+        # order's status: the hold release set it) as stored.
+        order.status = status
         for reservation, values in zip(held, before, strict=True):
             (
                 reservation.quantity,

@@ -290,7 +290,8 @@ def test_the_export_lists_who_changed_what(tenant_a, client_a, user_a):
 def test_another_tenants_history_is_missing_and_its_export_404(tenant_a, tenant_b, client_b):
     order = OrderFactory(tenant=tenant_a)
     credentials = ShopCredentialsFactory(tenant=tenant_a, shop=ShopFactory(tenant=tenant_a))
-    for obj in (order, credentials.shop, StockLevelFactory(tenant=tenant_a)):
+    provider = ProviderFactory(tenant=tenant_a)
+    for obj in (order, credentials.shop, StockLevelFactory(tenant=tenant_a), provider):
         # The page answers as for a missing object (the admin's object pages all do)...
         assert_not_found(client_b, history_url(obj))
         # ...and the download is a 404, the same as for an id that does not exist.

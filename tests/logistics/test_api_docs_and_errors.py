@@ -64,7 +64,7 @@ def test_a_server_error_is_a_problem_without_a_traceback(world, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(views, "parcels_json", broken)
+    monkeypatch.setattr(views, "parcels_page_json", broken)
     response = Api(world["key"]).get("/api/v1/parcels/")
     assert response.status_code == 500
     assert response["Content-Type"] == "application/problem+json"

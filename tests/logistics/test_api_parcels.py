@@ -3,9 +3,11 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from inventory.models import Reservation, ReservationState, StockLevel
 from logistics.models import InterceptState, ParcelEvent, Shipment, ShipmentStatus
+from logistics.providers import provider_parcels
 from orders.models import Order, OrderHold, OrderStatus
 from tests.logistics.api_world import (
     UPS_NUMBER,
@@ -121,15 +123,67 @@ def test_the_list_costs_the_same_queries_for_one_parcel_or_many(world, api):
     assert len(many.captured_queries) == len(one.captured_queries) <= 3
 
 
+def walk(api, url: str, link: str = "next") -> list[list[int]]:
+    pages = []
+    while url:
+        body = api.client.get(url, headers=api.headers()).json()
+        pages.append([p["id"] for p in body["results"]])
+        url = body[link]
+    return pages
+
+
 def test_cursor_pages_walk_every_parcel_once(world, api):
     for _ in range(4):
         routed_order(world, shop=world["shop"], lines=[(world["mug"], 1)])
-    seen, url = [], "/api/v1/parcels/?limit=2"
-    while url:
-        body = api.client.get(url, headers=api.headers()).json()
-        seen += [p["id"] for p in body["results"]]
-        url = body["next"]
+    seen = [pk for page in walk(api, "/api/v1/parcels/?limit=2") for pk in page]
     assert len(seen) == len(set(seen)) == 5
+
+
+def test_parcels_changed_at_the_same_instant_page_by_id_both_ways(world, api):
+    # A bulk update gives many parcels one updated_at: the cursor keeps the id too, so pages
+    # neither repeat nor skip the ties, forward and back.
+    for _ in range(6):
+        routed_order(world, shop=world["shop"], lines=[(world["mug"], 1)])
+    with tenant_context(world["tenant"]):
+        ids = sorted(provider_parcels(provider=world["prv"]).values_list("pk", flat=True))
+        Shipment.objects.filter(pk__in=ids[1:]).update(updated_at=timezone.now())
+    forward = walk(api, "/api/v1/parcels/?limit=3")
+    assert forward == [ids[0:3], ids[3:6], ids[6:7]]
+    last = api.get("/api/v1/parcels/", limit=3).json()
+    while last["next"]:
+        last = api.client.get(last["next"], headers=api.headers()).json()
+    assert walk(api, last["previous"], link="previous") == [ids[3:6], ids[0:3]]
+    back = api.client.get(last["previous"], headers=api.headers()).json()
+    assert api.client.get(back["next"], headers=api.headers()).json() == last
+
+
+def test_a_filtered_walk_keeps_its_filter_and_limit(world, api):
+    for _ in range(4):
+        routed_order(world, shop=world["shop"], lines=[(world["mug"], 1)])
+    with tenant_context(world["tenant"]):
+        mine = provider_parcels(provider=world["prv"]).order_by("pk")
+        shipped = list(mine.values_list("pk", flat=True)[:2])
+        Shipment.objects.filter(pk__in=shipped).update(status=ShipmentStatus.SHIPPED)
+    pages = walk(api, "/api/v1/parcels/?status=sent_to_provider&limit=2")
+    assert [len(page) for page in pages] == [2, 1]
+    assert not {pk for page in pages for pk in page} & set(shipped)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-base64!",
+        "cD0yMDI2LTEyLTAz",
+        "cD1ub3R8YXRpbWU=",
+        "bz0zJnA9MjAyNi0xMi0wM1QwMDowMDowMFp8MQ==",
+    ],
+    ids=["garbage", "drf-position-without-id", "not-a-time", "with-an-offset"],
+)
+def test_a_cursor_this_api_did_not_give_out_is_a_clear_404(world, api, cursor):
+    response = api.get("/api/v1/parcels/", cursor=cursor)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert "cursor" in response.json()["detail"]
 
 
 def test_accepting_sets_acknowledged_and_confirms(world, api):

@@ -58,6 +58,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--generator", default="wrk", choices=["wrk", "python"], help="python: without wrk"
     )
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "gunicorn.conf.py"),
+        help="gunicorn's settings file (the deployment's; an empty file measures without its "
+        "gc.freeze hook)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="bare then API, this many times")
     parser.add_argument("--profile", action="store_true", help="Profile requests in-process.")
     parser.add_argument("--port", type=int, default=8765)
@@ -189,6 +195,7 @@ def gunicorn(args, url: str) -> subprocess.Popen:
         "LOG_LEVEL": "WARNING",
     }
     command = [str(Path(sys.executable).parent / "gunicorn"), "tkerp.wsgi:application"]
+    command += ["--config", args.config]
     command += ["--bind", f"127.0.0.1:{args.port}", "--workers", str(args.workers)]
     command += ["--worker-class", args.worker_class, "--no-control-socket"]
     if args.worker_class == "gthread":
@@ -357,7 +364,8 @@ def main() -> None:
             threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
             print(
                 f"{args.parcels} parcels of the provider (and as many of another), page of 50; "
-                f"gunicorn {args.workers} {args.worker_class} workers{threads}; load: "
+                f"gunicorn {args.workers} {args.worker_class} workers{threads} "
+                f"({Path(args.config).name}); load: "
                 f"{generator(args.generator)}, {args.connections} connections, "
                 f"{args.seconds:.0f} s each"
             )

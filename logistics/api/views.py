@@ -164,6 +164,15 @@ class ProviderAPIView(GenericViewSet):
         finally:
             reset_scope(token)
 
+    def perform_content_negotiation(self, request, force=False):
+        # The API writes JSON only: a client that asks for nothing in particular, or for JSON,
+        # gets it without DRF parsing the Accept header on every request; anything else is
+        # negotiated as usual (a 406 for what the API cannot write).
+        if request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json"):
+            renderer = self.get_renderers()[0]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
     @property
     def provider(self):
         return self.request.auth.provider

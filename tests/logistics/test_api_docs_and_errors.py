@@ -87,3 +87,20 @@ def test_each_key_is_throttled_on_its_own(world, settings):
     assert other.get("/api/v1/parcels/").status_code == 200
     assert PerKeyThrottle().get_rate() == "3/min"
     cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [(None, 200), ("*/*", 200), ("application/json", 200), ("application/*", 200),
+     ("text/html", 406)],
+)  # fmt: skip
+def test_the_api_answers_json_or_says_it_cannot(world, accept, status):
+    api = Api(world["key"])
+    headers = api.headers({"Accept": accept} if accept else None)
+    response = api.client.get("/api/v1/parcels/", headers=headers)
+    assert response.status_code == status
+    if status == 200:
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["results"]
+    else:
+        assert response["Content-Type"] == "application/problem+json"

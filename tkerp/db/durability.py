@@ -13,9 +13,11 @@ itself if a crash loses it. Its caller must commit durably afterwards what depen
 block's work: the order sync stores a page and runs the pipeline on it deferred, then advances
 the shop's watermark past the page in a commit that waits, so either the page's work is durable
 with the watermark or the watermark was never moved and the next pass reads the page again
-(ingest is idempotent). Nothing outside tkerp's database may be told of the block's work before
-that durable commit (a platform, a webhook sender): doors that answer someone keep waiting
-commits.
+(ingest is idempotent). A door that answers someone (a webhook's sender, an API client) keeps
+commits that wait: its answer must not outlive a crash. What the block queues may run before
+the durable commit (a stock change's availability push, an alert): those are derived from the
+orders and stock, so the re-read page derives them again, and the periodic reconcile repairs
+availability whatever happened.
 """
 
 from __future__ import annotations

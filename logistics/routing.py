@@ -254,6 +254,10 @@ def orders_split_ready(*, tenant, order_ids=None, limit: int = SPLIT_BATCH) -> i
                 rules = carrier_rules_load(tenant=tenant)
             shipments_rules_apply(tenant=tenant, shipment_ids=pending, rules=rules)
             done.update(pending)
+            if len(pending) < limit:
+                # That was every pending parcel: asking again would only rescan the tenant's
+                # parcels to find these settled (or a concurrent split's, which runs its own).
+                break
         # Parcels of a 3PL's or supplier's warehouse go to their provider now that the rules
         # have run (logistics.dispatch; the provider sweep catches any left behind).
         while shipments_dispatch(tenant=tenant, limit=limit):

@@ -13,14 +13,15 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, fields, replace
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import phonenumbers
 import usaddress
-import zipcodes
 from scourgify import normalize_address_record
 from scourgify.exceptions import AddressNormalizationError
 from scourgify.normalize import normalize_state
+
+from orders.zip_table import zip_states_served
 
 logger = logging.getLogger(__name__)
 
@@ -265,22 +266,6 @@ def is_military(address: Address) -> bool:
     )
 
 
-@cache
-def _zip_states() -> dict[str, str]:
-    """ZIP -> the states it serves (sorted, space-separated), indexed once: zipcodes.matching
-    scans every ZIP per call.
-
-    Plain strings only, and the package's 42,789 record dicts are not kept (`filter_by()`
-    returns a fresh list where `list_all()` caches it for the process): a long-lived worker
-    holding a quarter of a million tracked objects pays for them in every full garbage
-    collection (2.5 s of a 2,800-order spike's sync, in ten collections).
-    """
-    index: dict[str, set[str]] = {}
-    for row in zipcodes.filter_by():
-        index.setdefault(row["zip_code"], set()).add(row["state"])
-    return {zip_code: " ".join(sorted(states)) for zip_code, states in index.items()}
-
-
 def postal_code_valid(postal_code: str, country: str) -> bool:
     pattern = POSTAL_FORMATS.get(country)
     if pattern is None:
@@ -296,7 +281,7 @@ def zip_state_problem(address: Address) -> str:
         return f"Postal code {address.postal_code} is not a US ZIP code."
     if not address.state or is_military(address):
         return ""
-    served = _zip_states().get(address.postal_code[:5])
+    served = zip_states_served(address.postal_code[:5])
     if served is None:
         return f"ZIP {address.postal_code[:5]} does not exist."
     states = served.split()

@@ -38,6 +38,7 @@ from shops.models import Shop, SyncRun, SyncRunStatus
 from shops.platforms import connector_for
 from shops.platforms.base import Connector, PlatformError
 from tkerp.alerts import alert_raise, alert_resolve
+from tkerp.db.durability import commits_deferred
 from tkerp.models import AlertSeverity
 from tkerp.outbound import scrub_reason
 from tkerp.tenancy import tenant_context
@@ -221,7 +222,10 @@ def _page_through(
         _renew_lease(shop=shop, token=token, advance_to=None)
         # The page commits on its own (then stock and review run on it, see orders.pipeline);
         # only once it is stored may the watermark pass it. Dying in between costs a re-read.
-        result = orders_ingest(shop=shop, platform_orders=page.orders, source="poll")
+        # So its commits need not wait for the disk: the watermark's commit below does, and
+        # takes every earlier one with it (tkerp.db.durability).
+        with commits_deferred():
+            result = orders_ingest(shop=shop, platform_orders=page.orders, source="poll")
         page_max = result.max_updated_at
         if page_max is not None:
             previous_max = max(previous_max or page_max, page_max)

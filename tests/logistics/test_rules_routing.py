@@ -98,6 +98,14 @@ def test_the_batch_loads_the_rules_once_and_writes_its_parcels_in_one_statement(
     rule_loads = [s for s in statements if 'FROM "logistics_carrierrule" INNER JOIN' in s]
     assert len(rule_loads) == 1
     assert len([s for s in statements if s.startswith('UPDATE "logistics_shipment" AS s')]) == 1
+    # Fewer pending parcels than a batch holds were all of them: no second scan of the tenant's.
+    pending_scans = [
+        s
+        for s in statements
+        if s.startswith('SELECT "logistics_shipment"."id" AS "pk" FROM')
+        and '"logistics_shipment"."rules_applied_at" IS NULL' in s
+    ]
+    assert len(pending_scans) == 1
     assert {parcel_of(order).carrier_rule.name for order in orders} == {ELSE}
     assert CarrierRule._base_manager.get(name=ELSE).hit_count == 6
 

@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 import shops.admin_sync  # noqa: F401 - registers the sync admins (the lead wires it for real)
@@ -126,6 +127,36 @@ class TestPass:
             assert OrderLine.objects.count() == lines
             assert OrderEvent.objects.count() == events
             assert dict(Order.objects.values_list("pk", "updated_at")) == stamps
+
+    def test_pages_commit_without_waiting_for_the_disk_and_the_watermark_waits(
+        self, shop, store, connector
+    ):
+        """The page and its pipeline commit deferred (tkerp.db.durability); the watermark's
+        commit, which makes them durable with it, waits, and so does the connection after."""
+        add_orders(store, spike_size(connector), start=timezone.now() - timedelta(hours=2))
+        seen: dict[str, set[str]] = {"orders": set(), "watermark": set()}
+
+        def observe(execute, sql, params, many, context):
+            head = sql.lstrip()[:30].upper()
+            kind = None
+            if head.startswith(('INSERT INTO "ORDERS_ORDER"', 'UPDATE "ORDERS_ORDER"')):
+                kind = "orders"
+            elif head.startswith('UPDATE "SHOPS_SHOP"') and "sync_watermark" in sql:
+                kind = "watermark"
+            if kind:
+                # The raw connection: not through Django's wrappers, so not observed itself.
+                setting = connection.connection.execute("SHOW synchronous_commit").fetchone()
+                seen[kind].add(setting[0])
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(observe):
+            run = sync(shop, connector)
+
+        assert run.status == "success", run.error
+        assert seen == {"orders": {"off"}, "watermark": {"on"}}
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
 
     def test_a_platform_change_updates_just_that_order(self, shop, store, connector, platform):
         start = timezone.now() - timedelta(hours=1)

@@ -1,17 +1,19 @@
-"""`tkerp.bulk.rows_update`: many rows' fields in one statement, exactly as `bulk_update`
-would write them, and never another tenant's row."""
+"""`tkerp.bulk`: many rows inserted (`rows_copy`, COPY through the connection's staging table)
+or updated (`rows_update`) in few statements, exactly as the ORM would store them, and never
+another tenant's row."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import connection
+import pytest
+from django.db import ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from orders.models import Order
+from orders.models import Order, OrderEvent
 from tests.factories import OrderFactory
-from tkerp.bulk import rows_update
+from tkerp.bulk import rows_copy, rows_update
 from tkerp.tenancy import tenant_context
 
 
@@ -53,3 +55,51 @@ def test_rows_update_leaves_another_tenants_rows_alone(tenant_a, tenant_b):
         rows_update(Order, [theirs], ["city"], tenant_id=tenant_a.pk)
 
     assert Order._base_manager.get(pk=theirs.pk).city == "Bravo City"
+
+
+def _events(order, count: int, kind: str) -> list[OrderEvent]:
+    return [
+        OrderEvent(tenant_id=order.tenant_id, order_id=order.pk, kind=kind, data={"n": n})
+        for n in range(count)
+    ]
+
+
+def test_rows_copy_twice_in_one_transaction_inserts_each_batch_once(tenant_a):
+    """The connection's staging table is emptied by each move: the second call must not carry
+    the first call's rows again (that would be a duplicate key)."""
+    with tenant_context(tenant_a):
+        order = OrderFactory(tenant=tenant_a)
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            first = rows_copy(OrderEvent, _events(order, 10, "bulk.first"))
+            second = rows_copy(OrderEvent, _events(order, 12, "bulk.second"))
+
+    # Per call: the ids with the staging table, and the move (COPY is not a captured query).
+    assert len(queries) == 4
+    stored = OrderEvent._base_manager.filter(order=order, kind__startswith="bulk.")
+    assert sorted(stored.values_list("pk", flat=True)) == sorted(e.pk for e in first + second)
+    assert sorted(e.data["n"] for e in stored if e.kind == "bulk.second") == list(range(12))
+
+
+def test_rows_copy_after_a_rolled_back_first_use_still_inserts(tenant_a):
+    """A staging table made inside a transaction that rolls back is gone with it: the next
+    call on the same connection must make it again, not assume it is there."""
+    with tenant_context(tenant_a):
+        order = OrderFactory(tenant=tenant_a)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            rows_copy(OrderEvent, _events(order, 10, "bulk.undone"))
+            raise RuntimeError("roll back")
+        rows_copy(OrderEvent, _events(order, 10, "bulk.kept"))
+
+    kinds = list(OrderEvent._base_manager.filter(order=order).values_list("kind", flat=True))
+    assert kinds.count("bulk.kept") == 10
+    assert "bulk.undone" not in kinds
+
+
+def test_rows_copy_refuses_another_tenants_rows(tenant_a, tenant_b, strict_database):
+    with tenant_context(tenant_b):
+        theirs = OrderFactory(tenant=tenant_b)
+    with tenant_context(tenant_a), pytest.raises(ProgrammingError), transaction.atomic():
+        rows_copy(OrderEvent, _events(theirs, 10, "bulk.foreign"))
+
+    with tenant_context(tenant_b):
+        assert not OrderEvent.objects.filter(kind="bulk.foreign").exists()

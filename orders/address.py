@@ -70,6 +70,7 @@ _PO_BOX = re.compile(
 )
 _MILITARY_LINE = re.compile(r"\b(?:apo|fpo|dpo)\s+(?:aa|ae|ap)\b")
 _SPACES = re.compile(r"\s+")
+_ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +136,13 @@ def text_clean(value: str | None) -> str:
         if unescaped == text:
             break
         text = unescaped
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    if text.isascii():
+        # The common case, answered without a per-character loop: NFKC leaves ASCII as it is
+        # and ASCII's only category-C characters are its controls.
+        text = _ASCII_CONTROLS.sub(" ", text)
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     return _SPACES.sub(" ", text).strip(" ,")
 
 
@@ -172,19 +178,40 @@ def state_normalise(state: str, country: str) -> str:
 NORMALISE_CACHE_SIZE = 8192
 
 
+#: (E.164 number, country) -> what `phone_normalise` answers for it, for the numbers it formatted
+#: lately: review normalises a phone, then checks the normalised one (the phone rule), and
+#: parsing an E.164 number again gives the same number, so the second parse is skipped.
+_E164_ANSWERS: dict[tuple[str, str], tuple[str, bool]] = {}
+
+
 @lru_cache(maxsize=NORMALISE_CACHE_SIZE)
 def phone_normalise(phone: str, country: str) -> tuple[str, bool]:
     """(E.164 when the number is valid for `country`, else the cleaned input; valid?)"""
     cleaned = text_clean(phone)
     if not cleaned:
         return "", False
+    known = _E164_ANSWERS.get((cleaned, country))
+    if known is not None:
+        return known
+    answer = _phone_parse(cleaned, country)
+    if answer[0].startswith("+") and answer[0] != cleaned:
+        if len(_E164_ANSWERS) >= NORMALISE_CACHE_SIZE:
+            _E164_ANSWERS.clear()
+        _E164_ANSWERS[(answer[0], country)] = answer
+    return answer
+
+
+def _phone_parse(cleaned: str, country: str) -> tuple[str, bool]:
     try:
         number = phonenumbers.parse(cleaned, country or "US")
     except phonenumbers.NumberParseException:
         return cleaned, False
-    if not phonenumbers.is_valid_number(number):
+    # `is_valid_number` is exactly this, but it finds the region itself (for a +1 number a scan
+    # of every NANP region), and the region is needed again below: found once.
+    region = phonenumbers.region_code_for_number(number)
+    if not phonenumbers.is_valid_number_for_region(number, region):
         return cleaned, False
-    if country and phonenumbers.region_code_for_number(number) not in (country, None):
+    if country and region not in (country, None):
         # A valid number of another country (a +44 number on a US parcel): the carrier will
         # refuse it all the same, but keep it in E.164 for the person who calls the buyer.
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), False

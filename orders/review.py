@@ -379,6 +379,9 @@ def orders_review(
         # Reservations change only under the order's lock, which we hold: this read is exact.
         not_reserved = orders_not_reserved(order_ids=[order.pk for order in orders])
         todo: list[tuple[Order, list[Finding], list[str]]] = []
+        # Platform doors store `original_address` with the order; it is written back only when
+        # review filled one (CSV, API), not re-sent (JSON both ways) for every order of a page.
+        original_filled = False
         for order in orders:
             if order_needs_payment(order):
                 result.skipped += 1
@@ -396,6 +399,7 @@ def orders_review(
             ):
                 result.skipped += 1
                 continue
+            original_filled |= not order.original_address
             address, changed = _normalise_in_place(order)
             order.address_key = "" if order.address_masked else address_key_hash(address)
             findings = order_findings(order=order, address=address, settings=settings)
@@ -529,7 +533,10 @@ def orders_review(
             OrderHold.objects.filter(pk__in=release_ids).update(released_at=now, released_by=user)
         if new_holds:
             rows_copy(OrderHold, new_holds)
-        rows_update(Order, order_updates, REVIEW_WRITE_FIELDS, tenant_id=tenant.pk)
+        written = [
+            name for name in REVIEW_WRITE_FIELDS if original_filled or name != "original_address"
+        ]
+        rows_update(Order, order_updates, written, tenant_id=tenant.pk)
         if events:
             rows_copy(OrderEvent, events)
     return result

@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -230,24 +230,33 @@ class DrainResult:
 def webhook_deliveries_claim(*, shop: Shop, limit: int = WEBHOOK_BATCH) -> list[WebhookDelivery]:
     """Claim up to `limit` of the shop's unprocessed deliveries that no live claim holds.
 
-    `SELECT ... FOR UPDATE SKIP LOCKED` in a short transaction: workers draining the same shop
-    at once each get other deliveries, never wait for each other, and hold no lock afterwards
-    (the claim is the `claimed_until` stamp, so no row stays locked across the platform call).
-    The rows come without their bodies (up to 64 KB each, kept for people, not for the work).
+    One statement: an UPDATE of the rows a `SELECT ... FOR UPDATE SKIP LOCKED` subquery picks,
+    returning them. Workers draining the same shop at once each get other deliveries, never
+    wait for each other, and hold no lock afterwards (the claim is the `claimed_until` stamp,
+    so no row stays locked across the platform call). The rows come back (ordered by pk) with
+    the claim applied and without their bodies (up to 64 KB each, kept for people, not for the
+    work); one statement instead of a read and an update of the same 200 rows.
     """
     now = timezone.now()
-    with tenant_context(shop.tenant), transaction.atomic():
+    meta = WebhookDelivery._meta
+    columns = [f.column for f in meta.concrete_fields if f.name != "body"]
+    returned = ", ".join(f'd."{column}"' for column in columns)
+    table = meta.db_table
+    sql = (
+        f'UPDATE "{table}" AS d SET "claimed_until" = %s, "attempts" = d."attempts" + 1 '
+        f'WHERE d."id" IN (SELECT w."id" FROM "{table}" AS w '
+        'WHERE w."tenant_id" = %s AND w."shop_id" = %s AND w."processed_at" IS NULL '
+        'AND (w."claimed_until" IS NULL OR w."claimed_until" < %s) '
+        'ORDER BY w."id" LIMIT %s FOR UPDATE SKIP LOCKED) '
+        f"RETURNING {returned}"
+    )
+    with tenant_context(shop.tenant):
         claimed = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .defer("body")
-            .filter(shop=shop, processed_at__isnull=True)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("pk")[:limit]
-        )
-        if claimed:
-            WebhookDelivery.objects.filter(pk__in=[d.pk for d in claimed]).update(
-                claimed_until=now + WEBHOOK_CLAIM, attempts=F("attempts") + 1
+            WebhookDelivery.objects.raw(
+                sql, [now + WEBHOOK_CLAIM, shop.tenant_id, shop.pk, now, limit]
             )
+        )
+    claimed.sort(key=lambda delivery: delivery.pk)
     return claimed
 
 

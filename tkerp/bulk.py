@@ -43,6 +43,7 @@ COPY_ENABLED = True
 COPY_MIN_ROWS = 8
 
 _PLAIN = (str, int, Decimal, bool, datetime.date, type(None))
+_JSON_PLAIN = (str, int, bool, type(None))
 
 
 def ids_take(model: type[Model], count: int) -> list[int]:
@@ -143,7 +144,9 @@ def rows_update(
         row = {"id": instance.pk}
         for field in model_fields:
             value = getattr(instance, field.attname)
-            if not isinstance(field, JSONField):
+            # Strings, ints, booleans and None go as they are (what the field's preparation
+            # gives back for them anyway), as in `rows_copy`.
+            if not isinstance(field, JSONField) and not isinstance(value, _JSON_PLAIN):
                 value = field.get_db_prep_save(value, connection)
             row[field.column] = value
         rows.append(row)

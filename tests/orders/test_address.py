@@ -94,6 +94,9 @@ def test_not_military(address):
         ("  12   Main\tSt \n", "12 Main St"),
         ("\uff2d\uff41\uff49\uff4e", "Main"),  # full-width forms folded
         ("a\u0000b", "a b"),
+        ("a\x7fb\x1fc,", "a b c"),  # ASCII controls, on the ASCII-only path
+        ("Caf\u00e9\u200b 1\u0085", "Caf\u00e9 1"),  # format and C1 controls, on the other
+        ("\uff11 Main &amp;\x00 Co", "1 Main & Co"),
         (None, ""),
     ],
 )
@@ -176,6 +179,14 @@ def test_non_us_addresses_are_cleaned_not_rewritten():
 )
 def test_phone_normalise(phone, country, stored, valid):
     assert phone_normalise(phone, country) == (stored, valid)
+    # Review checks the number it stored: the same answer (remembered, not parsed again).
+    assert phone_normalise(stored, country) == (stored, valid)
+
+
+def test_a_remembered_phone_answer_is_for_its_country_only():
+    assert phone_normalise("020 7946 0019", "GB") == ("+442079460019", True)
+    assert phone_normalise("+442079460019", "US") == ("+442079460019", False)
+    assert phone_normalise("+442079460019", "GB") == ("+442079460019", True)
 
 
 US = {"line1": "1 Market St", "city": "San Francisco", "state": "CA", "country": "US"}

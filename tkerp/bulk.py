@@ -81,15 +81,19 @@ def rows_copy(model: type[Model], instances: Sequence[Model]) -> list[Model]:
     table = quote(meta.db_table)
     staging = quote(_staging_name(meta.db_table, names))
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # One round trip: the ids, and this connection's staging table made on first use (it
-        # outlives the transaction, emptied at commit; IF NOT EXISTS because a rolled-back
-        # transaction takes a table it created with it).
+        # One round trip: this connection's staging table made on first use (it outlives the
+        # transaction, emptied at commit; IF NOT EXISTS because a rolled-back transaction takes
+        # a table it created with it), then the ids. The ids are the last result: psycopg
+        # stands on the first one, the audit's wrapper (pghistory, whenever an actor is set)
+        # moves to the last, so go to the last either way.
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s); "
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {columns} FROM {table} WITH NO DATA",
+            f"SELECT {columns} FROM {table} WITH NO DATA; "
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
             [meta.db_table, pk.column, len(instances)],
         )
+        while cursor.nextset():
+            pass
         ids = [row[0] for row in cursor.fetchall()]
         for instance, new_id in zip(instances, ids, strict=True):
             setattr(instance, pk.attname, new_id)

@@ -135,6 +135,8 @@ class TestPass:
         commit, which makes them durable with it, waits, and so does the connection after."""
         add_orders(store, spike_size(connector), start=timezone.now() - timedelta(hours=2))
         seen: dict[str, set[str]] = {"orders": set(), "watermark": set()}
+        with connection.cursor() as cursor:  # as a production server (the embedded one is off)
+            cursor.execute("SET synchronous_commit TO on")
 
         def observe(execute, sql, params, many, context):
             head = sql.lstrip()[:30].upper()

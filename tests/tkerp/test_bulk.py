@@ -4,9 +4,11 @@ another tenant's row."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pghistory
 import pytest
 from django.db import ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -78,6 +80,20 @@ def test_rows_copy_twice_in_one_transaction_inserts_each_batch_once(tenant_a):
     stored = OrderEvent._base_manager.filter(order=order, kind__startswith="bulk.")
     assert sorted(stored.values_list("pk", flat=True)) == sorted(e.pk for e in first + second)
     assert sorted(e.data["n"] for e in stored if e.kind == "bulk.second") == list(range(12))
+
+
+@pytest.mark.parametrize("actor", [None, "task"], ids=["no-actor", "audited"])
+def test_rows_copy_reads_its_ids_with_or_without_an_audit_actor(tenant_a, actor):
+    """Under an actor (every task, command and request) the audit's SQL wrapper moves the cursor
+    to a statement's last result; without one psycopg stays on the first: both must read the
+    ids (a sync task's pipeline failed on this)."""
+    with tenant_context(tenant_a):
+        order = OrderFactory(tenant=tenant_a)
+        context = pghistory.context(actor=actor) if actor else contextlib.nullcontext()
+        with context, transaction.atomic():
+            stored = rows_copy(OrderEvent, _events(order, 10, "bulk.actor"))
+    assert len({event.pk for event in stored}) == 10
+    assert OrderEvent._base_manager.filter(kind="bulk.actor").count() == 10
 
 
 def test_rows_copy_after_a_rolled_back_first_use_still_inserts(tenant_a):

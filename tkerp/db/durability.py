@@ -32,22 +32,28 @@ from tkerp.db.postgres.base import TRANSACTION_FAILED
 
 @contextmanager
 def commits_deferred() -> Iterator[None]:
-    """Run the block with `synchronous_commit = off` on this connection (see the module)."""
+    """Run the block with `synchronous_commit = off` on this connection (see the module), then
+    put back what the connection had (the server's setting, or a session's own)."""
     with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
+        # One round trip: the setting as it was (OFFSET 0 reads it before the change), then off.
+        cursor.execute(
+            "SELECT was.setting, set_config('synchronous_commit', 'off', false) "
+            "FROM (SELECT current_setting('synchronous_commit') AS setting OFFSET 0) was"
+        )
+        previous = cursor.fetchone()[0]
     try:
         yield
     finally:
-        _synchronous_commit_reset()
+        _synchronous_commit_restore(previous)
 
 
-def _synchronous_commit_reset() -> None:
+def _synchronous_commit_restore(previous: str) -> None:
     raw = connection.connection
     if raw is None or raw.closed:
         return  # a new connection starts from the server's setting
     if connection.needs_rollback or raw.info.transaction_status == TRANSACTION_FAILED:
         # The block's own transactions have ended by now, so a failed one began before the
-        # SET, and its rollback takes the SET back with it.
+        # change, and its rollback takes the change back with it.
         return
     with connection.cursor() as cursor:
-        cursor.execute("RESET synchronous_commit")
+        cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [previous])

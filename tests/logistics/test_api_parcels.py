@@ -1,5 +1,7 @@
 """The provider API's parcels: what a provider sees, accepting, rejecting, shipping, events."""
 
+import base64
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -176,8 +178,9 @@ def test_a_filtered_walk_keeps_its_filter_and_limit(world, api):
         "cD0yMDI2LTEyLTAz",
         "cD1ub3R8YXRpbWU=",
         "bz0zJnA9MjAyNi0xMi0wM1QwMDowMDowMFp8MQ==",
+        base64.b64encode(b"p=2026-12-03T00:00:00Z|99999999999999999999").decode(),
     ],
-    ids=["garbage", "drf-position-without-id", "not-a-time", "with-an-offset"],
+    ids=["garbage", "drf-position-without-id", "not-a-time", "with-an-offset", "id-too-large"],
 )
 def test_a_cursor_this_api_did_not_give_out_is_a_clear_404(world, api, cursor):
     response = api.get("/api/v1/parcels/", cursor=cursor)

@@ -53,7 +53,7 @@ class KeysetPagination(ApiCursorPagination):
             position = (datetime.fromisoformat(stamp), int(pk))
         except ValueError:
             raise NotFound(self.invalid_cursor_message) from None
-        if position[0].tzinfo is None or cursor.offset:
+        if position[0].tzinfo is None or cursor.offset or not 0 < position[1] < 2**63:
             raise NotFound(self.invalid_cursor_message)
         return Keyset(limit, cursor.reverse, position)
 

@@ -463,34 +463,12 @@ def _batch_reserve(
         outcomes[order.pk] = "reserved"
         if pools:
             pools.take(shop_id=order.shop_id, lines=_pool_lines(needs))
-        reference = f"order {order.platform_order_id}"[:100]
         for level_id, quantity in sorted(units.items()):
             taken[level_id] += quantity
-            level = level_by_id[level_id]
-            movements.append(
-                StockMovement(
-                    tenant_id=order.tenant_id,
-                    sku_id=level.sku_id,
-                    warehouse_id=level.warehouse_id,
-                    kind=MovementKind.RESERVE,
-                    reserved_delta=quantity,
-                    order=order,
-                    reference=reference,
-                )
-            )
-        for need in needs:
-            level = level_by_id[line_level[need.line.pk]]
-            reservations.append(
-                Reservation(
-                    tenant_id=order.tenant_id,
-                    order=order,
-                    order_line=need.line,
-                    stock_level_id=level.pk,
-                    sku_id=level.sku_id,
-                    warehouse_id=level.warehouse_id,
-                    quantity=need.quantity,
-                )
-            )
+            movements.append(_reserve_movement(order, level_by_id[level_id], quantity))
+        reservations += [
+            _reservation_new(order, need, level_by_id[line_level[need.line.pk]]) for need in needs
+        ]
 
     if not guarded:
         stock_levels_take_many(quantities=taken)
@@ -799,6 +777,32 @@ def _take(
         raise
 
 
+def _reserve_movement(order: Order, level: StockLevel, quantity: int) -> StockMovement:
+    """The ledger row of `quantity` units of `level` reserved for `order` (both paths)."""
+    return StockMovement(
+        tenant_id=order.tenant_id,
+        sku_id=level.sku_id,
+        warehouse_id=level.warehouse_id,
+        kind=MovementKind.RESERVE,
+        reserved_delta=quantity,
+        order=order,
+        reference=f"order {order.platform_order_id}"[:100],
+    )
+
+
+def _reservation_new(order: Order, need: _Need, level: StockLevel) -> Reservation:
+    """A new reservation of `need`'s line on `level`, not yet stored (both paths)."""
+    return Reservation(
+        tenant_id=order.tenant_id,
+        order=order,
+        order_line=need.line,
+        stock_level_id=level.pk,
+        sku_id=level.sku_id,
+        warehouse_id=level.warehouse_id,
+        quantity=need.quantity,
+    )
+
+
 def _take_writes(
     *, order: Order, needs: list[_Need], line_level: dict[int, int], units: dict[int, int]
 ) -> None:
@@ -808,15 +812,7 @@ def _take_writes(
     }
     StockMovement.objects.bulk_create(
         [
-            StockMovement(
-                tenant_id=order.tenant_id,
-                sku_id=levels[level_id].sku_id,
-                warehouse_id=levels[level_id].warehouse_id,
-                kind=MovementKind.RESERVE,
-                reserved_delta=quantity,
-                order=order,
-                reference=f"order {order.platform_order_id}"[:100],
-            )
+            _reserve_movement(order, levels[level_id], quantity)
             for level_id, quantity in sorted(units.items())
         ]
     )
@@ -824,15 +820,7 @@ def _take_writes(
         level = levels[line_level[need.line.pk]]
         reservation = need.reservation
         if reservation is None:
-            Reservation.objects.create(
-                tenant_id=order.tenant_id,
-                order=order,
-                order_line=need.line,
-                stock_level_id=level.pk,
-                sku_id=level.sku_id,
-                warehouse_id=level.warehouse_id,
-                quantity=need.quantity,
-            )
+            _reservation_new(order, need, level).save(force_insert=True)
         elif reservation.state == ReservationState.RESERVED:
             reservation.quantity += need.quantity
             reservation.save(update_fields=["quantity", "updated_at"])

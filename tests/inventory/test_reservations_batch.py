@@ -331,6 +331,19 @@ def test_batches_racing_single_order_retries_never_oversell_or_deadlock():
     assert_ledger_matches(tenant)
 
 
+def _hot_sku(*, name: str, units: int):
+    """A tenant of its own (these tests commit) with a shop and one SKU with `units` on hand in
+    one warehouse: (tenant, shop, warehouse, sku)."""
+    from tests.factories import TenantFactory
+
+    tenant = TenantFactory(name=name, slug=name.lower())
+    shop = ShopFactory(tenant=tenant)
+    warehouse = WarehouseFactory(tenant=tenant, code="A1")
+    sku = SkuFactory(tenant=tenant, code="HOT")
+    receive(sku=sku, warehouse=warehouse, units=units)
+    return tenant, shop, warehouse, sku
+
+
 def _meanwhile(monkeypatch, change):
     """Run `change` (in a thread of its own, committed) just before the batch's guarded take:
     another transaction moving the stock between the batch's read and its UPDATE. Returns the
@@ -353,13 +366,7 @@ def _meanwhile(monkeypatch, change):
 def test_stock_arriving_after_the_plan_sends_the_batch_round_again_with_the_rows_locked(
     monkeypatch,
 ):
-    from tests.factories import TenantFactory
-
-    tenant = TenantFactory(name="Arrival", slug="arrival")
-    shop = ShopFactory(tenant=tenant)
-    warehouse = WarehouseFactory(tenant=tenant, code="A1")
-    sku = SkuFactory(tenant=tenant, code="HOT")
-    receive(sku=sku, warehouse=warehouse, units=3)
+    tenant, shop, warehouse, sku = _hot_sku(name="Arrival", units=3)
     orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(5)]
 
     def arrive():
@@ -386,13 +393,7 @@ def test_stock_arriving_after_the_plan_sends_the_batch_round_again_with_the_rows
 def test_stock_taken_after_the_plan_never_oversells_and_the_locked_round_holds_the_rest(
     monkeypatch,
 ):
-    from tests.factories import TenantFactory
-
-    tenant = TenantFactory(name="Taken", slug="taken")
-    shop = ShopFactory(tenant=tenant)
-    warehouse = WarehouseFactory(tenant=tenant, code="A1")
-    sku = SkuFactory(tenant=tenant, code="HOT")
-    receive(sku=sku, warehouse=warehouse, units=4)
+    tenant, shop, _, sku = _hot_sku(name="Taken", units=4)
     orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(3)]
     other = paid_order(shop=shop, lines=[(sku, 2)])
 
@@ -413,13 +414,7 @@ def test_stock_taken_after_the_plan_never_oversells_and_the_locked_round_holds_t
 
 @pytest.mark.django_db(transaction=True)
 def test_stock_taken_after_the_plan_but_still_enough_is_taken_in_the_first_round(monkeypatch):
-    from tests.factories import TenantFactory
-
-    tenant = TenantFactory(name="Enough", slug="enough")
-    shop = ShopFactory(tenant=tenant)
-    warehouse = WarehouseFactory(tenant=tenant, code="A1")
-    sku = SkuFactory(tenant=tenant, code="HOT")
-    receive(sku=sku, warehouse=warehouse, units=10)
+    tenant, shop, _, sku = _hot_sku(name="Enough", units=10)
     orders = [paid_order(shop=shop, lines=[(sku, 1)]) for _ in range(3)]
     other = paid_order(shop=shop, lines=[(sku, 2)])
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from django.apps import apps
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.urls import reverse
 
 from inventory.models import StockLevel, StockMovement
@@ -196,6 +196,27 @@ def test_columns_left_out_change_without_an_event(tenant_a):
         StockLevel.objects.filter(pk=level.pk).update(reserved=4)  # every reservation does this
 
     assert len(trail(level)) == before
+
+
+def test_every_connection_tells_the_triggers_that_none_is_ignored(tenant_a):
+    """A new connection holds an empty `pgtrigger.ignore` (tkerp.db.postgres.base), so every
+    audit trigger's ignore check reads it instead of raising and catching an error (a rolled
+    back subtransaction) for each row written; and the trail is still written."""
+    fresh = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with fresh.cursor() as cursor:
+            cursor.execute("SELECT current_setting('pgtrigger.ignore', true)")
+            assert cursor.fetchone()[0] == "{}"
+    finally:
+        fresh.close()
+    with connection.cursor() as cursor:  # the test's own connection too
+        cursor.execute("SELECT current_setting('pgtrigger.ignore', true)")
+        assert cursor.fetchone()[0] == "{}"
+
+    order = OrderFactory(tenant=tenant_a, status=OrderStatus.NEW)
+    with tenant_context(tenant_a):
+        Order.objects.filter(pk=order.pk).update(status=OrderStatus.READY)
+    assert [event.pgh_label for event in trail(order)] == ["insert", "update"]
 
 
 def test_the_audit_row_rolls_back_with_its_change(tenant_a):

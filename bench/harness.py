@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -214,6 +215,16 @@ def audit_stats() -> tuple[float, int]:
                 cursor.execute(f'SELECT COUNT(*) FROM "{event_model._meta.db_table}"')
                 rows += cursor.fetchone()[0]
     return seconds, rows
+
+
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend on this machine has used so far; None
+    when /proc cannot tell (a server elsewhere, another user's process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed_transport(inner):

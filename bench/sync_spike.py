@@ -12,11 +12,16 @@ the connector's real page size and rate limits over the sandbox's HTTP API (serv
 The split task the pipeline queues runs inline, so the whole pipeline is
 in the figure: sync, ingest, reservation, review, parcel split, carrier rules.
 
-Reported per run: orders/s end to end and each stage's seconds, share and CPU seconds of this
-process (PostgreSQL's own CPU is not in it): the platform (inside the sandbox: its views, its
-queries, JSON), the connector's mapping, ingest, shipping commits and reservation, review,
+Reported per run: orders/s end to end, the CPU per order of this process and of its
+PostgreSQL backend (read from /proc, so when the server runs on this machine), and each stage's
+seconds, share and CPU seconds of this process: the platform (inside the sandbox: its views,
+its queries, JSON), the connector's mapping, ingest, shipping commits and reservation, review,
 parcel split, carrier rules (and dispatch), and the rest (sync bookkeeping, leases,
 cancellations). A second pass over the same window (nothing new) shows the cost of the overlap.
+
+`--floor` then measures, on the rows the set-based run stored, the CPU any design would pay
+(`floor_measure`) and the throughput that bounds on this machine's cores; `--unsaid-baseline`
+adds a run with `pgtrigger.ignore` unset, as connections were before tkerp said it.
 Never part of the test run.
 """
 
@@ -33,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
     audit_triggers_set,
+    backend_cpu,
     bench_tiktok_shop,
     django_on,
     throwaway_database,
@@ -69,18 +75,37 @@ def parse_args() -> argparse.Namespace:
         default="on",
         help="The audit trail's triggers on (as in production) or off: run both to see its cost.",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help=(
+            "After the set-based run, measure the work no design can skip on this machine "
+            "(see `floor_measure`) and the most orders/s and reservations/s it allows."
+        ),
+    )
+    parser.add_argument(
+        "--unsaid-baseline",
+        action="store_true",
+        help=(
+            "Also run the set-based path with `pgtrigger.ignore` unset on the connection, as "
+            "every connection had it before tkerp.db.postgres.base said it: each audited row "
+            "then raises and catches an error in its trigger."
+        ),
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    paths = [("old path", False), ("set-based", True)]
+    paths = [("old path", False, True), ("set-based", True, True)]
     if args.only:
         paths = [path for path in paths if path[0].startswith(args.only)]
+    if args.unsaid_baseline:
+        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False))
     results = []
-    for label, set_based in paths:
+    for label, set_based, ignore_said in paths:
         with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
-            results.append((label, run(args, url, set_based=set_based)))
+            results.append((label, run(args, url, set_based=set_based, ignore_said=ignore_said)))
     report(args, results)
 
 
@@ -113,7 +138,7 @@ class Stages:
         setattr(module, attribute, timed)
 
 
-def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
+def run(args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: bool) -> dict:
     django_on(url)
     triggers = audit_triggers_set(enabled=args.audit == "on")
     print(f"audit trail {args.audit} ({triggers} triggers)")
@@ -178,11 +203,18 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
                 time.sleep(seconds)
 
             connector = connector_for(shop, transport=transport, sleep=sleep)
-            begun, cpu = time.perf_counter(), time.process_time()
+            with connection.cursor() as cursor:  # the pass's statements run on this backend
+                if not ignore_said:
+                    cursor.execute("SELECT set_config('pgtrigger.ignore', NULL, false)")
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
+            begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             run = shop_sync(shop=shop, trigger="bench", connector=connector)
             total, cpu = time.perf_counter() - begun, time.process_time() - cpu
+            pg_after = backend_cpu(backend)
+            pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
             connector.http.close()
-            return run, total, cpu, transport, sum(waits)
+            return run, total, cpu, pg_cpu, transport, sum(waits)
 
         profiler = None
         if args.profile and set_based:
@@ -190,7 +222,7 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        first, total, cpu, transport, waited = timed_pass()
+        first, total, cpu, pg_cpu, transport, waited = timed_pass()
         if profiler is not None:
             import pstats
 
@@ -202,7 +234,8 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
         ready = Order.objects.filter(status="ready").count()
         held = Order.objects.filter(status="on_hold").count()
         lines = OrderLine.objects.count()
-        second, total2, _, transport2, waited2 = timed_pass()
+        second, total2, _, _, transport2, waited2 = timed_pass()
+        floor = floor_measure(shop, orders) if args.floor and set_based else None
 
     assert first.status == "success", first.error
     assert orders == spike.orders, (orders, spike.orders)
@@ -218,6 +251,7 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
         "first": first,
         "total": total,
         "cpu": cpu,
+        "pg_cpu": pg_cpu,
         "waited": waited,
         "requests": transport.requests,
         "wall": wall,
@@ -231,6 +265,115 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool) -> dict:
         "total2": total2,
         "sandbox2": transport2.seconds,
         "waited2": waited2,
+        "floor": floor,
+    }
+
+
+# The rows one spike leaves, in the order their foreign keys need; the parcels' tables are not
+# the webhook path's (its parcels are split later, by another task).
+FLOOR_TABLES = (
+    "orders_order",
+    "orders_orderline",
+    "orders_orderevent",
+    "inventory_stockmovement",
+    "inventory_reservation",
+    "orders_orderhold",
+    "logistics_shipment",
+    "logistics_shipmentline",
+)
+PARCEL_TABLES = ("logistics_shipment", "logistics_shipmentline")
+
+
+def floor_measure(shop, orders: int) -> dict:
+    """The CPU no implementation of this pipeline can avoid on this machine, measured on the
+    spike the run just stored:
+
+    - the platform answering every page and the connector mapping it (one more pass over the
+      sandbox's pages, this process and its PostgreSQL backend: the sandbox runs in-process);
+    - address normalisation of every order's original address (usaddress, scourgify,
+      phonenumbers: third-party parsers), without the per-process cache;
+    - PostgreSQL writing the final rows once each, with their indexes, audit triggers and
+      foreign-key checks: the rows are taken out and put back with one INSERT ... SELECT per
+      table inside a transaction that is rolled back, on the login role's own connection.
+
+    Nothing else is counted: no reads, no planning, no Python building a row, no commit. Any
+    design pays at least this, so `cores / floor` bounds its throughput."""
+    from datetime import timedelta
+
+    import psycopg
+    from django.db import connection
+    from django.utils import timezone
+
+    import orders.address as address_module
+    from orders.address import ORDER_ADDRESS_FIELDS, Address, address_normalise
+    from shops.platforms import connector_for
+    from shops.platforms.http import sandbox_transport
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    connector = connector_for(shop, transport=sandbox_transport(), sleep=lambda seconds: None)
+    since, token, fetched = timezone.now() - timedelta(days=30), None, 0
+    received = []
+    cpu, pg = time.process_time(), backend_cpu(backend)
+    while True:
+        page = connector.fetch_orders(updated_since=since, page_token=token)
+        fetched += len(page.orders)
+        received.extend(po.address for po in page.orders if po.address is not None)
+        token = page.next_page_token
+        if not token:
+            break
+    platform = (time.process_time() - cpu) + ((backend_cpu(backend) or 0.0) - (pg or 0.0))
+    connector.http.close()
+
+    names = ORDER_ADDRESS_FIELDS.keys()
+    originals = [
+        Address(**{name: str(getattr(address, name, "") or "") for name in names})
+        for address in received
+        if not address.masked
+    ]
+    # Every buyer of a spike is new: forget what the pass cached (addresses, phones).
+    for value in vars(address_module).values():
+        if hasattr(value, "cache_clear"):
+            value.cache_clear()
+    address_module._E164_ANSWERS.clear()
+    cpu = time.process_time()
+    for address in originals:
+        address_normalise(address)
+    addresses = time.process_time() - cpu
+
+    writes: dict[str, float] = {}
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as raw, raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_backend_pid(), rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        raw_backend, superuser = cursor.fetchone()
+        if not superuser:
+            return {"skipped": "the login role is not a superuser (rows are taken out unchecked)"}
+        cursor.execute("SELECT set_config('pgtrigger.ignore', '{}', false)")
+        for table in FLOOR_TABLES:
+            cursor.execute(f"CREATE TEMP TABLE floor_{table} AS SELECT * FROM {table}")
+        cursor.execute("SET session_replication_role = replica")  # out without triggers or checks
+        for table in reversed(FLOOR_TABLES):
+            cursor.execute(f"DELETE FROM {table}")
+        cursor.execute("SET session_replication_role = origin")
+        for table in FLOOR_TABLES:
+            before = backend_cpu(raw_backend)
+            cursor.execute(f"INSERT INTO {table} SELECT * FROM floor_{table}")
+            writes[table] = (backend_cpu(raw_backend) or 0.0) - (before or 0.0)
+        before = backend_cpu(raw_backend)
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred foreign-key checks
+        writes["foreign keys"] = (backend_cpu(raw_backend) or 0.0) - (before or 0.0)
+        raw.rollback()
+    return {
+        "orders": orders,
+        "fetched": fetched,
+        "platform": platform,
+        "addresses": addresses,
+        "writes": writes,
     }
 
 
@@ -258,6 +401,13 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             f"  end to end        {result['total']:7.2f} s   "
             f"{run.created / result['total']:7.0f} orders/s   (CPU here {result['cpu']:.2f} s)"
         )
+        if result["pg_cpu"] is not None:
+            per_order = 1000 / run.created
+            print(
+                f"  CPU per order     {result['cpu'] * per_order:.2f} ms here + "
+                f"{result['pg_cpu'] * per_order:.2f} ms PostgreSQL "
+                f"({result['pg_cpu']:.2f} s in its backend)"
+            )
         for name, what in STAGES:
             seconds = result["wall"][name]
             cpu = result["cpu_stages"].get(name, 0.0)
@@ -270,12 +420,55 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             f"  second pass (nothing new): {result['total2']:.2f} s, "
             f"{result['second'].skipped} unchanged, {result['second'].created} created"
         )
-    if len(results) == 2:
-        old, new = results[0][1], results[1][1]
+    for _label, result in results:
+        if result["floor"]:
+            floor_report(result["floor"])
+    if len(results) >= 2 and results[0][0] == "old path":
+        old, new = results[0][1], results[-1][1]
         print(
             f"\nset-based vs old path: {old['total'] / new['total']:.1f}x end to end, "
             f"{old['cpu'] / new['cpu']:.1f}x CPU here"
         )
+
+
+def floor_report(floor: dict) -> None:
+    import os
+
+    if "skipped" in floor:
+        print(f"\nfloor: not measured, {floor['skipped']}")
+        return
+    cores, per_order = os.cpu_count() or 1, 1000 / floor["orders"]
+    writes = floor["writes"]
+    written = sum(writes.values())
+    parcels = sum(writes[table] for table in PARCEL_TABLES)
+    print(f"\nfloor: the CPU any design pays for these {floor['orders']} orders (floor_measure)")
+    print(
+        f"  platform answering {floor['fetched']} orders + mapping   {floor['platform']:5.2f} s"
+        f"   {floor['platform'] * per_order:.2f} ms an order"
+    )
+    print(
+        f"  address normalisation                  {floor['addresses']:5.2f} s"
+        f"   {floor['addresses'] * per_order:.2f} ms an order"
+    )
+    print(
+        f"  PostgreSQL writing the rows once       {written:5.2f} s   "
+        f"{written * per_order:.2f} ms an order ("
+        + ", ".join(f"{table} {seconds:.2f}" for table, seconds in writes.items())
+        + ")"
+    )
+    pipeline = (floor["platform"] + floor["addresses"] + written) * per_order
+    ours = (floor["addresses"] + written) * per_order
+    webhook = (floor["platform"] + floor["addresses"] + written - parcels) * per_order
+    print(
+        f"  whole pipeline: {pipeline:.2f} ms an order -> at most {cores * 1000 / pipeline:,.0f} "
+        f"orders/s on {cores} cores (aim 1,500); without the platform's share "
+        f"{ours:.2f} ms -> {cores * 1000 / ours:,.0f}/s"
+    )
+    print(
+        f"  webhook path (no parcels yet): {webhook:.2f} ms an order -> at most "
+        f"{cores * 1000 / webhook:,.0f} reservations/s on {cores} cores even if every order "
+        "reserves (aim 2,000)"
+    )
 
 
 if __name__ == "__main__":

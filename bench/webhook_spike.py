@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bench_tiktok_shop, django_on, throwaway_database  # noqa: E402
+from harness import backend_cpu, bench_tiktok_shop, django_on, throwaway_database  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -148,16 +148,6 @@ def _batches(shop_id: int, delivery_ids: list[int]) -> None:
     )
 
 
-def _backend_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) a PostgreSQL backend on this machine has used so far; None
-    when /proc cannot tell (a server elsewhere, another user's process)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _worker(path: str, shop_id: int, delivery_ids: list[int], barrier, done) -> None:
     from django.db import connection, connections
 
@@ -179,18 +169,19 @@ def _worker(path: str, shop_id: int, delivery_ids: list[int], barrier, done) -> 
 
     reservations.orders_reserve = timed_reserve
     error = ""
-    cpu, backend_cpu = time.process_time(), _backend_cpu(backend)
+    cpu, backend_seconds = time.process_time(), backend_cpu(backend)
     try:
         barrier.wait()
-        cpu, backend_cpu = time.process_time(), _backend_cpu(backend)
+        cpu, backend_seconds = time.process_time(), backend_cpu(backend)
         (_today if path == "today" else _batches)(shop_id, delivery_ids)
     except BaseException as exc:  # reported by the parent
         error = f"{type(exc).__name__}: {exc}"
     finally:
         cpu = time.process_time() - cpu
-        after = _backend_cpu(backend)
-        backend_cpu = None if after is None or backend_cpu is None else after - backend_cpu
-        done.put((os.getpid(), error, spans, cpu, backend_cpu))
+        after = backend_cpu(backend)
+        before = backend_seconds
+        backend_seconds = None if after is None or before is None else after - before
+        done.put((os.getpid(), error, spans, cpu, backend_seconds))
         connections.close_all()
 
 

@@ -4,6 +4,7 @@ transaction, tenant by tenant, with no secret in it."""
 import csv
 import io
 
+import pgtrigger
 import pytest
 from django.apps import apps
 from django.core.management import call_command
@@ -217,6 +218,17 @@ def test_every_connection_tells_the_triggers_that_none_is_ignored(tenant_a):
     with tenant_context(tenant_a):
         Order.objects.filter(pk=order.pk).update(status=OrderStatus.READY)
     assert [event.pgh_label for event in trail(order)] == ["insert", "update"]
+
+
+def test_pgtrigger_ignore_still_silences_the_audit_on_top_of_the_empty_list(tenant_a):
+    order = OrderFactory(tenant=tenant_a, status=OrderStatus.NEW)
+
+    with pgtrigger.ignore("orders.Order:audit_update"), tenant_context(tenant_a):
+        Order.objects.filter(pk=order.pk).update(status=OrderStatus.READY)
+    with tenant_context(tenant_a):
+        Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELLED)
+
+    assert [event.status for event in trail(order, label="update")] == [OrderStatus.CANCELLED]
 
 
 def test_the_audit_row_rolls_back_with_its_change(tenant_a):

@@ -191,12 +191,25 @@ class _Invalid(Exception):
 def orders_ingest(
     *, shop: Shop, platform_orders: Iterable[PlatformOrder], source: str
 ) -> IngestResult:
-    """Insert or update `platform_orders` of `shop` in one transaction; see the module doc.
+    """Insert or update `platform_orders` of `shop` in one transaction (`orders_store`), then
+    run the pipeline on what changed (`orders.pipeline.orders_after_ingest`).
 
     `source` says which door they came through ("poll", "webhook", "csv"...); it is recorded in
     the orders' events. Runs in its own transaction (a savepoint when the caller has one open):
     call it with no platform HTTP request in flight inside that transaction.
     """
+    result = orders_store(shop=shop, platform_orders=platform_orders, source=source)
+    # Stock and review run after the page is stored (each in transactions of its own), so a
+    # page's rows are never held locked while other shops reserve the same SKUs.
+    orders_after_ingest(shop=shop, created_ids=result.created_ids, updated_ids=result.updated_ids)
+    return result
+
+
+def orders_store(
+    *, shop: Shop, platform_orders: Iterable[PlatformOrder], source: str
+) -> IngestResult:
+    """`orders_ingest` without the pipeline: the caller runs `orders_after_ingest` on the
+    result's ids itself (a sync pass does, over several stored pages at once)."""
     result = IngestResult()
     incoming: dict[str, PlatformOrder] = {}
     for platform_order in platform_orders:
@@ -231,9 +244,6 @@ def orders_ingest(
     with tenant_context(tenant), transaction.atomic():
         _lock_shop_for_ingest(shop)
         _upsert(shop=shop, incoming=incoming, source=source, result=result)
-    # Stock and review run after the page is stored (each in transactions of its own), so a
-    # page's rows are never held locked while other shops reserve the same SKUs.
-    orders_after_ingest(shop=shop, created_ids=result.created_ids, updated_ids=result.updated_ids)
     return result
 
 

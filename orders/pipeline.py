@@ -1,7 +1,8 @@
 """What happens to orders once they are stored, whichever door they came in by.
 
-`orders_ingest` (platform sync, webhooks) and the CSV import call `orders_after_ingest` with the
-orders they created or changed, after their own transaction committed. Each step selects its
+`orders_ingest` (webhooks) and the CSV import call `orders_after_ingest` with the orders they
+created or changed, after their own transaction committed; a sync pass stores its pages with
+`orders_store` and calls it over several pages at once (`shops.sync`). Each step selects its
 work by state, so running it twice (or the SLA sweep re-running it) changes nothing new:
 
 1. shipping: orders the platform reports shipped (or cancelled after shipping) commit the stock

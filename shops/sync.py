@@ -12,6 +12,11 @@ last stored page ended: nothing is missed (the overlap and ascending order guara
 nothing is duplicated (ingest is an idempotent upsert). No database transaction is ever open
 while the platform is being asked (the sandbox even shares our database connection).
 
+The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stored orders a few
+pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
+statements cost about the same for 100 orders or 500. Whatever ends a pass, what it stored gets
+its pipeline before the pass returns or raises.
+
 Three failed passes in a row open an alert; the next successful pass resolves it.
 """
 
@@ -32,7 +37,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from orders.ingest import IngestResult, orders_ingest
+from orders.ingest import IngestResult, orders_store
+from orders.pipeline import orders_after_ingest
 from orders.returns import returns_supported, returns_sync
 from shops.models import Shop, SyncRun, SyncRunStatus
 from shops.platforms import connector_for
@@ -69,6 +75,11 @@ def sync_initial_window() -> timedelta:
 def sync_lease() -> timedelta:
     """How long a pass holds its shop past its last sign of life (acquire, page, heartbeat)."""
     return timedelta(seconds=_setting("TKERP_SYNC_LEASE_SECONDS", 60))
+
+
+def sync_pipeline_batch() -> int:
+    """How many stored orders a pass gathers (over pages) before it runs the pipeline on them."""
+    return max(1, _setting("TKERP_SYNC_PIPELINE_BATCH", 500))
 
 
 def sync_failure_threshold() -> int:
@@ -204,6 +215,79 @@ def _page_through(
     rejects: list[dict],
 ) -> None:
     since = watermark - sync_overlap() if watermark else started - sync_initial_window()
+    pipeline = _PipelineBatch(shop=shop, size=sync_pipeline_batch())
+    try:
+        _pages_store(
+            shop=shop,
+            run=run,
+            token=token,
+            started=started,
+            since=since,
+            connector=connector,
+            totals=totals,
+            rejects=rejects,
+            pipeline=pipeline,
+        )
+    except Exception:
+        # Pages already stored still get their reservation and review, whatever stopped the
+        # pass (a platform error, a lost lease): the pipeline is safe to run next to another.
+        pipeline.run()
+        raise
+    pipeline.run()
+    requests = []
+    if _supports_cancellations(connector):
+        requests = connector.fetch_cancellations(updated_since=since)  # no tx open
+    totals.cancellations = cancellations_apply(shop=shop, requests=requests)
+    SyncRun.objects.filter(pk=run.pk).update(cancellations=totals.cancellations)
+    if returns_supported(connector):
+        returns_sync(shop=shop, connector=connector)  # no tx open
+
+
+class _PipelineBatch:
+    """The orders a pass stored and has not yet run the pipeline on (`orders.pipeline`).
+
+    The pipeline's statements each cost about the same for one order or many, so running it on
+    one page of the platform's (100 orders) at a time paid those costs 28 times a spike; over
+    `size` orders at a time it pays them six times (bench/sync_spike.py). Orders keep their
+    turn: a batch reserves in ascending id, which is the order pages were stored in. Stored
+    orders whose pipeline never runs (the worker is killed in between) are stranded in a
+    state the SLA sweep re-runs, as after a failed step.
+    """
+
+    def __init__(self, *, shop: Shop, size: int):
+        self.shop = shop
+        self.size = size
+        self.created: list[int] = []
+        self.updated: list[int] = []
+
+    def add(self, result: IngestResult) -> None:
+        self.created.extend(result.created_ids)
+        self.updated.extend(result.updated_ids)
+        if len(self.created) + len(self.updated) >= self.size:
+            self.run()
+
+    def run(self) -> None:
+        created, updated = self.created, self.updated
+        if not created and not updated:
+            return
+        self.created, self.updated = [], []
+        with commits_deferred():  # as the pages' own commits (see _pages_store)
+            orders_after_ingest(shop=self.shop, created_ids=created, updated_ids=updated)
+
+
+def _pages_store(
+    *,
+    shop: Shop,
+    run: SyncRun,
+    token: str,
+    started: datetime,
+    since: datetime,
+    connector: Connector,
+    totals: _Totals,
+    rejects: list[dict],
+    pipeline: _PipelineBatch,
+) -> None:
+    """Store every page the platform hands out for `since`, the watermark following them."""
     page_token: str | None = None
     seen_tokens: set[str] = set()
     # Pages come oldest update first, so the watermark may follow each stored page; should a
@@ -220,12 +304,14 @@ def _page_through(
             in_order = False
         # Still ours? A pass whose lease expired stops before writing another page.
         _renew_lease(shop=shop, token=token, advance_to=None)
-        # The page commits on its own (then stock and review run on it, see orders.pipeline);
-        # only once it is stored may the watermark pass it. Dying in between costs a re-read.
+        # The page commits on its own (stock and review run on the stored orders every
+        # `sync_pipeline_batch()` of them, see _PipelineBatch); only once it is stored may the
+        # watermark pass it. Dying in between costs a re-read.
         # So its commits need not wait for the disk: the watermark's commit below does, and
         # takes every earlier one with it (tkerp.db.durability).
         with commits_deferred():
-            result = orders_ingest(shop=shop, platform_orders=page.orders, source="poll")
+            result = orders_store(shop=shop, platform_orders=page.orders, source="poll")
+        pipeline.add(result)
         page_max = result.max_updated_at
         if page_max is not None:
             previous_max = max(previous_max or page_max, page_max)
@@ -254,13 +340,6 @@ def _page_through(
         _renew_lease(shop=shop, token=token, advance_to=advance_to)
         run.watermark_to = max(filter(None, (run.watermark_from, run.watermark_to, advance_to)))
         SyncRun.objects.filter(pk=run.pk).update(watermark_to=run.watermark_to)
-    requests = []
-    if _supports_cancellations(connector):
-        requests = connector.fetch_cancellations(updated_since=since)  # no tx open
-    totals.cancellations = cancellations_apply(shop=shop, requests=requests)
-    SyncRun.objects.filter(pk=run.pk).update(cancellations=totals.cancellations)
-    if returns_supported(connector):
-        returns_sync(shop=shop, connector=connector)  # no tx open
 
 
 def _cap(when: datetime | None, started: datetime) -> datetime | None:

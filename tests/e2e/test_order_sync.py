@@ -14,7 +14,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from orders.ingest import orders_ingest
+from orders.ingest import orders_ingest, orders_store
 from orders.models import Order, OrderEvent, OrderLine
 from sandbox.actions import sandbox_spike
 from sandbox.models import SandboxOrder, SandboxStore
@@ -99,11 +99,15 @@ def test_a_webhook_and_a_poll_racing_for_the_same_orders_store_them_once(tiktok,
     # Both doors have fetched from the platform; release them into ingest at the same instant.
     barrier = threading.Barrier(2)
 
+    def store_together(**kwargs):  # the pass stores its page, then runs the pipeline
+        barrier.wait(timeout=30)
+        return orders_store(**kwargs)
+
     def ingest_together(**kwargs):
         barrier.wait(timeout=30)
         return orders_ingest(**kwargs)
 
-    monkeypatch.setattr(sync_module, "orders_ingest", ingest_together)
+    monkeypatch.setattr(sync_module, "orders_store", store_together)
     monkeypatch.setattr(webhooks_module, "orders_ingest", ingest_together)
     errors, results = [], {}
 
@@ -149,9 +153,9 @@ def test_a_worker_killed_on_page_three_is_finished_by_the_next_pass(tiktok, monk
         pages["n"] += 1
         if pages["n"] == 3:
             raise SystemExit("worker killed")  # not an Exception: nothing may swallow it
-        return orders_ingest(**kwargs)
+        return orders_store(**kwargs)
 
-    monkeypatch.setattr(sync_module, "orders_ingest", dies_on_page_three)
+    monkeypatch.setattr(sync_module, "orders_store", dies_on_page_three)
     with tenant_context(shop.tenant), pytest.raises(SystemExit):
         shop_sync(shop=shop, connector=fast_connector(shop))
     with tenant_context(shop.tenant):
@@ -163,7 +167,7 @@ def test_a_worker_killed_on_page_three_is_finished_by_the_next_pass(tiktok, monk
         sync_lease_until=timezone.now() - timedelta(seconds=1), sync_lease_token="dead"
     )
 
-    monkeypatch.setattr(sync_module, "orders_ingest", orders_ingest)
+    monkeypatch.setattr(sync_module, "orders_store", orders_store)
     with tenant_context(shop.tenant):
         rerun = shop_sync(shop=shop, connector=fast_connector(shop))
 

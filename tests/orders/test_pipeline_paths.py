@@ -116,13 +116,13 @@ def test_the_set_based_path_ends_a_spike_as_the_old_path_does(tenant_a, tenant_b
     with tenant_context(tenant_a):
         sandbox_spike(shop=shop, orders=160, seed=11, cancel_rate=0.05)
     pages = []
-    ingest = sync_module.orders_ingest
+    store = sync_module.orders_store
 
     def recording(**kwargs):
         pages.append(list(kwargs["platform_orders"]))
-        return ingest(**kwargs)
+        return store(**kwargs)
 
-    monkeypatch.setattr(sync_module, "orders_ingest", recording)
+    monkeypatch.setattr(sync_module, "orders_store", recording)
     run = shop_sync(shop=shop, trigger="test")
     assert run.status == "success", run.error
     orders_split_ready(tenant=tenant_a)  # the task the pipeline queues on commit

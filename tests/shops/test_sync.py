@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 import shops.admin_sync  # noqa: F401 - registers the sync admins (the lead wires it for real)
-from orders.ingest import orders_ingest
+from orders.ingest import orders_ingest, orders_store
 from orders.models import Order, OrderEvent, OrderLine
 from sandbox.base import sandbox_for
 from sandbox.models import SandboxOrder, SandboxStore
@@ -24,6 +24,7 @@ from shops import tasks
 from shops.admin_sync import ShopSyncAdminMixin
 from shops.models import Shop, SyncRun, WebhookDelivery
 from shops.platforms import connector_for
+from shops.platforms.base import PlatformError
 from shops.schedules import schedules_ensure
 from shops.sync import shop_sync, sync_alert_key
 from tests.e2e.helpers import (
@@ -210,6 +211,57 @@ class TestPass:
             assert Order.objects.get().platform_status == "FROM-THE-FUTURE"
 
 
+def new_orders(tenant) -> int:
+    """Stored paid orders the pipeline has not looked at yet (still `new`, nothing reserved,
+    no hold): every paid order leaves `new` once stock and review ran on it."""
+    with tenant_context(tenant):
+        return Order.objects.filter(status="new").count()
+
+
+class TestPipelineBatches:
+    def test_the_pipeline_runs_over_several_stored_pages_at_once(
+        self, shop, store, connector, settings, monkeypatch
+    ):
+        settings.TKERP_SYNC_PIPELINE_BATCH = 2 * connector.page_size
+        count = spike_size(connector)
+        add_orders(store, count, start=timezone.now() - timedelta(hours=1))
+        batches = []
+        after_ingest = sync_module.orders_after_ingest
+
+        def recording(**kwargs):
+            batches.append(len(kwargs["created_ids"]) + len(kwargs["updated_ids"]))
+            return after_ingest(**kwargs)
+
+        monkeypatch.setattr(sync_module, "orders_after_ingest", recording)
+        run = sync(shop, connector)
+
+        assert run.status == "success" and run.created == count, run.error
+        assert batches == [2 * connector.page_size, count - 2 * connector.page_size]
+        assert new_orders(shop.tenant) == 0
+
+    def test_a_pass_failing_on_page_three_still_runs_the_pipeline_on_what_it_stored(
+        self, shop, store, connector, settings, monkeypatch
+    ):
+        settings.TKERP_SYNC_PIPELINE_BATCH = 10 * connector.page_size  # no batch fills
+        add_orders(store, spike_size(connector), start=timezone.now() - timedelta(hours=1))
+        fetch = connector.fetch_orders
+        calls = {"n": 0}
+
+        def fails_on_page_three(**kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise PlatformError("the platform went away", platform=shop.platform)
+            return fetch(**kwargs)
+
+        monkeypatch.setattr(connector, "fetch_orders", fails_on_page_three)
+        run = sync(shop, connector)
+
+        assert run.status == "failed" and "went away" in run.error
+        assert run.created == 2 * connector.page_size
+        assert len(stored_ids(shop.tenant)) == 2 * connector.page_size
+        assert new_orders(shop.tenant) == 0  # ...yet reserved and reviewed before it failed
+
+
 class TestKillAndRerun:
     def test_a_pass_dying_on_page_three_resumes_with_nothing_missed_or_doubled(
         self, shop, store, connector, monkeypatch
@@ -222,9 +274,9 @@ class TestKillAndRerun:
             calls["n"] += 1
             if calls["n"] == 3:
                 raise RuntimeError("worker killed")
-            return orders_ingest(**kwargs)
+            return orders_store(**kwargs)
 
-        monkeypatch.setattr(sync_module, "orders_ingest", dies_on_page_three)
+        monkeypatch.setattr(sync_module, "orders_store", dies_on_page_three)
         killed = sync(shop, connector)
 
         assert killed.status == "failed" and "worker killed" in killed.error
@@ -236,7 +288,7 @@ class TestKillAndRerun:
         assert abs(shop.sync_watermark - page_two_end) < timedelta(seconds=1)
         assert shop.sync_lease_until is None  # released even though the pass failed
 
-        monkeypatch.setattr(sync_module, "orders_ingest", orders_ingest)
+        monkeypatch.setattr(sync_module, "orders_store", orders_store)
         rerun = sync(shop, connector)
 
         assert rerun.status == "success", rerun.error

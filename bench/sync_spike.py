@@ -2,15 +2,17 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/sync_spike.py
 
-Runs the spike twice, each in a throwaway PostgreSQL database next to the one DATABASE_URL
-names (dropped at the end unless --keep-db, tables built from the models): first through the
-old path (the ORM's `bulk_create`, parcels split order by order: `tkerp.bulk.COPY_ENABLED` and
-`logistics.routing.SPLIT_SET_BASED` off), then through the set-based one (COPY, one split for
-the page). Each run makes a tenant with the demo's carrier rules, a TikTok shop with SKUs and
-listings, connects it to the TikTok sandbox, lands the spike there and times `shop_sync` with
-the connector's real page size and rate limits over the sandbox's HTTP API (served in-process).
-The split task the pipeline queues runs inline, so the whole pipeline is
-in the figure: sync, ingest, reservation, review, parcel split, carrier rules.
+Runs the spike three times, each in a throwaway PostgreSQL database next to the one
+DATABASE_URL names (dropped at the end unless --keep-db, tables built from the models): through
+the old path (the ORM's `bulk_create`, parcels split order by order: `tkerp.bulk.COPY_ENABLED`
+and `logistics.routing.SPLIT_SET_BASED` off, the pipeline after every page), through the
+set-based one (COPY, one split for the page) with the pipeline after every page as before this
+round, and through the set-based one as it is now (the pipeline over 500 stored orders at a
+time, `shops.sync._PipelineBatch`). Each run makes a tenant with the demo's carrier rules, a
+TikTok shop with SKUs and listings, connects it to the TikTok sandbox, lands the spike there
+and times `shop_sync` with the connector's real page size and rate limits over the sandbox's
+HTTP API (served in-process). The split task the pipeline queues runs inline, so the whole
+pipeline is in the figure: sync, ingest, reservation, review, parcel split, carrier rules.
 
 Reported per run: orders/s end to end, the CPU per order of this process and of its
 PostgreSQL backend (read from /proc, so when the server runs on this machine), and each stage's
@@ -67,7 +69,9 @@ def parse_args() -> argparse.Namespace:
         "--profile", action="store_true", help="cProfile the set-based pass; print the top 30."
     )
     parser.add_argument(
-        "--only", choices=("old", "set-based"), help="Run one path only (no baseline)."
+        "--only",
+        choices=("old path", "set-based, pipeline every page", "set-based"),
+        help="Run one path only (no baseline).",
     )
     parser.add_argument(
         "--audit",
@@ -97,15 +101,31 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    paths = [("old path", False, True), ("set-based", True, True)]
+    # (label, COPY and set-based split, pgtrigger.ignore said, pipeline every page)
+    paths = [
+        ("old path", False, True, True),
+        ("set-based, pipeline every page", True, True, True),
+        ("set-based", True, True, False),
+    ]
     if args.only:
-        paths = [path for path in paths if path[0].startswith(args.only)]
+        paths = [path for path in paths if path[0] == args.only]
     if args.unsaid_baseline:
-        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False))
+        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False, False))
     results = []
-    for label, set_based, ignore_said in paths:
+    for label, set_based, ignore_said, every_page in paths:
         with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
-            results.append((label, run(args, url, set_based=set_based, ignore_said=ignore_said)))
+            results.append(
+                (
+                    label,
+                    run(
+                        args,
+                        url,
+                        set_based=set_based,
+                        ignore_said=ignore_said,
+                        every_page=every_page,
+                    ),
+                )
+            )
     report(args, results)
 
 
@@ -138,8 +158,14 @@ class Stages:
         setattr(module, attribute, timed)
 
 
-def run(args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: bool) -> dict:
+def run(
+    args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: bool, every_page: bool
+) -> dict:
     django_on(url)
+    from django.conf import settings
+
+    # The pipeline after every stored page (as before this round) or over several pages.
+    settings.TKERP_SYNC_PIPELINE_BATCH = 1 if every_page else 500
     triggers = audit_triggers_set(enabled=args.audit == "on")
     print(f"audit trail {args.audit} ({triggers} triggers)")
 
@@ -180,7 +206,7 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: boo
     demo_rule_set(tenant)
     stages = Stages()
     stages.wrap(tiktok.TikTokConnector, "fetch_orders", "mapping")
-    stages.wrap(shop_sync_module, "orders_ingest", "ingest")
+    stages.wrap(shop_sync_module, "orders_store", "ingest")
     stages.wrap(reservations, "orders_ship_commit", "reservation")
     stages.wrap(reservations, "orders_reserve", "reservation")
     stages.wrap(review, "orders_review", "review")
@@ -235,7 +261,7 @@ def run(args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: boo
         held = Order.objects.filter(status="on_hold").count()
         lines = OrderLine.objects.count()
         second, total2, _, _, transport2, waited2 = timed_pass()
-        floor = floor_measure(shop, orders) if args.floor and set_based else None
+        floor = floor_measure(shop, orders) if args.floor and set_based and not every_page else None
 
     assert first.status == "success", first.error
     assert orders == spike.orders, (orders, spike.orders)
@@ -425,6 +451,19 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             floor_report(result["floor"])
     if len(results) >= 2 and results[0][0] == "old path":
         old, new = results[0][1], results[-1][1]
+        by_label = dict(results)
+        page = by_label.get("set-based, pipeline every page")
+        if page is not None:
+            print(
+                f"set-based, pipeline over 500 orders vs every page: "
+                f"{page['total'] / new['total']:.2f}x end to end, CPU here "
+                f"{page['cpu'] / new['cpu']:.2f}x"
+                + (
+                    f", PostgreSQL {page['pg_cpu'] / new['pg_cpu']:.2f}x"
+                    if page["pg_cpu"] and new["pg_cpu"]
+                    else ""
+                )
+            )
         print(
             f"\nset-based vs old path: {old['total'] / new['total']:.1f}x end to end, "
             f"{old['cpu'] / new['cpu']:.1f}x CPU here"

@@ -313,6 +313,9 @@ TKERP_SYNC_INITIAL_DAYS = int(os.environ.get("TKERP_SYNC_INITIAL_DAYS", "7"))
 # under Q_TIMEOUT), it is how long a killed worker's shop stays locked.
 TKERP_SYNC_LEASE_SECONDS = int(os.environ.get("TKERP_SYNC_LEASE_SECONDS", "60"))
 TKERP_SYNC_FAILURE_ALERT_THRESHOLD = int(os.environ.get("TKERP_SYNC_FAILURE_ALERT_THRESHOLD", "3"))
+# Stored orders a pass gathers, over pages, before it runs stock, review and parcels on them
+# (shops.sync._PipelineBatch; README, Performance).
+TKERP_SYNC_PIPELINE_BATCH = int(os.environ.get("TKERP_SYNC_PIPELINE_BATCH", "500"))
 TKERP_SYNC_RUN_RETENTION_DAYS = int(os.environ.get("TKERP_SYNC_RUN_RETENTION_DAYS", "14"))
 TKERP_WEBHOOK_RETENTION_DAYS = int(os.environ.get("TKERP_WEBHOOK_RETENTION_DAYS", "14"))
 # Webhook bodies above this many bytes are refused (413) before they are parsed.

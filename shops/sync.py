@@ -14,8 +14,9 @@ while the platform is being asked (the sandbox even shares our database connecti
 
 The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stored orders a few
 pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
-statements cost about the same for 100 orders or 500. Whatever ends a pass, what it stored gets
-its pipeline before the pass returns or raises.
+statements cost about the same for 100 orders or 500. A pass that fails (a platform error, a
+lost lease) still runs it on what it stored before it raises; a killed worker leaves those
+orders to the SLA sweep, which re-runs the pipeline on stranded orders.
 
 Three failed passes in a row open an alert; the next successful pass resolves it.
 """
@@ -231,7 +232,10 @@ def _page_through(
     except Exception:
         # Pages already stored still get their reservation and review, whatever stopped the
         # pass (a platform error, a lost lease): the pipeline is safe to run next to another.
-        pipeline.run()
+        try:
+            pipeline.run()
+        except Exception:  # the pass's own error is the one to record; the sweep finishes these
+            logger.exception("the pipeline of shop %s's stored orders failed", shop.pk)
         raise
     pipeline.run()
     requests = []

@@ -30,6 +30,7 @@ Never part of the test run.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("old path", "set-based, pipeline every page", "set-based"),
+        choices=(
+            "old path",
+            "set-based, pipeline every page",
+            "set-based, worker not frozen",
+            "set-based",
+        ),
         help="Run one path only (no baseline).",
     )
     parser.add_argument(
@@ -101,31 +107,33 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    # (label, COPY and set-based split, pgtrigger.ignore said, pipeline every page)
+    # (label, COPY and set-based split, pgtrigger.ignore said, pipeline every page, the
+    # process warmed and frozen as a q worker is when it starts: tkerp.workers)
     paths = [
-        ("old path", False, True, True),
-        ("set-based, pipeline every page", True, True, True),
-        ("set-based", True, True, False),
+        ("old path", False, True, True, False),
+        ("set-based, pipeline every page", True, True, True, False),
+        ("set-based, worker not frozen", True, True, False, False),
+        ("set-based", True, True, False, True),
     ]
     if args.only:
         paths = [path for path in paths if path[0] == args.only]
     if args.unsaid_baseline:
-        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False, False))
+        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False, False, True))
     results = []
-    for label, set_based, ignore_said, every_page in paths:
+    for label, set_based, ignore_said, every_page, frozen in paths:
         with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
-            results.append(
-                (
-                    label,
-                    run(
-                        args,
-                        url,
-                        set_based=set_based,
-                        ignore_said=ignore_said,
-                        every_page=every_page,
-                    ),
+            try:
+                result = run(
+                    args,
+                    url,
+                    set_based=set_based,
+                    ignore_said=ignore_said,
+                    every_page=every_page,
+                    frozen=frozen,
                 )
-            )
+            finally:
+                gc.unfreeze()  # the next path starts as this one did
+            results.append((label, result))
     report(args, results)
 
 
@@ -159,7 +167,13 @@ class Stages:
 
 
 def run(
-    args: argparse.Namespace, url: str, *, set_based: bool, ignore_said: bool, every_page: bool
+    args: argparse.Namespace,
+    url: str,
+    *,
+    set_based: bool,
+    ignore_said: bool,
+    every_page: bool,
+    frozen: bool,
 ) -> dict:
     django_on(url)
     from django.conf import settings
@@ -234,13 +248,33 @@ def run(
                     cursor.execute("SELECT set_config('pgtrigger.ignore', NULL, false)")
                 cursor.execute("SELECT pg_backend_pid()")
                 backend = cursor.fetchone()[0]
+            collections.clear()
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
-            run = shop_sync(shop=shop, trigger="bench", connector=connector)
+            gc.callbacks.append(collected)
+            try:
+                run = shop_sync(shop=shop, trigger="bench", connector=connector)
+            finally:
+                gc.callbacks.remove(collected)
             total, cpu = time.perf_counter() - begun, time.process_time() - cpu
             pg_after = backend_cpu(backend)
             pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
             connector.http.close()
             return run, total, cpu, pg_cpu, transport, sum(waits)
+
+        # Garbage collections during a pass: (generation, seconds) each.
+        collections: list[tuple[int, float]] = []
+        started_at: list[float] = []
+
+        def collected(phase: str, info: dict) -> None:
+            if phase == "start":
+                started_at[:] = [time.process_time()]
+            elif started_at:
+                collections.append((info["generation"], time.process_time() - started_at[0]))
+
+        if frozen:  # as a q worker process does when it starts (tkerp.workers)
+            from tkerp.workers import worker_spawned
+
+            worker_spawned(proc_name="bench")
 
         profiler = None
         if args.profile and set_based:
@@ -249,6 +283,7 @@ def run(
             profiler = cProfile.Profile()
             profiler.enable()
         first, total, cpu, pg_cpu, transport, waited = timed_pass()
+        gc_first = list(collections)
         if profiler is not None:
             import pstats
 
@@ -278,6 +313,7 @@ def run(
         "total": total,
         "cpu": cpu,
         "pg_cpu": pg_cpu,
+        "gc": gc_first,
         "waited": waited,
         "requests": transport.requests,
         "wall": wall,
@@ -427,6 +463,11 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             f"  end to end        {result['total']:7.2f} s   "
             f"{run.created / result['total']:7.0f} orders/s   (CPU here {result['cpu']:.2f} s)"
         )
+        full = [seconds for generation, seconds in result["gc"] if generation == 2]
+        print(
+            f"  garbage collection {sum(seconds for _, seconds in result['gc']):5.2f} s of CPU "
+            f"({len(result['gc'])} collections; {len(full)} full: {sum(full):.2f} s)"
+        )
         if result["pg_cpu"] is not None:
             per_order = 1000 / run.created
             print(
@@ -452,15 +493,22 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
     if len(results) >= 2 and results[0][0] == "old path":
         old, new = results[0][1], results[-1][1]
         by_label = dict(results)
+        unfrozen = by_label.get("set-based, worker not frozen")
+        if unfrozen is not None:
+            print(
+                f"set-based, worker frozen vs not: {unfrozen['total'] / new['total']:.2f}x end "
+                f"to end, CPU here {unfrozen['cpu'] / new['cpu']:.2f}x"
+            )
         page = by_label.get("set-based, pipeline every page")
+        batched = unfrozen or new  # the same process state as `page`: neither is frozen
         if page is not None:
             print(
                 f"set-based, pipeline over 500 orders vs every page: "
-                f"{page['total'] / new['total']:.2f}x end to end, CPU here "
-                f"{page['cpu'] / new['cpu']:.2f}x"
+                f"{page['total'] / batched['total']:.2f}x end to end, CPU here "
+                f"{page['cpu'] / batched['cpu']:.2f}x"
                 + (
-                    f", PostgreSQL {page['pg_cpu'] / new['pg_cpu']:.2f}x"
-                    if page["pg_cpu"] and new["pg_cpu"]
+                    f", PostgreSQL {page['pg_cpu'] / batched['pg_cpu']:.2f}x"
+                    if page["pg_cpu"] and batched["pg_cpu"]
                     else ""
                 )
             )

@@ -154,6 +154,9 @@ def _worker(path: str, shop_id: int, delivery_ids: list[int], barrier, done) -> 
     import inventory.reservations as reservations
 
     connections.close_all()  # a fresh connection of its own (forked from the parent)
+    from tkerp.workers import worker_spawned
+
+    worker_spawned(proc_name=f"bench-{os.getpid()}")  # as a q worker process starts
     with connection.cursor() as cursor:  # connected before the clock starts
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]

@@ -166,6 +166,10 @@ class Stages:
         setattr(module, attribute, timed)
 
 
+# The pipeline batch the product is configured with, read before a baseline run overrides it.
+_BATCH: dict[str, int] = {}
+
+
 def run(
     args: argparse.Namespace,
     url: str,
@@ -179,7 +183,9 @@ def run(
     from django.conf import settings
 
     # The pipeline after every stored page (as before this round) or over several pages.
-    settings.TKERP_SYNC_PIPELINE_BATCH = 1 if every_page else 500
+    # The product's own batch (its setting as configured) unless this run is the baseline.
+    _BATCH.setdefault("product", settings.TKERP_SYNC_PIPELINE_BATCH)
+    settings.TKERP_SYNC_PIPELINE_BATCH = 1 if every_page else _BATCH["product"]
     triggers = audit_triggers_set(enabled=args.audit == "on")
     print(f"audit trail {args.audit} ({triggers} triggers)")
 
@@ -503,7 +509,7 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
         batched = unfrozen or new  # the same process state as `page`: neither is frozen
         if page is not None:
             print(
-                f"set-based, pipeline over 500 orders vs every page: "
+                f"set-based, pipeline over {_BATCH['product']} orders vs every page: "
                 f"{page['total'] / batched['total']:.2f}x end to end, CPU here "
                 f"{page['cpu'] / batched['cpu']:.2f}x"
                 + (

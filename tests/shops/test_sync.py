@@ -215,7 +215,7 @@ def new_orders(tenant) -> int:
     """Stored paid orders the pipeline has not looked at yet (still `new`, nothing reserved,
     no hold): every paid order leaves `new` once stock and review ran on it."""
     with tenant_context(tenant):
-        return Order.objects.filter(status="new").count()
+        return Order.objects.filter(status="new", paid_at__isnull=False).count()
 
 
 class TestPipelineBatches:

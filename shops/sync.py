@@ -14,20 +14,24 @@ while the platform is being asked (the sandbox even shares our database connecti
 
 The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stored orders a few
 pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
-statements cost about the same for 100 orders or 500. A pass that fails (a platform error, a
-lost lease) still runs it on what it stored before it raises; a killed worker leaves those
-orders to the SLA sweep, which re-runs the pipeline on stranded orders.
+statements cost about the same for 100 orders or 500. It runs on a thread of the pass, with its
+own connection, while the pass fetches and stores the next pages (`_PipelineBatch`), and the
+pass returns once it is done. A pass that fails (a platform error, a lost lease) still runs it
+on what it stored before it raises; a killed worker leaves those orders to the SLA sweep, which
+re-runs the pipeline on stranded orders.
 
 Three failed passes in a row open an alert; the next successful pass resolves it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import queue
 import secrets
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -45,6 +49,7 @@ from shops.models import Shop, SyncRun, SyncRunStatus
 from shops.platforms import connector_for
 from shops.platforms.base import Connector, PlatformError
 from tkerp.alerts import alert_raise, alert_resolve
+from tkerp.audit import audit_actor_metadata, audit_context
 from tkerp.db.durability import commits_deferred
 from tkerp.models import AlertSeverity
 from tkerp.outbound import scrub_reason
@@ -57,6 +62,9 @@ logger = logging.getLogger("tkerp.sync")
 
 MAX_REJECTS_KEPT = 200  # per SyncRun; the count is exact, the list is a sample
 MAX_PAGES_PER_PASS = 5_000  # a platform handing out page tokens forever must not pin a worker
+# The pipeline on the pass's own pipeline thread (_PipelineBatch); bench/sync_spike.py turns it
+# off for its baselines.
+PIPELINE_THREAD = True
 
 
 def _setting(name: str, default):
@@ -233,11 +241,11 @@ def _page_through(
         # Pages already stored still get their reservation and review, whatever stopped the
         # pass (a platform error, a lost lease): the pipeline is safe to run next to another.
         try:
-            pipeline.run()
+            pipeline.finish()
         except Exception:  # the pass's own error is the one to record; the sweep finishes these
             logger.exception("the pipeline of shop %s's stored orders failed", shop.pk)
         raise
-    pipeline.run()
+    pipeline.finish()
     requests = []
     if _supports_cancellations(connector):
         requests = connector.fetch_cancellations(updated_since=since)  # no tx open
@@ -252,9 +260,19 @@ class _PipelineBatch:
 
     The pipeline's statements each cost about the same for one order or many, so running it on
     one page of the platform's (100 orders) at a time paid those costs 28 times a spike; over
-    `size` orders at a time it pays them six times (bench/sync_spike.py). Orders keep their
-    turn: a batch reserves in ascending id, which is the order pages were stored in. Stored
-    orders whose pipeline never runs (the worker is killed in between) are stranded in a
+    `size` orders at a time it pays them six times (bench/sync_spike.py).
+
+    A full batch goes to a pipeline thread of the pass, on its own database connection, while
+    the pass fetches and stores the next pages: the two halves' statements run on two
+    PostgreSQL backends at once, and one's Python runs while the other waits for the server, so
+    a spike uses both cores of a small machine (bench/sync_spike.py). One thread, fed in order:
+    orders keep their turn (a batch reserves in ascending id, the order pages were stored in,
+    and batches run one after another). `finish` hands over what is left, waits for the thread,
+    and raises the first error it met, so a pass ends only once its pipeline has run. A caller
+    holding a transaction gets the pipeline inline, on its own connection: another connection
+    could not see orders stored in that transaction.
+
+    Stored orders whose pipeline never runs (the worker is killed in between) are stranded in a
     state the SLA sweep re-runs, as after a failed step.
     """
 
@@ -263,20 +281,69 @@ class _PipelineBatch:
         self.size = size
         self.created: list[int] = []
         self.updated: list[int] = []
+        self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def add(self, result: IngestResult) -> None:
         self.created.extend(result.created_ids)
         self.updated.extend(result.updated_ids)
         if len(self.created) + len(self.updated) >= self.size:
-            self.run()
+            self._hand_over()
+        self._raise_error()
 
-    def run(self) -> None:
+    def finish(self) -> None:
+        """Run the pipeline on what is left, wait for the batches handed over, and raise the
+        first error any of them met."""
+        self._hand_over()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_error()
+
+    def _hand_over(self) -> None:
         created, updated = self.created, self.updated
         if not created and not updated:
             return
         self.created, self.updated = [], []
+        if not PIPELINE_THREAD or transaction.get_connection().in_atomic_block:
+            self._run(created, updated)
+            return
+        if self._thread is None:
+            self._queue = queue.SimpleQueue()
+            # The thread starts with this one's context: the tenant scope, a task's audit actor.
+            context = contextvars.copy_context()
+            actor = audit_actor_metadata()
+            self._thread = threading.Thread(
+                target=context.run,
+                args=(self._work, actor),
+                name=f"sync-pipeline-{self.shop.pk}",
+                daemon=True,
+            )
+            self._thread.start()
+        self._queue.put((created, updated))
+
+    def _work(self, actor: dict | None) -> None:
+        try:
+            with audit_context(**actor) if actor else nullcontext():
+                while (batch := self._queue.get()) is not None:
+                    try:
+                        self._run(*batch)
+                    except Exception as error:  # the next batches still run; the pass raises
+                        logger.exception("the pipeline of shop %s failed", self.shop.pk)
+                        self._error = self._error or error
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def _run(self, created: list[int], updated: list[int]) -> None:
         with commits_deferred():  # as the pages' own commits (see _pages_store)
             orders_after_ingest(shop=self.shop, created_ids=created, updated_ids=updated)
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 def _pages_store(

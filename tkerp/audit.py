@@ -213,6 +213,13 @@ def audit_actor_active() -> bool:
     return hasattr(pgh_runtime._tracker, "value")
 
 
+def audit_actor_metadata() -> dict[str, Any] | None:
+    """The actor set on this thread (a copy), for a thread it starts to enter with
+    `audit_context(**metadata)`: pghistory keeps the actor per thread."""
+    current = getattr(pgh_runtime._tracker, "value", None)
+    return dict(current.metadata) if current is not None else None
+
+
 def audit_actor_api_key(key) -> None:
     """The request is a provider API call: the key (its prefix and name) and its provider are
     the actor of what it changes. Called by the API's authentication once the key is valid."""

@@ -5,6 +5,7 @@ connector fetches them through the sandbox's HTTP API. To simulate a worker dyin
 test makes our own ingest function raise once.
 """
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -230,13 +231,18 @@ class TestPipelineBatches:
 
         def recording(**kwargs):
             batches.append(len(kwargs["created_ids"]) + len(kwargs["updated_ids"]))
+            threads.add(threading.current_thread())
             return after_ingest(**kwargs)
 
+        threads = set()
         monkeypatch.setattr(sync_module, "orders_after_ingest", recording)
         run = sync(shop, connector)
 
         assert run.status == "success" and run.created == count, run.error
         assert batches == [2 * connector.page_size, count - 2 * connector.page_size]
+        # Inside the test's transaction the pipeline runs on the pass's own thread and
+        # connection: another could not see the pages (tests/shops/test_sync_pipeline_thread.py).
+        assert threads == {threading.current_thread()}
         assert new_orders(shop.tenant) == 0
 
     def test_a_pass_failing_on_page_three_still_runs_the_pipeline_on_what_it_stored(

@@ -150,6 +150,13 @@ def test_a_task_records_the_task(tenant_a):
         assert inserted.pgh_context["actor"] == "task"
         assert inserted.pgh_context["task"] == "shops.tasks.sync_shop"
         assert inserted.pgh_context["task_id"]
+        # Review ran on the pass's pipeline thread (shops.sync._PipelineBatch): the task is
+        # still the actor of what it changed there.
+        reviewed = trail(order, label="update")[-1]
+        assert reviewed.status == order.status != "new"
+        assert reviewed.pgh_context["actor"] == "task"
+        assert reviewed.pgh_context["task"] == "shops.tasks.sync_shop"
+        assert reviewed.pgh_context["task_id"] == inserted.pgh_context["task_id"]
     # Nothing of the task's context outlives it on this thread.
     with tenant_context(tenant_a):
         Order.objects.filter(pk=orders[0].pk).update(seller_note="after the task")

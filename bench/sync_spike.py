@@ -2,21 +2,30 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/sync_spike.py
 
-Runs the spike three times, each in a throwaway PostgreSQL database next to the one
-DATABASE_URL names (dropped at the end unless --keep-db, tables built from the models): through
-the old path (the ORM's `bulk_create`, parcels split order by order: `tkerp.bulk.COPY_ENABLED`
-and `logistics.routing.SPLIT_SET_BASED` off, the pipeline after every page), through the
-set-based one (COPY, one split for the page) with the pipeline after every page as before this
-round, and through the set-based one as it is now (the pipeline over 500 stored orders at a
-time, `shops.sync._PipelineBatch`). Each run makes a tenant with the demo's carrier rules, a
-TikTok shop with SKUs and listings, connects it to the TikTok sandbox, lands the spike there
-and times `shop_sync` with the connector's real page size and rate limits over the sandbox's
-HTTP API (served in-process). The split task the pipeline queues runs inline, so the whole
-pipeline is in the figure: sync, ingest, reservation, review, parcel split, carrier rules.
+Runs the spike five times, each in a throwaway PostgreSQL database next to the one
+DATABASE_URL names (dropped at the end unless --keep-db, tables built from the models):
 
-Reported per run: orders/s end to end, the CPU per order of this process and of its
-PostgreSQL backend (read from /proc, so when the server runs on this machine), and each stage's
-seconds, share and CPU seconds of this process: the platform (inside the sandbox: its views,
+1. the old path: the ORM's `bulk_create`, parcels split order by order
+   (`tkerp.bulk.COPY_ENABLED` and `logistics.routing.SPLIT_SET_BASED` off), the pipeline after
+   every page;
+2. the set-based path (COPY, one split for a batch), the pipeline after every page;
+3. the set-based path, the pipeline over 500 stored orders at a time
+   (`shops.sync._PipelineBatch`) on the pass's own thread (`shops.sync.PIPELINE_THREAD` off);
+4. the same on the pass's pipeline thread, beside the pass storing the next pages;
+5. now: as 4, with the parcel split the pipeline queues run by a second worker process
+   (`SplitWorker`), as the second worker of a q cluster (`Q_WORKERS=2`) picks it up.
+
+Runs 1-4 split inline, in the pass's process, so the whole pipeline is in one process's figure;
+run 5 ends when the second worker has split the last batch. From 3 on, the process is warmed
+and frozen as a q worker is when it starts (`tkerp.workers`). Each run makes a tenant with the
+demo's carrier rules, a TikTok shop with SKUs and listings, connects it to the TikTok sandbox,
+lands the spike there and times `shop_sync` with the connector's real page size and rate
+limits over the sandbox's HTTP API (served in-process): sync, ingest, reservation, review,
+parcel split, carrier rules.
+
+Reported per run: orders/s end to end, the CPU per order of its processes and of their
+PostgreSQL backends (read from /proc, so when the server runs on this machine), and each
+stage's seconds, share and CPU seconds: the platform (inside the sandbox: its views,
 its queries, JSON), the connector's mapping, ingest, shipping commits and reservation, review,
 parcel split, carrier rules (and dispatch), and the rest (sync bookkeeping, leases,
 cancellations). A second pass over the same window (nothing new) shows the cost of the overlap.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +66,7 @@ STAGES = (
     ("review", "address normalisation and review rules"),
     ("split", "parcel split"),
     ("rules", "carrier rules and dispatch"),
-    ("other", "sync bookkeeping, leases, cancellations"),
+    ("other", "sync bookkeeping, leases, cancellations, waiting for the pipeline"),
 )
 
 
@@ -75,6 +85,8 @@ def parse_args() -> argparse.Namespace:
             "old path",
             "set-based, pipeline every page",
             "set-based, worker not frozen",
+            "set-based, pipeline inline",
+            "set-based, pipeline thread",
             "set-based",
         ),
         help="Run one path only (no baseline).",
@@ -108,19 +120,26 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     # (label, COPY and set-based split, pgtrigger.ignore said, pipeline every page, the
-    # process warmed and frozen as a q worker is when it starts: tkerp.workers)
-    paths = [
-        ("old path", False, True, True, False),
-        ("set-based, pipeline every page", True, True, True, False),
-        ("set-based, worker not frozen", True, True, False, False),
-        ("set-based", True, True, False, True),
+    # process warmed and frozen as a q worker is when it starts: tkerp.workers, the pipeline
+    # on the pass's own thread or on its pipeline thread: shops.sync._PipelineBatch)
+    # The last, the split by a second worker process (SplitWorker) as in a q cluster of two.
+    every = [
+        ("old path", False, True, True, False, False, False),
+        ("set-based, pipeline every page", True, True, True, True, False, False),
+        ("set-based, worker not frozen", True, True, False, False, False, False),
+        ("set-based, pipeline inline", True, True, False, True, False, False),
+        ("set-based, pipeline thread", True, True, False, True, True, False),
+        ("set-based", True, True, False, True, True, True),
     ]
+    paths = [path for path in every if path[0] != "set-based, worker not frozen"]
     if args.only:
-        paths = [path for path in paths if path[0] == args.only]
+        paths = [path for path in every if path[0] == args.only]
     if args.unsaid_baseline:
-        paths.insert(-1, ("set-based, pgtrigger.ignore unset", True, False, False, True))
+        paths.insert(
+            -1, ("set-based, pgtrigger.ignore unset", True, False, False, True, True, True)
+        )
     results = []
-    for label, set_based, ignore_said, every_page, frozen in paths:
+    for label, set_based, ignore_said, every_page, frozen, threaded, split_apart in paths:
         with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
             try:
                 result = run(
@@ -130,6 +149,8 @@ def main() -> None:
                     ignore_said=ignore_said,
                     every_page=every_page,
                     frozen=frozen,
+                    threaded=threaded,
+                    split_apart=split_apart,
                 )
             finally:
                 gc.unfreeze()  # the next path starts as this one did
@@ -138,32 +159,135 @@ def main() -> None:
 
 
 class Stages:
-    """Wall and CPU seconds per stage, by wrapping the functions that do each stage."""
+    """Wall and CPU seconds per stage, by wrapping the functions that do each stage.
+
+    Each thread keeps its own stack and its own CPU clock: the pass's pipeline thread runs
+    reservation, review, split and rules while the pass itself fetches and stores, so stages
+    of the two threads overlap in wall time (their wall seconds add up to more than the pass).
+    """
 
     def __init__(self):
         self.wall = dict.fromkeys([name for name, _ in STAGES], 0.0)
         self.cpu = dict.fromkeys([name for name, _ in STAGES], 0.0)
-        self.stack: list[str] = []
+        self.local = threading.local()
 
     def wrap(self, module, attribute: str, stage: str) -> None:
         inner = getattr(module, attribute)
 
         def timed(*args, **kwargs):
             # A stage inside another (rules inside split) is charged to the inner one only.
-            self.stack.append(stage)
-            wall, cpu = time.perf_counter(), time.process_time()
+            stack = self.local.__dict__.setdefault("stack", [])
+            stack.append(stage)
+            wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return inner(*args, **kwargs)
             finally:
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                self.stack.pop()
+                wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+                stack.pop()
                 self.wall[stage] += wall
                 self.cpu[stage] += cpu
-                if self.stack:
-                    self.wall[self.stack[-1]] -= wall
-                    self.cpu[self.stack[-1]] -= cpu
+                if stack:
+                    self.wall[stack[-1]] -= wall
+                    self.cpu[stack[-1]] -= cpu
 
         setattr(module, attribute, timed)
+
+
+class PipelineBackends:
+    """CPU seconds of the PostgreSQL backends of the pass's pipeline thread (one a pass: its
+    connection opens with the first batch and closes once the pass ends), read from /proc
+    around each batch it runs, and the seconds that thread worked."""
+
+    def __init__(self, batch_class):
+        self.cpu = 0.0
+        self.busy = 0.0
+        self.unknown = False
+        inner = batch_class._run
+        backends = self
+
+        def measured(batch, *args, **kwargs):
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            before, started = backend_cpu(pid), time.perf_counter()
+            try:
+                return inner(batch, *args, **kwargs)
+            finally:
+                backends.busy += time.perf_counter() - started
+                after = backend_cpu(pid)
+                if before is None or after is None:
+                    backends.unknown = True
+                else:
+                    backends.cpu += after - before
+
+        batch_class._run = measured
+        self.restore = lambda: setattr(batch_class, "_run", inner)
+
+
+class SplitWorker:
+    """A second worker process that runs the parcel splits the pipeline queues, as the second
+    worker of a q cluster picks them off the broker: forked with the pass's code loaded (and
+    frozen, when the pass is), its own database connection, the tasks in the order queued.
+
+    `finish` waits for the tasks queued so far and returns the process's CPU, its backend's
+    and the moment it finished (perf_counter is the system's monotonic clock, one for both
+    processes); its stage times are added to the pass's `stages`."""
+
+    def __init__(self, stages: Stages):
+        import multiprocessing
+
+        from django.db import connections
+
+        context = multiprocessing.get_context("fork")
+        self.stages = stages
+        self.forked = (dict(stages.wall), dict(stages.cpu))
+        self.tasks = context.SimpleQueue()
+        self.results = context.SimpleQueue()
+        connections.close_all()  # the child opens its own; the parent reconnects on next use
+        self.process = context.Process(target=self._serve, daemon=True)
+        self.process.start()
+
+    def _serve(self) -> None:
+        from django.db import connection
+
+        import logistics.tasks as logistics_tasks
+
+        cpu, backend = time.process_time(), None
+        pg_cpu = 0.0
+        while (task_args := self.tasks.get()) is not None:
+            if backend is None:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    backend = cursor.fetchone()[0]
+                pg_cpu = backend_cpu(backend)
+            logistics_tasks.split_ready_orders(*task_args)
+        finished = time.perf_counter()
+        after = backend_cpu(backend) if backend is not None else pg_cpu
+        self.results.put(
+            {
+                "finished": finished,
+                "cpu": time.process_time() - cpu,
+                "pg_cpu": None if after is None or pg_cpu is None else after - pg_cpu,
+                "wall": self.stages.wall,
+                "stage_cpu": self.stages.cpu,
+            }
+        )
+        connection.close()
+
+    def finish(self) -> dict:
+        self.tasks.put(None)
+        result = self.results.get()
+        self.process.join()
+        # The child's stage totals started from the parent's at the fork: add what it added.
+        wall, cpu = self.forked
+        result["busy"] = 0.0
+        for name in wall:
+            self.stages.wall[name] += result["wall"][name] - wall[name]
+            self.stages.cpu[name] += result["stage_cpu"][name] - cpu[name]
+            result["busy"] += result["wall"][name] - wall[name]
+        return result
 
 
 # The pipeline batch the product is configured with, read before a baseline run overrides it.
@@ -178,6 +302,8 @@ def run(
     ignore_said: bool,
     every_page: bool,
     frozen: bool,
+    threaded: bool,
+    split_apart: bool,
 ) -> dict:
     django_on(url)
     from django.conf import settings
@@ -210,12 +336,17 @@ def run(
 
     bulk.COPY_ENABLED = set_based
     routing.SPLIT_SET_BASED = set_based
-    # The split task the pipeline queues on commit runs inline: its time is the pipeline's.
+    shop_sync_module.PIPELINE_THREAD = threaded
+    # The split task the pipeline queues on commit runs inline (its time is the pipeline's), or
+    # in a second worker process (`split_apart`: SplitWorker), as a q cluster of two runs it.
     # Other tasks (availability pushes, alerts) are queued as in production.
     queue = pipeline.async_task
+    split_worker: list[SplitWorker] = []
 
     def split_inline(func, *task_args, **kwargs):
         if func == "logistics.tasks.split_ready_orders":
+            if split_worker:
+                return split_worker[0].tasks.put(task_args)
             return logistics_tasks.split_ready_orders(*task_args)
         return queue(func, *task_args, **kwargs)
 
@@ -241,6 +372,8 @@ def run(
         spike_seconds = time.perf_counter() - started
 
         def timed_pass():
+            if split_apart:
+                split_worker[:] = [SplitWorker(stages)]
             transport = timed_transport(sandbox_transport())
             waits: list[float] = []
 
@@ -255,17 +388,37 @@ def run(
                 cursor.execute("SELECT pg_backend_pid()")
                 backend = cursor.fetchone()[0]
             collections.clear()
+            pipeline_backends = PipelineBackends(shop_sync_module._PipelineBatch)
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)
             try:
                 run = shop_sync(shop=shop, trigger="bench", connector=connector)
             finally:
                 gc.callbacks.remove(collected)
+                pipeline_backends.restore()
             total, cpu = time.perf_counter() - begun, time.process_time() - cpu
             pg_after = backend_cpu(backend)
             pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
+            apart = None
+            if split_worker:  # the pass is done once the second worker has split every batch
+                apart = split_worker.pop().finish()
+                total = max(total, apart["finished"] - begun)
+                cpu += apart["cpu"]
+                pg_cpu = (
+                    None
+                    if pg_cpu is None or apart["pg_cpu"] is None
+                    else (pg_cpu + apart["pg_cpu"])
+                )
+            if threaded:  # the pipeline's statements ran on the thread's own backend
+                pg_cpu = (
+                    None
+                    if pg_cpu is None or pipeline_backends.unknown
+                    else (pg_cpu + pipeline_backends.cpu)
+                )
             connector.http.close()
-            return run, total, cpu, pg_cpu, transport, sum(waits)
+            busy = pipeline_backends.busy if threaded else 0.0
+            busy += apart["busy"] if split_apart else 0.0
+            return run, total, cpu, pg_cpu, transport, sum(waits), busy
 
         # Garbage collections during a pass: (generation, seconds) each.
         collections: list[tuple[int, float]] = []
@@ -288,7 +441,7 @@ def run(
 
             profiler = cProfile.Profile()
             profiler.enable()
-        first, total, cpu, pg_cpu, transport, waited = timed_pass()
+        first, total, cpu, pg_cpu, transport, waited, overlapped = timed_pass()
         gc_first = list(collections)
         if profiler is not None:
             import pstats
@@ -301,7 +454,7 @@ def run(
         ready = Order.objects.filter(status="ready").count()
         held = Order.objects.filter(status="on_hold").count()
         lines = OrderLine.objects.count()
-        second, total2, _, _, transport2, waited2 = timed_pass()
+        second, total2, _, _, transport2, waited2, _ = timed_pass()
         floor = floor_measure(shop, orders) if args.floor and set_based and not every_page else None
 
     assert first.status == "success", first.error
@@ -309,7 +462,9 @@ def run(
     # The platform's time is inside the connector's; waits are the rate limiter's.
     wall["mapping"] -= transport.seconds + waited
     wall["platform"] = transport.seconds
-    wall["other"] = total - sum(wall.values()) - waited
+    # The pipeline thread's seconds ran beside the pass's own: what the pass did besides its
+    # stages is its total less its own stages (the thread's seconds are all in stages).
+    wall["other"] = total - (sum(wall.values()) - overlapped) - waited
     cpu_stages["other"] = cpu - sum(cpu_stages.values())
     return {
         "pg": connection.pg_version // 10000,
@@ -321,6 +476,7 @@ def run(
         "pg_cpu": pg_cpu,
         "gc": gc_first,
         "waited": waited,
+        "overlapped": overlapped,
         "requests": transport.requests,
         "wall": wall,
         "cpu_stages": cpu_stages,
@@ -467,7 +623,7 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
         )
         print(
             f"  end to end        {result['total']:7.2f} s   "
-            f"{run.created / result['total']:7.0f} orders/s   (CPU here {result['cpu']:.2f} s)"
+            f"{run.created / result['total']:7.0f} orders/s   (CPU {result['cpu']:.2f} s)"
         )
         full = [seconds for generation, seconds in result["gc"] if generation == 2]
         print(
@@ -477,14 +633,21 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
         if result["pg_cpu"] is not None:
             per_order = 1000 / run.created
             print(
-                f"  CPU per order     {result['cpu'] * per_order:.2f} ms here + "
+                f"  CPU per order     {result['cpu'] * per_order:.2f} ms workers + "
                 f"{result['pg_cpu'] * per_order:.2f} ms PostgreSQL "
                 f"({result['pg_cpu']:.2f} s in its backend)"
             )
+        if result["overlapped"]:
+            print(
+                f"  beside the pass   {result['overlapped']:.2f} s of its {result['total']:.2f} s "
+                "worked on the pipeline thread (and the split worker): stage seconds add up to "
+                "more than the pass; shares are of their sum"
+            )
+        worked = sum(result["wall"].values())
         for name, what in STAGES:
             seconds = result["wall"][name]
             cpu = result["cpu_stages"].get(name, 0.0)
-            share = 100 * seconds / result["total"]
+            share = 100 * seconds / worked
             cpu_text = "" if name == "platform" else f"cpu {cpu:6.2f} s"
             print(f"  {name:<12} {seconds:7.2f} s {share:5.1f} %  {cpu_text:<14} {what}")
         if result["waited"]:
@@ -499,28 +662,33 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
     if len(results) >= 2 and results[0][0] == "old path":
         old, new = results[0][1], results[-1][1]
         by_label = dict(results)
-        unfrozen = by_label.get("set-based, worker not frozen")
-        if unfrozen is not None:
+        steps = (
+            ("set-based, worker not frozen", "set-based, pipeline inline", "worker frozen"),
+            (
+                "set-based, pipeline every page",
+                "set-based, pipeline inline",
+                f"pipeline over {_BATCH['product']} orders",
+            ),
+            ("set-based, pipeline inline", "set-based, pipeline thread", "pipeline thread"),
+            ("set-based, pipeline thread", "set-based", "split by a second worker"),
+        )
+        for before_label, after_label, what in steps:
+            before, after = by_label.get(before_label), by_label.get(after_label)
+            if before is None or after is None:
+                continue
             print(
-                f"set-based, worker frozen vs not: {unfrozen['total'] / new['total']:.2f}x end "
-                f"to end, CPU here {unfrozen['cpu'] / new['cpu']:.2f}x"
-            )
-        page = by_label.get("set-based, pipeline every page")
-        batched = unfrozen or new  # the same process state as `page`: neither is frozen
-        if page is not None:
-            print(
-                f"set-based, pipeline over {_BATCH['product']} orders vs every page: "
-                f"{page['total'] / batched['total']:.2f}x end to end, CPU here "
-                f"{page['cpu'] / batched['cpu']:.2f}x"
+                f"{what} ({after_label} vs {before_label}): "
+                f"{before['total'] / after['total']:.2f}x end to end, CPU "
+                f"{before['cpu'] / after['cpu']:.2f}x"
                 + (
-                    f", PostgreSQL {page['pg_cpu'] / batched['pg_cpu']:.2f}x"
-                    if page["pg_cpu"] and batched["pg_cpu"]
+                    f", PostgreSQL {before['pg_cpu'] / after['pg_cpu']:.2f}x"
+                    if before["pg_cpu"] and after["pg_cpu"]
                     else ""
                 )
             )
         print(
             f"\nset-based vs old path: {old['total'] / new['total']:.1f}x end to end, "
-            f"{old['cpu'] / new['cpu']:.1f}x CPU here"
+            f"{old['cpu'] / new['cpu']:.1f}x CPU"
         )
 
 

@@ -16,7 +16,8 @@ The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stor
 pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
 statements cost about the same for 100 orders or 500. It runs on a thread of the pass, with its
 own connection, while the pass fetches and stores the next pages (`_PipelineBatch`), and the
-pass returns once it is done. A pass that fails (a platform error, a lost lease) still runs it
+pass returns once it is done; another thread asks for the next page while one is stored
+(`_PageFetcher`), so the platform's round trips overlap our writes. A pass that fails (a platform error, a lost lease) still runs it
 on what it stored before it raises; a killed worker leaves those orders to the SLA sweep, which
 re-runs the pipeline on stranded orders.
 
@@ -30,10 +31,12 @@ import logging
 import queue
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -47,7 +50,7 @@ from orders.pipeline import orders_after_ingest
 from orders.returns import returns_supported, returns_sync
 from shops.models import Shop, SyncRun, SyncRunStatus
 from shops.platforms import connector_for
-from shops.platforms.base import Connector, PlatformError
+from shops.platforms.base import Connector, OrderPage, PlatformError
 from tkerp.alerts import alert_raise, alert_resolve
 from tkerp.audit import audit_actor_metadata, audit_context
 from tkerp.db.durability import commits_deferred
@@ -62,9 +65,10 @@ logger = logging.getLogger("tkerp.sync")
 
 MAX_REJECTS_KEPT = 200  # per SyncRun; the count is exact, the list is a sample
 MAX_PAGES_PER_PASS = 5_000  # a platform handing out page tokens forever must not pin a worker
-# The pipeline on the pass's own pipeline thread (_PipelineBatch); bench/sync_spike.py turns it
-# off for its baselines.
+# The pipeline on the pass's own pipeline thread (_PipelineBatch), the next page asked for while
+# one is stored (_PageFetcher); bench/sync_spike.py turns them off for its baselines.
 PIPELINE_THREAD = True
+PAGE_PREFETCH = True
 
 
 def _setting(name: str, default):
@@ -312,29 +316,16 @@ class _PipelineBatch:
             return
         if self._thread is None:
             self._queue = queue.SimpleQueue()
-            # The thread starts with this one's context: the tenant scope, a task's audit actor.
-            context = contextvars.copy_context()
-            actor = audit_actor_metadata()
-            self._thread = threading.Thread(
-                target=context.run,
-                args=(self._work, actor),
-                name=f"sync-pipeline-{self.shop.pk}",
-                daemon=True,
-            )
-            self._thread.start()
+            self._thread = _thread_start(self._work, name=f"sync-pipeline-{self.shop.pk}")
         self._queue.put((created, updated))
 
-    def _work(self, actor: dict | None) -> None:
-        try:
-            with audit_context(**actor) if actor else nullcontext():
-                while (batch := self._queue.get()) is not None:
-                    try:
-                        self._run(*batch)
-                    except Exception as error:  # the next batches still run; the pass raises
-                        logger.exception("the pipeline of shop %s failed", self.shop.pk)
-                        self._error = self._error or error
-        finally:
-            connections.close_all()  # this thread's connections only
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                self._run(*batch)
+            except Exception as error:  # the next batches still run; the pass raises
+                logger.exception("the pipeline of shop %s failed", self.shop.pk)
+                self._error = self._error or error
 
     def _run(self, created: list[int], updated: list[int]) -> None:
         with commits_deferred():  # as the pages' own commits (see _pages_store)
@@ -344,6 +335,67 @@ class _PipelineBatch:
         error, self._error = self._error, None
         if error is not None:
             raise error
+
+
+class _PageFetcher:
+    """Asks the platform for a pass's pages on a thread of the pass, so the next page is on its
+    way while the pass stores the one before: the platform's answer (a network round trip and
+    its rate limit, 28 of them a spike) overlaps our writes. One thread for the pass, one
+    request at a time, in order. `ask` returns what to call for the page: it waits for the
+    answer and raises what the call raised. A caller holding a transaction asks inline, when it
+    calls (the in-process sandbox answers on the asking thread's connection, which must see
+    that transaction's rows). `close` lets a call under way end (the connector closes next)."""
+
+    def __init__(self, connector: Connector, *, since: datetime, name: str):
+        self.name = name
+        self.connector = connector
+        self.since = since
+        self.inline = not PAGE_PREFETCH or transaction.get_connection().in_atomic_block
+        self._requests: queue.SimpleQueue[tuple[Callable, Future] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def ask(self, page_token: str | None) -> Callable[[], OrderPage]:
+        call = partial(self.connector.fetch_orders, updated_since=self.since, page_token=page_token)
+        if self.inline:
+            return call
+        if self._thread is None:
+            self._thread = _thread_start(self._serve, name=self.name)
+        answer: Future[OrderPage] = Future()
+        self._requests.put((call, answer))
+        return answer.result
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            call, answer = request
+            try:
+                answer.set_result(call())
+            except BaseException as error:  # raised on the pass's thread by `result`
+                answer.set_exception(error)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._requests.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+def _thread_start(target: Callable[[], None], *, name: str) -> threading.Thread:
+    """Run `target` on a daemon thread that carries this one's context: the tenant scope (a
+    context variable) and the audit actor (pghistory keeps it per thread), so what it writes
+    is scoped and attributed as the pass's own. Its database connections close when it ends."""
+    context = contextvars.copy_context()
+    actor = audit_actor_metadata()
+
+    def run() -> None:
+        try:
+            with audit_context(**actor) if actor else nullcontext():
+                target()
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=context.run, args=(run,), name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def _pages_store(
@@ -359,53 +411,60 @@ def _pages_store(
     pipeline: _PipelineBatch,
 ) -> None:
     """Store every page the platform hands out for `since`, the watermark following them."""
-    page_token: str | None = None
     seen_tokens: set[str] = set()
     # Pages come oldest update first, so the watermark may follow each stored page; should a
     # platform ever break that order, from then on it only advances once the pass is stored.
     in_order = True
     previous_max: datetime | None = None
     pass_max: datetime | None = None
-    while True:
-        page = connector.fetch_orders(updated_since=since, page_token=page_token)  # no tx open
-        times = [
-            order.updated_at for order in page.orders if isinstance(order.updated_at, datetime)
-        ]
-        if times and previous_max is not None and min(times) < previous_max:
-            in_order = False
-        # Still ours? A pass whose lease expired stops before writing another page.
-        _renew_lease(shop=shop, token=token, advance_to=None)
-        # The page commits on its own (stock and review run on the stored orders every
-        # `sync_pipeline_batch()` of them, see _PipelineBatch); only once it is stored may the
-        # watermark pass it. Dying in between costs a re-read.
-        # So its commits need not wait for the disk: the watermark's commit below does, and
-        # takes every earlier one with it (tkerp.db.durability).
-        with commits_deferred():
-            result = orders_store(shop=shop, platform_orders=page.orders, source="poll")
-        pipeline.add(result)
-        page_max = result.max_updated_at
-        if page_max is not None:
-            previous_max = max(previous_max or page_max, page_max)
-            pass_max = previous_max
-        with transaction.atomic():
-            _store_progress(
-                shop=shop,
-                run=run,
-                token=token,
-                result=result,
-                totals=totals,
-                rejects=rejects,
-                advance_to=_cap(page_max, started) if in_order else None,
-            )
-        page_token = page.next_page_token
-        if not page_token:
-            break
-        if page_token in seen_tokens or totals.pages >= MAX_PAGES_PER_PASS:
-            raise PlatformError(
-                f"paging did not end after {totals.pages} pages (token repeated or too many)",
-                platform=shop.platform,
-            )
-        seen_tokens.add(page_token)
+    fetcher = _PageFetcher(connector, since=since, name=f"sync-fetch-{shop.pk}")
+    next_page = fetcher.ask(None)
+    try:
+        while True:
+            page = next_page()  # no tx open
+            page_token = page.next_page_token
+            looping = page_token in seen_tokens or totals.pages + 1 >= MAX_PAGES_PER_PASS
+            if page_token and not looping:  # the next page is asked for while this one is stored
+                next_page = fetcher.ask(page_token)
+            times = [
+                order.updated_at for order in page.orders if isinstance(order.updated_at, datetime)
+            ]
+            if times and previous_max is not None and min(times) < previous_max:
+                in_order = False
+            # Still ours? A pass whose lease expired stops before writing another page.
+            _renew_lease(shop=shop, token=token, advance_to=None)
+            # The page commits on its own (stock and review run on the stored orders every
+            # `sync_pipeline_batch()` of them, see _PipelineBatch); only once it is stored may
+            # the watermark pass it. Dying in between costs a re-read.
+            # So its commits need not wait for the disk: the watermark's commit below does, and
+            # takes every earlier one with it (tkerp.db.durability).
+            with commits_deferred():
+                result = orders_store(shop=shop, platform_orders=page.orders, source="poll")
+            pipeline.add(result)
+            page_max = result.max_updated_at
+            if page_max is not None:
+                previous_max = max(previous_max or page_max, page_max)
+                pass_max = previous_max
+            with transaction.atomic():
+                _store_progress(
+                    shop=shop,
+                    run=run,
+                    token=token,
+                    result=result,
+                    totals=totals,
+                    rejects=rejects,
+                    advance_to=_cap(page_max, started) if in_order else None,
+                )
+            if not page_token:
+                break
+            if looping:
+                raise PlatformError(
+                    f"paging did not end after {totals.pages} pages (token repeated or too many)",
+                    platform=shop.platform,
+                )
+            seen_tokens.add(page_token)
+    finally:
+        fetcher.close()
     if not in_order and pass_max is not None:
         advance_to = _cap(pass_max, started)
         _renew_lease(shop=shop, token=token, advance_to=advance_to)

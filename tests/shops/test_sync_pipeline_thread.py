@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from orders.models import Order
 from shops import sync as sync_module
+from shops.platforms.base import PlatformError
 from tests.e2e.helpers import add_orders, connect_shop
 from tests.shops.test_sync_lease import fast_connector
 from tkerp.tenancy import tenant_context
@@ -86,6 +87,7 @@ def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike,
     assert len({id(wrapper) for wrapper in wrappers}) == 1
     assert wrappers[0] is not connections["default"]
     assert wrappers[0].connection is None
+    assert not pass_threads()
 
 
 def test_a_batch_failing_on_the_thread_fails_the_pass_and_the_others_still_run(spike, monkeypatch):
@@ -120,3 +122,65 @@ def test_a_batch_failing_on_the_thread_fails_the_pass_and_the_others_still_run(s
     assert waiting(shop) == set(failed)
     shop.refresh_from_db()
     assert shop.consecutive_sync_failures == 1 and shop.sync_lease_until is None
+
+
+def pass_threads() -> set[str]:
+    """The pass's fetch and pipeline threads still alive (its lease heartbeat may take a moment
+    longer to notice the pass ended: it is not ours to check here)."""
+    return {
+        thread.name
+        for thread in threading.enumerate()
+        if thread.name.startswith(("sync-fetch-", "sync-pipeline-"))
+    }
+
+
+def test_the_next_page_is_asked_for_while_the_pass_stores_one(spike, monkeypatch):
+    shop, connector, count = spike
+    fetch, store = connector.fetch_orders, sync_module.orders_store
+    asked: list[tuple[str, str | None]] = []
+    second_page_asked = threading.Event()
+
+    def fetching(**kwargs):
+        asked.append((threading.current_thread().name, kwargs["page_token"]))
+        if kwargs["page_token"] is not None:
+            second_page_asked.set()
+        return fetch(**kwargs)
+
+    def storing(**kwargs):
+        # Page one is stored only once page two is on its way: a pass asking inline, after
+        # storing, would be waiting on itself here.
+        assert second_page_asked.wait(timeout=30), "page two was not asked for meanwhile"
+        return store(**kwargs)
+
+    monkeypatch.setattr(connector, "fetch_orders", fetching)
+    monkeypatch.setattr(sync_module, "orders_store", storing)
+    run = sync(shop, connector)
+
+    assert run.status == "success" and (run.pages, run.created) == (4, count), run.error
+    assert {name for name, _ in asked} == {f"sync-fetch-{shop.pk}"}
+    assert len(asked) == 4 and asked[0][1] is None  # one request a page, in order
+    assert not waiting(shop)
+    assert not pass_threads()  # the fetch and pipeline threads ended with the pass
+
+
+def test_a_platform_error_on_the_fetch_thread_fails_the_pass_after_the_page_before(
+    spike, monkeypatch
+):
+    shop, connector, _count = spike
+    fetch = connector.fetch_orders
+    calls = []
+
+    def fails_on_page_three(**kwargs):
+        calls.append(kwargs["page_token"])
+        if len(calls) == 3:
+            raise PlatformError("the platform went away", platform=shop.platform)
+        return fetch(**kwargs)
+
+    monkeypatch.setattr(connector, "fetch_orders", fails_on_page_three)
+    run = sync(shop, connector)
+
+    assert run.status == "failed" and run.error == "tiktok: the platform went away"
+    # Page two was stored (and its pipeline run) before the pass learnt of page three.
+    assert (run.pages, run.created) == (2, 2 * connector.page_size)
+    assert len(order_ids(shop)) == 2 * connector.page_size and not waiting(shop)
+    assert len(calls) == 3 and not pass_threads()

@@ -227,8 +227,10 @@ def backend_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_transport(inner):
-    """The in-process sandbox transport, adding up the time the platform took."""
+def timed_transport(inner, *, latency: float = 0.0):
+    """The in-process sandbox transport, adding up the time the platform took; `latency`
+    seconds more a request stand for the network between us and a real platform (a round
+    trip to a platform's API region, its TLS and queueing: not our CPU, nor the sandbox's)."""
     import httpx
 
     class TimedTransport(httpx.BaseTransport):
@@ -240,6 +242,8 @@ def timed_transport(inner):
         def handle_request(self, request):
             started = time.perf_counter()
             try:
+                if latency:
+                    time.sleep(latency)
                 response = self.inner.handle_request(request)
                 response.read()  # the body is produced lazily: count it as the platform's time
                 return response

@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/sync_spike.py
 
-Runs the spike five times, each in a throwaway PostgreSQL database next to the one
+Runs the spike six times, each in a throwaway PostgreSQL database next to the one
 DATABASE_URL names (dropped at the end unless --keep-db, tables built from the models):
 
 1. the old path: the ORM's `bulk_create`, parcels split order by order
@@ -12,11 +12,13 @@ DATABASE_URL names (dropped at the end unless --keep-db, tables built from the m
 3. the set-based path, the pipeline over 500 stored orders at a time
    (`shops.sync._PipelineBatch`) on the pass's own thread (`shops.sync.PIPELINE_THREAD` off);
 4. the same on the pass's pipeline thread, beside the pass storing the next pages;
-5. now: as 4, with the parcel split the pipeline queues run by a second worker process
+5. as 4, the next page asked for on the pass's fetch thread while one is stored
+   (`shops.sync._PageFetcher`);
+6. now: as 5, with the parcel split the pipeline queues run by a second worker process
    (`SplitWorker`), as the second worker of a q cluster (`Q_WORKERS=2`) picks it up.
 
-Runs 1-4 split inline, in the pass's process, so the whole pipeline is in one process's figure;
-run 5 ends when the second worker has split the last batch. From 3 on, the process is warmed
+Runs 1-5 split inline, in the pass's process, so the whole pipeline is in one process's figure;
+run 6 ends when the second worker has split the last batch. From 2 on, the process is warmed
 and frozen as a q worker is when it starts (`tkerp.workers`). Each run makes a tenant with the
 demo's carrier rules, a TikTok shop with SKUs and listings, connects it to the TikTok sandbox,
 lands the spike there and times `shop_sync` with the connector's real page size and rate
@@ -43,6 +45,7 @@ import gc
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +90,19 @@ def parse_args() -> argparse.Namespace:
             "set-based, worker not frozen",
             "set-based, pipeline inline",
             "set-based, pipeline thread",
+            "set-based, page prefetch",
             "set-based",
         ),
         help="Run one path only (no baseline).",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help=(
+            "Milliseconds of network each platform request waits before the in-process sandbox "
+            "answers, as a real platform's API is a round trip away (default 0: none)."
+        ),
     )
     parser.add_argument(
         "--audit",
@@ -119,56 +132,72 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    # (label, COPY and set-based split, pgtrigger.ignore said, pipeline every page, the
-    # process warmed and frozen as a q worker is when it starts: tkerp.workers, the pipeline
-    # on the pass's own thread or on its pipeline thread: shops.sync._PipelineBatch)
-    # The last, the split by a second worker process (SplitWorker) as in a q cluster of two.
     every = [
-        ("old path", False, True, True, False, False, False),
-        ("set-based, pipeline every page", True, True, True, True, False, False),
-        ("set-based, worker not frozen", True, True, False, False, False, False),
-        ("set-based, pipeline inline", True, True, False, True, False, False),
-        ("set-based, pipeline thread", True, True, False, True, True, False),
-        ("set-based", True, True, False, True, True, True),
+        SpikePath("old path", set_based=False, every_page=True, frozen=False),
+        SpikePath("set-based, pipeline every page", every_page=True),
+        SpikePath("set-based, worker not frozen", frozen=False),
+        SpikePath("set-based, pipeline inline"),
+        SpikePath("set-based, pipeline thread", threaded=True),
+        SpikePath("set-based, page prefetch", threaded=True, prefetch=True),
+        SpikePath("set-based", threaded=True, prefetch=True, split_apart=True),
     ]
-    paths = [path for path in every if path[0] != "set-based, worker not frozen"]
+    paths = [path for path in every if path.label != "set-based, worker not frozen"]
     if args.only:
-        paths = [path for path in every if path[0] == args.only]
+        paths = [path for path in every if path.label == args.only]
     if args.unsaid_baseline:
         paths.insert(
-            -1, ("set-based, pgtrigger.ignore unset", True, False, False, True, True, True)
+            -1,
+            SpikePath(
+                "set-based, pgtrigger.ignore unset",
+                ignore_said=False,
+                threaded=True,
+                prefetch=True,
+                split_apart=True,
+            ),
         )
     results = []
-    for label, set_based, ignore_said, every_page, frozen, threaded, split_apart in paths:
+    for path in paths:
         with throwaway_database("sync", script="bench/sync_spike.py", keep=args.keep_db) as url:
             try:
-                result = run(
-                    args,
-                    url,
-                    set_based=set_based,
-                    ignore_said=ignore_said,
-                    every_page=every_page,
-                    frozen=frozen,
-                    threaded=threaded,
-                    split_apart=split_apart,
-                )
+                result = run(args, url, path)
             finally:
                 gc.unfreeze()  # the next path starts as this one did
-            results.append((label, result))
+            results.append((path.label, result))
     report(args, results)
+
+
+@dataclass(frozen=True)
+class SpikePath:
+    """One way through the spike: the old path's parts or the set-based ones (COPY and the
+    set-based split), `pgtrigger.ignore` said on the connection, the pipeline after every page
+    or over the product's batch, the process warmed and frozen as a q worker is when it starts
+    (tkerp.workers), the pipeline on the pass's thread (`shops.sync.PIPELINE_THREAD`), the next
+    page asked for while one is stored (`shops.sync.PAGE_PREFETCH`), and the parcel split in a
+    second worker process (`SplitWorker`) rather than in the pass's."""
+
+    label: str
+    set_based: bool = True
+    ignore_said: bool = True
+    every_page: bool = False
+    frozen: bool = True
+    threaded: bool = False
+    prefetch: bool = False
+    split_apart: bool = False
 
 
 class Stages:
     """Wall and CPU seconds per stage, by wrapping the functions that do each stage.
 
     Each thread keeps its own stack and its own CPU clock: the pass's pipeline thread runs
-    reservation, review, split and rules while the pass itself fetches and stores, so stages
-    of the two threads overlap in wall time (their wall seconds add up to more than the pass).
+    reservation, review, split and rules, and its fetch thread asks for the next page, while
+    the pass itself stores, so stages of the threads overlap in wall time (their wall seconds
+    add up to more than the pass). `main` is the seconds the pass's own thread spent in stages.
     """
 
     def __init__(self):
         self.wall = dict.fromkeys([name for name, _ in STAGES], 0.0)
         self.cpu = dict.fromkeys([name for name, _ in STAGES], 0.0)
+        self.main = 0.0
         self.local = threading.local()
 
     def wrap(self, module, attribute: str, stage: str) -> None:
@@ -184,6 +213,8 @@ class Stages:
             finally:
                 wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
                 stack.pop()
+                if not stack and threading.current_thread() is threading.main_thread():
+                    self.main += wall
                 self.wall[stage] += wall
                 self.cpu[stage] += cpu
                 if stack:
@@ -193,37 +224,42 @@ class Stages:
         setattr(module, attribute, timed)
 
 
-class PipelineBackends:
-    """CPU seconds of the PostgreSQL backends of the pass's pipeline thread (one a pass: its
-    connection opens with the first batch and closes once the pass ends), read from /proc
-    around each batch it runs, and the seconds that thread worked."""
+class ThreadBackends:
+    """CPU seconds of the PostgreSQL backends of the pass's own threads (its pipeline thread,
+    its fetch thread: each opens a connection when it first needs one and closes it when the
+    pass ends), read from /proc as each thread finishes its work: a backend's whole life."""
 
-    def __init__(self, batch_class):
+    def __init__(self, *targets: tuple[type, str]):
         self.cpu = 0.0
-        self.busy = 0.0
         self.unknown = False
-        inner = batch_class._run
+        self.restores = []
+        for cls, name in targets:
+            self._wrap(cls, name)
+
+    def _wrap(self, cls: type, name: str) -> None:
+        inner = getattr(cls, name)
         backends = self
 
-        def measured(batch, *args, **kwargs):
+        def measured(instance, *args, **kwargs):
             from django.db import connection
 
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                pid = cursor.fetchone()[0]
-            before, started = backend_cpu(pid), time.perf_counter()
             try:
-                return inner(batch, *args, **kwargs)
+                return inner(instance, *args, **kwargs)
             finally:
-                backends.busy += time.perf_counter() - started
-                after = backend_cpu(pid)
-                if before is None or after is None:
-                    backends.unknown = True
-                else:
-                    backends.cpu += after - before
+                raw = connection.connection
+                if raw is not None and not raw.closed:
+                    seconds = backend_cpu(raw.info.backend_pid)
+                    if seconds is None:
+                        backends.unknown = True
+                    else:
+                        backends.cpu += seconds
 
-        batch_class._run = measured
-        self.restore = lambda: setattr(batch_class, "_run", inner)
+        setattr(cls, name, measured)
+        self.restores.append(lambda: setattr(cls, name, inner))
+
+    def restore(self) -> None:
+        for restore in self.restores:
+            restore()
 
 
 class SplitWorker:
@@ -282,11 +318,9 @@ class SplitWorker:
         self.process.join()
         # The child's stage totals started from the parent's at the fork: add what it added.
         wall, cpu = self.forked
-        result["busy"] = 0.0
         for name in wall:
             self.stages.wall[name] += result["wall"][name] - wall[name]
             self.stages.cpu[name] += result["stage_cpu"][name] - cpu[name]
-            result["busy"] += result["wall"][name] - wall[name]
         return result
 
 
@@ -294,17 +328,9 @@ class SplitWorker:
 _BATCH: dict[str, int] = {}
 
 
-def run(
-    args: argparse.Namespace,
-    url: str,
-    *,
-    set_based: bool,
-    ignore_said: bool,
-    every_page: bool,
-    frozen: bool,
-    threaded: bool,
-    split_apart: bool,
-) -> dict:
+def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
+    set_based, ignore_said, every_page = path.set_based, path.ignore_said, path.every_page
+    frozen, threaded, split_apart = path.frozen, path.threaded, path.split_apart
     django_on(url)
     from django.conf import settings
 
@@ -337,6 +363,7 @@ def run(
     bulk.COPY_ENABLED = set_based
     routing.SPLIT_SET_BASED = set_based
     shop_sync_module.PIPELINE_THREAD = threaded
+    shop_sync_module.PAGE_PREFETCH = path.prefetch
     # The split task the pipeline queues on commit runs inline (its time is the pipeline's), or
     # in a second worker process (`split_apart`: SplitWorker), as a q cluster of two runs it.
     # Other tasks (availability pushes, alerts) are queued as in production.
@@ -374,7 +401,7 @@ def run(
         def timed_pass():
             if split_apart:
                 split_worker[:] = [SplitWorker(stages)]
-            transport = timed_transport(sandbox_transport())
+            transport = timed_transport(sandbox_transport(), latency=args.latency_ms / 1000)
             waits: list[float] = []
 
             def sleep(seconds: float) -> None:
@@ -388,14 +415,18 @@ def run(
                 cursor.execute("SELECT pg_backend_pid()")
                 backend = cursor.fetchone()[0]
             collections.clear()
-            pipeline_backends = PipelineBackends(shop_sync_module._PipelineBatch)
+            thread_backends = ThreadBackends(
+                (shop_sync_module._PipelineBatch, "_work"),
+                (shop_sync_module._PageFetcher, "_serve"),
+            )
+            main = stages.main
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)
             try:
                 run = shop_sync(shop=shop, trigger="bench", connector=connector)
             finally:
                 gc.callbacks.remove(collected)
-                pipeline_backends.restore()
+                thread_backends.restore()
             total, cpu = time.perf_counter() - begun, time.process_time() - cpu
             pg_after = backend_cpu(backend)
             pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
@@ -409,16 +440,14 @@ def run(
                     if pg_cpu is None or apart["pg_cpu"] is None
                     else (pg_cpu + apart["pg_cpu"])
                 )
-            if threaded:  # the pipeline's statements ran on the thread's own backend
-                pg_cpu = (
-                    None
-                    if pg_cpu is None or pipeline_backends.unknown
-                    else (pg_cpu + pipeline_backends.cpu)
-                )
+            # The pipeline's and the fetches' statements ran on their threads' own backends.
+            pg_cpu = (
+                None
+                if pg_cpu is None or thread_backends.unknown
+                else (pg_cpu + thread_backends.cpu)
+            )
             connector.http.close()
-            busy = pipeline_backends.busy if threaded else 0.0
-            busy += apart["busy"] if split_apart else 0.0
-            return run, total, cpu, pg_cpu, transport, sum(waits), busy
+            return run, total, cpu, pg_cpu, transport, sum(waits), stages.main - main
 
         # Garbage collections during a pass: (generation, seconds) each.
         collections: list[tuple[int, float]] = []
@@ -441,7 +470,7 @@ def run(
 
             profiler = cProfile.Profile()
             profiler.enable()
-        first, total, cpu, pg_cpu, transport, waited, overlapped = timed_pass()
+        first, total, cpu, pg_cpu, transport, waited, main = timed_pass()
         gc_first = list(collections)
         if profiler is not None:
             import pstats
@@ -459,12 +488,13 @@ def run(
 
     assert first.status == "success", first.error
     assert orders == spike.orders, (orders, spike.orders)
+    # Stage seconds on the pass's other threads (pipeline, fetch) and in the split worker ran
+    # beside its own; what the pass did besides stages is its total less its own stages.
+    beside = sum(wall.values()) - main
     # The platform's time is inside the connector's; waits are the rate limiter's.
     wall["mapping"] -= transport.seconds + waited
     wall["platform"] = transport.seconds
-    # The pipeline thread's seconds ran beside the pass's own: what the pass did besides its
-    # stages is its total less its own stages (the thread's seconds are all in stages).
-    wall["other"] = total - (sum(wall.values()) - overlapped) - waited
+    wall["other"] = total - main
     cpu_stages["other"] = cpu - sum(cpu_stages.values())
     return {
         "pg": connection.pg_version // 10000,
@@ -476,7 +506,7 @@ def run(
         "pg_cpu": pg_cpu,
         "gc": gc_first,
         "waited": waited,
-        "overlapped": overlapped,
+        "beside": beside,
         "requests": transport.requests,
         "wall": wall,
         "cpu_stages": cpu_stages,
@@ -637,11 +667,11 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
                 f"{result['pg_cpu'] * per_order:.2f} ms PostgreSQL "
                 f"({result['pg_cpu']:.2f} s in its backend)"
             )
-        if result["overlapped"]:
+        if result["beside"] > 0.005:
             print(
-                f"  beside the pass   {result['overlapped']:.2f} s of its {result['total']:.2f} s "
-                "worked on the pipeline thread (and the split worker): stage seconds add up to "
-                "more than the pass; shares are of their sum"
+                f"  beside the pass   {result['beside']:.2f} s in stages on its pipeline and "
+                "fetch threads and in the split worker: stage seconds add up to more than the "
+                f"pass's {result['total']:.2f} s; shares are of their sum"
             )
         worked = sum(result["wall"].values())
         for name, what in STAGES:
@@ -670,7 +700,8 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
                 f"pipeline over {_BATCH['product']} orders",
             ),
             ("set-based, pipeline inline", "set-based, pipeline thread", "pipeline thread"),
-            ("set-based, pipeline thread", "set-based", "split by a second worker"),
+            ("set-based, pipeline thread", "set-based, page prefetch", "page prefetch"),
+            ("set-based, page prefetch", "set-based", "split by a second worker"),
         )
         for before_label, after_label, what in steps:
             before, after = by_label.get(before_label), by_label.get(after_label)

@@ -48,13 +48,11 @@ def waiting(shop) -> set[int]:
     return order_ids(shop, status="new", paid_at__isnull=False)
 
 
-def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike, monkeypatch):
-    shop, connector, count = spike
-    pages_stored = []
+def third_page_watched(monkeypatch) -> tuple[list, threading.Event]:
+    """Count the pages the pass stores; the event is set once it has stored its third."""
+    pages_stored: list = []
     third_page_stored = threading.Event()
-    batches: list[tuple[str, list[int]]] = []
-    wrappers = []
-    store, after_ingest = sync_module.orders_store, sync_module.orders_after_ingest
+    store = sync_module.orders_store
 
     def storing(**kwargs):
         result = store(**kwargs)
@@ -62,6 +60,17 @@ def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike,
         if len(pages_stored) == 3:
             third_page_stored.set()
         return result
+
+    monkeypatch.setattr(sync_module, "orders_store", storing)
+    return pages_stored, third_page_stored
+
+
+def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike, monkeypatch):
+    shop, connector, count = spike
+    _pages_stored, third_page_stored = third_page_watched(monkeypatch)
+    batches: list[tuple[str, list[int]]] = []
+    wrappers = []
+    after_ingest = sync_module.orders_after_ingest
 
     def recording(**kwargs):
         if not batches:
@@ -72,13 +81,14 @@ def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike,
         wrappers.append(connections["default"])  # this thread's own connection
         return after_ingest(**kwargs)
 
-    monkeypatch.setattr(sync_module, "orders_store", storing)
     monkeypatch.setattr(sync_module, "orders_after_ingest", recording)
     run = sync(shop, connector)
 
     assert run.status == "success" and run.created == count, run.error
     assert {name for name, _ in batches} == {f"sync-pipeline-{shop.pk}"}
-    assert [len(ids) for _, ids in batches] == [connector.page_size] * 3 + [count % 100]
+    assert [len(ids) for _, ids in batches] == [connector.page_size] * 3 + [
+        count % connector.page_size
+    ]
     # Orders keep their turn: each batch's orders come after the one before.
     flat = [order_id for _, ids in batches for order_id in ids]
     assert flat == sorted(flat) and set(flat) == order_ids(shop)
@@ -92,17 +102,9 @@ def test_batches_run_in_turn_on_the_pipeline_thread_while_the_pass_stores(spike,
 
 def test_a_batch_failing_on_the_thread_fails_the_pass_and_the_others_still_run(spike, monkeypatch):
     shop, connector, _count = spike
-    pages_stored = []
-    third_page_stored = threading.Event()
-    store, after_ingest = sync_module.orders_store, sync_module.orders_after_ingest
+    pages_stored, third_page_stored = third_page_watched(monkeypatch)
+    after_ingest = sync_module.orders_after_ingest
     failed: list[int] = []
-
-    def storing(**kwargs):
-        result = store(**kwargs)
-        pages_stored.append(result)
-        if len(pages_stored) == 3:
-            third_page_stored.set()
-        return result
 
     def first_fails(**kwargs):
         if not failed:
@@ -111,7 +113,6 @@ def test_a_batch_failing_on_the_thread_fails_the_pass_and_the_others_still_run(s
             raise RuntimeError("the pipeline broke")
         return after_ingest(**kwargs)
 
-    monkeypatch.setattr(sync_module, "orders_store", storing)
     monkeypatch.setattr(sync_module, "orders_after_ingest", first_fails)
     run = sync(shop, connector)
 

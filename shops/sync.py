@@ -17,9 +17,9 @@ pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page b
 statements cost about the same for 100 orders or 500. It runs on a thread of the pass, with its
 own connection, while the pass fetches and stores the next pages (`_PipelineBatch`), and the
 pass returns once it is done; another thread asks for the next page while one is stored
-(`_PageFetcher`), so the platform's round trips overlap our writes. A pass that fails (a platform error, a lost lease) still runs it
-on what it stored before it raises; a killed worker leaves those orders to the SLA sweep, which
-re-runs the pipeline on stranded orders.
+(`_PageFetcher`), so the platform's round trips overlap our writes. A pass that fails (a
+platform error, a lost lease) still runs it on what it stored before it raises; a killed worker
+leaves those orders to the SLA sweep, which re-runs the pipeline on stranded orders.
 
 Three failed passes in a row open an alert; the next successful pass resolves it.
 """

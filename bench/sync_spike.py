@@ -225,26 +225,21 @@ class Stages:
 
 
 class ThreadBackends:
-    """CPU seconds of the PostgreSQL backends of the pass's own threads (its pipeline thread,
-    its fetch thread: each opens a connection when it first needs one and closes it when the
-    pass ends), read from /proc as each thread finishes its work: a backend's whole life."""
+    """CPU seconds of the PostgreSQL backends of the pass's own threads (`shops.sync._PassThread`:
+    its pipeline thread, its fetch thread; each opens a connection when it first needs one and
+    closes it when the pass ends), read from /proc as each thread finishes: a backend's life."""
 
-    def __init__(self, *targets: tuple[type, str]):
+    def __init__(self, thread_class: type):
         self.cpu = 0.0
         self.unknown = False
-        self.restores = []
-        for cls, name in targets:
-            self._wrap(cls, name)
-
-    def _wrap(self, cls: type, name: str) -> None:
-        inner = getattr(cls, name)
+        inner = thread_class._serve
         backends = self
 
-        def measured(instance, *args, **kwargs):
+        def measured(instance):
             from django.db import connection
 
             try:
-                return inner(instance, *args, **kwargs)
+                return inner(instance)
             finally:
                 raw = connection.connection
                 if raw is not None and not raw.closed:
@@ -254,12 +249,8 @@ class ThreadBackends:
                     else:
                         backends.cpu += seconds
 
-        setattr(cls, name, measured)
-        self.restores.append(lambda: setattr(cls, name, inner))
-
-    def restore(self) -> None:
-        for restore in self.restores:
-            restore()
+        thread_class._serve = measured
+        self.restore = lambda: setattr(thread_class, "_serve", inner)
 
 
 class SplitWorker:
@@ -415,10 +406,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
                 cursor.execute("SELECT pg_backend_pid()")
                 backend = cursor.fetchone()[0]
             collections.clear()
-            thread_backends = ThreadBackends(
-                (shop_sync_module._PipelineBatch, "_work"),
-                (shop_sync_module._PageFetcher, "_serve"),
-            )
+            thread_backends = ThreadBackends(shop_sync_module._PassThread)
             main = stages.main
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)

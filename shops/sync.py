@@ -266,15 +266,15 @@ class _PipelineBatch:
     one page of the platform's (100 orders) at a time paid those costs 28 times a spike; over
     `size` orders at a time it pays them six times (bench/sync_spike.py).
 
-    A full batch goes to a pipeline thread of the pass, on its own database connection, while
-    the pass fetches and stores the next pages: the two halves' statements run on two
-    PostgreSQL backends at once, and one's Python runs while the other waits for the server, so
-    a spike uses both cores of a small machine (bench/sync_spike.py). One thread, fed in order:
-    orders keep their turn (a batch reserves in ascending id, the order pages were stored in,
-    and batches run one after another). `finish` hands over what is left, waits for the thread,
-    and raises the first error it met, so a pass ends only once its pipeline has run. A caller
-    holding a transaction gets the pipeline inline, on its own connection: another connection
-    could not see orders stored in that transaction.
+    A full batch goes to a pipeline thread of the pass (`_PassThread`), on its own database
+    connection, while the pass fetches and stores the next pages: the two halves' statements
+    run on two PostgreSQL backends at once, and one's Python runs while the other waits for the
+    server, so a spike uses both cores of a small machine (bench/sync_spike.py). One thread, fed
+    in order: orders keep their turn (a batch reserves in ascending id, the order pages were
+    stored in, and batches run one after another). `finish` hands over what is left, waits for
+    the thread, and raises the first error a batch met, so a pass ends only once its pipeline
+    has run. A caller holding a transaction gets the pipeline inline, on its own connection:
+    another connection could not see orders stored in that transaction.
 
     Stored orders whose pipeline never runs (the worker is killed in between) are stranded in a
     state the SLA sweep re-runs, as after a failed step.
@@ -285,9 +285,9 @@ class _PipelineBatch:
         self.size = size
         self.created: list[int] = []
         self.updated: list[int] = []
-        self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self.inline = not PIPELINE_THREAD or transaction.get_connection().in_atomic_block
+        self._thread = _PassThread(name=f"sync-pipeline-{shop.pk}")
+        self._running: list[Future] = []
 
     def add(self, result: IngestResult) -> None:
         self.created.extend(result.created_ids)
@@ -300,10 +300,7 @@ class _PipelineBatch:
         """Run the pipeline on what is left, wait for the batches handed over, and raise the
         first error any of them met."""
         self._hand_over()
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        self._thread.close()
         self._raise_error()
 
     def _hand_over(self) -> None:
@@ -311,70 +308,81 @@ class _PipelineBatch:
         if not created and not updated:
             return
         self.created, self.updated = [], []
-        if not PIPELINE_THREAD or transaction.get_connection().in_atomic_block:
+        if self.inline:
             self._run(created, updated)
-            return
-        if self._thread is None:
-            self._queue = queue.SimpleQueue()
-            self._thread = _thread_start(self._work, name=f"sync-pipeline-{self.shop.pk}")
-        self._queue.put((created, updated))
-
-    def _work(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            try:
-                self._run(*batch)
-            except Exception as error:  # the next batches still run; the pass raises
-                logger.exception("the pipeline of shop %s failed", self.shop.pk)
-                self._error = self._error or error
+        else:
+            self._running.append(self._thread.submit(partial(self._run, created, updated)))
 
     def _run(self, created: list[int], updated: list[int]) -> None:
-        with commits_deferred():  # as the pages' own commits (see _pages_store)
-            orders_after_ingest(shop=self.shop, created_ids=created, updated_ids=updated)
+        try:
+            with commits_deferred():  # as the pages' own commits (see _pages_store)
+                orders_after_ingest(shop=self.shop, created_ids=created, updated_ids=updated)
+        except Exception:  # the next batches still run; the pass raises
+            logger.exception("the pipeline of shop %s failed", self.shop.pk)
+            raise
 
     def _raise_error(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        """Forget the batches done; raise the first error among them."""
+        done = [future for future in self._running if future.done()]
+        self._running = [future for future in self._running if future not in done]
+        errors = [future.exception() for future in done]
+        for error in errors:
+            if error is not None:
+                raise error
 
 
 class _PageFetcher:
-    """Asks the platform for a pass's pages on a thread of the pass, so the next page is on its
-    way while the pass stores the one before: the platform's answer (a network round trip and
-    its rate limit, 28 of them a spike) overlaps our writes. One thread for the pass, one
-    request at a time, in order. `ask` returns what to call for the page: it waits for the
-    answer and raises what the call raised. A caller holding a transaction asks inline, when it
-    calls (the in-process sandbox answers on the asking thread's connection, which must see
-    that transaction's rows). `close` lets a call under way end (the connector closes next)."""
+    """Asks the platform for a pass's pages on a thread of the pass (`_PassThread`), so the next
+    page is on its way while the pass stores the one before: the platform's answer (a network
+    round trip and its rate limit, 28 of them a spike) overlaps our writes. One request at a
+    time, in order. `ask` returns what to call for the page: it waits for the answer and raises
+    what the call raised. A caller holding a transaction asks inline, when it calls (the
+    in-process sandbox answers on the asking thread's connection, which must see that
+    transaction's rows). `close` lets a call under way end (the connector closes next)."""
 
     def __init__(self, connector: Connector, *, since: datetime, name: str):
-        self.name = name
         self.connector = connector
         self.since = since
         self.inline = not PAGE_PREFETCH or transaction.get_connection().in_atomic_block
-        self._requests: queue.SimpleQueue[tuple[Callable, Future] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._thread = _PassThread(name=name)
 
     def ask(self, page_token: str | None) -> Callable[[], OrderPage]:
         call = partial(self.connector.fetch_orders, updated_since=self.since, page_token=page_token)
-        if self.inline:
-            return call
+        return call if self.inline else self._thread.submit(call).result
+
+    def close(self) -> None:
+        self._thread.close()
+
+
+class _PassThread:
+    """A thread of a sync pass, started with the first call submitted (`_thread_start`): it runs
+    the calls one at a time, in the order submitted, each call's outcome (its result or what it
+    raised) in the `Future` `submit` returns. `close` lets the calls submitted run, then ends
+    the thread."""
+
+    def __init__(self, *, name: str):
+        self.name = name
+        self._calls: queue.SimpleQueue[tuple[Callable, Future] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, call: Callable[[], object]) -> Future:
         if self._thread is None:
             self._thread = _thread_start(self._serve, name=self.name)
-        answer: Future[OrderPage] = Future()
-        self._requests.put((call, answer))
-        return answer.result
+        future: Future = Future()
+        self._calls.put((call, future))
+        return future
 
     def _serve(self) -> None:
-        while (request := self._requests.get()) is not None:
-            call, answer = request
+        while (item := self._calls.get()) is not None:
+            call, future = item
             try:
-                answer.set_result(call())
+                future.set_result(call())
             except BaseException as error:  # raised on the pass's thread by `result`
-                answer.set_exception(error)
+                future.set_exception(error)
 
     def close(self) -> None:
         if self._thread is not None:
-            self._requests.put(None)
+            self._calls.put(None)
             self._thread.join()
             self._thread = None
 
@@ -508,18 +516,14 @@ def _lease_heartbeat(*, shop: Shop, token: str) -> Iterator[None]:
 
     def beat() -> None:
         try:
-            with tenant_context(shop.tenant):  # threads start with no scope of their own
-                while not stop.wait(interval):
-                    if not _extend_lease(shop=shop, token=token):
-                        return
+            while not stop.wait(interval):
+                if not _extend_lease(shop=shop, token=token):
+                    return
         except Exception:
             # A database hiccup here only costs the lease; the pass's own renewal decides.
             logger.exception("sync lease heartbeat of shop %s failed", shop.pk)
-        finally:
-            connections.close_all()  # this thread's connections only
 
-    thread = threading.Thread(target=beat, name=f"sync-lease-{shop.pk}", daemon=True)
-    thread.start()
+    thread = _thread_start(beat, name=f"sync-lease-{shop.pk}")  # the pass's scope, closed after
     try:
         yield
     finally:

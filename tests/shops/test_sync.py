@@ -227,6 +227,7 @@ class TestPipelineBatches:
         count = spike_size(connector)
         add_orders(store, count, start=timezone.now() - timedelta(hours=1))
         batches = []
+        threads = set()
         after_ingest = sync_module.orders_after_ingest
 
         def recording(**kwargs):
@@ -234,7 +235,6 @@ class TestPipelineBatches:
             threads.add(threading.current_thread())
             return after_ingest(**kwargs)
 
-        threads = set()
         monkeypatch.setattr(sync_module, "orders_after_ingest", recording)
         run = sync(shop, connector)
 

@@ -51,11 +51,25 @@ def pipeline_alert_key(shop_id: int) -> str:
     return f"{PIPELINE_ALERT_KIND}:{shop_id}"
 
 
+#: The pipeline's steps, in order. The parcels are queued once review has run.
+PIPELINE_STEPS = ("shipping", "stock", "review")
+#: A sync pass runs them in two stages, one batch apart, each in a process of its own
+#: (`shops.sync._PipelineBatch`): stock for a batch while the batch before it is reviewed.
+STOCK_STEPS = ("shipping", "stock")
+REVIEW_STEPS = ("review",)
+
+
 def orders_after_ingest(
-    *, shop: Shop, created_ids: Collection[int], updated_ids: Collection[int]
+    *,
+    shop: Shop,
+    created_ids: Collection[int],
+    updated_ids: Collection[int],
+    steps: Collection[str] = PIPELINE_STEPS,
 ) -> list[str]:
     """Ship-commit, reserve, then review the orders an ingest created or changed, and queue
-    their parcels. Returns the names of the steps that failed (see the module docstring)."""
+    their parcels; only the `steps` named, when a caller runs the rest apart (in their order,
+    never review before stock). Returns the names of the steps that failed (see the module
+    docstring)."""
     from inventory.reservations import orders_reserve, orders_ship_commit
     from orders.review import orders_review
 
@@ -63,13 +77,15 @@ def orders_after_ingest(
     if not order_ids:
         return []
     tenant = shop.tenant
-    steps: list[tuple[str, Callable[[], object]]] = [
+    every: list[tuple[str, Callable[[], object]]] = [
         ("shipping", lambda: orders_ship_commit(tenant=tenant, order_ids=order_ids)),
         ("stock", lambda: orders_reserve(tenant=tenant, order_ids=order_ids)),
         ("review", lambda: orders_review(tenant=tenant, order_ids=order_ids)),
     ]
     failed: list[str] = []
-    for name, run in steps:
+    for name, run in every:
+        if name not in steps:
+            continue
         try:
             run()
         except Exception as error:
@@ -77,6 +93,8 @@ def orders_after_ingest(
             logger.exception("%s failed for %d orders of shop %s", name, len(order_ids), shop.pk)
             failed.append(name)
             _pipeline_failed(shop=shop, step=name, count=len(order_ids), error=error)
+    if "review" not in steps:
+        return failed
     tenant_id = shop.tenant_id
     # Robust: a broker that refuses the task must not fail the door; the sweep splits instead.
     transaction.on_commit(

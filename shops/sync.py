@@ -14,10 +14,11 @@ while the platform is being asked (the sandbox even shares our database connecti
 
 The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stored orders a few
 pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
-statements cost about the same for 100 orders or 500. It runs on a thread of the pass, with its
-own connection, while the pass fetches and stores the next pages (`_PipelineBatch`), and the
-pass returns once it is done; another thread asks for the next page while one is stored
-(`_PageFetcher`), so the platform's round trips overlap our writes. A pass that fails (a
+statements cost about the same for 100 orders or 500. In a pass of more than one page it runs
+in a process the pass forks (`_PassProcess`), with its own connection, while the pass fetches
+and stores the next pages (`_PipelineBatch`), and the pass returns once it is done; a thread
+asks for the next page while one is stored (`_PageFetcher`), so the platform's round trips
+overlap our writes. A pass that fails (a
 platform error, a lost lease) still runs it on what it stored before it raises; a killed worker
 leaves those orders to the SLA sweep, which re-runs the pipeline on stranded orders.
 
@@ -26,14 +27,19 @@ Three failed passes in a row open an alert; the next successful pass resolves it
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
+import multiprocessing.connection
+import os
+import pickle
 import queue
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -46,7 +52,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from orders.ingest import IngestResult, orders_store
-from orders.pipeline import orders_after_ingest
+from orders.pipeline import PIPELINE_STEPS, REVIEW_STEPS, STOCK_STEPS, orders_after_ingest
 from orders.returns import returns_supported, returns_sync
 from shops.models import Shop, SyncRun, SyncRunStatus
 from shops.platforms import connector_for
@@ -65,10 +71,17 @@ logger = logging.getLogger("tkerp.sync")
 
 MAX_REJECTS_KEPT = 200  # per SyncRun; the count is exact, the list is a sample
 MAX_PAGES_PER_PASS = 5_000  # a platform handing out page tokens forever must not pin a worker
-# The pipeline on the pass's own pipeline thread (_PipelineBatch), the next page asked for while
-# one is stored (_PageFetcher); bench/sync_spike.py turns them off for its baselines.
+# The pipeline beside the pass (_PipelineBatch) rather than inline, in a process of the pass's
+# own (_PassProcess) rather than on a thread of it, the next page asked for while one is stored
+# (_PageFetcher); bench/sync_spike.py turns them off for its baselines.
 PIPELINE_THREAD = True
+PIPELINE_PROCESS = hasattr(os, "fork")
 PAGE_PREFETCH = True
+# Held while the pass forks its pipeline process, and by the lease heartbeat while it talks to
+# the database: no other thread of the pass is inside a driver (its locks, its TLS) at the fork.
+_FORK_LOCK = threading.Lock()
+# The pass's ends of the pipes to its processes (`_PassProcess`), open while they live.
+_PASS_PIPES: set[multiprocessing.connection.Connection] = set()
 
 
 def _setting(name: str, default):
@@ -249,6 +262,11 @@ def _page_through(
         except Exception:  # the pass's own error is the one to record; the sweep finishes these
             logger.exception("the pipeline of shop %s's stored orders failed", shop.pk)
         raise
+    except BaseException:
+        # The worker is being stopped (SystemExit, KeyboardInterrupt): the pipeline stops with
+        # it, as a killed worker's does, and the SLA sweep finishes what it stored.
+        pipeline.abandon()
+        raise
     pipeline.finish()
     requests = []
     if _supports_cancellations(connector):
@@ -266,15 +284,17 @@ class _PipelineBatch:
     one page of the platform's (100 orders) at a time paid those costs 28 times a spike; over
     `size` orders at a time it pays them six times (bench/sync_spike.py).
 
-    A full batch goes to a pipeline thread of the pass (`_PassThread`), on its own database
-    connection, while the pass fetches and stores the next pages: the two halves' statements
-    run on two PostgreSQL backends at once, and one's Python runs while the other waits for the
-    server, so a spike uses both cores of a small machine (bench/sync_spike.py). One thread, fed
-    in order: orders keep their turn (a batch reserves in ascending id, the order pages were
-    stored in, and batches run one after another). `finish` hands over what is left, waits for
-    the thread, and raises the first error a batch met, so a pass ends only once its pipeline
-    has run. A caller holding a transaction gets the pipeline inline, on its own connection:
-    another connection could not see orders stored in that transaction.
+    A full batch goes to the pass's pipeline process (`_PassProcess`; a thread of the pass,
+    `_PassThread`, where a process cannot be forked), on its own database connection, while the
+    pass fetches and stores the next pages: the two halves' statements run on two PostgreSQL
+    backends at once, and their Python on two cores, so a spike uses both cores of a small
+    machine (bench/sync_spike.py). One process, fed in order: orders keep their turn (a batch
+    reserves in ascending id, the order pages were stored in, and batches run one after
+    another). `finish` hands over what is left, waits for the process, and raises the first
+    error a batch met, so a pass ends only once its pipeline has run. `prepare` starts the
+    process once the pass knows it has more than one page; a pass of one page has nothing to
+    overlap and runs its pipeline itself, as does a caller holding a transaction (another
+    connection could not see orders stored in that transaction).
 
     Stored orders whose pipeline never runs (the worker is killed in between) are stranded in a
     state the SLA sweep re-runs, as after a failed step.
@@ -286,8 +306,24 @@ class _PipelineBatch:
         self.created: list[int] = []
         self.updated: list[int] = []
         self.inline = not PIPELINE_THREAD or transaction.get_connection().in_atomic_block
-        self._thread = _PassThread(name=f"sync-pipeline-{shop.pk}")
+        vehicle = _PassProcess if PIPELINE_PROCESS else _PassThread
+        self._stock = vehicle(name=f"sync-stock-{shop.pk}")
+        self._review = vehicle(name=f"sync-review-{shop.pk}")
         self._running: list[Future] = []
+        self._lock = threading.Lock()  # `_running`: the stock stage's outcomes add to it
+
+    def prepare(self) -> None:
+        """The pass has more than one page to store: start the pipeline's processes (or
+        threads) now, while no other thread of the pass is talking to a server (see
+        `_PassProcess`)."""
+        if self.inline:
+            return
+        try:
+            self._stock.start()
+            self._review.start()
+        except OSError:  # no process to be had (a limit, memory): the pass runs it itself
+            logger.warning("shop %s: pipeline processes not started", self.shop.pk, exc_info=True)
+            self.inline = True
 
     def add(self, result: IngestResult) -> None:
         self.created.extend(result.created_ids)
@@ -300,35 +336,62 @@ class _PipelineBatch:
         """Run the pipeline on what is left, wait for the batches handed over, and raise the
         first error any of them met."""
         self._hand_over()
-        self._thread.close()
+        self._stock.close()  # every batch's stock stage done, and its review handed over
+        self._review.close()
         self._raise_error()
+
+    def abandon(self) -> None:
+        """Stop the pipeline now, without running what waits (see `_PassProcess.abandon`)."""
+        self._stock.abandon()
+        self._review.abandon()
 
     def _hand_over(self) -> None:
         created, updated = self.created, self.updated
         if not created and not updated:
             return
         self.created, self.updated = [], []
-        if self.inline:
-            self._run(created, updated)
-        else:
-            self._running.append(self._thread.submit(partial(self._run, created, updated)))
+        if self.inline or not self._stock.started:
+            # A pass of one page has nothing to overlap: no process, no thread.
+            _pipeline_run(self.shop, created, updated, PIPELINE_STEPS)
+            return
+        stock = self._stock.submit(partial(_pipeline_run, self.shop, created, updated, STOCK_STEPS))
+        self._started(stock)
+        # Reviewed once its stock stage is done, whatever came of it (a failed step never
+        # stops the next ones: see orders.pipeline), after the batches before it.
+        stock.add_done_callback(
+            lambda _stock: self._started(
+                self._review.submit(
+                    partial(_pipeline_run, self.shop, created, updated, REVIEW_STEPS)
+                )
+            )
+        )
 
-    def _run(self, created: list[int], updated: list[int]) -> None:
-        try:
-            with commits_deferred():  # as the pages' own commits (see _pages_store)
-                orders_after_ingest(shop=self.shop, created_ids=created, updated_ids=updated)
-        except Exception:  # the next batches still run; the pass raises
-            logger.exception("the pipeline of shop %s failed", self.shop.pk)
-            raise
+    def _started(self, future: Future) -> None:
+        with self._lock:
+            self._running.append(future)
 
     def _raise_error(self) -> None:
         """Forget the batches done; raise the first error among them."""
-        done = [future for future in self._running if future.done()]
-        self._running = [future for future in self._running if future not in done]
+        with self._lock:
+            done = [future for future in self._running if future.done()]
+            self._running = [future for future in self._running if future not in done]
         errors = [future.exception() for future in done]
         for error in errors:
             if error is not None:
                 raise error
+
+
+def _pipeline_run(
+    shop: Shop, created: list[int], updated: list[int], steps: tuple[str, ...]
+) -> None:
+    """Steps of the pipeline for one batch of a pass (module level, so a batch can be sent to
+    a process)."""
+    try:
+        with commits_deferred():  # as the pages' own commits (see _pages_store)
+            orders_after_ingest(shop=shop, created_ids=created, updated_ids=updated, steps=steps)
+    except Exception:  # the next batches still run; the pass raises
+        logger.exception("the pipeline of shop %s failed", shop.pk)
+        raise
 
 
 class _PageFetcher:
@@ -365,9 +428,16 @@ class _PassThread:
         self._calls: queue.SimpleQueue[tuple[Callable, Future] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, call: Callable[[], object]) -> Future:
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
         if self._thread is None:
             self._thread = _thread_start(self._serve, name=self.name)
+
+    def submit(self, call: Callable[[], object]) -> Future:
+        self.start()
         future: Future = Future()
         self._calls.put((call, future))
         return future
@@ -385,6 +455,164 @@ class _PassThread:
             self._calls.put(None)
             self._thread.join()
             self._thread = None
+
+    def abandon(self) -> None:
+        """End the thread after the calls submitted, without waiting for them: a thread
+        cannot be stopped, and it dies with its process."""
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread = None
+
+
+class _PassProcess:
+    """A process of a sync pass, forked from it, that runs the calls submitted one at a time, in
+    the order submitted, each call's outcome (its result or what it raised) in the `Future`
+    `submit` returns; a call and its outcome travel pickled over a pipe. `close` lets the calls
+    submitted run, then ends the process and waits for it.
+
+    The pass's pipeline runs here rather than on a thread: a thread shares the interpreter with
+    the pass, so the pass's Python (mapping pages, building rows) and the pipeline's (review,
+    reservation) took turns on one core; a process of its own runs beside it on another
+    (bench/sync_spike.py). The child is the pass as it was at the fork: the same code, settings,
+    tenant scope and audit actor (the forking thread's, the only one a child has); it leaves
+    the pass's database connections alone and opens its own, closed when it ends. It is forked
+    at `start` (or the first `submit`): `_pages_store` starts it between two pages, when the
+    fetch thread has no request under way, and the lease heartbeat holds `_FORK_LOCK` while it
+    talks to the database, so no thread of the pass is inside a driver when the process is
+    copied. A child whose pass dies ends after its current call (its pipe is closed); a pass
+    whose child dies gets the error on every call still waiting, and the SLA sweep finishes
+    their orders, as after a failed step."""
+
+    def __init__(self, *, name: str):
+        self.name = name
+        self._pid: int | None = None
+        self._pipe: multiprocessing.connection.Connection | None = None
+        self._waiting: collections.deque[Future] = collections.deque()
+        self._lock = threading.Lock()  # `_waiting` and `_gone` between submit and the reader
+        self._gone = False
+        self._reader: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pid is not None
+
+    def start(self) -> None:
+        if self._pid is not None:
+            return
+        ours, theirs = multiprocessing.connection.Pipe()
+        with _FORK_LOCK:
+            pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                # The pass's ends of its pipes, this one's and its other process's: a pass's
+                # process must see its pipe end when the pass does, whoever else lives on.
+                for pipe in (ours, *_PASS_PIPES):
+                    pipe.close()
+                for wrapper in connections.all(initialized_only=True):
+                    # The pass's: left as they are (psycopg never closes a connection another
+                    # process opened); this process connects on its first statement.
+                    wrapper.connection = None
+                code = self._serve(theirs)
+            finally:
+                try:
+                    connections.close_all()
+                finally:
+                    os._exit(code)
+        theirs.close()
+        self._pid, self._pipe = pid, ours
+        _PASS_PIPES.add(ours)
+        self._reader = _thread_start(self._read, name=f"{self.name}-outcomes")
+
+    def submit(self, call: Callable[[], object]) -> Future:
+        self.start()
+        future: Future = Future()
+        with self._lock:
+            if self._gone:
+                future.set_exception(self._gone_error())
+                return future
+            self._waiting.append(future)
+        with suppress(OSError):  # the child is gone: `_read` fails what waits, this call included
+            self._pipe.send(call)
+        return future
+
+    def _serve(self, pipe: multiprocessing.connection.Connection) -> int:
+        """The child's work: each call sent, until the pass says stop (or is gone), each
+        outcome sent back. Returns the child's exit code."""
+        while True:
+            try:
+                call = pipe.recv()
+            except EOFError:  # the pass is gone
+                return 1
+            if call is None:
+                return 0
+            try:
+                outcome = (True, call())
+            except Exception as error:
+                outcome = (False, _picklable(error))
+            pipe.send(outcome)
+
+    def _read(self) -> None:
+        """The pass's side: each outcome to the call it answers, in order; should the child
+        die, its error to every call still waiting."""
+        while True:
+            try:
+                ok, value = self._pipe.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self._waiting.popleft()
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        with self._lock:
+            self._gone = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for future in waiting:
+            future.set_exception(self._gone_error())
+
+    def _gone_error(self) -> RuntimeError:
+        return RuntimeError(f"the {self.name} process ended before its work was done")
+
+    def close(self) -> None:
+        if self._pid is None:
+            return
+        pid, self._pid = self._pid, None
+        with suppress(OSError):
+            self._pipe.send(None)
+        os.waitpid(pid, 0)
+        self._reader.join()  # it has read every outcome the child sent: the pipe is at its end
+        self._pipe.close()
+        _PASS_PIPES.discard(self._pipe)
+        self._fail_waiting()  # none is left unless the child died before answering
+
+    def abandon(self) -> None:
+        """End the process now, its current call unfinished (its transaction rolls back) and
+        the calls waiting never run, as when the worker is killed with it: for a pass being
+        stopped (SystemExit, KeyboardInterrupt) in a process that lives on."""
+        if self._pid is None:
+            return
+        pid, self._pid = self._pid, None
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        self._reader.join()  # the child's end closed with it
+        self._pipe.close()
+        _PASS_PIPES.discard(self._pipe)
+        self._fail_waiting()
+
+
+def _picklable(error: Exception) -> Exception:
+    """`error`, or one that says the same, if it cannot travel between processes."""
+    try:
+        pickle.dumps(error)
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def _thread_start(target: Callable[[], None], *, name: str) -> threading.Thread:
@@ -433,6 +661,7 @@ def _pages_store(
             page_token = page.next_page_token
             looping = page_token in seen_tokens or totals.pages + 1 >= MAX_PAGES_PER_PASS
             if page_token and not looping:  # the next page is asked for while this one is stored
+                pipeline.prepare()  # before the fetch thread has a request under way
                 next_page = fetcher.ask(page_token)
             times = [
                 order.updated_at for order in page.orders if isinstance(order.updated_at, datetime)
@@ -517,7 +746,9 @@ def _lease_heartbeat(*, shop: Shop, token: str) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(interval):
-                if not _extend_lease(shop=shop, token=token):
+                with _FORK_LOCK:
+                    extended = _extend_lease(shop=shop, token=token)
+                if not extended:
                     return
         except Exception:
             # A database hiccup here only costs the lease; the pass's own renewal decides.

@@ -241,7 +241,7 @@ class TestPipelineBatches:
         assert run.status == "success" and run.created == count, run.error
         assert batches == [2 * connector.page_size, count - 2 * connector.page_size]
         # Inside the test's transaction the pipeline runs on the pass's own thread and
-        # connection: another could not see the pages (tests/shops/test_sync_pipeline_thread.py).
+        # connection: another could not see the pages (tests/shops/test_sync_pipeline_beside.py).
         assert threads == {threading.current_thread()}
         assert new_orders(shop.tenant) == 0
 

@@ -150,8 +150,8 @@ def test_a_task_records_the_task(tenant_a):
         assert inserted.pgh_context["actor"] == "task"
         assert inserted.pgh_context["task"] == "shops.tasks.sync_shop"
         assert inserted.pgh_context["task_id"]
-        # Review ran on the pass's pipeline thread (shops.sync._PipelineBatch): the task is
-        # still the actor of what it changed there.
+        # Review ran within the pass: the task is still the actor of what it changed there
+        # (in the pass's pipeline process too: tests/shops/test_sync_pipeline_beside.py).
         reviewed = trail(order, label="update")[-1]
         assert reviewed.status == order.status != "new"
         assert reviewed.pgh_context["actor"] == "task"

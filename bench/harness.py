@@ -257,6 +257,50 @@ def timed_transport(inner, *, latency: float = 0.0):
     return TimedTransport()
 
 
+def replayed_transport(inner):
+    """The platform's answers recorded once, then served as recorded: the platform's own work
+    (the sandbox's views, its queries, its JSON) done before the timed pass, as a real
+    platform does it on its own machines rather than on our cores.
+
+    While `recording`, requests go to `inner` and each answer (status, headers, body) is kept
+    under its method and path, in order; then the n-th request for a method and path gets the
+    n-th answer recorded for it (the tokens and signatures in the query differ run to run: the
+    sequence is the same). A request with no answer left goes to `inner` (`missed` counts
+    them). Our side is untouched: the connector still sends, parses and maps every page."""
+    from collections import defaultdict
+
+    import httpx
+
+    class ReplayedTransport(httpx.BaseTransport):
+        def __init__(self):
+            self.inner = inner
+            self.recording = True
+            self.answers: dict[tuple[str, str], list] = defaultdict(list)
+            self.served: dict[tuple[str, str], int] = defaultdict(int)
+            self.missed = 0
+
+        def handle_request(self, request):
+            key = (request.method, request.url.path)
+            if self.recording:
+                response = self.inner.handle_request(request)
+                answer = (response.status_code, response.headers.raw, response.read())
+                self.answers[key].append(answer)
+            else:
+                index = self.served[key]
+                if index >= len(self.answers[key]):
+                    self.missed += 1
+                    return self.inner.handle_request(request)
+                self.served[key] += 1
+                answer = self.answers[key][index]
+            status, headers, body = answer
+            return httpx.Response(status, headers=headers, content=body, request=request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return ReplayedTransport()
+
+
 def bench_tiktok_shop(*, on_hand: int, skus: int = 40, warehouse_priority: bool = False):
     """A throwaway seller with one TikTok shop connected to its sandbox, `skus` listed SKUs and
     `on_hand` units of each in one warehouse. Returns (tenant, shop)."""

@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tkerp .venv/bin/python bench/sync_spike.py
 
-Runs the spike six times, each in a throwaway PostgreSQL database next to the one
+Runs the spike eight times, each in a throwaway PostgreSQL database next to the one
 DATABASE_URL names (dropped at the end unless --keep-db, tables built from the models):
 
 1. the old path: the ORM's `bulk_create`, parcels split order by order
@@ -11,19 +11,27 @@ DATABASE_URL names (dropped at the end unless --keep-db, tables built from the m
 2. the set-based path (COPY, one split for a batch), the pipeline after every page;
 3. the set-based path, the pipeline over 500 stored orders at a time
    (`shops.sync._PipelineBatch`) on the pass's own thread (`shops.sync.PIPELINE_THREAD` off);
-4. the same on the pass's pipeline thread, beside the pass storing the next pages;
+4. the same on threads of the pass (`shops.sync.PIPELINE_PROCESS` off: stock, then review,
+   one batch apart), beside the pass storing the next pages;
 5. as 4, the next page asked for on the pass's fetch thread while one is stored
    (`shops.sync._PageFetcher`);
-6. now: as 5, with the parcel split the pipeline queues run by a second worker process
-   (`SplitWorker`), as the second worker of a q cluster (`Q_WORKERS=2`) picks it up.
+6. as 5, with the parcel split the pipeline queues run by a second worker process
+   (`SplitWorker`), as the second worker of a q cluster (`Q_WORKERS=2`) picks it up;
+7. now: as 6, the pipeline in two processes the pass forks, one batch apart (stock, then
+   review: `shops.sync._PassProcess`), rather than on its thread;
+8. as 7, the platform's answers recorded before the pass and replayed to it
+   (`harness.replayed_transport`): the platform's own work (the in-process sandbox's views,
+   queries and JSON) off this machine's cores, as a real platform's is, while the connector
+   still sends, parses and maps every page.
 
 Runs 1-5 split inline, in the pass's process, so the whole pipeline is in one process's figure;
-run 6 ends when the second worker has split the last batch. From 2 on, the process is warmed
-and frozen as a q worker is when it starts (`tkerp.workers`). Each run makes a tenant with the
-demo's carrier rules, a TikTok shop with SKUs and listings, connects it to the TikTok sandbox,
-lands the spike there and times `shop_sync` with the connector's real page size and rate
-limits over the sandbox's HTTP API (served in-process): sync, ingest, reservation, review,
-parcel split, carrier rules.
+runs 6-8 end when the second worker has split the last batch, and 7 and 8 count the pipeline
+processes' CPU and their backends' with the pass's (`ProcessMeasure`). From 2 on, the process
+is warmed and frozen as a q worker is when it starts (`tkerp.workers`). Each run makes a
+tenant with the demo's carrier rules, a TikTok shop with SKUs and listings, connects it to the
+TikTok sandbox, lands the spike there and times `shop_sync` with the connector's real page size
+and rate limits over the sandbox's HTTP API (served in-process): sync, ingest, reservation,
+review, parcel split, carrier rules.
 
 Reported per run: orders/s end to end, the CPU per order of its processes and of their
 PostgreSQL backends (read from /proc, so when the server runs on this machine), and each
@@ -57,6 +65,7 @@ from harness import (  # noqa: E402
     backend_cpu,
     bench_tiktok_shop,
     django_on,
+    replayed_transport,
     throwaway_database,
     timed_transport,
 )
@@ -91,7 +100,9 @@ def parse_args() -> argparse.Namespace:
             "set-based, pipeline inline",
             "set-based, pipeline thread",
             "set-based, page prefetch",
+            "set-based, split apart",
             "set-based",
+            "set-based, platform elsewhere",
         ),
         help="Run one path only (no baseline).",
     )
@@ -139,7 +150,16 @@ def main() -> None:
         SpikePath("set-based, pipeline inline"),
         SpikePath("set-based, pipeline thread", threaded=True),
         SpikePath("set-based, page prefetch", threaded=True, prefetch=True),
-        SpikePath("set-based", threaded=True, prefetch=True, split_apart=True),
+        SpikePath("set-based, split apart", threaded=True, prefetch=True, split_apart=True),
+        SpikePath("set-based", threaded=True, process=True, prefetch=True, split_apart=True),
+        SpikePath(
+            "set-based, platform elsewhere",
+            threaded=True,
+            process=True,
+            prefetch=True,
+            split_apart=True,
+            platform_elsewhere=True,
+        ),
     ]
     paths = [path for path in every if path.label != "set-based, worker not frozen"]
     if args.only:
@@ -151,6 +171,7 @@ def main() -> None:
                 "set-based, pgtrigger.ignore unset",
                 ignore_said=False,
                 threaded=True,
+                process=True,
                 prefetch=True,
                 split_apart=True,
             ),
@@ -171,9 +192,11 @@ class SpikePath:
     """One way through the spike: the old path's parts or the set-based ones (COPY and the
     set-based split), `pgtrigger.ignore` said on the connection, the pipeline after every page
     or over the product's batch, the process warmed and frozen as a q worker is when it starts
-    (tkerp.workers), the pipeline on the pass's thread (`shops.sync.PIPELINE_THREAD`), the next
-    page asked for while one is stored (`shops.sync.PAGE_PREFETCH`), and the parcel split in a
-    second worker process (`SplitWorker`) rather than in the pass's."""
+    (tkerp.workers), the pipeline beside the pass (`shops.sync.PIPELINE_THREAD`) on threads of
+    it or in processes of its own (`shops.sync.PIPELINE_PROCESS`), the next page asked for while
+    one is stored (`shops.sync.PAGE_PREFETCH`), the parcel split in a second worker process
+    (`SplitWorker`) rather than in the pass's, and the platform's answers replayed
+    (`harness.replayed_transport`) rather than made by the in-process sandbox."""
 
     label: str
     set_based: bool = True
@@ -181,8 +204,10 @@ class SpikePath:
     every_page: bool = False
     frozen: bool = True
     threaded: bool = False
+    process: bool = False
     prefetch: bool = False
     split_apart: bool = False
+    platform_elsewhere: bool = False
 
 
 class Stages:
@@ -251,6 +276,61 @@ class ThreadBackends:
 
         thread_class._serve = measured
         self.restore = lambda: setattr(thread_class, "_serve", inner)
+
+
+class ProcessMeasure:
+    """The pass's pipeline process (`shops.sync._PassProcess`): its CPU, its PostgreSQL
+    backend's (read from /proc before it closes, a backend's life) and what it added to each
+    stage, sent back by the child as its calls end (wrapping `_serve`, which runs in the child)
+    and added to the pass's by `collect`."""
+
+    def __init__(self, process_class: type, stages: Stages):
+        import multiprocessing
+
+        self.stages = stages
+        self.results = multiprocessing.get_context("fork").SimpleQueue()
+        inner = process_class._serve
+        results = self.results
+
+        def measured(instance, pipe):
+            from django.db import connection
+
+            wall, cpu_stages = dict(stages.wall), dict(stages.cpu)
+            cpu = time.process_time()
+            try:
+                return inner(instance, pipe)
+            finally:
+                raw = connection.connection
+                pg = None
+                if raw is not None and not raw.closed:
+                    pg = backend_cpu(raw.info.backend_pid)
+                results.put(
+                    {
+                        "cpu": time.process_time() - cpu,
+                        "pg_cpu": pg,
+                        "wall": {name: stages.wall[name] - wall[name] for name in wall},
+                        "stage_cpu": {
+                            name: stages.cpu[name] - cpu_stages[name] for name in cpu_stages
+                        },
+                    }
+                )
+
+        process_class._serve = measured
+        self.restore = lambda: setattr(process_class, "_serve", inner)
+
+    def collect(self) -> tuple[float, float | None]:
+        """The CPU seconds of the processes that ended since, and of their backends."""
+        cpu, pg_cpu = 0.0, 0.0
+        while not self.results.empty():
+            result = self.results.get()
+            cpu += result["cpu"]
+            pg_cpu = (
+                None if pg_cpu is None or result["pg_cpu"] is None else pg_cpu + result["pg_cpu"]
+            )
+            for name, seconds in result["wall"].items():
+                self.stages.wall[name] += seconds
+                self.stages.cpu[name] += result["stage_cpu"][name]
+        return cpu, pg_cpu
 
 
 class SplitWorker:
@@ -354,6 +434,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
     bulk.COPY_ENABLED = set_based
     routing.SPLIT_SET_BASED = set_based
     shop_sync_module.PIPELINE_THREAD = threaded
+    shop_sync_module.PIPELINE_PROCESS = path.process
     shop_sync_module.PAGE_PREFETCH = path.prefetch
     # The split task the pipeline queues on commit runs inline (its time is the pipeline's), or
     # in a second worker process (`split_apart`: SplitWorker), as a q cluster of two runs it.
@@ -389,10 +470,11 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
         )
         spike_seconds = time.perf_counter() - started
 
-        def timed_pass():
+        def timed_pass(platform=None):
             if split_apart:
                 split_worker[:] = [SplitWorker(stages)]
-            transport = timed_transport(sandbox_transport(), latency=args.latency_ms / 1000)
+            platform = platform or sandbox_transport()
+            transport = timed_transport(platform, latency=args.latency_ms / 1000)
             waits: list[float] = []
 
             def sleep(seconds: float) -> None:
@@ -407,6 +489,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
                 backend = cursor.fetchone()[0]
             collections.clear()
             thread_backends = ThreadBackends(shop_sync_module._PassThread)
+            pipeline_process = ProcessMeasure(shop_sync_module._PassProcess, stages)
             main = stages.main
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)
@@ -415,9 +498,14 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
             finally:
                 gc.callbacks.remove(collected)
                 thread_backends.restore()
+                pipeline_process.restore()
             total, cpu = time.perf_counter() - begun, time.process_time() - cpu
             pg_after = backend_cpu(backend)
             pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
+            # The pipeline's process and its backend, when the pass forked one.
+            child_cpu, child_pg = pipeline_process.collect()
+            cpu += child_cpu
+            pg_cpu = None if pg_cpu is None or child_pg is None else pg_cpu + child_pg
             apart = None
             if split_worker:  # the pass is done once the second worker has split every batch
                 apart = split_worker.pop().finish()
@@ -458,7 +546,13 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        first, total, cpu, pg_cpu, transport, waited, main = timed_pass()
+        replayed = None
+        if path.platform_elsewhere:
+            replayed = replayed_transport(sandbox_transport())
+            counted = dict(stages.wall), dict(stages.cpu)
+            platform_record(shop, replayed)
+            stages.wall, stages.cpu = counted  # the recording is not the pass's
+        first, total, cpu, pg_cpu, transport, waited, main = timed_pass(replayed)
         gc_first = list(collections)
         if profiler is not None:
             import pstats
@@ -508,7 +602,32 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
         "sandbox2": transport2.seconds,
         "waited2": waited2,
         "floor": floor,
+        "replayed": replayed,
     }
+
+
+def platform_record(shop, replayed) -> None:
+    """Have the platform answer, through `replayed` (recording), every request a pass of `shop`
+    makes: its pages of orders, then its cancellations and returns; then stop recording."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.returns import returns_supported
+    from shops.platforms import connector_for
+    from shops.sync import _supports_cancellations
+
+    connector = connector_for(shop, transport=replayed, sleep=lambda seconds: None)
+    since, token = timezone.now() - timedelta(days=30), None
+    while True:
+        token = connector.fetch_orders(updated_since=since, page_token=token).next_page_token
+        if not token:
+            break
+    if _supports_cancellations(connector):
+        connector.fetch_cancellations(updated_since=since)
+    if returns_supported(connector):
+        connector.fetch_returns(updated_since=since)
+    replayed.recording = False
 
 
 # The rows one spike leaves, in the order their foreign keys need; the parcels' tables are not
@@ -639,6 +758,13 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             f"\n{label}: {run.created} orders / {result['lines']} lines stored, "
             f"{result['ready']} ready, {result['held']} on hold, {result['parcels']} parcels"
         )
+        if result["replayed"] is not None:
+            replayed = result["replayed"]
+            recorded = sum(len(answers) for answers in replayed.answers.values())
+            print(
+                f"  the platform's {recorded} answers recorded before the pass and replayed, "
+                f"{replayed.missed} asked of it live (harness.replayed_transport)"
+            )
         print(
             f"  end to end        {result['total']:7.2f} s   "
             f"{run.created / result['total']:7.0f} orders/s   (CPU {result['cpu']:.2f} s)"
@@ -689,7 +815,9 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             ),
             ("set-based, pipeline inline", "set-based, pipeline thread", "pipeline thread"),
             ("set-based, pipeline thread", "set-based, page prefetch", "page prefetch"),
-            ("set-based, page prefetch", "set-based", "split by a second worker"),
+            ("set-based, page prefetch", "set-based, split apart", "split by a second worker"),
+            ("set-based, split apart", "set-based", "pipeline process"),
+            ("set-based", "set-based, platform elsewhere", "the platform's work off this machine"),
         )
         for before_label, after_label, what in steps:
             before, after = by_label.get(before_label), by_label.get(after_label)

@@ -15,10 +15,10 @@ while the platform is being asked (the sandbox even shares our database connecti
 The pipeline (`orders.pipeline`: stock, review, parcels) runs on the pass's stored orders a few
 pages at a time (`TKERP_SYNC_PIPELINE_BATCH` orders, 500 by default), not page by page: its
 statements cost about the same for 100 orders or 500. In a pass of more than one page it runs
-in a process the pass forks (`_PassProcess`), with its own connection, while the pass fetches
-and stores the next pages (`_PipelineBatch`), and the pass returns once it is done; a thread
-asks for the next page while one is stored (`_PageFetcher`), so the platform's round trips
-overlap our writes. A pass that fails (a
+in two processes the pass forks (`_PassProcess`: stock, then review, a batch apart), each with
+its own connection, while the pass fetches and stores the next pages (`_PipelineBatch`), and
+the pass returns once they are done; a thread asks for the next page while one is stored
+(`_PageFetcher`), so the platform's round trips overlap our writes. A pass that fails (a
 platform error, a lost lease) still runs it on what it stored before it raises; a killed worker
 leaves those orders to the SLA sweep, which re-runs the pipeline on stranded orders.
 
@@ -71,13 +71,13 @@ logger = logging.getLogger("tkerp.sync")
 
 MAX_REJECTS_KEPT = 200  # per SyncRun; the count is exact, the list is a sample
 MAX_PAGES_PER_PASS = 5_000  # a platform handing out page tokens forever must not pin a worker
-# The pipeline beside the pass (_PipelineBatch) rather than inline, in a process of the pass's
-# own (_PassProcess) rather than on a thread of it, the next page asked for while one is stored
+# The pipeline beside the pass (_PipelineBatch) rather than inline, in processes of the pass's
+# own (_PassProcess) rather than on threads of it, the next page asked for while one is stored
 # (_PageFetcher); bench/sync_spike.py turns them off for its baselines.
 PIPELINE_THREAD = True
 PIPELINE_PROCESS = hasattr(os, "fork")
 PAGE_PREFETCH = True
-# Held while the pass forks its pipeline process, and by the lease heartbeat while it talks to
+# Held while the pass forks its pipeline processes, and by the lease heartbeat while it talks to
 # the database: no other thread of the pass is inside a driver (its locks, its TLS) at the fork.
 _FORK_LOCK = threading.Lock()
 # The pass's ends of the pipes to its processes (`_PassProcess`), open while they live.
@@ -284,17 +284,18 @@ class _PipelineBatch:
     one page of the platform's (100 orders) at a time paid those costs 28 times a spike; over
     `size` orders at a time it pays them six times (bench/sync_spike.py).
 
-    A full batch goes to the pass's pipeline process (`_PassProcess`; a thread of the pass,
-    `_PassThread`, where a process cannot be forked), on its own database connection, while the
-    pass fetches and stores the next pages: the two halves' statements run on two PostgreSQL
-    backends at once, and their Python on two cores, so a spike uses both cores of a small
-    machine (bench/sync_spike.py). One process, fed in order: orders keep their turn (a batch
-    reserves in ascending id, the order pages were stored in, and batches run one after
-    another). `finish` hands over what is left, waits for the process, and raises the first
-    error a batch met, so a pass ends only once its pipeline has run. `prepare` starts the
-    process once the pass knows it has more than one page; a pass of one page has nothing to
-    overlap and runs its pipeline itself, as does a caller holding a transaction (another
-    connection could not see orders stored in that transaction).
+    A full batch goes to the pass's stock process, which ships and reserves it, then to its
+    review process, which reviews it and queues its parcels (`_PassProcess`; threads of the
+    pass, `_PassThread`, where a process cannot be forked), each on its own database
+    connection, while the pass fetches and stores the next pages: batch N is reviewed while
+    N+1 is reserved and N+2 stored, their statements on three PostgreSQL backends at once and
+    their Python on every core (bench/sync_spike.py). Each process is fed in order: orders keep
+    their turn (a batch reserves in ascending id, the order pages were stored in, and batches
+    run one after another). `finish` hands over what is left, waits for both, and raises the
+    first error a batch met, so a pass ends only once its pipeline has run. `prepare` starts
+    them once the pass knows it has more than one page; a pass of one page has nothing to
+    overlap and runs its pipeline itself, as do a caller holding a transaction (another
+    connection could not see orders stored in that transaction) and a pass that cannot fork.
 
     Stored orders whose pipeline never runs (the worker is killed in between) are stranded in a
     state the SLA sweep re-runs, as after a failed step.

@@ -213,10 +213,11 @@ class SpikePath:
 class Stages:
     """Wall and CPU seconds per stage, by wrapping the functions that do each stage.
 
-    Each thread keeps its own stack and its own CPU clock: the pass's pipeline thread runs
-    reservation, review, split and rules, and its fetch thread asks for the next page, while
-    the pass itself stores, so stages of the threads overlap in wall time (their wall seconds
-    add up to more than the pass). `main` is the seconds the pass's own thread spent in stages.
+    Each thread keeps its own stack and its own CPU clock: the pass's pipeline threads (or
+    processes, whose stages `ProcessMeasure` adds) run reservation and review, the split
+    worker the split and rules, and the fetch thread asks for the next page, while the pass
+    itself stores, so stages overlap in wall time (their wall seconds add up to more than the
+    pass). `main` is the seconds the pass's own thread spent in stages.
     """
 
     def __init__(self):
@@ -251,8 +252,9 @@ class Stages:
 
 class ThreadBackends:
     """CPU seconds of the PostgreSQL backends of the pass's own threads (`shops.sync._PassThread`:
-    its pipeline thread, its fetch thread; each opens a connection when it first needs one and
-    closes it when the pass ends), read from /proc as each thread finishes: a backend's life."""
+    its pipeline threads when it has no processes, its fetch thread; each opens a connection
+    when it first needs one and closes it when the pass ends), read from /proc as each thread
+    finishes: a backend's life."""
 
     def __init__(self, thread_class: type):
         self.cpu = 0.0

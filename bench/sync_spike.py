@@ -249,6 +249,12 @@ class Stages:
 
         setattr(module, attribute, timed)
 
+    def add(self, wall: dict[str, float], cpu: dict[str, float]) -> None:
+        """Add another process's stage seconds (what it did since it was forked)."""
+        for name, seconds in wall.items():
+            self.wall[name] += seconds
+            self.cpu[name] += cpu[name]
+
 
 class ThreadBackends:
     """CPU seconds of the PostgreSQL backends of the pass's own threads (`shops.sync._PassThread`:
@@ -329,9 +335,7 @@ class ProcessMeasure:
             pg_cpu = (
                 None if pg_cpu is None or result["pg_cpu"] is None else pg_cpu + result["pg_cpu"]
             )
-            for name, seconds in result["wall"].items():
-                self.stages.wall[name] += seconds
-                self.stages.cpu[name] += result["stage_cpu"][name]
+            self.stages.add(result["wall"], result["stage_cpu"])
         return cpu, pg_cpu
 
 
@@ -391,9 +395,10 @@ class SplitWorker:
         self.process.join()
         # The child's stage totals started from the parent's at the fork: add what it added.
         wall, cpu = self.forked
-        for name in wall:
-            self.stages.wall[name] += result["wall"][name] - wall[name]
-            self.stages.cpu[name] += result["stage_cpu"][name] - cpu[name]
+        self.stages.add(
+            {name: result["wall"][name] - wall[name] for name in wall},
+            {name: result["stage_cpu"][name] - cpu[name] for name in cpu},
+        )
         return result
 
 

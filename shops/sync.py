@@ -356,18 +356,18 @@ class _PipelineBatch:
             _pipeline_run(self.shop, created, updated, PIPELINE_STEPS)
             return
         stock = self._stock.submit(partial(_pipeline_run, self.shop, created, updated, STOCK_STEPS))
-        self._started(stock)
+        self._track(stock)
         # Reviewed once its stock stage is done, whatever came of it (a failed step never
         # stops the next ones: see orders.pipeline), after the batches before it.
         stock.add_done_callback(
-            lambda _stock: self._started(
+            lambda _stock: self._track(
                 self._review.submit(
                     partial(_pipeline_run, self.shop, created, updated, REVIEW_STEPS)
                 )
             )
         )
 
-    def _started(self, future: Future) -> None:
+    def _track(self, future: Future) -> None:
         with self._lock:
             self._running.append(future)
 
@@ -585,11 +585,7 @@ class _PassProcess:
         pid, self._pid = self._pid, None
         with suppress(OSError):
             self._pipe.send(None)
-        os.waitpid(pid, 0)
-        self._reader.join()  # it has read every outcome the child sent: the pipe is at its end
-        self._pipe.close()
-        _PASS_PIPES.discard(self._pipe)
-        self._fail_waiting()  # none is left unless the child died before answering
+        self._reap(pid)
 
     def abandon(self) -> None:
         """End the process now, its current call unfinished (its transaction rolls back) and
@@ -600,8 +596,14 @@ class _PassProcess:
         pid, self._pid = self._pid, None
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        self._reap(pid)
+
+    def _reap(self, pid: int) -> None:
+        """Wait for the child to end, then for its outcomes: the reader has read every one the
+        child sent once its end of the pipe is closed. Calls still waiting then (the child died
+        before answering them) get its error."""
         os.waitpid(pid, 0)
-        self._reader.join()  # the child's end closed with it
+        self._reader.join()
         self._pipe.close()
         _PASS_PIPES.discard(self._pipe)
         self._fail_waiting()

@@ -68,11 +68,15 @@ def orders_after_ingest(
 ) -> list[str]:
     """Ship-commit, reserve, then review the orders an ingest created or changed, and queue
     their parcels; only the `steps` named, when a caller runs the rest apart (in their order,
-    never review before stock). Returns the names of the steps that failed (see the module
-    docstring)."""
+    never review before stock; a name not in `PIPELINE_STEPS` is a `ValueError`). Returns the
+    names of the steps that failed (see the module docstring)."""
     from inventory.reservations import orders_reserve, orders_ship_commit
     from orders.review import orders_review
 
+    unknown = sorted(set(steps) - set(PIPELINE_STEPS))
+    if unknown:
+        # A misspelt step would otherwise be skipped without a word, its orders left stranded.
+        raise ValueError(f"unknown pipeline step(s) {', '.join(unknown)}: not in {PIPELINE_STEPS}")
     order_ids = sorted({*created_ids, *updated_ids})
     if not order_ids:
         return []

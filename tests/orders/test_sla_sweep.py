@@ -249,6 +249,20 @@ class TestStuckOrders:
         assert pipeline.pipeline_alert_key(shop.pk) not in _open_alerts(shop.tenant)
 
 
+def test_a_misspelt_pipeline_step_is_refused_before_any_step_runs(shop):
+    stuck = _order(shop, "stuck", status="new", paid_at=NOW - timedelta(hours=1))
+
+    with pytest.raises(ValueError, match=r"unknown pipeline step.* reveiw"):
+        pipeline.orders_after_ingest(
+            shop=shop, created_ids=[stuck.pk], updated_ids=[], steps=("review", "reveiw")
+        )
+
+    stuck.refresh_from_db()
+    assert stuck.reviewed_at is None
+    with tenant_context(shop.tenant):
+        assert not stuck.events.exists()
+
+
 def test_the_task_is_scheduled_every_minute_and_runs_the_sweep(shop):
     spec = next(spec for spec in schedule_specs() if spec.func == "orders.tasks.sla_sweep_task")
     assert spec.minutes == 1

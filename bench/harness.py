@@ -108,10 +108,12 @@ def django_on(url: str, *, build: bool = True) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tkerp.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
-    # Benches run with DEBUG off (Django would otherwise keep every query in memory), so they set
-    # what production would: an encryption key, and no HTTPS redirect for the in-process sandbox.
+    # Benches run with DEBUG off whatever the shell or a demo checkout's `var/demo.env` says:
+    # DEBUG wraps every cursor to log its queries, which is not what production measures. So
+    # they set what production would: an encryption key, and no HTTPS redirect for the
+    # in-process sandbox (below).
+    os.environ["DEBUG"] = "false"
     os.environ.setdefault("TKERP_FERNET_KEYS", "YmVuY2gtb25seS1ub3Qtc2VjcmV0LWJlbmNoLWtleSE=")
-    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     # Benches talk to the sandboxes (bench_push may run later in the same process): settings
     # read this once.
     os.environ.setdefault("TKERP_SANDBOX_ENABLED", "1")

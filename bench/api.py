@@ -24,10 +24,8 @@ requests/s and p50/p95/p99 of each and the API's share of the bare figure (targe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,7 +36,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from harness import analyse, django_on, throwaway_database  # noqa: E402
+from harness import analyse, django_on, machine, throwaway_database  # noqa: E402
 from loadgen import generator, load  # noqa: E402
 
 
@@ -227,21 +225,6 @@ def check_same_rows(args, key: str) -> None:
     bare = get("/bench/bare-parcels/", {})
     assert [p["id"] for p in api] == [p["id"] for p in bare], "the two lists differ"
     assert len(api) == 50
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    load_now = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"load average {load_now}"
-    )
 
 
 def cpu_seconds(pids) -> dict[int, float]:

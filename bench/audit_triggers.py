@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import backend_cpu, bench_tiktok_shop, django_on, throwaway_database
+from harness import backend_cpu, bench_tiktok_shop, django_on, machine, throwaway_database
 
 INSERT_SQL = """
 INSERT INTO inventory_stockmovement
@@ -92,13 +92,7 @@ def main() -> None:
                 cursor.execute("SELECT set_config('pgtrigger.ignore', '{}', false)")
         version = connection.pg_version // 10000
 
-    import os
-    import platform
-
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; PostgreSQL {version}; role {role}"
-    )
+    print(f"machine: {machine()}; PostgreSQL {version}; role {role}")
     print(
         "stock movements inserted by one statement, then updated by another (two audit rows "
         f"each), {args.rounds} rounds each way, alternating; PostgreSQL backend CPU, medians "

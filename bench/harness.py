@@ -20,6 +20,32 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 
+def machine() -> str:
+    """The machine a bench's figures were measured on, for its first line: the CPU, its cores
+    and memory, the load when it starts (other work slows every figure), and the Python that
+    ran it. The interpreter's build counts: on this 2-core machine pyenv's default build (no
+    profile-guided optimisation) spent about 10 % more CPU per order in bench/sync_spike.py
+    than Debian's packaged python3.11 (the README's performance section)."""
+    import contextlib
+    import platform
+
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    memory = psutil.virtual_memory().total / 2**30
+    load = " ".join(f"{figure:.1f}" for figure in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.1f} GiB RAM, load average {load}; "
+        f"Python {platform.python_version()} ({Path(sys.executable).resolve()})"
+    )
+
+
 def bench_database_url(url: str, *, label: str, script: str) -> tuple[str, str, str]:
     """(bench database URL, bench database name, maintenance database URL)."""
     parts = urlsplit(url)

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import django_on, throwaway_database  # noqa: E402
+from harness import django_on, machine, throwaway_database  # noqa: E402
 
 CHINESE = ["蓝牙耳机 无线降噪", "透明防摔手机壳", "保温杯 500ml", "儿童积木拼装玩具", "真丝眼罩"]
 
@@ -463,10 +463,7 @@ def run(args: argparse.Namespace, url: str) -> None:
 
     if args.workers:
         settings.TKERP_LABEL_BUY_MAX_WORKERS = args.workers
-    print(
-        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
-        f"(other work on the machine slows every figure)"
-    )
+    print(f"machine: {machine()} (other work on the machine slows every figure)")
     tenant, shop, remote = seed(args.parcels, latency_ms=args.latency_ms, rate=args.rate)
     print(
         f"seeded {args.parcels} ready parcels; label API sandbox ({args.sandbox}): "

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import database_copy, django_on, throwaway_database  # noqa: E402
+from harness import database_copy, django_on, machine, throwaway_database  # noqa: E402
 
 PLATFORMS = ("tiktok", "shopify")  # the two with a spike-sized rate limit and order webhooks
 RSS_LIMIT_MB = 500
@@ -463,7 +463,7 @@ def run(args: argparse.Namespace, url: str, brokers: list[str]) -> None:
 
     from shops.models import Tenant
 
-    machine()
+    print(f"machine: {machine()}")
     tenants = [
         Tenant.objects.create(name=f"Spike Seller {n + 1}", slug=f"spike-{n + 1}")
         for n in range(args.tenants)
@@ -502,18 +502,6 @@ def run(args: argparse.Namespace, url: str, brokers: list[str]) -> None:
     failed = [f for f in figures if any(f.broken.values()) or f.peak_mb >= RSS_LIMIT_MB]
     if failed:
         sys.exit(f"{len(failed)} configuration(s) broke a check (see above)")
-
-
-def machine() -> None:
-    import platform
-
-    import psutil
-
-    print(
-        f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-        f"{psutil.virtual_memory().total / 2**30:.1f} GiB RAM, load average "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, Python {platform.python_version()}"
-    )
 
 
 def configuration(

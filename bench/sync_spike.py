@@ -65,6 +65,7 @@ from harness import (  # noqa: E402
     backend_cpu,
     bench_tiktok_shop,
     django_on,
+    machine,
     replayed_transport,
     throwaway_database,
     timed_transport,
@@ -746,14 +747,9 @@ def floor_measure(shop, orders: int) -> dict:
 
 
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
-    import os
-    import platform
 
     first = results[0][1]
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; PostgreSQL {first['pg']}"
-    )
+    print(f"machine: {machine()}; PostgreSQL {first['pg']}")
     spike = first["spike"]
     print(
         f"spike: {spike.orders} orders ({spike.cancellations} with a cancellation request), "

@@ -41,7 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import backend_cpu, bench_tiktok_shop, django_on, throwaway_database  # noqa: E402
+from harness import (  # noqa: E402
+    backend_cpu,
+    bench_tiktok_shop,
+    django_on,
+    machine,
+    throwaway_database,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -300,14 +306,9 @@ def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
 
 
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
-    import platform
 
     first = results[0][1]
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; PostgreSQL {first['pg']}; "
-        f"{args.workers} worker processes"
-    )
+    print(f"machine: {machine()}; PostgreSQL {first['pg']}; {args.workers} worker processes")
     for label, result in results:
         print(
             f"\n{label}: {result['deliveries']} order webhooks for one SKU "

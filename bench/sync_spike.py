@@ -123,6 +123,14 @@ def parse_args() -> argparse.Namespace:
         help="The audit trail's triggers on (as in production) or off: run both to see its cost.",
     )
     parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help=(
+            "Draw when each stage ran during each path's pass (fetch, store, stock, review, "
+            "split: one lane a stage), and how long the pipeline ran after the last page."
+        ),
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help=(
@@ -188,6 +196,56 @@ def main() -> None:
     report(args, results)
 
 
+#: The timeline's lanes: where each stage runs when the pass runs its pipeline beside it (the
+#: fetch thread maps pages, the pass stores them, its stock and review processes reserve and
+#: review, the split worker splits and applies the carrier rules).
+TIMELINE_LANES = (
+    ("mapping", "fetch"),
+    ("ingest", "store"),
+    ("reservation", "stock"),
+    ("review", "review"),
+    ("split", "split"),
+)
+
+
+@dataclass
+class Timeline:
+    """When each stage ran during one pass (`--timeline`): spans of (stage, start, end) in
+    seconds from the pass's start, one lane a stage."""
+
+    seconds: float
+    spans: list[tuple[str, float, float]]
+
+    def chart(self, columns: int = 60) -> str:
+        """One row a lane, one column `seconds / columns` long: '#' busy for at least half of
+        it, '-' for less, '.' idle; then the lane's busy share of the pass and when its last
+        call ended. Shows the critical stage (the lane busy to the end) and the pass's tail
+        (the pipeline still running after the last page was stored)."""
+        cell = self.seconds / columns
+        lines = [f"  timeline, {self.seconds:.2f} s, one column {cell * 1000:.0f} ms:"]
+        for stage, lane in TIMELINE_LANES:
+            spans = [(a, b) for name, a, b in self.spans if name == stage]
+            if not spans:
+                continue
+            row = []
+            for column in range(columns):
+                left, right = column * cell, (column + 1) * cell
+                busy = sum(max(0.0, min(b, right) - max(a, left)) for a, b in spans)
+                row.append("#" if busy >= cell / 2 else "-" if busy > 0 else ".")
+            busy = sum(b - a for a, b in spans)
+            lines.append(
+                f"  {lane:<7}|{''.join(row)}| {100 * busy / self.seconds:3.0f} % busy, "
+                f"last done at {max(b for _, b in spans):.2f} s"
+            )
+        stored = [b for name, _, b in self.spans if name == "ingest"]
+        if stored:
+            lines.append(
+                f"  the last page was stored at {max(stored):.2f} s: the pipeline ran "
+                f"{self.seconds - max(stored):.2f} s after it"
+            )
+        return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class SpikePath:
     """One way through the spike: the old path's parts or the set-based ones (COPY and the
@@ -218,13 +276,16 @@ class Stages:
     processes, whose stages `ProcessMeasure` adds) run reservation and review, the split
     worker the split and rules, and the fetch thread asks for the next page, while the pass
     itself stores, so stages overlap in wall time (their wall seconds add up to more than the
-    pass). `main` is the seconds the pass's own thread spent in stages.
+    pass). `main` is the seconds the pass's own thread spent in stages. `spans` holds each
+    outermost stage call as (stage, start, end) in `time.perf_counter` seconds, the system's
+    monotonic clock, one for every process: `--timeline` draws them.
     """
 
     def __init__(self):
         self.wall = dict.fromkeys([name for name, _ in STAGES], 0.0)
         self.cpu = dict.fromkeys([name for name, _ in STAGES], 0.0)
         self.main = 0.0
+        self.spans: list[tuple[str, float, float]] = []
         self.local = threading.local()
 
     def wrap(self, module, attribute: str, stage: str) -> None:
@@ -234,12 +295,15 @@ class Stages:
             # A stage inside another (rules inside split) is charged to the inner one only.
             stack = self.local.__dict__.setdefault("stack", [])
             stack.append(stage)
-            wall, cpu = time.perf_counter(), time.thread_time()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return inner(*args, **kwargs)
             finally:
-                wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+                end = time.perf_counter()
+                wall, cpu = end - start, time.thread_time() - cpu
                 stack.pop()
+                if not stack:
+                    self.spans.append((stage, start, end))
                 if not stack and threading.current_thread() is threading.main_thread():
                     self.main += wall
                 self.wall[stage] += wall
@@ -250,11 +314,12 @@ class Stages:
 
         setattr(module, attribute, timed)
 
-    def add(self, wall: dict[str, float], cpu: dict[str, float]) -> None:
-        """Add another process's stage seconds (what it did since it was forked)."""
+    def add(self, wall: dict[str, float], cpu: dict[str, float], spans: list) -> None:
+        """Add another process's stage seconds and spans (what it did since it was forked)."""
         for name, seconds in wall.items():
             self.wall[name] += seconds
             self.cpu[name] += cpu[name]
+        self.spans += spans
 
 
 class ThreadBackends:
@@ -305,6 +370,7 @@ class ProcessMeasure:
             from django.db import connection
 
             wall, cpu_stages = dict(stages.wall), dict(stages.cpu)
+            spans = len(stages.spans)
             cpu = time.process_time()
             try:
                 return inner(instance, pipe)
@@ -321,6 +387,7 @@ class ProcessMeasure:
                         "stage_cpu": {
                             name: stages.cpu[name] - cpu_stages[name] for name in cpu_stages
                         },
+                        "spans": stages.spans[spans:],
                     }
                 )
 
@@ -336,7 +403,7 @@ class ProcessMeasure:
             pg_cpu = (
                 None if pg_cpu is None or result["pg_cpu"] is None else pg_cpu + result["pg_cpu"]
             )
-            self.stages.add(result["wall"], result["stage_cpu"])
+            self.stages.add(result["wall"], result["stage_cpu"], result["spans"])
         return cpu, pg_cpu
 
 
@@ -356,7 +423,7 @@ class SplitWorker:
 
         context = multiprocessing.get_context("fork")
         self.stages = stages
-        self.forked = (dict(stages.wall), dict(stages.cpu))
+        self.forked = (dict(stages.wall), dict(stages.cpu), len(stages.spans))
         self.tasks = context.SimpleQueue()
         self.results = context.SimpleQueue()
         connections.close_all()  # the child opens its own; the parent reconnects on next use
@@ -386,6 +453,7 @@ class SplitWorker:
                 "pg_cpu": None if after is None or pg_cpu is None else after - pg_cpu,
                 "wall": self.stages.wall,
                 "stage_cpu": self.stages.cpu,
+                "spans": self.stages.spans[self.forked[2] :],
             }
         )
         connection.close()
@@ -395,10 +463,11 @@ class SplitWorker:
         result = self.results.get()
         self.process.join()
         # The child's stage totals started from the parent's at the fork: add what it added.
-        wall, cpu = self.forked
+        wall, cpu, _ = self.forked
         self.stages.add(
             {name: result["wall"][name] - wall[name] for name in wall},
             {name: result["stage_cpu"][name] - cpu[name] for name in cpu},
+            result["spans"],
         )
         return result
 
@@ -498,7 +567,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
             collections.clear()
             thread_backends = ThreadBackends(shop_sync_module._PassThread)
             pipeline_process = ProcessMeasure(shop_sync_module._PassProcess, stages)
-            main = stages.main
+            main, spans = stages.main, len(stages.spans)
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)
             try:
@@ -531,7 +600,11 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
                 else (pg_cpu + thread_backends.cpu)
             )
             connector.http.close()
-            return run, total, cpu, pg_cpu, transport, sum(waits), stages.main - main
+            timeline = Timeline(
+                seconds=total,
+                spans=[(name, a - begun, b - begun) for name, a, b in stages.spans[spans:]],
+            )
+            return run, total, cpu, pg_cpu, transport, sum(waits), stages.main - main, timeline
 
         # Garbage collections during a pass: (generation, seconds) each.
         collections: list[tuple[int, float]] = []
@@ -560,7 +633,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
             counted = dict(stages.wall), dict(stages.cpu)
             platform_record(shop, replayed)
             stages.wall, stages.cpu = counted  # the recording is not the pass's
-        first, total, cpu, pg_cpu, transport, waited, main = timed_pass(replayed)
+        first, total, cpu, pg_cpu, transport, waited, main, timeline = timed_pass(replayed)
         gc_first = list(collections)
         if profiler is not None:
             import pstats
@@ -573,7 +646,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
         ready = Order.objects.filter(status="ready").count()
         held = Order.objects.filter(status="on_hold").count()
         lines = OrderLine.objects.count()
-        second, total2, _, _, transport2, waited2, _ = timed_pass()
+        second, total2, _, _, transport2, waited2, _, _ = timed_pass()
         floor = floor_measure(shop, orders) if args.floor and set_based and not every_page else None
 
     assert first.status == "success", first.error
@@ -611,6 +684,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
         "waited2": waited2,
         "floor": floor,
         "replayed": replayed,
+        "timeline": timeline,
     }
 
 
@@ -799,6 +873,8 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
             print(f"  {name:<12} {seconds:7.2f} s {share:5.1f} %  {cpu_text:<14} {what}")
         if result["waited"]:
             print(f"  rate-limit waits  {result['waited']:7.2f} s")
+        if args.timeline:
+            print(result["timeline"].chart())
         print(
             f"  second pass (nothing new): {result['total2']:.2f} s, "
             f"{result['second'].skipped} unchanged, {result['second'].created} created"

@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
+import os
 import sys
 import threading
 import time
@@ -208,13 +210,50 @@ TIMELINE_LANES = (
 )
 
 
+class CoresBusy:
+    """How busy the machine's cores were during a pass (`--timeline`): /proc/stat read every
+    25 ms on a thread, whatever runs (the pass, its processes, their PostgreSQL backends).
+    `since(begun)` gives (seconds from `begun`, cores busy over the interval ending then)."""
+
+    INTERVAL = 0.025
+
+    def __init__(self):
+        self.samples: list[tuple[float, int, int]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample, name="bench-cores", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            jiffies = [int(field) for field in stat.readline().split()[1:]]
+        idle = jiffies[3] + jiffies[4]  # idle, iowait
+        return sum(jiffies) - idle, sum(jiffies)
+
+    def _sample(self) -> None:
+        while not self.stopped.is_set():
+            self.samples.append((time.perf_counter(), *self._read()))
+            self.stopped.wait(self.INTERVAL)
+
+    def since(self, begun: float) -> list[tuple[float, float]]:
+        self.stopped.set()
+        self.thread.join()
+        cores = os.cpu_count() or 1
+        return [
+            (at - begun, cores * (busy - busy0) / (total - total0))
+            for (_, busy0, total0), (at, busy, total) in itertools.pairwise(self.samples)
+            if total > total0
+        ]
+
+
 @dataclass
 class Timeline:
     """When each stage ran during one pass (`--timeline`): spans of (stage, start, end) in
-    seconds from the pass's start, one lane a stage."""
+    seconds from the pass's start, one lane a stage, and how many cores were busy."""
 
     seconds: float
     spans: list[tuple[str, float, float]]
+    cores: list[tuple[float, float]]
 
     def chart(self, columns: int = 60) -> str:
         """One row a lane, one column `seconds / columns` long: '#' busy for at least half of
@@ -237,13 +276,31 @@ class Timeline:
                 f"  {lane:<7}|{''.join(row)}| {100 * busy / self.seconds:3.0f} % busy, "
                 f"last done at {max(b for _, b in spans):.2f} s"
             )
+        if self.cores:
+            cores = os.cpu_count() or 1
+            row = []
+            for column in range(columns):
+                left, right = column * cell, (column + 1) * cell
+                seen = [busy for at, busy in self.cores if left < at <= right + CoresBusy.INTERVAL]
+                share = sum(seen) / len(seen) / cores if seen else 0.0
+                row.append(str(min(9, int(share * 10))))
+            lines.append(
+                f"  cores  |{''.join(row)}| {self._busy(0.0):.2f} of {cores} busy on average "
+                "(a column: tenths of all cores, 9 = at least 90 %)"
+            )
         stored = [b for name, _, b in self.spans if name == "ingest"]
         if stored:
+            after = max(stored)
+            busy = f", {self._busy(after):.2f} cores busy then" if self.cores else ""
             lines.append(
-                f"  the last page was stored at {max(stored):.2f} s: the pipeline ran "
-                f"{self.seconds - max(stored):.2f} s after it"
+                f"  the last page was stored at {after:.2f} s: the pipeline ran "
+                f"{self.seconds - after:.2f} s after it{busy}"
             )
         return "\n".join(lines)
+
+    def _busy(self, since: float) -> float:
+        seen = [busy for at, busy in self.cores if since < at <= self.seconds]
+        return sum(seen) / len(seen) if seen else 0.0
 
 
 @dataclass(frozen=True)
@@ -568,6 +625,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
             thread_backends = ThreadBackends(shop_sync_module._PassThread)
             pipeline_process = ProcessMeasure(shop_sync_module._PassProcess, stages)
             main, spans = stages.main, len(stages.spans)
+            cores = CoresBusy() if args.timeline else None
             begun, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu(backend)
             gc.callbacks.append(collected)
             try:
@@ -603,6 +661,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
             timeline = Timeline(
                 seconds=total,
                 spans=[(name, a - begun, b - begun) for name, a, b in stages.spans[spans:]],
+                cores=cores.since(begun) if cores else [],
             )
             return run, total, cpu, pg_cpu, transport, sum(waits), stages.main - main, timeline
 
@@ -919,8 +978,6 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
 
 
 def floor_report(floor: dict) -> None:
-    import os
-
     if "skipped" in floor:
         print(f"\nfloor: not measured, {floor['skipped']}")
         return

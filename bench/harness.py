@@ -329,6 +329,70 @@ def replayed_transport(inner):
     return ReplayedTransport()
 
 
+def orders_by_id_transport(inner):
+    """TikTok's order detail (`GET /order/202309/orders?ids=...`) answered from orders recorded
+    once, whatever ids a call asks for: the webhook path's counterpart of `replayed_transport`.
+    Webhook workers claim deliveries as they come, so which ids share a call differs run to
+    run; each order's JSON is kept by its id and a call's answer is put together from them (a
+    string join: the platform's work stays off our cores).
+
+    While `recording`, calls go to `inner` and the orders in each answer are kept; then a call
+    whose ids were all recorded is answered from them, any other goes to `inner` (`missed`
+    counts them). Every other request goes to `inner`. Our side is untouched: the connector
+    still signs, sends, parses and maps every call."""
+    import json
+
+    import httpx
+
+    class OrdersByIdTransport(httpx.BaseTransport):
+        PATH = "/order/202309/orders"
+
+        def __init__(self):
+            self.inner = inner
+            self.recording = True
+            self.orders: dict[str, str] = {}
+            self.envelope: tuple[int, list, str, str] | None = None
+            self.missed = 0
+
+        def handle_request(self, request):
+            if request.method != "GET" or not request.url.path.endswith(self.PATH):
+                return self.inner.handle_request(request)
+            ids = [
+                part
+                for value in request.url.params.get_list("ids")
+                for part in value.split(",")
+                if part
+            ]
+            if self.recording or not all(order_id in self.orders for order_id in ids):
+                self.missed += not self.recording
+                response = self.inner.handle_request(request)
+                body = response.read()
+                if self.recording and response.status_code == 200:
+                    self._keep(response, body)
+                return httpx.Response(
+                    response.status_code, headers=response.headers.raw, content=body,
+                    request=request,
+                )  # fmt: skip
+            status, headers, head, tail = self.envelope
+            body = head + ",".join(self.orders[order_id] for order_id in ids) + tail
+            return httpx.Response(status, headers=headers, content=body.encode(), request=request)
+
+        def _keep(self, response, body: bytes) -> None:
+            envelope = json.loads(body)
+            for order in envelope["data"]["orders"]:
+                self.orders[str(order["id"])] = json.dumps(order)
+            # The answer around its orders, kept once: the same for every call.
+            envelope["data"]["orders"] = ["ORDERS"]
+            head, tail = json.dumps(envelope).split('"ORDERS"')
+            headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+            self.envelope = (response.status_code, headers, head, tail)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return OrdersByIdTransport()
+
+
 def bench_tiktok_shop(*, on_hand: int, skus: int = 40, warehouse_priority: bool = False):
     """A throwaway seller with one TikTok shop connected to its sandbox, `skus` listed SKUs and
     `on_hand` units of each in one warehouse. Returns (tenant, shop)."""

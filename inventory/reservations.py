@@ -294,7 +294,7 @@ def orders_reserve(
         # One query drops the orders with nothing to do (unpaid, shipped, cancelled holding
         # nothing), so a page of updates doesn't open a transaction per order for them.
         candidates = set(
-            Order.objects.filter(pk__in=order_ids)
+            Order.objects.filter(pk__any=order_ids)
             .filter(
                 Q(status__in=OPEN_STATUSES, paid_at__isnull=False)
                 | Q(status__in=OPEN_STATUSES, is_cod=True)
@@ -347,7 +347,7 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         # and each shop once rather than a Shop, its credentials decrypted, per order row.
         orders = list(
             Order.objects.select_for_update(of=("self",))
-            .filter(pk__in=order_ids, status__in=HOLDABLE_STATUSES)
+            .filter(pk__any=order_ids, status__in=HOLDABLE_STATUSES)
             .filter(Q(paid_at__isnull=False) | Q(is_cod=True))
             .only(*_BATCH_ORDER_FIELDS)
             .order_by("pk")
@@ -363,14 +363,14 @@ def _orders_reserve_batch(*, tenant: Tenant, order_ids: list[int]) -> dict[int, 
         for line in (
             OrderLine.objects.select_for_update()
             .only(*_BATCH_LINE_FIELDS)
-            .filter(order_id__in=[o.pk for o in orders])
+            .filter(order_id__any=[o.pk for o in orders])
             .order_by("pk")
         ):
             lines_by_order[line.order_id].append(line)
         # Reservations are only written under the order's lock, which we hold: this read is
         # exact. Any row at all (even released) means the order needs the per-order path.
         holding = set(
-            Reservation.objects.filter(order_id__in=[o.pk for o in orders]).values_list(
+            Reservation.objects.filter(order_id__any=[o.pk for o in orders]).values_list(
                 "order_id", flat=True
             )
         )
@@ -512,7 +512,7 @@ def _batch_holds(
     `stock.short` or `sku.unknown`) write, for a whole batch at once; the orders are locked."""
     active: dict[int, list[OrderHold]] = defaultdict(list)
     for hold in OrderHold.objects.filter(
-        order_id__in=[o.pk for o in reserved] + [o.pk for o, _ in shorts],
+        order_id__any=[o.pk for o in reserved] + [o.pk for o, _ in shorts],
         released_at__isnull=True,
     ).order_by("pk"):
         active[hold.order_id].append(hold)
@@ -573,9 +573,9 @@ def _batch_holds(
     if released:
         OrderHold.objects.filter(pk__in=released).update(released_at=now, released_by=None)
     if to_hold:
-        Order.objects.filter(pk__in=to_hold).update(status=OrderStatus.ON_HOLD, updated_at=now)
+        Order.objects.filter(pk__any=to_hold).update(status=OrderStatus.ON_HOLD, updated_at=now)
     if to_ready:
-        Order.objects.filter(pk__in=to_ready).update(status=OrderStatus.READY, updated_at=now)
+        Order.objects.filter(pk__any=to_ready).update(status=OrderStatus.READY, updated_at=now)
     if new_holds:
         rows_copy(OrderHold, new_holds)
     if events:
@@ -1023,7 +1023,7 @@ def orders_not_reserved(*, order_ids: Collection[int]) -> set[int]:
     ship and its units would stay published on every channel. Call in the tenant's scope."""
     if not order_ids:
         return set()
-    lines = lines_not_reserved(OrderLine.objects.filter(order_id__in=list(order_ids)))
+    lines = lines_not_reserved(OrderLine.objects.filter(order_id__any=list(order_ids)))
     # No ordering: OrderLine's default one joins the orders and widens the DISTINCT.
     return set(lines.order_by().values_list("order_id", flat=True).distinct())
 
@@ -1284,7 +1284,7 @@ def orders_ship_commit(*, tenant: Tenant, order_ids: Collection[int]) -> int:
         )
         waiting = Exists(Shipment.objects.filter(order=OuterRef("pk"), status__in=unshipped))
         orders = list(
-            Order.objects.filter(pk__in=sorted(set(order_ids)))
+            Order.objects.filter(pk__any=sorted(set(order_ids)))
             .filter(
                 Q(status__in=SHIPPED_STATUSES)
                 | Q(status=OrderStatus.CANCELLED, shipped_at__isnull=False)

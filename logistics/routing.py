@@ -166,7 +166,7 @@ def orders_shipments_split(*, tenant, order_ids: Collection[int]) -> list[int]:
         by_order: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
         for reservation in (
             Reservation.objects.select_for_update()
-            .filter(order_id__in=[order.pk for order in locked])
+            .filter(order_id__any=[order.pk for order in locked])
             .exclude(state=ReservationState.RELEASED)
             .order_by("pk")
         ):
@@ -174,7 +174,7 @@ def orders_shipments_split(*, tenant, order_ids: Collection[int]) -> list[int]:
         references: dict[int, list[str]] = defaultdict(list)
         live: set[int] = set()
         for order_id, reference, status in Shipment.objects.filter(
-            order_id__in=[order.pk for order in locked]
+            order_id__any=[order.pk for order in locked]
         ).values_list("order_id", "reference", "status"):
             references[order_id].append(reference)
             if status != ShipmentStatus.CANCELLED:

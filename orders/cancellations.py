@@ -128,7 +128,7 @@ def orders_ship_blockers(*, tenant_id: int, order_ids: Iterable[int]) -> dict[in
     ids = set(order_ids)
     statuses: dict[int, str] = {}
     states: dict[int, set] = {pk: set() for pk in ids}
-    rows = Order._base_manager.filter(tenant_id=tenant_id, pk__in=ids).values_list(
+    rows = Order._base_manager.filter(tenant_id=tenant_id, pk__any=sorted(ids)).values_list(
         "pk", "status", "cancel_requests__status"
     )
     for pk, status, request in rows:
@@ -704,7 +704,7 @@ def cancellations_from_orders(*, tenant: Tenant, order_ids: list[int] | None = N
             .select_related("shop")
         )
         if order_ids is not None:
-            orders = orders.filter(pk__in=order_ids)
+            orders = orders.filter(pk__any=list(order_ids))
         answer_hours = getattr(settings, "TKERP_CANCEL_ANSWER_HOURS", 48)
         for order in orders.order_by("pk"):
             cancel_id = _cancel_id_from_order(order)

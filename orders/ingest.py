@@ -481,7 +481,7 @@ def _upsert(
     tenant_id = shop.tenant_id
     existing = {
         order.platform_order_id: order
-        for order in Order.objects.filter(shop=shop, platform_order_id__in=list(incoming)).only(
+        for order in Order.objects.filter(shop=shop, platform_order_id__any=list(incoming)).only(
             *_LOADED_FIELDS
         )
     }
@@ -640,7 +640,7 @@ def _upsert_lines(*, tenant_id: int, pairs, resolve_sku) -> list[OrderLine]:
     no longer sends is marked cancelled, never deleted (shipments and stock point at it)."""
     stored: dict[tuple[int, str], OrderLine] = {
         (line.order_id, line.platform_line_id): line
-        for line in OrderLine.objects.filter(order_id__in=[order.pk for order, _ in pairs])
+        for line in OrderLine.objects.filter(order_id__any=[order.pk for order, _ in pairs])
     }
     changed: list[OrderLine] = []
     created: list[OrderLine] = []

@@ -268,8 +268,8 @@ def duplicate_findings(
     window = timedelta(hours=settings.duplicate_window_hours)
     by_key: dict[str, dict[int, datetime]] = defaultdict(dict)
     stored = (
-        Order.objects.filter(address_key__in=keys, status__in=statuses, address_masked=False)
-        .exclude(pk__in=list(batch))
+        Order.objects.filter(address_key__any=keys, status__in=statuses, address_masked=False)
+        .exclude(pk__any=list(batch))
         .values_list("pk", "address_key", "placed_at", "created_at")
     )
     for pk, key, placed_at, created_at in stored:
@@ -319,7 +319,7 @@ def _lines_by_order(order_ids: Collection[int]) -> dict[int, list[tuple]]:
     lines: dict[int, list[tuple]] = defaultdict(list)
     # No ordering: the fingerprint sorts the lines, and OrderLine's default one joins the orders.
     for order_id, *rest in (
-        OrderLine.objects.filter(order_id__in=order_ids).order_by().values_list(*_LINE_VALUES)
+        OrderLine.objects.filter(order_id__any=order_ids).order_by().values_list(*_LINE_VALUES)
     ):
         lines[order_id].append(tuple(rest))
     return lines
@@ -369,7 +369,7 @@ def orders_review(
         # Lock in ascending pk order (the house order), like order_hold/order_release do.
         orders = list(
             Order.objects.select_for_update(of=("self",))
-            .filter(pk__in=sorted(set(order_ids)), status__in=REVIEWABLE_STATUSES)
+            .filter(pk__any=sorted(set(order_ids)), status__in=REVIEWABLE_STATUSES)
             .only(*REVIEW_READ_FIELDS)
             .order_by("pk")
         )
@@ -419,7 +419,7 @@ def orders_review(
         siblings = list(
             Order.objects.select_for_update(of=("self",))
             .filter(
-                pk__in=sorted(set(duplicates) - reviewed_ids),
+                pk__any=sorted(set(duplicates) - reviewed_ids),
                 status__in=REVIEWABLE_STATUSES,
                 reviewed_at__isnull=False,
             )
@@ -433,7 +433,7 @@ def orders_review(
         # Each order's holds oldest first, as OrderHold's default ordering gives them, without
         # the join to the orders that ordering costs.
         for hold in OrderHold.objects.filter(
-            order_id__in=all_ids, released_at__isnull=True
+            order_id__any=all_ids, released_at__isnull=True
         ).order_by("order_id", "created_at"):
             active[hold.order_id].append(hold)
 
@@ -530,7 +530,7 @@ def orders_review(
             )
 
         if release_ids:
-            OrderHold.objects.filter(pk__in=release_ids).update(released_at=now, released_by=user)
+            OrderHold.objects.filter(pk__any=release_ids).update(released_at=now, released_by=user)
         if new_holds:
             rows_copy(OrderHold, new_holds)
         written = [

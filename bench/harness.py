@@ -24,8 +24,8 @@ def machine() -> str:
     """The machine a bench's figures were measured on, for its first line: the CPU, its cores
     and memory, the load when it starts (other work slows every figure), and the Python that
     ran it. The interpreter's build counts: on this 2-core machine pyenv's default build (no
-    profile-guided optimisation) spent about 10 % more CPU per order in bench/sync_spike.py
-    than Debian's packaged python3.11 (the README's performance section)."""
+    profile-guided optimisation) spent 8-10 % more CPU per order in our processes in
+    bench/sync_spike.py than Debian's packaged python3.11 (the README's performance section)."""
     import contextlib
     import platform
 
@@ -364,15 +364,16 @@ def orders_by_id_transport(inner):
                 if part
             ]
             if self.recording or not all(order_id in self.orders for order_id in ids):
-                self.missed += not self.recording
+                if not self.recording:
+                    self.missed += 1
                 response = self.inner.handle_request(request)
                 body = response.read()
                 if self.recording and response.status_code == 200:
                     self._keep(response, body)
+                headers = response.headers.raw
                 return httpx.Response(
-                    response.status_code, headers=response.headers.raw, content=body,
-                    request=request,
-                )  # fmt: skip
+                    response.status_code, headers=headers, content=body, request=request
+                )
             status, headers, head, tail = self.envelope
             body = head + ",".join(self.orders[order_id] for order_id in ids) + tail
             return httpx.Response(status, headers=headers, content=body.encode(), request=request)

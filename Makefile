@@ -62,4 +62,5 @@ qcluster: $(INSTALLED)  ## run only the background workers (make demo already ru
 	$(BIN)/python manage.py qcluster
 
 dbstop: $(INSTALLED)  ## stop the embedded PostgreSQL server (it starts by itself when needed)
-	$(BIN)/python manage.py dbserver stop
+	@# The test settings: a checkout that only ran `make test` has no var/demo.env to allow it.
+	$(MANAGE_TEST) dbserver stop

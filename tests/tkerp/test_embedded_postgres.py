@@ -141,3 +141,28 @@ def test_with_debug_and_no_database_url_the_embedded_backend_is_used():
     done = settings_in_subprocess({"DEBUG": "true"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "tkerp.db.embedded"
+
+
+def test_make_dbstop_stops_the_server_of_a_checkout_that_only_ran_the_tests(data_dir, tmp_path):
+    """`make test` starts the embedded server with the test settings and writes no
+    var/demo.env; `make dbstop` must still stop it, with nothing exported."""
+    ep.server_ensure(data_dir, database="demo")
+    dry = subprocess.run(
+        ["make", "-n", "dbstop"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    command = dry.stdout.strip().splitlines()[-1]  # the recipe, after any install step
+    unset = {"DATABASE_URL", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+    env = {
+        **clean,
+        "TKERP_LOCAL_ENV": str(tmp_path / "no-demo.env"),  # as if `make demo` never ran
+        "TKERP_EMBEDDED_PGDATA": str(data_dir),
+    }
+
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
+    assert ep.server_status(data_dir).running is False

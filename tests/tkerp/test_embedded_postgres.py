@@ -147,12 +147,20 @@ def test_make_dbstop_stops_the_server_of_a_checkout_that_only_ran_the_tests(data
     """`make test` starts the embedded server with the test settings and writes no
     var/demo.env; `make dbstop` must still stop it, with nothing exported."""
     ep.server_ensure(data_dir, database="demo")
-    dry = subprocess.run(
-        ["make", "-n", "dbstop"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    command = dry.stdout.strip().splitlines()[-1]  # the recipe, after any install step
+    # Not the make that may be running the suite (`make test`): its flags and level.
     unset = {"DATABASE_URL", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}
+    unset |= {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
     clean = {k: v for k, v in os.environ.items() if k not in unset}
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "dbstop"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # The recipe's command (an install step may come first when .venv is not up to date).
+    [command] = [line for line in dry.stdout.splitlines() if "dbserver stop" in line]
     env = {
         **clean,
         "TKERP_LOCAL_ENV": str(tmp_path / "no-demo.env"),  # as if `make demo` never ran

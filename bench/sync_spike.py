@@ -371,8 +371,21 @@ class Stages:
 
         setattr(module, attribute, timed)
 
+    def mark(self) -> tuple[dict[str, float], dict[str, float], int]:
+        """Where the counts stand, for `since`: taken before a process is forked."""
+        return dict(self.wall), dict(self.cpu), len(self.spans)
+
+    def since(self, mark: tuple) -> tuple[dict[str, float], dict[str, float], list]:
+        """What was added since `mark`: a forked process sends it back for `add`."""
+        wall, cpu, spans = mark
+        return (
+            {name: self.wall[name] - seconds for name, seconds in wall.items()},
+            {name: self.cpu[name] - seconds for name, seconds in cpu.items()},
+            self.spans[spans:],
+        )
+
     def add(self, wall: dict[str, float], cpu: dict[str, float], spans: list) -> None:
-        """Add another process's stage seconds and spans (what it did since it was forked)."""
+        """Add another process's stage seconds and spans (its `since` the fork)."""
         for name, seconds in wall.items():
             self.wall[name] += seconds
             self.cpu[name] += cpu[name]
@@ -426,8 +439,7 @@ class ProcessMeasure:
         def measured(instance, pipe):
             from django.db import connection
 
-            wall, cpu_stages = dict(stages.wall), dict(stages.cpu)
-            spans = len(stages.spans)
+            mark = stages.mark()
             cpu = time.process_time()
             try:
                 return inner(instance, pipe)
@@ -440,11 +452,7 @@ class ProcessMeasure:
                     {
                         "cpu": time.process_time() - cpu,
                         "pg_cpu": pg,
-                        "wall": {name: stages.wall[name] - wall[name] for name in wall},
-                        "stage_cpu": {
-                            name: stages.cpu[name] - cpu_stages[name] for name in cpu_stages
-                        },
-                        "spans": stages.spans[spans:],
+                        "stages": stages.since(mark),
                     }
                 )
 
@@ -460,7 +468,7 @@ class ProcessMeasure:
             pg_cpu = (
                 None if pg_cpu is None or result["pg_cpu"] is None else pg_cpu + result["pg_cpu"]
             )
-            self.stages.add(result["wall"], result["stage_cpu"], result["spans"])
+            self.stages.add(*result["stages"])
         return cpu, pg_cpu
 
 
@@ -480,7 +488,7 @@ class SplitWorker:
 
         context = multiprocessing.get_context("fork")
         self.stages = stages
-        self.forked = (dict(stages.wall), dict(stages.cpu), len(stages.spans))
+        self.forked = stages.mark()
         self.tasks = context.SimpleQueue()
         self.results = context.SimpleQueue()
         connections.close_all()  # the child opens its own; the parent reconnects on next use
@@ -508,9 +516,7 @@ class SplitWorker:
                 "finished": finished,
                 "cpu": time.process_time() - cpu,
                 "pg_cpu": None if after is None or pg_cpu is None else after - pg_cpu,
-                "wall": self.stages.wall,
-                "stage_cpu": self.stages.cpu,
-                "spans": self.stages.spans[self.forked[2] :],
+                "stages": self.stages.since(self.forked),
             }
         )
         connection.close()
@@ -519,13 +525,7 @@ class SplitWorker:
         self.tasks.put(None)
         result = self.results.get()
         self.process.join()
-        # The child's stage totals started from the parent's at the fork: add what it added.
-        wall, cpu, _ = self.forked
-        self.stages.add(
-            {name: result["wall"][name] - wall[name] for name in wall},
-            {name: result["stage_cpu"][name] - cpu[name] for name in cpu},
-            result["spans"],
-        )
+        self.stages.add(*result["stages"])  # what the child added since the fork
         return result
 
 
@@ -880,7 +880,6 @@ def floor_measure(shop, orders: int) -> dict:
 
 
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
-
     first = results[0][1]
     print(f"machine: {machine()}; PostgreSQL {first['pg']}")
     spike = first["spike"]

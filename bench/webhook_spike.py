@@ -346,7 +346,6 @@ def platform_record(shop, store):
 
 
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
-
     first = results[0][1]
     print(f"machine: {machine()}; PostgreSQL {first['pg']}; {args.workers} worker processes")
     for label, result in results:

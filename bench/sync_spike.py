@@ -756,7 +756,7 @@ def platform_record(shop, replayed) -> None:
 
     from orders.returns import returns_supported
     from shops.platforms import connector_for
-    from shops.sync import _supports_cancellations
+    from shops.sync import cancellations_supported
 
     connector = connector_for(shop, transport=replayed, sleep=lambda seconds: None)
     since, token = timezone.now() - timedelta(days=30), None
@@ -764,7 +764,7 @@ def platform_record(shop, replayed) -> None:
         token = connector.fetch_orders(updated_since=since, page_token=token).next_page_token
         if not token:
             break
-    if _supports_cancellations(connector):
+    if cancellations_supported(connector):
         connector.fetch_cancellations(updated_since=since)
     if returns_supported(connector):
         connector.fetch_returns(updated_since=since)

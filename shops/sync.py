@@ -269,7 +269,7 @@ def _page_through(
         raise
     pipeline.finish()
     requests = []
-    if _supports_cancellations(connector):
+    if cancellations_supported(connector):
         requests = connector.fetch_cancellations(updated_since=since)  # no tx open
     totals.cancellations = cancellations_apply(shop=shop, requests=requests)
     SyncRun.objects.filter(pk=run.pk).update(cancellations=totals.cancellations)
@@ -877,7 +877,9 @@ def _record_failure(*, shop: Shop, run: SyncRun, exc: Exception) -> None:
     run.refresh_from_db()
 
 
-def _supports_cancellations(connector: Connector) -> bool:
+def cancellations_supported(connector: Connector) -> bool:
+    """Whether the connector overrides the base `fetch_cancellations` (which returns nothing):
+    a pass asks the platform for cancellation requests only then."""
     return type(connector).fetch_cancellations is not Connector.fetch_cancellations
 
 

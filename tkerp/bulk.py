@@ -45,6 +45,14 @@ COPY_MIN_ROWS = 8
 _PLAIN = (str, int, Decimal, bool, datetime.date, type(None))
 _JSON_PLAIN = (str, int, bool, type(None))
 
+# `count` ids from the table's sequence, ascending. The sequence is looked up once, in a
+# materialised CTE: written inline, `pg_get_serial_sequence` (a catalog lookup) ran again for
+# every id, 5 µs each against 0.25 µs for `nextval` itself (a spike takes 26,000 ids).
+_IDS_SQL = (
+    "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, %s)::regclass AS id) "
+    "SELECT nextval(seq.id) FROM seq, generate_series(1, %s) ORDER BY 1"
+)
+
 
 def ids_take(model: type[Model], count: int) -> list[int]:
     """`count` fresh ids from the table's own sequence (one query, whether or not this process
@@ -52,10 +60,7 @@ def ids_take(model: type[Model], count: int) -> list[int]:
     if count <= 0:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [model._meta.db_table, model._meta.pk.column, count],
-        )
+        cursor.execute(_IDS_SQL, [model._meta.db_table, model._meta.pk.column, count])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -88,8 +93,7 @@ def rows_copy(model: type[Model], instances: Sequence[Model]) -> list[Model]:
         # moves to the last, so go to the last either way.
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {columns} FROM {table} WITH NO DATA; "
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            f"SELECT {columns} FROM {table} WITH NO DATA; {_IDS_SQL}",
             [meta.db_table, pk.column, len(instances)],
         )
         while cursor.nextset():

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from orders.models import Order, OrderEvent
 from tests.factories import OrderFactory
-from tkerp.bulk import rows_copy, rows_update
+from tkerp.bulk import ids_take, rows_copy, rows_update
 from tkerp.tenancy import tenant_context
 
 
@@ -80,6 +80,27 @@ def test_rows_copy_twice_in_one_transaction_inserts_each_batch_once(tenant_a):
     stored = OrderEvent._base_manager.filter(order=order, kind__startswith="bulk.")
     assert sorted(stored.values_list("pk", flat=True)) == sorted(e.pk for e in first + second)
     assert sorted(e.data["n"] for e in stored if e.kind == "bulk.second") == list(range(12))
+
+
+def test_ids_come_from_the_tables_sequence_ascending_in_the_order_of_the_rows(tenant_a):
+    """Pages keep their turn by id (a batch reserves in ascending id): the ids handed out, and
+    those `rows_copy` gives its rows, ascend in the order asked, past every id stored."""
+    with tenant_context(tenant_a):
+        order = OrderFactory(tenant=tenant_a)
+        with transaction.atomic():
+            before = rows_copy(OrderEvent, _events(order, 10, "bulk.before"))
+            taken = ids_take(OrderEvent, 40)
+            after = rows_copy(OrderEvent, _events(order, 30, "bulk.after"))
+        stored = dict(
+            OrderEvent._base_manager.filter(kind="bulk.after").values_list("pk", "data__n")
+        )
+
+    assert ids_take(OrderEvent, 0) == []
+    ids = [event.pk for event in before] + taken + [event.pk for event in after]
+    assert ids == sorted(ids) and len(set(ids)) == 80
+    # Each instance holds the id its row was stored under.
+    assert stored == {event.pk: event.data["n"] for event in after}
+    assert [stored[event.pk] for event in after] == list(range(30))
 
 
 @pytest.mark.parametrize("actor", [None, "task"], ids=["no-actor", "audited"])

@@ -22,6 +22,8 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connections
 
+from tkerp.search import search_functions, search_functions_install, search_functions_present
+
 TENANT_POLICY = "tkerp_tenant"
 ALL_TENANTS_POLICY = "tkerp_all_tenants"
 
@@ -97,10 +99,13 @@ def rls_install(*, using: str = "default") -> None:
             grants_apply(cursor, role)
         for table in tenant_tables():
             policies_apply(cursor, table)
+        # Search by trigram index under the policies (tkerp.search's module docstring).
+        search_functions_install(cursor, role=role)
 
 
 def rls_problems(*, using: str = "default") -> list[str]:
-    """What the catalog lacks: each tenant table without RLS enabled, forced, or a policy."""
+    """What the catalog lacks: each tenant table without RLS enabled, forced, or a policy, and
+    each trigram index without its search function."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             """
@@ -117,6 +122,7 @@ def rls_problems(*, using: str = "default") -> list[str]:
             """
         )
         rows = cursor.fetchall()
+        functions = set(search_functions_present(cursor))
     problems = []
     for table, enabled, forced, policies in rows:
         missing = [
@@ -130,6 +136,9 @@ def rls_problems(*, using: str = "default") -> list[str]:
             if not ok
         ]
         problems.extend(f"{table}: {what}" for what in missing)
+    for name, (model, _column) in sorted(search_functions().items()):
+        if name not in functions:
+            problems.append(f"{model._meta.db_table}: search function {name} is missing")
     return problems
 
 

@@ -8,6 +8,7 @@ factory of `tests/factories.py`, two tenants each.
 import inspect
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
@@ -20,6 +21,7 @@ from tests.factories import OrderFactory, SkuFactory
 from tkerp import rls
 from tkerp.db.postgres.base import EVERYTHING, unscoped_sees
 from tkerp.middleware import TenantMiddleware
+from tkerp.search import search_functions
 from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 
 TENANT_TABLES = rls.tenant_tables()
@@ -196,3 +198,79 @@ def test_a_link_to_another_tenants_row_is_still_refused_when_rls_hides_that_row(
     with tenant_context(tenant_a), pytest.raises(ValidationError) as excinfo:
         level.check_same_tenant()
     assert "sku" in excinfo.value.message_dict
+
+
+# The search functions (tkerp.search) run as the tables' owner, past the policies, so that a
+# trigram index can answer search: each must keep the wall itself.
+SEARCH_FUNCTIONS = search_functions()
+
+
+def test_every_trigram_index_has_a_search_function():
+    assert {(model._meta.db_table, column) for model, column in SEARCH_FUNCTIONS.values()} >= {
+        ("orders_order", "buyer_name"),
+        ("orders_orderline", "seller_sku"),
+        ("logistics_shipment", "tracking_number"),
+        ("inventory_sku", "code"),
+    }
+
+
+@pytest.mark.django_db
+def test_a_search_function_returns_the_rows_of_the_scope_and_nothing_else(world):
+    # Given rows of several tenants in every table a factory can fill
+    def searched(name: str) -> list[int]:
+        return sorted(row[0] for row in raw(f"SELECT {name}('%%')"))  # '%' matches every row
+
+    def stored(table: str) -> list[int]:
+        return sorted(row[0] for row in raw(f'SELECT id FROM "{table}"'))
+
+    with all_tenants():
+        tenants = list(factories.Tenant.objects.all())
+        everyone = {name: searched(name) for name in SEARCH_FUNCTIONS}
+        assert everyone == {
+            name: stored(model._meta.db_table) for name, (model, _) in SEARCH_FUNCTIONS.items()
+        }
+    assert all(everyone.values())  # the factories filled every searched table
+    # When nobody is in scope, Then a search finds nothing
+    assert all(searched(name) == [] for name in SEARCH_FUNCTIONS)
+    # When one tenant is, Then exactly its rows, as the policies let it read them
+    for tenant in tenants:
+        with tenant_context(tenant):
+            assert {name: searched(name) for name in SEARCH_FUNCTIONS} == {
+                name: stored(model._meta.db_table) for name, (model, _) in SEARCH_FUNCTIONS.items()
+            }
+
+
+@pytest.mark.django_db
+def test_only_the_owner_and_the_application_role_may_call_a_search_function():
+    grantees = raw(
+        "SELECT p.proname, array_agg(DISTINCT COALESCE(r.rolname, 'PUBLIC') ORDER BY "
+        "COALESCE(r.rolname, 'PUBLIC')) FROM pg_proc p, aclexplode(p.proacl) acl "
+        "LEFT JOIN pg_roles r ON r.oid = acl.grantee WHERE p.proname = ANY(%s) GROUP BY 1",
+        [list(SEARCH_FUNCTIONS)],
+    )
+    [(owner,)] = raw("SELECT tableowner FROM pg_tables WHERE tablename = 'orders_order'")
+    assert dict(grantees) == {
+        name: sorted({owner, settings.TKERP_DB_APP_ROLE}) for name in SEARCH_FUNCTIONS
+    }
+
+
+@pytest.mark.django_db
+def test_a_missing_search_function_is_a_problem_of_the_catalog():
+    name = "tkerp_search_orders_order__buyer_name"
+    assert name in SEARCH_FUNCTIONS
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL ROLE NONE")  # the owner's, as migrate's
+        cursor.execute(f"DROP FUNCTION {name}(text)")
+        cursor.execute(
+            connection.ops.compose_sql("SET LOCAL ROLE %s", [settings.TKERP_DB_APP_ROLE])
+        )
+    assert rls.rls_problems() == [f"orders_order: search function {name} is missing"]
+    # And migrate's installation puts it back
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL ROLE NONE")
+    rls.rls_install()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            connection.ops.compose_sql("SET LOCAL ROLE %s", [settings.TKERP_DB_APP_ROLE])
+        )
+    assert rls.rls_problems() == []

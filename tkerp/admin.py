@@ -78,8 +78,37 @@ def all_tenants_view(request) -> bool:
     return request.user.is_superuser and current_tenant() is None
 
 
+def _fields_without(fields, hidden: set[str]) -> list:
+    """A fieldset's `fields` (names, or tuples of names shown on one line) without `hidden`."""
+    kept = []
+    for field in fields:
+        if isinstance(field, list | tuple):
+            line = [name for name in field if name not in hidden]
+            if line:
+                kept.append(tuple(line))
+        elif field not in hidden:
+            kept.append(field)
+    return kept
+
+
 class _TenantFormsMixin:
-    """What model admins and inlines share: the tenant field and the tenant-aware form."""
+    """What model admins and inlines share: the tenant field and the tenant-aware form, and
+    secrets kept off the page of whoever may only view it."""
+
+    def get_fieldsets(self, request, obj=None):
+        # Someone who may view a row but not change it sees every field as text read from the
+        # row, the form left out: a secret (`SecretsFormMixin.secret_fields`) would be shown
+        # decrypted. It is not on their page at all; the form's write-only box is for those
+        # who may change it.
+        fieldsets = super().get_fieldsets(request, obj)
+        secrets = set(getattr(self.form, "secret_fields", ()))
+        if not secrets or self.has_change_permission(request, obj):
+            return fieldsets
+        hidden = secrets | {"clear_secrets"}
+        return [
+            (name, {**options, "fields": _fields_without(options["fields"], hidden)})
+            for name, options in fieldsets
+        ]
 
     def get_exclude(self, request, obj=None):
         exclude = list(super().get_exclude(request, obj) or [])

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
+from tkerp.outbound import scrub_reason
+
 if TYPE_CHECKING:
     from logistics.models import Shipment
     from shops.platforms.http import RateLimit
@@ -52,12 +54,17 @@ class PurchasedLabel:
 
 class LabelError(Exception):
     """A label could not be had for one parcel: `reason` is safe to show, `retryable` says
-    whether trying again later may succeed (rate limit, timeout) or not (bad address)."""
+    whether trying again later may succeed (rate limit, timeout) or not (bad address).
+
+    A reason often quotes the service's own error text, and it is shown in admin messages and
+    stored on batch items and parcels: it is scrubbed here, once (`scrub_reason`: one line,
+    no URL query strings, no token-looking runs, cut short), as `PlatformError` does."""
 
     def __init__(self, reason: str, *, code: str = "", retryable: bool = False):
+        reason = scrub_reason(reason, limit=400)
         super().__init__(reason)
         self.reason = reason
-        self.code = code
+        self.code = scrub_reason(code, limit=40)
         self.retryable = retryable
 
 

@@ -210,9 +210,10 @@ class LabelApiSource(LabelSource):
         except (ValueError, KeyError, TypeError, AttributeError):
             code, message, details = "", "", []
         fields = "; ".join(
-            f"{item.get('field')}: {item.get('message')}" if isinstance(item, dict) else str(item)
+            f"{item.get('field')}: {item.get('message')}"
             for item in details
-            if not (isinstance(item, dict) and item.get("field") == "address")
+            # Only the service's field errors are quoted, never another shape of its reply.
+            if isinstance(item, dict) and item.get("field") != "address"
         )[:300]
         status = response.status_code
         if code == "ADDRESS.VERIFY.FAILURE":

@@ -264,10 +264,18 @@ class InventoryUpdate:
 
 @dataclass(slots=True)
 class InventoryResult:
+    """What the platform said of one listing's update. `error` and `code` quote the platform's
+    per-SKU error text, which is stored on the push and shown in the admin: scrubbed here, once,
+    like `PlatformError`'s message."""
+
     platform_sku_id: str
     ok: bool
     error: str = ""
     code: str = ""
+
+    def __post_init__(self):
+        self.error = scrub_reason(self.error) if self.error else ""
+        self.code = scrub_reason(self.code, limit=40) if self.code else ""
 
 
 @dataclass(slots=True)

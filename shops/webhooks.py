@@ -99,7 +99,7 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
     if not isinstance(payload, dict):
         return WebhookOutcome(400, "the body is not a JSON object")
     shop_key = SHOP_KEYS[platform](headers, payload)
-    if not shop_key:
+    if not shop_key or not _is_text(shop_key):
         return WebhookOutcome(400, "the webhook does not say which shop it is for")
 
     cls = connector_class(platform)
@@ -131,6 +131,9 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
         RecursionError,
     ) as exc:
         return WebhookOutcome(400, f"malformed webhook: {getattr(exc, 'message', exc)}")
+    problem = _event_problem(event)
+    if problem:
+        return WebhookOutcome(400, f"malformed webhook: {problem}")
 
     outcome = WebhookOutcome(200, "already received")
     # Normally one shop; the same platform shop connected in two tenants gets one each.
@@ -139,6 +142,24 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
         if delivery is not None:
             outcome = WebhookOutcome(200, "accepted", delivery)
     return outcome
+
+
+def _is_text(value, *, limit: int = 200) -> bool:
+    """A string PostgreSQL can store as text (no NUL) of at most `limit` characters."""
+    return isinstance(value, str) and "\x00" not in value and len(value) <= limit
+
+
+def _event_problem(event) -> str:
+    """What makes a verified webhook unusable, in a few words ("" when nothing does): its
+    delivery id, topic and order ids are stored and looked up as text, so each must be one."""
+    if not _is_text(event.delivery_id) or not _is_text(event.topic or ""):
+        return "the delivery id or the topic is not text"
+    for order_id in event.platform_order_ids:
+        if isinstance(order_id, bool) or not isinstance(order_id, str | int):
+            return "an order id is not an id"
+        if not _is_text(str(order_id), limit=100):
+            return "an order id is not an id"
+    return ""
 
 
 def _has_credentials(shop: Shop) -> bool:

@@ -1350,7 +1350,15 @@ class TikTokConnector(Connector):
         order_ids = [data.get("order_id")]
         for package in data.get("package_list") or []:
             if isinstance(package, dict):
-                order_ids.extend(package.get("order_id_list") or [])
+                listed = package.get("order_id_list") or []
+                # One id sent bare rather than in a list is one id, not a string's characters.
+                order_ids.extend(listed if isinstance(listed, list) else [listed])
+        if any(
+            isinstance(order_id, bool) or not isinstance(order_id, str | int)
+            for order_id in order_ids
+            if order_id not in (None, "")
+        ):
+            raise WebhookVerificationError("TikTok webhook names an order id that is not an id")
         kind = payload.get("type")
         topic = WEBHOOK_TYPES.get(kind, f"TYPE_{kind}") if isinstance(kind, int) else str(kind)
         # Older payloads lack tts_notification_id: a hash of the body still dedupes redeliveries.

@@ -143,6 +143,60 @@ class TestVerification:
         assert message in response.json()["message"]
         assert nothing_written()
 
+    @pytest.mark.parametrize(
+        ("payload", "message"),
+        [
+            ({"type": 1, "shop_id": "\u0000", "data": {}}, "which shop"),
+            (
+                {"type": 1, "shop_id": "7495540735365777507", "tts_notification_id": "n\u0000"},
+                "not text",
+            ),
+            (
+                {"type": 1, "shop_id": "7495540735365777507", "data": {"order_id": "1\u0000"}},
+                "not an id",
+            ),
+            (
+                {"type": 1, "shop_id": "7495540735365777507", "data": {"order_id": {"x": 1}}},
+                "not an id",
+            ),
+            (
+                {
+                    "type": 1,
+                    "shop_id": "7495540735365777507",
+                    "data": {"package_list": [{"order_id_list": [["576653688135258178"]]}]},
+                },
+                "not an id",
+            ),
+        ],
+    )
+    def test_what_cannot_be_stored_as_an_id_is_400_and_writes_nothing(
+        self, client, vector_shop, payload, message
+    ):
+        """A NUL (which PostgreSQL cannot store in text) or an object where an id belongs,
+        signed or not, is the sender's error: 400 with a clear message, never an error page."""
+        body = json.dumps(payload).encode()
+        signature = hmac.new(b"123", b"abcdef" + body, hashlib.sha256).hexdigest()
+        client.raise_request_exception = False
+        response = post(client, TIKTOK_URL, body, Authorization=signature)
+        assert response.status_code == 400, response.content
+        assert message in response.json()["message"]
+        assert nothing_written()
+
+    def test_a_bare_order_id_in_a_package_list_is_one_id(self, client, vector_shop):
+        body = json.dumps(
+            {
+                "type": 2,
+                "tts_notification_id": "7380066284010030999",
+                "shop_id": "7495540735365777507",
+                "data": {"package_list": [{"order_id_list": "576653688135258178"}]},
+            }
+        ).encode()
+        signature = hmac.new(b"123", b"abcdef" + body, hashlib.sha256).hexdigest()
+        assert post(client, TIKTOK_URL, body, Authorization=signature).status_code == 200
+        with tenant_context(vector_shop.tenant):
+            delivery = WebhookDelivery.objects.get()
+        assert delivery.platform_order_ids == ["576653688135258178"]
+
     def test_only_post_is_allowed(self, client, vector_shop):
         assert client.get(TIKTOK_URL).status_code == 405
 

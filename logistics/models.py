@@ -17,6 +17,28 @@ from tkerp.search import trigram_index
 from tkerp.tenancy import TenantManager, TenantOwnedModel
 
 
+def validate_provider_ids(value) -> None:
+    """A carrier's platform shipping-provider ids: an object of platform code to id (text or a
+    whole number). The tracking write-back reads it as such for every parcel it sends."""
+    if not isinstance(value, dict):
+        raise ValidationError('Give an object of platform code to id, e.g. {"tiktok": "…"}.')
+    for platform, provider_id in value.items():
+        if platform not in Platform.values:
+            raise ValidationError(
+                f"{str(platform)[:40]!r} is not a platform code: use one of "
+                + ", ".join(Platform.values)
+                + "."
+            )
+        text = str(provider_id)
+        if (
+            isinstance(provider_id, bool)
+            or not isinstance(provider_id, str | int)
+            or not 0 < len(text) <= 100
+            or not text.isprintable()
+        ):
+            raise ValidationError(f"The {platform} id must be a short id, text or a number.")
+
+
 class Carrier(TenantOwnedModel):
     """A carrier the seller ships with (USPS, UPS, FedEx, DHL...)."""
 
@@ -26,7 +48,10 @@ class Carrier(TenantOwnedModel):
         max_length=255, blank=True, help_text="URL with {tracking_number} in it."
     )
     platform_provider_ids = models.JSONField(
-        default=dict, blank=True, help_text='Platform shipping-provider ids, e.g. {"tiktok": "…"}.'
+        default=dict,
+        blank=True,
+        validators=[validate_provider_ids],
+        help_text='Platform shipping-provider ids, e.g. {"tiktok": "…"}.',
     )
     is_active = models.BooleanField(default=True)
 

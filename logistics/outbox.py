@@ -242,7 +242,9 @@ def _request(push: TrackingPush, shop: Shop) -> ShipRequest:
                         quantities.get(ol.platform_line_id, 0) + line.quantity
                     )
     carrier = shipment.carrier
-    provider_ids = (carrier.platform_provider_ids or {}) if carrier is not None else {}
+    provider_ids = carrier.platform_provider_ids if carrier is not None else {}
+    if not isinstance(provider_ids, dict):
+        provider_ids = {}  # a shape saved before it was validated: the platform names none
     package_id = shipment.platform_package_id
     if not package_id and platform == Platform.TIKTOK:
         package_id = tiktok_package_filled(order_raw=order.raw, line_ids=line_ids)

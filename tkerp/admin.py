@@ -8,6 +8,7 @@ column only to the operator who sees all of them.
 """
 
 import csv
+import json
 import logging
 
 from django import forms
@@ -16,6 +17,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import models
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -78,6 +80,19 @@ def all_tenants_view(request) -> bool:
     return request.user.is_superuser and current_tenant() is None
 
 
+class _JSONFormField(forms.JSONField):
+    """The admin's JSON box, redisplayed safely: a lone surrogate (typed as "\\ud800") has no
+    UTF-8 form, so a page showing it back raw could not be sent; such a value is shown escaped."""
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(value, ensure_ascii=True, cls=self.encoder)
+        return text
+
+
 def _fields_without(fields, hidden: set[str]) -> list:
     """A fieldset's `fields` (names, or tuples of names shown on one line) without `hidden`."""
     kept = []
@@ -94,6 +109,11 @@ def _fields_without(fields, hidden: set[str]) -> list:
 class _TenantFormsMixin:
     """What model admins and inlines share: the tenant field and the tenant-aware form, and
     secrets kept off the page of whoever may only view it."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.JSONField):
+            kwargs.setdefault("form_class", _JSONFormField)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
         # Someone who may view a row but not change it sees every field as text read from the

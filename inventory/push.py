@@ -2,8 +2,12 @@
 
 One pass over a shop (`push_pending`):
 
-1. claim its due listings in a short transaction (`SELECT ... FOR UPDATE SKIP LOCKED`, clear the
-   due mark, commit), so two workers never push the same listing and no lock outlives the claim;
+1. claim its due listings in a short transaction (`SELECT ... FOR UPDATE SKIP LOCKED`, move the
+   due mark to the end of a lease, `PUSH_CLAIM_LEASE`, commit), so two workers never push the
+   same listing, no lock outlives the claim, and a worker killed before it recorded the outcome
+   leaves the listing due again once the lease ends (the minute sweeper pushes it then). The
+   outcome clears the mark only where it is still the claim's lease (a stock change meanwhile
+   made it sooner: that push is still owed);
 2. compute every claimed listing's quantity NOW (`inventory.availability`), so one push carries
    the latest number however many stock changes asked for it (coalescing);
 3. skip the listings whose platform already shows that number (`Listing.published_quantity`);
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
@@ -46,6 +50,10 @@ logger = logging.getLogger("tkerp.inventory.push")
 # A listing whose push failed is tried again after 5 s, 10 s, 20 s ... (at most 5 min); after
 # MAX_PUSH_FAILURES in a row it waits for the reconcile instead of hammering a broken listing.
 RETRY_BASE = timedelta(seconds=5)
+# How long a claimed listing stays off the sweeper's list while its push is in flight. A push
+# still in flight after that may be claimed and sent again by another worker: harmless, as every
+# connector sets an absolute quantity and the re-check (step 6) ends on the latest number.
+PUSH_CLAIM_LEASE = timedelta(minutes=2)
 RETRY_CAP = timedelta(minutes=5)
 MAX_PUSH_FAILURES = 8
 
@@ -129,8 +137,12 @@ def _ms(start: datetime | None, end: datetime) -> int | None:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-def _claim(*, shop: Shop, now: datetime, force: bool) -> list[tuple[Listing, datetime | None]]:
-    """Take the shop's due listings (all pending ones with `force`), clearing their due mark."""
+def _claim(
+    *, shop: Shop, now: datetime, force: bool
+) -> tuple[list[tuple[Listing, datetime | None]], datetime]:
+    """Take the shop's due listings (all pending ones with `force`), their due mark moved to
+    the end of the claim's lease; returns them with their request times, and the lease."""
+    lease = max(now, timezone.now()) + PUSH_CLAIM_LEASE
     with transaction.atomic():
         due = Q(push_due_at__isnull=False) if force else Q(push_due_at__lte=now)
         listings = list(
@@ -141,9 +153,18 @@ def _claim(*, shop: Shop, now: datetime, force: bool) -> list[tuple[Listing, dat
         )
         if listings:
             Listing._base_manager.filter(pk__in=[listing.pk for listing in listings]).update(
-                push_due_at=None, push_requested_at=None
+                push_due_at=lease
             )
-    return [(listing, listing.push_requested_at) for listing in listings]
+    return [(listing, listing.push_requested_at) for listing in listings], lease
+
+
+def _claim_done(*, listing_ids: list[int], lease: datetime) -> None:
+    """The claimed listings' push is recorded: clear their due mark where it is still the
+    claim's lease (one a stock change made sooner meanwhile stays due)."""
+    if listing_ids:
+        Listing._base_manager.filter(pk__in=listing_ids, push_due_at=lease).update(
+            push_due_at=None, push_requested_at=None
+        )
 
 
 def _send(shop: Shop, updates: list[InventoryUpdate]) -> tuple[list[InventoryResult], datetime]:
@@ -186,7 +207,7 @@ def push_pending(*, shop: Shop, force: bool = False, now: datetime | None = None
             push_due_at=None, push_requested_at=None
         )
         return summary
-    claimed = _claim(shop=shop, now=now, force=force)
+    claimed, lease = _claim(shop=shop, now=now, force=force)
     if not claimed:
         return summary
     listings = [listing for listing, _ in claimed]
@@ -226,7 +247,9 @@ def push_pending(*, shop: Shop, force: bool = False, now: datetime | None = None
         else:
             summary.failed += 1
             summary.errors.append(f"{listing.sku.code}: {result.error}")
-            if _requeue(listing=listing, requested_at=requested[listing.pk], now=acked_at):
+            if _requeue(
+                listing=listing, requested_at=requested[listing.pk], now=acked_at, lease=lease
+            ):
                 summary.requeued += 1
         records.append(
             InventoryPush(
@@ -242,6 +265,11 @@ def push_pending(*, shop: Shop, force: bool = False, now: datetime | None = None
             )
         )
     InventoryPush._base_manager.bulk_create(records)
+    sent_ids = {listing.pk for listing in to_send}
+    _claim_done(
+        listing_ids=ok_ids + [listing.pk for listing in listings if listing.pk not in sent_ids],
+        lease=lease,
+    )
     if ok_ids:
         _recheck(shop=shop, listing_ids=ok_ids, sent=quantities)
     if summary.failed:
@@ -249,11 +277,19 @@ def push_pending(*, shop: Shop, force: bool = False, now: datetime | None = None
     return summary
 
 
-def _requeue(*, listing: Listing, requested_at: datetime | None, now: datetime) -> bool:
-    """Mark a failed listing due again after a backoff; False once it has failed too often."""
+def _requeue(
+    *, listing: Listing, requested_at: datetime | None, now: datetime, lease: datetime
+) -> bool:
+    """Mark a failed listing due again after a backoff; False once it has failed too often
+    (then it waits for the reconcile, unless a stock change since the claim marked it due)."""
     failures = listing.push_failures + 1
+    claimed = Q(push_due_at=lease)  # no stock change since the claim
     if failures >= MAX_PUSH_FAILURES:
-        Listing._base_manager.filter(pk=listing.pk).update(push_failures=failures)
+        Listing._base_manager.filter(pk=listing.pk).update(
+            push_failures=failures,
+            push_due_at=Case(When(claimed, then=None), default=F("push_due_at")),
+            push_requested_at=Case(When(claimed, then=None), default=F("push_requested_at")),
+        )
         return False
     delay = min(RETRY_CAP, RETRY_BASE * (2 ** (failures - 1)))
     due_at = now + delay
@@ -261,7 +297,10 @@ def _requeue(*, listing: Listing, requested_at: datetime | None, now: datetime) 
     Listing._base_manager.filter(pk=listing.pk).update(
         push_failures=failures,
         # A stock change since the claim may have marked it due sooner: keep the sooner time.
-        push_due_at=Least(Coalesce(F("push_due_at"), due_at), due_at),
+        push_due_at=Case(
+            When(claimed, then=Value(due_at)),
+            default=Least(Coalesce(F("push_due_at"), due_at), due_at),
+        ),
         push_requested_at=Least(Coalesce(F("push_requested_at"), requested_at), requested_at),
     )
     return True

@@ -21,7 +21,13 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from logistics.labels.base import LabelError, LabelSource, PurchasedLabel, label_buy_threads
+from logistics.labels.base import (
+    LabelError,
+    LabelSource,
+    PurchasedLabel,
+    label_buy_threads,
+    label_idempotency_key,
+)
 from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
 from logistics.outbox import TrackingPushSends, tracking_push_sends_grouped
@@ -116,6 +122,16 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
                     f"while its label was bought; void label {label.source_label_id or '?'} at "
                     f"{source.name}",
                     code="not_pending",
+                )
+            if label_idempotency_key(locked) != label_idempotency_key(shipment):
+                # A label was voided since this parcel was read: what was just bought under the
+                # old key may be that voided label handed back (the key is the service's
+                # idempotency key). Read the parcel again and buy under its new key.
+                raise LabelError(
+                    f"parcel {locked.reference}'s label was voided while this one was bought; "
+                    "it is bought again",
+                    code="voided",
+                    retryable=True,
                 )
             _check_carrier(locked, label)
             number = _check_number(locked, label)

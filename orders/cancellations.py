@@ -61,6 +61,11 @@ REJECT = "reject"
 CANCEL_ANSWER_ALERT = "cancel.answer_due"
 # A claim older than this is taken to belong to a worker that died mid-answer.
 CLAIM_TIMEOUT = timedelta(minutes=5)
+# The platform's final statuses that show our answer (the row's decision) was taken.
+_ANSWERED_AS = {
+    APPROVE: (CancellationStatus.APPROVED, CancellationStatus.AUTO_CANCELLED),
+    REJECT: (CancellationStatus.REJECTED,),
+}
 
 # Which answers each platform takes through its API. Elsewhere the answer is recorded here only:
 # Shopify has no request to reject (the buyer wrote to the seller), Amazon has no answer API.
@@ -630,6 +635,14 @@ def cancellations_apply(*, shop: Shop, requests: list[PlatformCancellation]) -> 
                 # Our own final answer stands; a pending row follows the platform.
                 if row.status == CancellationStatus.PENDING and not row.decision:
                     values["status"] = status
+                elif row.status == CancellationStatus.PENDING and status in _ANSWERED_AS.get(
+                    row.decision, ()
+                ):
+                    # Our answer reached the platform, but recording it did not happen (the
+                    # worker died after the call): the platform's final status records it.
+                    values.update(
+                        status=status, answered_at=row.answered_at or timezone.now(), error=""
+                    )
                 before = {name: getattr(row, name) for name in values}
                 if renamed or any(before[name] != value for name, value in values.items()):
                     for name, value in values.items():

@@ -42,6 +42,8 @@ class ProviderAPIKeyAdmin(TenantModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
+            if "revoked" in form.changed_data:
+                verified_keys_forget()  # as the bulk action does: no verified copy answers on
             return
         # The key belongs to its provider's tenant (the operator's all-tenants view has none).
         obj.tenant_id = obj.provider.tenant_id

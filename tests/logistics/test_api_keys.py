@@ -165,6 +165,21 @@ def test_a_revoked_key_in_the_admin_action_stops_working(world, client_a):
     assert Api(world["key"]).get("/api/v1/parcels/").status_code == 401
 
 
+def test_a_key_revoked_on_its_own_page_stops_working_at_once(world, client_a):
+    """The change page's tick revokes as the bulk action does: this process forgets the key it
+    had verified (it would otherwise answer for up to TKERP_API_KEY_CACHE_SECONDS more)."""
+    api = Api(world["key"])
+    assert api.get("/api/v1/parcels/").status_code == 200  # verified, and remembered
+    with tenant_context(world["tenant"]):
+        stored = ProviderAPIKey.objects.get(prefix=world["key"].split(".")[0])
+    response = client_a.post(
+        f"/admin/logistics/providerapikey/{stored.pk}/change/",
+        {"name": stored.name, "scope": stored.scope, "revoked": "on"},
+    )
+    assert response.status_code == 302
+    assert api.get("/api/v1/parcels/").status_code == 401
+
+
 def test_a_viewer_cannot_create_keys(world, tenant_a):
     viewer = UserFactory(username="viewer-a")
     MembershipFactory(tenant=tenant_a, user=viewer, role="viewer")

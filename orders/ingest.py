@@ -31,7 +31,7 @@ from tkerp.tenancy import tenant_context
 
 if TYPE_CHECKING:
     from shops.models import Shop
-    from shops.platforms.base import PlatformLine, PlatformOrder
+    from shops.platforms.base import PlatformLine, PlatformOrder, UnmappedOrder
 
 CENT = Decimal("0.01")
 # Order money columns are DecimalField(max_digits=12, decimal_places=2).
@@ -189,16 +189,24 @@ class _Invalid(Exception):
 
 
 def orders_ingest(
-    *, shop: Shop, platform_orders: Iterable[PlatformOrder], source: str
+    *,
+    shop: Shop,
+    platform_orders: Iterable[PlatformOrder],
+    source: str,
+    unmapped: Iterable[UnmappedOrder] = (),
 ) -> IngestResult:
     """Insert or update `platform_orders` of `shop` in one transaction (`orders_store`), then
     run the pipeline on what changed (`orders.pipeline.orders_after_ingest`).
 
     `source` says which door they came through ("poll", "webhook", "csv"...); it is recorded in
-    the orders' events. Runs in its own transaction (a savepoint when the caller has one open):
-    call it with no platform HTTP request in flight inside that transaction.
+    the orders' events. `unmapped` are orders of the same answer the connector could not map
+    (`shops.platforms.base.orders_map`): they are rejected by id like any invalid order. Runs in
+    its own transaction (a savepoint when the caller has one open): call it with no platform
+    HTTP request in flight inside that transaction.
     """
-    result = orders_store(shop=shop, platform_orders=platform_orders, source=source)
+    result = orders_store(
+        shop=shop, platform_orders=platform_orders, source=source, unmapped=unmapped
+    )
     # Stock and review run after the page is stored (each in transactions of its own), so a
     # page's rows are never held locked while other shops reserve the same SKUs.
     orders_after_ingest(shop=shop, created_ids=result.created_ids, updated_ids=result.updated_ids)
@@ -206,11 +214,21 @@ def orders_ingest(
 
 
 def orders_store(
-    *, shop: Shop, platform_orders: Iterable[PlatformOrder], source: str
+    *,
+    shop: Shop,
+    platform_orders: Iterable[PlatformOrder],
+    source: str,
+    unmapped: Iterable[UnmappedOrder] = (),
 ) -> IngestResult:
     """`orders_ingest` without the pipeline: the caller runs `orders_after_ingest` on the
     result's ids itself (a sync pass does, over several stored pages at once)."""
     result = IngestResult()
+    result.rejects += [
+        IngestReject(
+            platform_order_id=order.platform_order_id, field=order.field, message=order.message
+        )
+        for order in unmapped
+    ]
     incoming: dict[str, PlatformOrder] = {}
     for platform_order in platform_orders:
         updated_at = getattr(platform_order, "updated_at", None)

@@ -679,7 +679,9 @@ def _pages_store(
             # So its commits need not wait for the disk: the watermark's commit below does, and
             # takes every earlier one with it (tkerp.db.durability).
             with commits_deferred():
-                result = orders_store(shop=shop, platform_orders=page.orders, source="poll")
+                result = orders_store(
+                    shop=shop, platform_orders=page.orders, source="poll", unmapped=page.unmapped
+                )
             pipeline.add(result)
             page_max = result.max_updated_at
             if page_max is not None:

@@ -33,7 +33,12 @@ from django.views.decorators.http import require_POST
 from orders.ingest import orders_ingest
 from shops.models import Shop, WebhookDelivery
 from shops.platforms import connector_class, connector_for
-from shops.platforms.base import Connector, PlatformError, WebhookVerificationError
+from shops.platforms.base import (
+    Connector,
+    PlatformError,
+    UnmappedOrder,
+    WebhookVerificationError,
+)
 from tkerp.alerts import alert_raise
 from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
@@ -313,8 +318,14 @@ def webhook_deliveries_drain(
                     if connector is None:
                         connector = connector_for(shop)
                     order_ids = [str(i) for d in batch for i in d.platform_order_ids]
-                    orders = connector.fetch_orders_by_id(platform_order_ids=order_ids)
-                    ingested = orders_ingest(shop=shop, platform_orders=orders, source="webhook")
+                    # An order that cannot be mapped is that delivery's error, not the batch's.
+                    unmapped: list[UnmappedOrder] = []
+                    orders = connector.fetch_orders_by_id(
+                        platform_order_ids=order_ids, unmapped=unmapped
+                    )
+                    ingested = orders_ingest(
+                        shop=shop, platform_orders=orders, source="webhook", unmapped=unmapped
+                    )
                 except Exception as exc:
                     WebhookDelivery.objects.filter(pk__in=ids).update(
                         error=str(exc)[:2000], claimed_until=None

@@ -45,6 +45,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -69,9 +70,12 @@ from shops.platforms.base import (
     ShipRequest,
     ShipResult,
     TokenSet,
+    UnmappedOrder,
     WebhookEvent,
     WebhookVerificationError,
+    orders_map,
     parse_iso_datetime,
+    unmapped_raise,
 )
 from shops.platforms.http import SANDBOX_HOST, RateLimit, bucket_for
 from tkerp.outbound import safe_media_type
@@ -170,15 +174,16 @@ def parse_amazon_datetime(value: str | None) -> datetime | None:
     return parse_iso_datetime(value, platform="amazon")
 
 
-def money(value: Mapping | None) -> Decimal:
+def money(value: Mapping | None, *, field: str = "") -> Decimal:
     """The Amount of an SP-API Money object ({CurrencyCode, Amount}); absent means zero."""
     if not value or value.get("Amount") in (None, ""):
         return ZERO
     try:
         return Decimal(str(value["Amount"]))
     except (InvalidOperation, TypeError):
+        where = f" in {field}" if field else ""
         raise PlatformResponseError(
-            f"unparseable amount {value.get('Amount')!r}", platform="amazon"
+            f"unparseable amount {value.get('Amount')!r}{where}", field=field, platform="amazon"
         ) from None
 
 
@@ -425,27 +430,49 @@ class AmazonConnector(Connector):
         raw_orders = payload.get("Orders")
         if not isinstance(raw_orders, list):
             raise PlatformResponseError("getOrders payload has no Orders list", platform="amazon")
-        orders = []
-        for raw in raw_orders:
-            order_id = raw.get("AmazonOrderId") if isinstance(raw, dict) else None
-            if not order_id:
-                raise PlatformResponseError(
-                    "getOrders returned an order without id", platform="amazon"
-                )
-            orders.append(self._map_order(raw, self._order_items(order_id)))
+        unmapped: list[UnmappedOrder] = []
+        orders = orders_map(
+            raw_orders,
+            self._map_order_with_items,
+            id_key="AmazonOrderId",
+            platform=self.platform,
+            unmapped=unmapped,
+        )
         orders.sort(key=lambda order: (order.updated_at, order.platform_order_id))
-        return OrderPage(orders=orders, next_page_token=payload.get("NextToken") or None)
+        return OrderPage(
+            orders=orders, next_page_token=payload.get("NextToken") or None, unmapped=unmapped
+        )
 
-    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
+    def fetch_orders_by_id(
+        self, *, platform_order_ids: list[str], unmapped: list[UnmappedOrder] | None = None
+    ) -> list[PlatformOrder]:
         orders = []
+        failed: list[UnmappedOrder] = [] if unmapped is None else unmapped
         for order_id in platform_order_ids:
             try:
                 response = self._request("getOrder", "GET", f"/orders/v0/orders/{quote(order_id)}")
             except PlatformNotFound:
                 continue
             raw = self._payload(response)
-            orders.append(self._map_order(raw, self._order_items(order_id)))
+            orders += orders_map(
+                [raw],
+                partial(self._map_order_with_items, order_id=order_id),
+                id_key="AmazonOrderId",
+                platform=self.platform,
+                unmapped=failed,
+            )
+        if unmapped is None:
+            unmapped_raise(failed, platform=self.platform)
         return orders
+
+    def _map_order_with_items(self, raw: dict, *, order_id: str = "") -> PlatformOrder:
+        """One order of getOrders (or getOrder for `order_id`) with its items fetched."""
+        order_id = order_id or (raw.get("AmazonOrderId") if isinstance(raw, dict) else "")
+        if not order_id:
+            raise PlatformResponseError(
+                "getOrders returned an order without id", field="AmazonOrderId", platform="amazon"
+            )
+        return self._map_order(raw, self._order_items(order_id))
 
     def _order_items(self, order_id: str) -> list[dict]:
         """Every item of one order, following getOrderItems' NextToken."""
@@ -502,7 +529,9 @@ class AmazonConnector(Connector):
         subtotal = item_price - promotion
         shipping_fee = shipping - shipping_discount
         order_total = raw.get("OrderTotal")
-        total = money(order_total) if order_total else subtotal + shipping_fee + tax
+        total = (
+            money(order_total, field="OrderTotal") if order_total else subtotal + shipping_fee + tax
+        )
         currency = (order_total or {}).get("CurrencyCode") or next(
             (
                 i["ItemPrice"]["CurrencyCode"]

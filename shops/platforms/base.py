@@ -8,11 +8,12 @@ interface, so adding a platform means one module in `shops/platforms/` and one s
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tkerp.outbound import scrub_reason
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
     from shops.models import Shop, ShopCredentials
     from shops.platforms.http import PlatformHttpClient, RateLimit
+
+logger = logging.getLogger("tkerp.platforms")
 
 ZERO = Decimal("0")
 
@@ -107,7 +110,14 @@ class PlatformNotFound(PlatformError):
 
 
 class PlatformResponseError(PlatformError):
-    """The platform answered something we cannot parse: a clear error, nothing half-stored."""
+    """The platform answered something we cannot parse: a clear error, nothing half-stored.
+
+    `field` names the part of the answer at fault where the mapping knows it
+    ("payment.total_amount"); an order's reject carries it (`UnmappedOrder`)."""
+
+    def __init__(self, message: str, *, field: str = "", **kwargs):
+        self.field = field
+        super().__init__(message, **kwargs)
 
 
 class WebhookVerificationError(Exception):
@@ -127,6 +137,76 @@ def parse_iso_datetime(value, *, platform: str = "") -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+# --- mapping a page of orders -----------------------------------------------------------------
+
+#: What mapping one malformed order raises: our own `PlatformResponseError`, or Python's own
+#: error for a value of the wrong shape (a list where an object belongs, "12,50" for a count...).
+MAPPING_ERRORS = (
+    PlatformResponseError,
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    TypeError,
+    ValueError,
+)
+
+
+@dataclass(slots=True)
+class UnmappedOrder:
+    """An order of a platform's answer that could not be mapped: its id (as far as the answer
+    gives one), the field at fault where known, and why. Ingest rejects it by that id
+    (`orders.ingest.orders_store(unmapped=...)`) and the rest of the page goes in."""
+
+    platform_order_id: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"order {self.platform_order_id or '(no id)'}: {self.field}: {self.message}"
+
+
+def orders_map(
+    raw_orders: list,
+    map_order: Callable[[Any], PlatformOrder],
+    *,
+    id_key: str,
+    platform: str,
+    unmapped: list[UnmappedOrder],
+) -> list[PlatformOrder]:
+    """Map each of a page's `raw_orders` on its own: one that raises a mapping error (see
+    `MAPPING_ERRORS`) is added to `unmapped`, named by its `id_key`, and the others are still
+    mapped. One bad order must not stop a shop's sync on that page forever."""
+    orders = []
+    for raw in raw_orders:
+        try:
+            orders.append(map_order(raw))
+        except MAPPING_ERRORS as exc:
+            unmapped.append(order_unmapped(raw, exc, id_key=id_key, platform=platform))
+    return orders
+
+
+def order_unmapped(raw, exc: Exception, *, id_key: str, platform: str) -> UnmappedOrder:
+    """The reject for the raw order `raw` whose mapping raised `exc`."""
+    raw_id = raw.get(id_key) if isinstance(raw, dict) else None
+    # Shown and stored (jsonb, alert text): printable characters only, as long as our ids.
+    order_id = "".join(ch for ch in str(raw_id or "") if ch.isprintable())[:100]
+    if isinstance(exc, PlatformResponseError):
+        # The order's id is the reject's own: "order 42: payment.total is ..." -> "payment..."
+        message = exc.message.removeprefix(f"order {order_id}").lstrip(": ") or exc.message
+        field_name = exc.field
+    else:
+        logger.warning("%s order %s could not be mapped", platform, order_id, exc_info=True)
+        message = f"cannot be read ({type(exc).__name__}: {scrub_reason(exc, limit=200)})"
+        field_name = ""
+    return UnmappedOrder(platform_order_id=order_id, field=field_name or "order", message=message)
+
+
+def unmapped_raise(unmapped: list[UnmappedOrder], *, platform: str) -> None:
+    """For callers that want every order or an error: raise for the first unmapped one."""
+    if unmapped:
+        raise PlatformResponseError(str(unmapped[0]), platform=platform)
 
 
 # --- shapes ---------------------------------------------------------------------------------
@@ -216,6 +296,8 @@ class OrderPage:
 
     orders: list[PlatformOrder]
     next_page_token: str | None = None
+    # Orders of the page that could not be mapped: ingest rejects them by id (`orders_map`).
+    unmapped: list[UnmappedOrder] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -426,8 +508,12 @@ class Connector(abc.ABC):
         """Orders updated in [updated_since, updated_until), oldest update first, one page."""
 
     @abc.abstractmethod
-    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
-        """Full detail of the given orders (missing ones are left out)."""
+    def fetch_orders_by_id(
+        self, *, platform_order_ids: list[str], unmapped: list[UnmappedOrder] | None = None
+    ) -> list[PlatformOrder]:
+        """Full detail of the given orders (missing ones are left out). An order that cannot be
+        mapped is added to `unmapped` and left out too; without that list it is an error
+        (`PlatformResponseError` naming it)."""
 
     # fulfilment
     @abc.abstractmethod

@@ -47,7 +47,10 @@ from shops.platforms.base import (
     ShipRequest,
     ShipResult,
     TokenSet,
+    UnmappedOrder,
+    orders_map,
     parse_iso_datetime,
+    unmapped_raise,
 )
 from shops.platforms.http import RateLimit
 
@@ -75,7 +78,9 @@ def _decimal(amount: dict | None, *, field: str) -> Decimal:
     try:
         return Decimal(str(amount.get("value") or "0"))
     except (InvalidOperation, AttributeError):
-        raise PlatformResponseError(f"bad money value {amount!r} in {field}") from None
+        raise PlatformResponseError(
+            f"bad money value {amount!r} in {field}", field=field, platform="ebay"
+        ) from None
 
 
 def _datetime(value) -> datetime | None:
@@ -219,7 +224,10 @@ class EbayConnector(Connector):
             payload = self.response_json(self._request("GET", ORDERS_PATH, params=params))
             total = int(payload.get("total") or 0)
         raw_orders = payload.get("orders") or []
-        orders = [self._order(raw) for raw in raw_orders]
+        unmapped: list[UnmappedOrder] = []
+        orders = orders_map(
+            raw_orders, self._order, id_key="orderId", platform=self.platform, unmapped=unmapped
+        )
         orders = [order for order in orders if updated_since <= order.updated_at < updated_until]
         orders.sort(key=lambda order: (order.updated_at, order.platform_order_id))
         next_token = None
@@ -230,16 +238,27 @@ class EbayConnector(Connector):
                 next_offset = int(values[0])
             until_ms = int(updated_until.timestamp() * 1000)
             next_token = f"{next_offset}:{total}:{until_ms}"
-        return OrderPage(orders=orders, next_page_token=next_token)
+        return OrderPage(orders=orders, next_page_token=next_token, unmapped=unmapped)
 
-    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
+    def fetch_orders_by_id(
+        self, *, platform_order_ids: list[str], unmapped: list[UnmappedOrder] | None = None
+    ) -> list[PlatformOrder]:
         found: list[PlatformOrder] = []
+        failed: list[UnmappedOrder] = [] if unmapped is None else unmapped
         ids = [str(i) for i in platform_order_ids]
         for start in range(0, len(ids), MAX_ORDER_IDS):
             params = {"orderIds": ",".join(ids[start : start + MAX_ORDER_IDS])}
             payload = self.response_json(self._request("GET", ORDERS_PATH, params=params))
             # Unknown ids come back as warnings, not errors: they are simply left out.
-            found.extend(self._order(raw) for raw in payload.get("orders") or [])
+            found += orders_map(
+                payload.get("orders") or [],
+                self._order,
+                id_key="orderId",
+                platform=self.platform,
+                unmapped=failed,
+            )
+        if unmapped is None:
+            unmapped_raise(failed, platform=self.platform)
         return found
 
     @staticmethod

@@ -54,8 +54,11 @@ from shops.platforms.base import (
     PlatformResponseError,
     ShipRequest,
     ShipResult,
+    UnmappedOrder,
     WebhookEvent,
+    orders_map,
     parse_iso_datetime,
+    unmapped_raise,
 )
 from shops.platforms.http import RateLimit
 from tkerp.outbound import safe_media_type
@@ -99,7 +102,9 @@ def _decimal(value, *, field: str = "amount") -> Decimal:
     try:
         return Decimal(str(value))
     except InvalidOperation:
-        raise PlatformResponseError(f"bad money value {value!r} in {field}") from None
+        raise PlatformResponseError(
+            f"bad money value {value!r} in {field}", field=field, platform="shopify"
+        ) from None
 
 
 def _datetime(value) -> datetime | None:
@@ -244,7 +249,14 @@ class ShopifyConnector(Connector):
                 params["updated_at_max"] = _iso(ceiling)
         response = self._request("GET", "orders.json", params=params)
         payload = self.response_json(response)
-        orders = [self._order(raw) for raw in payload.get("orders") or []]
+        unmapped: list[UnmappedOrder] = []
+        orders = orders_map(
+            payload.get("orders") or [],
+            self._order,
+            id_key="id",
+            platform=self.platform,
+            unmapped=unmapped,
+        )
         since = updated_since.astimezone(UTC).replace(microsecond=0)
         orders = [
             order
@@ -253,7 +265,9 @@ class ShopifyConnector(Connector):
             and (updated_until is None or order.updated_at < updated_until)
         ]
         orders.sort(key=lambda order: (order.updated_at, order.platform_order_id))
-        return OrderPage(orders=orders, next_page_token=self._next_page_info(response))
+        return OrderPage(
+            orders=orders, next_page_token=self._next_page_info(response), unmapped=unmapped
+        )
 
     @staticmethod
     def _next_page_info(response: httpx.Response) -> str | None:
@@ -263,15 +277,26 @@ class ShopifyConnector(Connector):
         values = parse_qs(urlsplit(link["url"]).query).get("page_info")
         return values[0] if values else None
 
-    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
+    def fetch_orders_by_id(
+        self, *, platform_order_ids: list[str], unmapped: list[UnmappedOrder] | None = None
+    ) -> list[PlatformOrder]:
         found: list[PlatformOrder] = []
+        failed: list[UnmappedOrder] = [] if unmapped is None else unmapped
         ids = [str(i) for i in platform_order_ids]
         for start in range(0, len(ids), MAX_IDS):
             chunk = ids[start : start + MAX_IDS]
             # status=any: without it Shopify leaves out closed and cancelled orders.
             params = {"ids": ",".join(chunk), "status": "any", "limit": MAX_IDS}
             payload = self.response_json(self._request("GET", "orders.json", params=params))
-            found.extend(self._order(raw) for raw in payload.get("orders") or [])
+            found += orders_map(
+                payload.get("orders") or [],
+                self._order,
+                id_key="id",
+                platform=self.platform,
+                unmapped=failed,
+            )
+        if unmapped is None:
+            unmapped_raise(failed, platform=self.platform)
         return found
 
     def _status(self, raw: dict) -> str:

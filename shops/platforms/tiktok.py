@@ -49,9 +49,12 @@ from shops.platforms.base import (
     ShipRequest,
     ShipResult,
     TokenSet,
+    UnmappedOrder,
     WebhookEvent,
     WebhookVerificationError,
+    orders_map,
     tracking_numbers_in,
+    unmapped_raise,
 )
 from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit, parse_retry_after
 from tkerp.outbound import safe_media_type
@@ -279,7 +282,9 @@ def _timestamp(value: Any, field: str, where: str) -> datetime | None:
         return datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         raise PlatformResponseError(
-            f"{where}: {field} is not a Unix timestamp ({value!r})", platform=PLATFORM
+            f"{where}: {field} is not a Unix timestamp ({value!r})",
+            field=field,
+            platform=PLATFORM,
         ) from None
 
 
@@ -289,16 +294,18 @@ def _money(value: Any, field: str, where: str) -> Decimal:
         return ZERO
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise PlatformResponseError(
-            f"{where}: {field} is not a decimal string ({value!r})", platform=PLATFORM
+            f"{where}: {field} is not a decimal string ({value!r})", field=field, platform=PLATFORM
         )
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise PlatformResponseError(
-            f"{where}: {field} is not a decimal string ({value!r})", platform=PLATFORM
+            f"{where}: {field} is not a decimal string ({value!r})", field=field, platform=PLATFORM
         ) from None
     if not amount.is_finite():
-        raise PlatformResponseError(f"{where}: {field} is not finite", platform=PLATFORM)
+        raise PlatformResponseError(
+            f"{where}: {field} is not finite", field=field, platform=PLATFORM
+        )
     return amount
 
 
@@ -395,10 +402,16 @@ def map_lines(items: list, where: str) -> list[PlatformLine]:
     groups: dict[str, list[dict]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise PlatformResponseError(f"{where}: line_items[{index}] is not an object")
+            raise PlatformResponseError(
+                f"{where}: line_items[{index}] is not an object",
+                field=f"line_items[{index}]",
+                platform=PLATFORM,
+            )
         if not item.get("id") or not item.get("sku_id"):
             raise PlatformResponseError(
-                f"{where}: line_items[{index}] has no id or sku_id", platform=PLATFORM
+                f"{where}: line_items[{index}] has no id or sku_id",
+                field=f"line_items[{index}]",
+                platform=PLATFORM,
             )
         groups.setdefault(str(item["sku_id"]), []).append(item)
     lines = []
@@ -456,7 +469,7 @@ def map_order(order: dict) -> PlatformOrder:
     except KeyError:
         # Unknown status: stop rather than guess (a guess of "new" could ship a cancelled order).
         raise PlatformResponseError(
-            f"{where}: unknown status {platform_status!r}", platform=PLATFORM
+            f"{where}: unknown status {platform_status!r}", field="status", platform=PLATFORM
         ) from None
     updated_at = _timestamp(order.get("update_time"), "update_time", where)
     if updated_at is None:
@@ -871,15 +884,35 @@ class TikTokConnector(Connector):
             },
             body=body,
         )
-        orders = [map_order(order) for order in _list(data, "orders", "order search")]
-        return OrderPage(orders=orders, next_page_token=data.get("next_page_token") or None)
+        unmapped: list[UnmappedOrder] = []
+        orders = orders_map(
+            _list(data, "orders", "order search"),
+            map_order,
+            id_key="id",
+            platform=PLATFORM,
+            unmapped=unmapped,
+        )
+        return OrderPage(
+            orders=orders, next_page_token=data.get("next_page_token") or None, unmapped=unmapped
+        )
 
-    def fetch_orders_by_id(self, *, platform_order_ids: list[str]) -> list[PlatformOrder]:
+    def fetch_orders_by_id(
+        self, *, platform_order_ids: list[str], unmapped: list[UnmappedOrder] | None = None
+    ) -> list[PlatformOrder]:
         """Order detail, 50 ids a call; ids TikTok does not return are left out."""
         orders = []
+        failed: list[UnmappedOrder] = [] if unmapped is None else unmapped
         for chunk in _chunks(_unique(platform_order_ids), self.detail_batch):
             data = self.request("GET", "/order/202309/orders", query={"ids": chunk})
-            orders.extend(map_order(order) for order in _list(data, "orders", "order detail"))
+            orders += orders_map(
+                _list(data, "orders", "order detail"),
+                map_order,
+                id_key="id",
+                platform=PLATFORM,
+                unmapped=failed,
+            )
+        if unmapped is None:
+            unmapped_raise(failed, platform=PLATFORM)
         return orders
 
     # --- affiliates (creators) ---

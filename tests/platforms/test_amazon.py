@@ -27,6 +27,7 @@ from shops.platforms.base import (
     PlatformAuthError,
     PlatformNotFound,
     PlatformRequestError,
+    PlatformResponseError,
     PlatformTokenExpired,
     ShipRequest,
     WebhookVerificationError,
@@ -279,6 +280,29 @@ def test_fetch_orders_pages_to_the_end_with_items(store, connector):
         assert [line.quantity for line in order.lines] == [i["QuantityOrdered"] for i in items]
         assert order.total == Decimal(by_id[order.platform_order_id]["OrderTotal"]["Amount"])
         assert order.total == order.subtotal + order.shipping_fee + order.tax
+
+
+def test_a_malformed_order_is_left_out_by_id_and_the_rest_is_mapped(store, connector):
+    start = timezone.now() - timedelta(hours=1)
+    good, bad, last = add_orders(store, 3, start=start)
+    row = SandboxOrder.objects.get(store=store, order_id=bad["AmazonOrderId"])
+    row.payload["OrderTotal"]["Amount"] = "12,50"
+    row.save()
+
+    page = connector.fetch_orders(updated_since=start - timedelta(seconds=1))
+
+    ids = [order.platform_order_id for order in page.orders]
+    assert ids == [good["AmazonOrderId"], last["AmazonOrderId"]]
+    (unmapped,) = page.unmapped
+    assert (unmapped.platform_order_id, unmapped.field) == (bad["AmazonOrderId"], "OrderTotal")
+    assert "12,50" in unmapped.message
+    rejects = []
+    wanted = [good["AmazonOrderId"], bad["AmazonOrderId"]]
+    found = connector.fetch_orders_by_id(platform_order_ids=wanted, unmapped=rejects)
+    assert [order.platform_order_id for order in found] == [good["AmazonOrderId"]]
+    assert [reject.platform_order_id for reject in rejects] == [bad["AmazonOrderId"]]
+    with pytest.raises(PlatformResponseError, match=bad["AmazonOrderId"]):
+        connector.fetch_orders_by_id(platform_order_ids=wanted)
 
 
 def test_order_items_are_followed_through_their_next_token(store, connector):

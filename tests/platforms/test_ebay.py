@@ -22,6 +22,7 @@ from shops.platforms.base import (
     InventoryUpdate,
     PlatformAuthError,
     PlatformRequestError,
+    PlatformResponseError,
     PlatformTokenExpired,
     ShipRequest,
 )
@@ -144,6 +145,29 @@ def test_fetch_orders_by_id_in_chunks_of_50_and_skips_unknown(connector, sandbox
     found = connector.fetch_orders_by_id(platform_order_ids=wanted)
 
     assert sorted(o.platform_order_id for o in found) == sorted(o.order_id for o in orders)
+
+
+def test_a_malformed_order_is_left_out_by_id_and_the_rest_is_mapped(connector, sandbox, store):
+    good = add_order(sandbox, store, at=T0, seed=1)
+    bad = add_order(sandbox, store, at=T0 + timedelta(seconds=1), seed=2)
+    row = SandboxOrder.objects.get(pk=bad.pk)
+    row.payload["pricingSummary"]["total"]["value"] = "12,50"
+    row.save()
+
+    page = connector.fetch_orders(updated_since=T0, updated_until=T0 + timedelta(hours=1))
+
+    assert [order.platform_order_id for order in page.orders] == [good.order_id]
+    (unmapped,) = page.unmapped
+    assert (unmapped.platform_order_id, unmapped.field) == (bad.order_id, "total")
+    assert "12,50" in unmapped.message
+    rejects = []
+    found = connector.fetch_orders_by_id(
+        platform_order_ids=[good.order_id, bad.order_id], unmapped=rejects
+    )
+    assert [order.platform_order_id for order in found] == [good.order_id]
+    assert [reject.platform_order_id for reject in rejects] == [bad.order_id]
+    with pytest.raises(PlatformResponseError, match=f"order {bad.order_id}: total"):
+        connector.fetch_orders_by_id(platform_order_ids=[good.order_id, bad.order_id])
 
 
 EBAY_ORDER = {

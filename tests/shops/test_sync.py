@@ -27,7 +27,7 @@ from shops.models import Shop, SyncRun, WebhookDelivery
 from shops.platforms import connector_for
 from shops.platforms.base import PlatformError
 from shops.schedules import schedules_ensure
-from shops.sync import shop_sync, sync_alert_key
+from shops.sync import rejects_alert_key, shop_sync, sync_alert_key
 from tests.e2e.helpers import (
     LoopbackReceiver,
     add_orders,
@@ -210,6 +210,36 @@ class TestPass:
         assert run.status == "success" and (run.created, run.updated, run.skipped) == (0, 0, 1)
         with tenant_context(shop.tenant):
             assert Order.objects.get().platform_status == "FROM-THE-FUTURE"
+
+    def test_one_malformed_order_is_rejected_by_id_and_the_rest_of_the_page_goes_in(
+        self, shop, store, connector, platform
+    ):
+        first, bad, last = add_orders(store, 3, start=timezone.now() - timedelta(hours=1))
+        row = SandboxOrder.objects.get(pk=bad.pk)
+        if platform == "tiktok":
+            row.payload["payment"]["total_amount"] = "12,50"
+        else:
+            row.payload["total_price"] = "12,50"
+        row.save()
+
+        run = sync(shop, connector)
+
+        assert run.status == "success", run.error
+        assert stored_ids(shop.tenant) == sorted([first.order_id, last.order_id])
+        assert run.rejected == 1
+        (reject,) = run.rejects
+        assert reject["order"] == bad.order_id and "12,50" in reject["message"]
+        assert reject["field"] in ("payment.total_amount", "total_price")
+        with tenant_context(shop.tenant):
+            alert = Alert.objects.get(key=rejects_alert_key(shop))
+            assert bad.order_id in alert.message
+        shop.refresh_from_db()
+        assert abs(shop.sync_watermark - last.updated) < timedelta(seconds=1)
+
+        again = sync(shop, connector)  # the overlap reads the bad order again: rejected again
+
+        assert again.status == "success", again.error
+        assert again.rejected == 1 and (again.created, again.updated) == (0, 0)
 
 
 def new_orders(tenant) -> int:

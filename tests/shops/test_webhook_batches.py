@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from inventory.models import StockLevel
 from orders.models import Order
-from sandbox.models import SandboxStore
+from sandbox.models import SandboxOrder, SandboxStore
 from shops import tasks
 from shops.models import Shop, WebhookDelivery
 from shops.platforms import connector_for
@@ -142,3 +142,24 @@ def test_a_drain_never_takes_another_tenants_deliveries(tenant_a, tenant_b):
     with tenant_context(tenant_b):
         assert not WebhookDelivery.objects.filter(processed_at__isnull=False).exists()
         assert not Order.objects.exists()
+
+
+def test_a_malformed_order_fails_its_own_delivery_not_the_batch(tenant_a):
+    shop, _store, generated, deliveries = _hot_shop(tenant_a, orders=3, on_hand=50)
+    bad = generated[1]
+    row = SandboxOrder.objects.get(pk=bad.pk)
+    row.payload["payment"]["total_amount"] = "12,50"
+    row.save()
+
+    result = webhook_deliveries_drain(shop=shop)
+
+    assert result.rejected == 1 and len(result.created_ids) == 2
+    with tenant_context(tenant_a):
+        stored = set(Order.objects.values_list("platform_order_id", flat=True))
+        assert stored == {generated[0].order_id, generated[2].order_id}
+        rows = {d.pk: d for d in WebhookDelivery.objects.all()}
+        assert all(d.processed_at and d.claimed_until is None for d in rows.values())
+        failed = rows[deliveries[1].pk]
+        assert f"order {bad.order_id}: payment.total_amount" in failed.error
+        assert "12,50" in failed.error
+        assert rows[deliveries[0].pk].error == rows[deliveries[2].pk].error == ""

@@ -8,7 +8,9 @@ a line) the other is inserting, and an update older than the one stored is ignor
 same page again changes nothing.
 
 Validation is per order: one that cannot be stored (no id, a quantity of zero, absurd money...) is
-rejected with a message naming the order and the field, and the rest of the page goes in.
+rejected with a message naming the order and the field, and the rest of the page goes in. A NUL
+character, which PostgreSQL stores in neither text nor jsonb, is dropped from free text and from
+the raw payloads, and rejects the order when it is in an id.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ _LOADED_FIELDS = (
 
 _SHIPPED = (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
 
+# PostgreSQL stores NUL in neither text nor jsonb: free text loses it, an id with one is rejected.
+NUL = "\x00"
+
 # Transaction-scoped advisory lock key space for "ingesting into shop N" ("tk" << 40 | shop pk).
 _INGEST_LOCK_BASE = 0x746B << 40
 
@@ -239,9 +244,11 @@ def orders_store(
         try:
             _validate(platform_order)
         except _Invalid as invalid:
+            order_id = str(getattr(platform_order, "platform_order_id", "") or "")
             result.rejects.append(
                 IngestReject(
-                    platform_order_id=str(getattr(platform_order, "platform_order_id", "") or ""),
+                    # Stored (jsonb) and shown: the id as far as it is printable.
+                    platform_order_id="".join(ch for ch in order_id if ch.isprintable()),
                     field=invalid.field_name,
                     message=invalid.message,
                 )
@@ -296,6 +303,8 @@ def _validate(po: PlatformOrder) -> None:
         raise _Invalid("platform_order_id", "missing")
     if len(order_id) > Order._meta.get_field("platform_order_id").max_length:
         raise _Invalid("platform_order_id", "longer than 100 characters")
+    if NUL in order_id:
+        raise _Invalid("platform_order_id", "contains a NUL character")
     if not _is_aware(po.updated_at):
         raise _Invalid("updated_at", "missing or not timezone-aware")
     for name in ("placed_at", "paid_at", "ship_by", "cancel_requested_at", "cancel_answer_by"):
@@ -318,6 +327,10 @@ def _validate(po: PlatformOrder) -> None:
             raise _Invalid(f"{where}.platform_line_id", "missing")
         if len(line_id) > OrderLine._meta.get_field("platform_line_id").max_length:
             raise _Invalid(f"{where}.platform_line_id", "longer than 100 characters")
+        if NUL in line_id:
+            raise _Invalid(f"{where}.platform_line_id", "contains a NUL character")
+        if any(NUL in str(other) for other in line.platform_line_ids or ()):
+            raise _Invalid(f"{where}.platform_line_ids", "contains a NUL character")
         if line_id in seen:
             raise _Invalid(f"{where}.platform_line_id", f"line {line_id} appears twice")
         seen.add(line_id)
@@ -333,11 +346,23 @@ def _validate(po: PlatformOrder) -> None:
 
 
 def _text(model, name: str, value: Any) -> str:
-    """`value` as text fitting the column: free text is cut, never the reason to lose an order
-    (the untouched value stays in `raw` / `original_address`)."""
-    text = "" if value is None else str(value)
+    """`value` as text fitting the column: free text is cut and loses any NUL (PostgreSQL
+    stores none), never the reason to lose an order (`raw` keeps the rest of what was sent)."""
+    text = "" if value is None else str(value).replace(NUL, "")
     max_length = model._meta.get_field(name).max_length
     return text[:max_length] if max_length else text
+
+
+def _json_without_nul(value: Any) -> Any:
+    """A platform payload (`raw`, `original_address`) without NUL in any string or key:
+    jsonb refuses "\\u0000", and one such character would roll back the whole page."""
+    if isinstance(value, str):
+        return value.replace(NUL, "")
+    if isinstance(value, dict):
+        return {_json_without_nul(key): _json_without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_without_nul(item) for item in value]
+    return value
 
 
 # --- the upsert -------------------------------------------------------------------------------
@@ -380,9 +405,8 @@ def _is_newer(po: PlatformOrder, current: Order) -> bool:
         return True
     if po.updated_at < stored:
         return False
-    return po.platform_status != current.platform_status and _rank(po.status) >= _rank(
-        current.status
-    )
+    sent_status = _text(Order, "platform_status", po.platform_status)
+    return sent_status != current.platform_status and _rank(po.status) >= _rank(current.status)
 
 
 def _initial_status(incoming: str) -> str:
@@ -409,7 +433,7 @@ def _address_values(po: PlatformOrder) -> dict[str, Any]:
         "postal_code": _text(Order, "postal_code", address.postal_code),
         # Not a two-letter code: left blank for review to flag; the original stays.
         "country": country if len(country) == 2 and country.isalpha() else "",
-        "original_address": address.raw or {},
+        "original_address": _json_without_nul(address.raw or {}),
         "address_masked": bool(address.masked),
     }
 
@@ -420,15 +444,15 @@ def _platform_values(po: PlatformOrder) -> dict[str, Any]:
         "buyer_name": _text(Order, "buyer_name", po.buyer_name),
         "buyer_email": _text(Order, "buyer_email", po.buyer_email),
         "buyer_user_id": _text(Order, "buyer_user_id", po.buyer_user_id),
-        "buyer_note": po.buyer_note or "",
-        "seller_note": po.seller_note or "",
+        "buyer_note": _text(Order, "buyer_note", po.buyer_note),
+        "seller_note": _text(Order, "seller_note", po.seller_note),
         "currency": po.currency.upper(),
         "is_presale": bool(po.is_presale),
         "is_cod": bool(po.is_cod),
         "placed_at": po.placed_at,
         "paid_at": po.paid_at,
         "platform_updated_at": po.updated_at,
-        "raw": po.raw or {},
+        "raw": _json_without_nul(po.raw or {}),
     }
     for name in CREATOR_FIELDS:
         values[name] = _text(Order, name, getattr(po, name, "") or "")
@@ -469,12 +493,13 @@ def _sku_resolver(shop: Shop, orders: Iterable[PlatformOrder]):
     """Map lines to the tenant's SKUs: by seller SKU code, else by the shop listing's platform SKU
     id. Two queries for the whole page."""
     lines = [line for po in orders for line in po.lines]
-    codes = {line.seller_sku for line in lines if line.seller_sku}
+    # Without NUL, as stored (`_line_values`): a NUL would also fail the query itself.
+    codes = {_key(line.seller_sku) for line in lines if line.seller_sku}
     by_code = dict(Sku.objects.filter(code__in=codes).values_list("code", "id")) if codes else {}
     platform_ids = {
-        line.platform_sku_id
+        _key(line.platform_sku_id)
         for line in lines
-        if line.platform_sku_id and line.seller_sku not in by_code
+        if line.platform_sku_id and _key(line.seller_sku) not in by_code
     }
     by_platform_id = (
         dict(
@@ -487,9 +512,13 @@ def _sku_resolver(shop: Shop, orders: Iterable[PlatformOrder]):
     )
 
     def resolve(line: PlatformLine) -> int | None:
-        return by_code.get(line.seller_sku) or by_platform_id.get(line.platform_sku_id)
+        return by_code.get(_key(line.seller_sku)) or by_platform_id.get(_key(line.platform_sku_id))
 
     return resolve
+
+
+def _key(value: Any) -> str:
+    return "" if value is None else str(value).replace(NUL, "")
 
 
 def _upsert(
@@ -538,10 +567,10 @@ def _upsert(
                     order,
                     "ingested",
                     f"Imported from {shop.get_platform_display()} ({source}), "
-                    f"platform status {po.platform_status or '-'}",
+                    f"platform status {order.platform_status or '-'}",
                     {
                         "source": source,
-                        "platform_status": po.platform_status,
+                        "platform_status": order.platform_status,
                         "status": order.status,
                     },
                 )
@@ -621,7 +650,7 @@ def _apply_update(*, shop: Shop, order: Order, po: PlatformOrder, now: datetime)
     event. Our own workflow status and a locally kept address survive where they should."""
     change = {
         "platform_status_from": order.platform_status,
-        "platform_status_to": po.platform_status,
+        "platform_status_to": _text(Order, "platform_status", po.platform_status),
         "status_from": order.status,
         "address_changed": False,
         "cancel_requested": False,
@@ -634,7 +663,8 @@ def _apply_update(*, shop: Shop, order: Order, po: PlatformOrder, now: datetime)
         setattr(order, name, value)
     # The recipient fields may hold a normalised address: only a changed platform address (the
     # buyer edited it, or it was unmasked) replaces them. A missing address keeps what we have.
-    if po.address is not None and (po.address.raw or {}) != (order.original_address or {}):
+    sent_address = _json_without_nul(po.address.raw or {}) if po.address is not None else None
+    if sent_address is not None and sent_address != (order.original_address or {}):
         for name, value in _address_values(po).items():
             setattr(order, name, value)
         change["address_changed"] = True

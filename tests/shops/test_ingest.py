@@ -353,6 +353,12 @@ class TestValidation:
             ({"status": "weird"}, "status", "unknown status"),
             ({"updated_at": datetime(2026, 4, 12, 18, 0)}, "updated_at", "timezone-aware"),
             ({"lines": [line("L1"), line("L1")]}, "lines[1].platform_line_id", "appears twice"),
+            ({"lines": [line("L\x001")]}, "lines[0].platform_line_id", "NUL"),
+            (
+                {"lines": [line("L1", platform_line_ids=["L1-0", "L1-\x00"])]},
+                "lines[0].platform_line_ids",
+                "NUL",
+            ),
         ],
     )
     def test_a_bad_order_is_rejected_by_name_and_the_rest_of_the_page_goes_in(
@@ -371,6 +377,47 @@ class TestValidation:
         assert f"order {expected_id or '(no id)'}: {field}" in str(reject)
         with tenant_context(shop.tenant):
             assert list(Order.objects.values_list("platform_order_id", flat=True)) == ["GOOD-1"]
+
+    def test_a_nul_in_the_order_id_rejects_that_order_by_its_printable_name(self, shop):
+        result = ingest(shop, [platform_order("BAD\x00-1"), platform_order("GOOD-1")])
+
+        assert result.created == 1
+        (reject,) = result.rejects
+        assert (reject.platform_order_id, reject.field) == ("BAD-1", "platform_order_id")
+        assert "NUL" in reject.message
+
+    def test_a_nul_in_free_text_or_the_payload_is_dropped_and_nothing_is_lost(self, shop):
+        SkuFactory(tenant=shop.tenant, code="MUG-01")
+        bad = platform_order(
+            "BAD-1",
+            platform_status="AWAITING\x00_SHIPMENT",
+            buyer_name="Ja\x00mie",
+            buyer_note="hi\x00",
+            seller_note="\x00",
+            address=address(line1="1 Market\x00 St", city="San\x00 Francisco"),
+            lines=[line("L1", sku="MUG-\x0001", product_name="Mug\x00", quantity=2)],
+            raw={"id": "BAD-1", "note": "hi\x00", "odd\x00key": ["a\x00", {"b": "\x00"}]},
+        )
+
+        result = ingest(shop, [bad, platform_order("GOOD-1")])
+
+        assert result.created == 2 and not result.rejects
+        with tenant_context(shop.tenant):
+            order = Order.objects.get(platform_order_id="BAD-1")
+            (order_line,) = order.lines.all()
+            event = order.events.get(kind="ingested")
+        assert (order.buyer_name, order.buyer_note, order.seller_note) == ("Jamie", "hi", "")
+        assert order.platform_status == "AWAITING_SHIPMENT"
+        assert "AWAITING_SHIPMENT" in event.message
+        assert (order.address_line1, order.city) == ("1 Market St", "San Francisco")
+        assert order.original_address["line1"] == "1 Market St"
+        assert order.raw == {"id": "BAD-1", "note": "hi", "oddkey": ["a", {"b": ""}]}
+        assert (order_line.seller_sku, order_line.product_name) == ("MUG-01", "Mug")
+        assert order_line.sku is not None  # the SKU still resolves
+
+        # The same order again, NULs and all: already stored, not an address change.
+        again = ingest(shop, [bad])
+        assert again.skipped == 1 and not again.rejects
 
     def test_overlong_free_text_is_cut_to_fit_not_a_reason_to_lose_the_order(self, shop):
         po = platform_order(buyer_name="x" * 500, lines=[line("L1", product_name="p" * 400)])

@@ -30,6 +30,7 @@ from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
 from tkerp.bulk import rows_copy
 from tkerp.tenancy import tenant_context
+from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     from shops.models import Shop
@@ -66,6 +67,19 @@ _PROGRESS = {
     OrderStatus.IN_TRANSIT: 2,
     OrderStatus.DELIVERED: 3,
 }
+
+# Every datetime of a `PlatformOrder`: each must be aware and in `datetime_in_range`.
+ORDER_DATETIME_FIELDS = (
+    "updated_at",
+    "placed_at",
+    "paid_at",
+    "ship_by",
+    "cancel_requested_at",
+    "cancel_answer_by",
+    "shipped_at",
+    "delivered_at",
+    "cancelled_at",
+)
 
 # Who the platform credits the sale to (live sessions attribute orders by it). A platform that
 # names nobody in an update keeps what is stored: TikTok names the creator in its affiliate
@@ -237,8 +251,11 @@ def orders_store(
     incoming: dict[str, PlatformOrder] = {}
     for platform_order in platform_orders:
         updated_at = getattr(platform_order, "updated_at", None)
-        if _is_aware(updated_at) and (
-            result.max_updated_at is None or updated_at > result.max_updated_at
+        # An impossible time (year 1, year 9999) must not drag the watermark along.
+        if (
+            _is_aware(updated_at)
+            and datetime_in_range(updated_at)
+            and (result.max_updated_at is None or updated_at > result.max_updated_at)
         ):
             result.max_updated_at = updated_at
         try:
@@ -307,10 +324,15 @@ def _validate(po: PlatformOrder) -> None:
         raise _Invalid("platform_order_id", "contains a NUL character")
     if not _is_aware(po.updated_at):
         raise _Invalid("updated_at", "missing or not timezone-aware")
-    for name in ("placed_at", "paid_at", "ship_by", "cancel_requested_at", "cancel_answer_by"):
+    for name in ORDER_DATETIME_FIELDS:
         value = getattr(po, name)
-        if value is not None and not _is_aware(value):
+        if value is None and name != "updated_at":
+            continue
+        if not _is_aware(value):
             raise _Invalid(name, "not a timezone-aware datetime")
+        if not datetime_in_range(value):
+            # Stored, it would break every page showing the order in the tenant's time zone.
+            raise _Invalid(name, f"{value.isoformat()} is not {datetime_range_text()}")
     if po.status not in OrderStatus.values:
         raise _Invalid("status", f"unknown status {po.status!r}")
     if not isinstance(po.currency, str) or len(po.currency) != 3 or not po.currency.isalpha():

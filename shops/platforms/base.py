@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tkerp.outbound import scrub_reason
+from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     import httpx
@@ -126,17 +127,23 @@ class WebhookVerificationError(Exception):
 
 def parse_iso_datetime(value, *, platform: str = "") -> datetime | None:
     """An aware UTC datetime from a platform's ISO 8601 text (Z or an offset; a naive value is
-    read as UTC rather than guessed). Empty gives None; anything else unparseable is a
+    read as UTC rather than guessed). Empty gives None; anything else unparseable, or outside
+    the years tkerp accepts (`tkerp.timestamps.datetime_in_range`), is a
     `PlatformResponseError`, never a half-mapped order."""
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise PlatformResponseError(f"bad timestamp {value!r}", platform=platform) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if not datetime_in_range(parsed):
+        raise PlatformResponseError(
+            f"timestamp {value!r} is not {datetime_range_text()}", platform=platform
+        )
+    return parsed
 
 
 # --- mapping a page of orders -----------------------------------------------------------------

@@ -58,6 +58,7 @@ from shops.platforms.base import (
 )
 from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit, parse_retry_after
 from tkerp.outbound import safe_media_type
+from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     from shops.models import ShopCredentials
@@ -279,13 +280,20 @@ def _timestamp(value: Any, field: str, where: str) -> datetime | None:
     if value in (None, "", 0, "0"):
         return None
     try:
-        return datetime.fromtimestamp(int(value), tz=UTC)
+        when = datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         raise PlatformResponseError(
             f"{where}: {field} is not a Unix timestamp ({value!r})",
             field=field,
             platform=PLATFORM,
         ) from None
+    if not datetime_in_range(when):
+        raise PlatformResponseError(
+            f"{where}: {field} {value!r} is not {datetime_range_text()}",
+            field=field,
+            platform=PLATFORM,
+        )
+    return when
 
 
 def _money(value: Any, field: str, where: str) -> Decimal:

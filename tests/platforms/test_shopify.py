@@ -25,7 +25,9 @@ from shops.platforms.base import (
     InventoryUpdate,
     PlatformAuthError,
     PlatformRequestError,
+    PlatformResponseError,
     ShipRequest,
+    parse_iso_datetime,
 )
 from shops.platforms.http import sandbox_transport
 from shops.platforms.shopify import ShopifyConnector
@@ -263,6 +265,40 @@ def test_order_mapping(connector, sandbox, store):
     assert first.total == Decimal("33.99")
     assert first.tax == Decimal("2.47")
     assert second.quantity == 1 and second.total == Decimal("19.98")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-05:00",
+        "1970-01-01",
+    ],
+)
+def test_a_timestamp_outside_the_accepted_years_is_refused(text):
+    with pytest.raises(PlatformResponseError, match="timestamp"):
+        parse_iso_datetime(text, platform="shopify")
+
+
+def test_parse_iso_datetime_reads_offsets_and_naive_text_as_utc():
+    assert parse_iso_datetime("2026-04-12T14:00:00-04:00") == datetime(2026, 4, 12, 18, tzinfo=UTC)
+    assert parse_iso_datetime("2026-04-12T18:00:00") == datetime(2026, 4, 12, 18, tzinfo=UTC)
+    assert parse_iso_datetime("") is None
+
+
+def test_an_order_placed_in_year_one_is_left_out_by_id(connector, sandbox, store):
+    good = add_order(sandbox, store, at=T0, seed=1)
+    bad = add_order(sandbox, store, at=T0 + timedelta(seconds=1), seed=2)
+    row = SandboxOrder.objects.get(pk=bad.pk)
+    row.payload["created_at"] = "0001-01-01T00:00:00-05:00"
+    row.save()
+
+    page = connector.fetch_orders(updated_since=T0, updated_until=T0 + timedelta(hours=1))
+
+    assert [order.platform_order_id for order in page.orders] == [good.order_id]
+    (unmapped,) = page.unmapped
+    assert unmapped.platform_order_id == bad.order_id and "0001-01-01" in unmapped.message
 
 
 @pytest.mark.parametrize(

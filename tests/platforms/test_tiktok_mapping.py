@@ -249,6 +249,12 @@ class TestStatusAndFlags:
         with pytest.raises(PlatformResponseError, match="unknown status 'LOST'"):
             map_order(seller_order(status="LOST"))
 
+    @pytest.mark.parametrize("when", [-62135596800, 253402300799, 946684799])
+    def test_a_time_outside_the_accepted_years_is_an_error_naming_the_field(self, when):
+        with pytest.raises(PlatformResponseError, match=r"create_time .* is not between") as error:
+            map_order(seller_order(create_time=when))
+        assert error.value.field == "create_time"
+
     def test_buyer_cancel_request(self):
         order = map_order(
             seller_order(

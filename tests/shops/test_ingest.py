@@ -14,6 +14,7 @@ from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from orders.sla import order_sla_compute, sla_deadlines
 from shops.platforms.base import PlatformAddress, PlatformLine, PlatformOrder
 from tests.factories import ListingFactory, OrderFactory, ShopFactory, SkuFactory
+from tests.orders.admin_helpers import changelist_pks
 from tkerp.tenancy import tenant_context
 
 T0 = datetime(2026, 4, 12, 18, 0, tzinfo=UTC)
@@ -353,6 +354,10 @@ class TestValidation:
             ({"status": "weird"}, "status", "unknown status"),
             ({"updated_at": datetime(2026, 4, 12, 18, 0)}, "updated_at", "timezone-aware"),
             ({"lines": [line("L1"), line("L1")]}, "lines[1].platform_line_id", "appears twice"),
+            ({"placed_at": datetime(1, 1, 1, tzinfo=UTC)}, "placed_at", "is not between"),
+            ({"updated_at": datetime(9999, 12, 31, tzinfo=UTC)}, "updated_at", "is not between"),
+            ({"shipped_at": datetime(1999, 12, 31, tzinfo=UTC)}, "shipped_at", "is not between"),
+            ({"delivered_at": datetime(2026, 4, 13, 9, 0)}, "delivered_at", "timezone-aware"),
             ({"lines": [line("L\x001")]}, "lines[0].platform_line_id", "NUL"),
             (
                 {"lines": [line("L1", platform_line_ids=["L1-0", "L1-\x00"])]},
@@ -377,6 +382,27 @@ class TestValidation:
         assert f"order {expected_id or '(no id)'}: {field}" in str(reject)
         with tenant_context(shop.tenant):
             assert list(Order.objects.values_list("platform_order_id", flat=True)) == ["GOOD-1"]
+
+    def test_an_order_from_year_one_is_rejected_by_name_and_the_order_list_still_shows(
+        self, shop, client_a
+    ):
+        shop.tenant.timezone = "America/New_York"
+        shop.tenant.save()
+        year_one = datetime(1, 1, 1, tzinfo=UTC)
+        orders = [platform_order("Y1", placed_at=year_one, paid_at=year_one), platform_order("OK")]
+
+        result = ingest(shop, orders)
+
+        assert result.created == 1
+        (reject,) = result.rejects
+        assert (reject.platform_order_id, reject.field) == ("Y1", "placed_at")
+        assert "0001-01-01" in reject.message
+        assert changelist_pks(client_a, Order) == set(result.created_ids)
+
+    def test_an_impossible_update_time_does_not_move_the_watermark(self, shop):
+        late = platform_order("LATE", updated=datetime(9999, 1, 1, tzinfo=UTC))
+        result = ingest(shop, [late, platform_order("OK")])
+        assert result.max_updated_at == T0 and len(result.rejects) == 1
 
     def test_a_nul_in_the_order_id_rejects_that_order_by_its_printable_name(self, shop):
         result = ingest(shop, [platform_order("BAD\x00-1"), platform_order("GOOD-1")])

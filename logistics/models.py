@@ -612,9 +612,11 @@ class TrackingPush(TenantOwnedModel):
     platform must be told (logistics.outbox). `number` is what the platform should have;
     `sent_number` what it accepted last, so a changed number goes out as an update call.
 
-    A row is claimed (state `sending`, `lease_until`) and its attempt counted in a committed
-    transaction before any call, so a worker that dies after posting leaves a row whose next
-    run asks the platform first instead of posting twice.
+    A row is claimed (state `sending`, `lease_until`, a `lease_token` of the run) and its attempt
+    counted in a committed transaction before any call, so a worker that dies after posting
+    leaves a row whose next run asks the platform first instead of posting twice. The claim is
+    the run's only while its token is on the row: it is renewed before each call, and the
+    call's outcome is written only under it (a run that outlived its lease writes nothing).
     """
 
     shipment = models.OneToOneField(
@@ -630,6 +632,7 @@ class TrackingPush(TenantOwnedModel):
     attempts = models.PositiveIntegerField(default=0)
     due_at = models.DateTimeField(null=True, blank=True, help_text="Next try; blank: not due.")
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
     last_error = models.CharField(max_length=500, blank=True)
     source = models.CharField(max_length=20, blank=True, help_text="Door the number came by.")
     sent_at = models.DateTimeField(null=True, blank=True)

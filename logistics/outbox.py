@@ -9,13 +9,17 @@ such call, `Connector.tracking_update_by_hand` says what the seller must do and 
 it). Every parcel's call is recorded as a `TrackingPushAttempt` (number, result, latency; a
 batch's latency is shared out). docs/tracking-writeback.md has the per-platform details.
 
-Retry-safe: a row is claimed and its attempt counted in a committed transaction before the
-call, and the HTTP client does not retry on its own (`max_retries=0`), so a row sent again (the
-worker died after posting, an answer was lost) is first checked against what the platform holds
-(`Connector.shipped_tracking_numbers`, for a batch `shipped_tracking_numbers_many`: one call): a
-platform that already has the number counts as sent and nothing is posted twice. Failures that
-may pass (throttled, outage, expired token) retry with exponential backoff; a request the
-platform refuses for another reason waits for a person.
+Retry-safe: a row is claimed (under the run's lease token) and its attempt counted in a
+committed transaction before the call, and the HTTP client does not retry on its own
+(`max_retries=0`), so a row sent again (the worker died after posting, an answer was lost) is
+first checked against what the platform holds (`Connector.shipped_tracking_numbers`, for a
+batch `shipped_tracking_numbers_many`: one call): a platform that already has the number counts
+as sent and nothing is posted twice. Failures that may pass (throttled, outage, expired token)
+retry with exponential backoff; a request the platform refuses for another reason waits for a
+person. A run slower than its lease loses its rows to the next run: before each call it renews
+the claim and leaves a row that is no longer its own, and every outcome is written only while
+its token is on the row, so a run that outlived its lease neither posts again nor writes over
+what the run that took over recorded.
 
 Three-strike guard: three invalid tracking numbers in a row freeze a shop's shipping on the
 platform for 24 h, so at the platform's first "invalid tracking number" the shop's write-back
@@ -26,6 +30,7 @@ shop until a person releases it (`tracking_writeback_release`, the shop admin's 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -169,9 +174,10 @@ def _backoff(attempts: int, retry_after: float | None = None) -> timedelta:
 
 
 def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
-    """Take the shop's due rows: state to `sending` under a lease, attempts counted, committed
-    before any call is made."""
+    """Take the shop's due rows: state to `sending` under a lease and this run's token, attempts
+    counted, committed before any call is made."""
     now = timezone.now()
+    token = secrets.token_hex(16)
     with transaction.atomic():
         rows = list(
             TrackingPush.objects.select_for_update(skip_locked=True, of=("self",))
@@ -184,12 +190,50 @@ def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
         )
         if rows:
             TrackingPush.objects.filter(pk__in=[row.pk for row in rows]).update(
-                state=TrackingPushState.SENDING, lease_until=now + LEASE
+                state=TrackingPushState.SENDING, lease_until=now + LEASE, lease_token=token
             )
             for row in rows:
+                row.state, row.lease_until, row.lease_token = (
+                    TrackingPushState.SENDING,
+                    now + LEASE,
+                    token,
+                )
                 row.attempts += 1
                 TrackingPush.objects.filter(pk=row.pk).update(attempts=row.attempts)
     return rows
+
+
+def _claimed(rows: list[TrackingPush]):
+    """The rows, those still claimed by this run (its token on them, still being sent)."""
+    return TrackingPush.objects.filter(
+        pk__in=[row.pk for row in rows],
+        state=TrackingPushState.SENDING,
+        lease_token__in={row.lease_token for row in rows},
+    )
+
+
+def _renew(push: TrackingPush) -> bool:
+    """Before a call: whether the row is still this run's claim, its lease renewed. A run that
+    outlived its lease lost the row to the run that took it over, which sends it: False, and
+    nothing is called for it. The attempts and the number the platform has are read from the
+    row (the re-check before posting is decided from them, not from the claim's copy)."""
+    with transaction.atomic():
+        row = _claimed([push]).select_for_update().values("attempts", "sent_number").first()
+        if row is None:
+            return False
+        TrackingPush.objects.filter(pk=push.pk).update(lease_until=timezone.now() + LEASE)
+    push.attempts, push.sent_number = row["attempts"], row["sent_number"]
+    return True
+
+
+def _settle(push: TrackingPush, **outcome) -> bool:
+    """Write a call's outcome on the row if it is still this run's claim, and end the claim.
+    False (nothing written) when another run took the row over meanwhile."""
+    return bool(
+        _claimed([push]).update(
+            **outcome, lease_until=None, lease_token="", updated_at=timezone.now()
+        )
+    )
 
 
 def _paused(shop: Shop) -> bool:
@@ -198,14 +242,15 @@ def _paused(shop: Shop) -> bool:
 
 def _hold(rows: list[TrackingPush]) -> int:
     """The shop's write-back is stopped: these rows wait, unsent and not due, for the release."""
-    if rows:
-        TrackingPush.objects.filter(pk__in=[row.pk for row in rows]).update(
-            state=TrackingPushState.BLOCKED,
-            due_at=None,
-            lease_until=None,
-            updated_at=timezone.now(),
-        )
-    return len(rows)
+    if not rows:
+        return 0
+    return _claimed(rows).update(
+        state=TrackingPushState.BLOCKED,
+        due_at=None,
+        lease_until=None,
+        lease_token="",
+        updated_at=timezone.now(),
+    )
 
 
 def _waiting(shop: Shop) -> int:
@@ -304,20 +349,20 @@ def _record(push, shop, *, call, result, started, error="", latency_ms=None) -> 
 
 def _accepted(push: TrackingPush, *, package_id: str = "") -> None:
     now = timezone.now()
-    TrackingPush.objects.filter(pk=push.pk).update(
+    settled = _settle(
+        push,
         state=TrackingPushState.SENT,
         sent_number=push.number,
         sent_at=now,
         due_at=None,
-        lease_until=None,
         last_error="",
-        updated_at=now,
     )
     if package_id:
         Shipment.objects.filter(pk=push.shipment_id, platform_package_id="").update(
             platform_package_id=package_id
         )
-    order_tracking_uploaded_mark(order_id=push.shipment.order_id, now=now)
+    if settled:
+        order_tracking_uploaded_mark(order_id=push.shipment.order_id, now=now)
 
 
 def order_tracking_uploaded_mark(*, order_id: int, now) -> None:
@@ -338,14 +383,13 @@ def order_tracking_uploaded_mark(*, order_id: int, now) -> None:
 def _failed(push: TrackingPush, *, error: str, retry_after: float | None, final: bool) -> None:
     now = timezone.now()
     give_up = final or push.attempts >= MAX_ATTEMPTS
-    TrackingPush.objects.filter(pk=push.pk).update(
+    settled = _settle(
+        push,
         state=TrackingPushState.FAILED if give_up else TrackingPushState.RETRYING,
         due_at=None if give_up else now + _backoff(push.attempts, retry_after),
-        lease_until=None,
         last_error=scrub_reason(error)[:500],
-        updated_at=now,
     )
-    if give_up:
+    if give_up and settled:
         shipment = push.shipment
         alert_raise(
             tenant=shipment.tenant,
@@ -361,18 +405,17 @@ def _failed(push: TrackingPush, *, error: str, retry_after: float | None, final:
 def _by_hand(push: TrackingPush, shop: Shop, *, how: str, order: str) -> None:
     """The platform has no call that changes a number it already holds: nothing is sent; the
     row waits (failed) and the seller is told, in the alert and on the parcel, what to do."""
-    now = timezone.now()
     what = (
         f"{shop.get_platform_display()} cannot change tracking number {push.sent_number} "
         f"through its API"
     )
-    TrackingPush.objects.filter(pk=push.pk).update(
+    if not _settle(
+        push,
         state=TrackingPushState.FAILED,
         due_at=None,
-        lease_until=None,
         last_error=f"{what}: change it to {push.number} by hand on the platform."[:500],
-        updated_at=now,
-    )
+    ):
+        return
     shipment = push.shipment
     alert_raise(
         tenant=shipment.tenant,
@@ -389,18 +432,18 @@ def _by_hand(push: TrackingPush, shop: Shop, *, how: str, order: str) -> None:
 
 
 def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
-    """The platform called the number invalid: stop the shop's write-back now, and say so."""
+    """The platform called the number invalid: stop the shop's write-back now, and say so (the
+    platform counted it whatever became of the row meanwhile)."""
     now = timezone.now()
     reason = (
         f"{shop.get_platform_display()} rejected tracking number {push.number} of parcel "
         f"{push.shipment.reference} as invalid"
     )
-    TrackingPush.objects.filter(pk=push.pk).update(
+    _settle(
+        push,
         state=TrackingPushState.REJECTED,
         due_at=None,
-        lease_until=None,
         last_error=scrub_reason(error)[:500],
-        updated_at=now,
     )
     Shop.objects.filter(pk=shop.pk, tracking_paused_at__isnull=True).update(
         tracking_paused_at=now, tracking_pause_reason=reason[:500]
@@ -420,7 +463,9 @@ def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
 
 def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | None = None) -> str:
     """One row: check first when an earlier attempt may have landed, then ship or update.
-    Returns sent, failed or rejected."""
+    Returns sent, failed, rejected, or skipped (the row is no longer this run's)."""
+    if not _renew(push):
+        return "skipped"
     request = request or _request(push, shop)
     update = bool(push.sent_number) and push.sent_number != push.number
     if update and connector.tracking_update_by_hand:
@@ -506,8 +551,11 @@ def _send_batch(connector, pushes: list[TrackingPush], requests: dict, shop: Sho
     own: shipped, already there, rejected (the three-strike guard), failing for now (retried
     with backoff) or refused. One attempt per parcel, each with its share of the call's
     latency. Rows an earlier attempt may have posted are checked first (one order-detail call)
-    and never posted again when the platform has their number. True when a number was
-    rejected: the caller holds everything not sent yet."""
+    and never posted again when the platform has their number; rows no longer this run's are
+    left alone. True when a number was rejected: the caller holds everything not sent yet."""
+    pushes = [push for push in pushes if _renew(push)]
+    if not pushes:
+        return False
     started = time.monotonic()
     recheck = [push for push in pushes if push.attempts > 1 or push.sent_number == push.number]
     if recheck:
@@ -695,7 +743,7 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
                 return summary
         try:
             rows = list(
-                TrackingPush.objects.filter(pk__in=[row.pk for row in rows])
+                _claimed(rows)
                 .select_related("shipment__order", "shipment__carrier", "shop")
                 .order_by("due_at", "pk")
             )
@@ -709,7 +757,7 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
                     rejected = outcome == "rejected"
                     if outcome == "sent":
                         summary.sent += 1
-                    else:
+                    elif outcome != "skipped":
                         summary.failed += 1
                 if rejected:
                     # Never the next number: the shop is stopped until a person looks.

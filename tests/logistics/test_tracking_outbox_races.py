@@ -1,0 +1,63 @@
+"""The tracking outbox when a row changes, or is taken over, while its send is on the wire.
+
+A claim is the worker's only while its lease token is on the row: a number corrected during the
+call goes out next (as an update), a run that outlived its lease neither posts again nor writes
+over the run that took the row over. Same sandbox world as test_tracking_writeback.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from logistics.models import TrackingPush, TrackingPushState
+from logistics.tracking import shipment_tracking_accept
+from shops.platforms.ebay import EbayConnector
+from tests.logistics.test_tracking_writeback import (
+    parcels_of,
+    push,
+    sandbox_shipments,
+    usps,
+    world_for,
+)
+from tkerp.models import Alert
+from tkerp.tenancy import tenant_context
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_send_outliving_its_lease_does_not_post_again_nor_undo_the_takeover(
+    tenant_a, monkeypatch
+):
+    shop, store = world_for(tenant_a, "ebay")
+    first, second = parcels_of(shop, store, 2)
+    shipment_tracking_accept(first, tracking_number=usps(211), carrier_code="usps", source="csv")
+    shipment_tracking_accept(second, tracking_number=usps(212), carrier_code="usps", source="csv")
+    real_ship, calls = EbayConnector.ship, []
+
+    def slow_ship(self, *, request):
+        calls.append(request.tracking_number)
+        result = real_ship(self, request=request)
+        if len(calls) == 1:  # the lease ran out meanwhile; the minute schedule runs
+            with tenant_context(shop.tenant):
+                TrackingPush.objects.filter(state=TrackingPushState.SENDING).update(
+                    lease_until=timezone.now() - timedelta(seconds=1)
+                )
+            push(shop)
+        return result
+
+    monkeypatch.setattr(EbayConnector, "ship", slow_ship)
+    push(shop)
+
+    with tenant_context(shop.tenant):
+        rows = {p.shipment_id: (p.state, p.last_error) for p in TrackingPush.objects.all()}
+        alerts = list(
+            Alert.objects.filter(kind="tracking_push_failed").values_list("title", flat=True)
+        )
+    assert len(sandbox_shipments(store, second.order.platform_order_id)) == 1
+    assert len(sandbox_shipments(store, first.order.platform_order_id)) == 1
+    assert rows[first.pk][0] == TrackingPushState.SENT, rows
+    assert rows[second.pk][0] == TrackingPushState.SENT, rows
+    assert alerts == []

@@ -215,24 +215,63 @@ def _claimed(rows: list[TrackingPush]):
 def _renew(push: TrackingPush) -> bool:
     """Before a call: whether the row is still this run's claim, its lease renewed. A run that
     outlived its lease lost the row to the run that took it over, which sends it: False, and
-    nothing is called for it. The attempts and the number the platform has are read from the
-    row (the re-check before posting is decided from them, not from the claim's copy)."""
+    nothing is called for it; so for a row whose number changed since the claim (it goes out
+    with the new number, due again now). The attempts and the number the platform has are read
+    from the row (the re-check before posting is decided from them, not from the claim's
+    copy)."""
     with transaction.atomic():
-        row = _claimed([push]).select_for_update().values("attempts", "sent_number").first()
+        row = (
+            _claimed([push])
+            .select_for_update()
+            .values("attempts", "sent_number", "number", "carrier_code")
+            .first()
+        )
         if row is None:
+            return False
+        if (row["number"], row["carrier_code"]) != (push.number, push.carrier_code):
+            _renumbered(push, number=row["number"], sent=False)
             return False
         TrackingPush.objects.filter(pk=push.pk).update(lease_until=timezone.now() + LEASE)
     push.attempts, push.sent_number = row["attempts"], row["sent_number"]
     return True
 
 
-def _settle(push: TrackingPush, **outcome) -> bool:
+def _settle(push: TrackingPush, *, sent: bool = False, **outcome) -> bool:
     """Write a call's outcome on the row if it is still this run's claim, and end the claim.
-    False (nothing written) when another run took the row over meanwhile."""
-    return bool(
-        _claimed([push]).update(
+    False (the outcome not written) when another run took the row over meanwhile, or when the
+    parcel's number changed during the call (`tracking_push_queue` leaves a row being sent with
+    its run): then only what the platform took is recorded (`sent`) and the new number is due."""
+    with transaction.atomic():
+        row = _claimed([push]).select_for_update().values("number", "carrier_code").first()
+        if row is None:
+            return False
+        if (row["number"], row["carrier_code"]) != (push.number, push.carrier_code):
+            _renumbered(push, number=row["number"], sent=sent)
+            return False
+        TrackingPush.objects.filter(pk=push.pk).update(
             **outcome, lease_until=None, lease_token="", updated_at=timezone.now()
         )
+    return True
+
+
+def _renumbered(push: TrackingPush, *, number: str, sent: bool) -> None:
+    """End this run's claim of a row whose number changed under it to `number`. The number this
+    run sent, if the platform took it (`sent`), is recorded as the one it holds, so the new one
+    goes out next as an update; the row is due now. Call under the row's lock."""
+    now = timezone.now()
+    took = {"sent_number": push.number, "sent_at": now} if sent else {}
+    TrackingPush.objects.filter(pk=push.pk).update(
+        **took,
+        state=TrackingPushState.PENDING,
+        due_at=now,
+        attempts=0,
+        lease_until=None,
+        lease_token="",
+        last_error="",
+        updated_at=now,
+    )
+    transaction.on_commit(
+        lambda: tracking_push_enqueue(tenant_id=push.tenant_id, shop_id=push.shop_id)
     )
 
 
@@ -351,6 +390,7 @@ def _accepted(push: TrackingPush, *, package_id: str = "") -> None:
     now = timezone.now()
     settled = _settle(
         push,
+        sent=True,
         state=TrackingPushState.SENT,
         sent_number=push.number,
         sent_at=now,

@@ -145,8 +145,9 @@ def _service_for(carrier: Carrier, current: CarrierService | None) -> CarrierSer
 
 def tracking_push_queue(*, shipment: Shipment, source: str) -> TrackingPush | None:
     """Queue (or re-queue, for a changed number) the platform write-back of the parcel's
-    tracking number. Call inside the transaction that stored the number; the send is queued on
-    commit. Manual and CSV shops have no platform to tell: None."""
+    tracking number (a number changed while the old one is being sent goes out after that send).
+    Call inside the transaction that stored the number; the send is queued on commit. Manual and
+    CSV shops have no platform to tell: None."""
     order = shipment.order
     shop = order.shop
     if shop.platform == Platform.MANUAL or not shipment.tracking_number:
@@ -171,8 +172,12 @@ def tracking_push_queue(*, shipment: Shipment, source: str) -> TrackingPush | No
     ):
         push.number = shipment.tracking_number
         push.carrier_code = carrier_code
-        push.state = TrackingPushState.PENDING
-        push.due_at = now
+        if push.state != TrackingPushState.SENDING:
+            push.state = TrackingPushState.PENDING
+            push.due_at = now
+        # Else a run is sending the old number: the row stays its claim (no second run may post
+        # meanwhile), and when the call ends the run records what the platform took and makes
+        # the new number due, to go out as an update (`logistics.outbox._settle`).
         push.attempts = 0
         push.last_error = ""
         push.source = source

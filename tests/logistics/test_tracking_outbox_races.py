@@ -15,6 +15,7 @@ from django.utils import timezone
 from logistics.models import TrackingPush, TrackingPushState
 from logistics.tracking import shipment_tracking_accept
 from shops.platforms.ebay import EbayConnector
+from shops.platforms.shopify import ShopifyConnector
 from tests.logistics.test_tracking_writeback import (
     parcels_of,
     push,
@@ -26,6 +27,34 @@ from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_number_corrected_while_the_first_is_being_sent_is_sent_too(tenant_a, monkeypatch):
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    first, corrected = usps(201), usps(202)
+    shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
+    real_ship = ShopifyConnector.ship
+
+    def ship_then_correct(self, *, request):
+        result = real_ship(self, request=request)
+        shipment_tracking_accept(
+            parcel, tracking_number=corrected, carrier_code="usps", source="csv"
+        )
+        return result
+
+    monkeypatch.setattr(ShopifyConnector, "ship", ship_then_correct)
+    assert push(shop).sent == 1
+    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+    push(shop)
+    push(shop)
+
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+        state = (row.number, row.sent_number, row.state)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == corrected, state
+    assert state == (corrected, corrected, TrackingPushState.SENT)
 
 
 def test_a_send_outliving_its_lease_does_not_post_again_nor_undo_the_takeover(

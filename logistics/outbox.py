@@ -186,6 +186,7 @@ def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
                 | Q(state=TrackingPushState.SENDING, lease_until__lt=now),
                 shop=shop,
             )
+            .exclude(number="")  # a label voided while its number was being sent
             .order_by("due_at", "pk")[:limit]
         )
         if rows:
@@ -257,9 +258,25 @@ def _settle(push: TrackingPush, *, sent: bool = False, **outcome) -> bool:
 def _renumbered(push: TrackingPush, *, number: str, sent: bool) -> None:
     """End this run's claim of a row whose number changed under it to `number`. The number this
     run sent, if the platform took it (`sent`), is recorded as the one it holds, so the new one
-    goes out next as an update; the row is due now. Call under the row's lock."""
+    goes out next as an update; the row is due now. A row whose label was voided meanwhile
+    (`number` blank, `shipment_label_void`) keeps the number the platform took, else it goes.
+    Call under the row's lock."""
     now = timezone.now()
     took = {"sent_number": push.number, "sent_at": now} if sent else {}
+    if not number:
+        if not sent:
+            TrackingPush.objects.filter(pk=push.pk).delete()
+            return
+        TrackingPush.objects.filter(pk=push.pk).update(
+            **took,
+            state=TrackingPushState.SENT,
+            due_at=None,
+            lease_until=None,
+            lease_token="",
+            last_error="",
+            updated_at=now,
+        )
+        return
     TrackingPush.objects.filter(pk=push.pk).update(
         **took,
         state=TrackingPushState.PENDING,
@@ -826,7 +843,9 @@ def tracking_push_due(*, shop_id: int | None = None, tenant=None) -> PushSummary
                 | Q(state=TrackingPushState.SENDING, lease_until__lt=timezone.now())
                 # A stopped shop's waiting rows are reported (blocked) on every run.
                 | Q(state=TrackingPushState.BLOCKED)
-            ).values_list("shop_id", flat=True)
+            )
+            .exclude(number="")  # never claimed: a label voided while its number was sent
+            .values_list("shop_id", flat=True)
         )
         shops = list(shops.filter(pk__in=due).select_related("tenant").order_by("pk"))
     total = PushSummary()

@@ -341,10 +341,14 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
             locked.status = ShipmentStatus.PENDING
             locked.label_voids += 1
             locked.save()
-            # A number the platform was never told must not go out after its label is void.
-            from logistics.models import TrackingPush
+            # A number the platform was never told must not go out after its label is void. One
+            # being sent right now is left to its run, which records it if the platform took it
+            # (the next number then goes out as an update) and drops the row if not.
+            from logistics.models import TrackingPush, TrackingPushState
 
-            TrackingPush.objects.filter(shipment=locked, sent_number="").delete()
+            unsent = TrackingPush.objects.filter(shipment=locked, sent_number="")
+            unsent.filter(state=TrackingPushState.SENDING).update(number="")
+            unsent.exclude(state=TrackingPushState.SENDING).delete()
             transaction.on_commit(lambda: _forget(old_file))
         return _fresh(locked.pk)
 

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from logistics.models import TrackingPush, TrackingPushState
+from logistics.labels.store import shipment_label_buy, shipment_label_void
+from logistics.models import Shipment, ShipmentStatus, TrackingPush, TrackingPushState
 from logistics.tracking import shipment_tracking_accept
 from shops.platforms.ebay import EbayConnector
 from shops.platforms.shopify import ShopifyConnector
@@ -90,3 +91,39 @@ def test_a_send_outliving_its_lease_does_not_post_again_nor_undo_the_takeover(
     assert rows[first.pk][0] == TrackingPushState.SENT, rows
     assert rows[second.pk][0] == TrackingPushState.SENT, rows
     assert alerts == []
+
+
+def test_a_label_voided_while_its_number_is_being_sent_keeps_what_the_platform_took(
+    tenant_a, monkeypatch, settings, tmp_path
+):
+    """The void used to delete the row mid-send: the sending run then failed on recording its
+    attempt, and tkerp had no record of the number the platform kept (the next one would have
+    gone out as a second shipment, not an update)."""
+    settings.MEDIA_ROOT = tmp_path
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    voided_number, next_number = usps(221), usps(222)
+    shipment_tracking_accept(
+        parcel, tracking_number=voided_number, carrier_code="usps", source="csv", ship=False
+    )
+    with tenant_context(shop.tenant):
+        labelled = shipment_label_buy(shipment=Shipment.objects.get(pk=parcel.pk))
+    assert labelled.status == ShipmentStatus.LABELLED
+    real_ship = ShopifyConnector.ship
+
+    def ship_then_void(self, *, request):
+        result = real_ship(self, request=request)
+        shipment_label_void(shipment=labelled)
+        return result
+
+    monkeypatch.setattr(ShopifyConnector, "ship", ship_then_void)
+    push(shop)
+    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.number, row.sent_number, row.state) == ("", voided_number, "sent")
+    shipment_tracking_accept(parcel, tracking_number=next_number, carrier_code="usps", source="csv")
+    push(shop)
+
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == next_number

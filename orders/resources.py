@@ -42,6 +42,8 @@ from orders.pipeline import orders_after_ingest
 from orders.review import ADDRESS_EDIT_FIELDS
 from orders.sla import sla_deadlines
 from shops.models import Platform, Shop
+from tkerp.dates import RANGE_TEXT as DATES_RANGE_TEXT
+from tkerp.dates import datetime_in_range
 from tkerp.resources import TenantResource, parse_amount, restore_formula
 
 REQUIRED_COLUMNS = ("shop", "order_id", "sku", "quantity", "unit_price")
@@ -426,7 +428,18 @@ def _parse_quantity(value: Any) -> int:
 
 def _parse_datetime(value: Any, tz) -> datetime:
     """ISO 8601 (with or without an offset) or US month/day/year; naive means the tenant's
-    time zone."""
+    time zone. Years outside 2000-2100 (in UTC) are refused (`tkerp.dates`): stored, year 1 or
+    9999 would make every order list of the tenant an error page."""
+    return _in_range(_read_datetime(value, tz), value)
+
+
+def _in_range(parsed: datetime, value: Any) -> datetime:
+    if not datetime_in_range(parsed):
+        raise ValueError(f"'{value}' is outside {DATES_RANGE_TEXT}")
+    return parsed
+
+
+def _read_datetime(value: Any, tz) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -588,12 +601,13 @@ def _parse_order_value(column: str, raw: Any, tz) -> Any:
         if isinstance(raw, str) and raw.strip().lower() == UNPAID:
             return None
         try:
-            return _parse_datetime(raw, tz)
+            parsed = _read_datetime(raw, tz)
         except ValueError:
             raise ValueError(
                 f"'{raw}' is not a date and time; write it like 2025-04-12 14:30, "
                 f"or '{UNPAID}' for an order not paid yet"
             ) from None
+        return _in_range(parsed, raw)
     if column in ORDER_MONEY_COLUMNS:
         return _parse_money(raw)
     value = _text(raw)

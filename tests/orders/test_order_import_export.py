@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 import tablib
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from inventory.models import MovementKind, Reservation, ReservationState, StockLevel, WarehouseKind
 from inventory.stock import stock_adjust
@@ -415,6 +416,29 @@ class TestAdminImport:
         assert errors_by_row(result) == {3: {"sku": ["unknown SKU 'NOPE'"]}}
         assert "unknown SKU" in preview.content.decode()
         assert not Order._base_manager.exists()
+
+    def test_a_date_outside_2000_to_2100_is_a_row_error_and_the_list_still_shows(
+        self, tenant_a, user_a, good_rows
+    ):
+        # East of Greenwich, year 1 at midnight is before year 1 in UTC: stored, it made every
+        # order list of the tenant an error page ("timestamp too small").
+        tenant_a.timezone = "Asia/Tokyo"
+        tenant_a.save(update_fields=["timezone"])
+        client = Client(raise_request_exception=False)
+        client.force_login(user_a)
+        good_rows[0]["placed_at"] = "0001-01-01 00:00"
+        good_rows[2]["paid_at"] = "9999-12-31 23:00"
+
+        preview = self.upload(client, good_rows)
+
+        assert preview.status_code == 200
+        assert "confirm_form" not in preview.context
+        assert errors_by_row(preview.context["result"]) == {
+            1: {"placed_at": ["'0001-01-01 00:00' is outside 2000-2100"]},
+            3: {"paid_at": ["'9999-12-31 23:00' is outside 2000-2100"]},
+        }
+        assert not Order._base_manager.exists()
+        assert client.get(admin_url(Order, "changelist")).status_code == 200
 
     def test_viewer_cannot_import(self, viewer_client, good_rows):
         assert viewer_client.get(admin_url(Order, "import")).status_code == 403

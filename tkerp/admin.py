@@ -25,6 +25,7 @@ from django.utils.text import capfirst
 from import_export.admin import ImportExportMixin
 
 from tkerp.audit import audit_entries, audit_event_model
+from tkerp.dates import validate_datetime_in_range
 from tkerp.imports import (
     DecodingTempFolderStorage,
     ImportFileRefused,
@@ -113,7 +114,12 @@ class _TenantFormsMixin:
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if isinstance(db_field, models.JSONField):
             kwargs.setdefault("form_class", _JSONFormField)
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is not None and isinstance(db_field, models.DateTimeField):
+            # Year 1 or 9999 typed by hand would be stored, and every list showing the row
+            # would then fail in the tenant's time zone: a form error instead.
+            formfield.validators.append(validate_datetime_in_range)
+        return formfield
 
     def get_fieldsets(self, request, obj=None):
         # Someone who may view a row but not change it sees every field as text read from the

@@ -31,7 +31,7 @@ def validate_datetime_in_range(value) -> None:
     """Django validator: refuse a date and time outside the years 2000 to 2100."""
     if isinstance(value, datetime) and not datetime_in_range(value):
         raise ValidationError(
-            "Enter a date and time between the years %(range)s.",
+            "Enter a date and time in the years %(range)s.",
             code="datetime_out_of_range",
             params={"range": RANGE_TEXT},
         )

@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -219,3 +220,40 @@ def test_the_operator_picks_a_tenant_before_the_profit_report(superuser, live):
     client = Client()
     client.force_login(superuser)
     assert client.get(reverse("admin:live_livesession_profit_csv")).status_code == 404
+
+
+def test_a_session_in_the_year_9999_is_a_form_error_and_the_list_still_shows(
+    tenant_a, user_a, live
+):
+    # West of Greenwich, 9999-12-31 23:00 is past year 9999 in UTC: stored, it made the
+    # session list an error page for the whole tenant.
+    tenant_a.timezone = "America/New_York"
+    tenant_a.save(update_fields=["timezone"])
+    client = Client(raise_request_exception=False)
+    client.force_login(user_a)
+    url = reverse("admin:live_livesession_add")
+    page = client.get(url)
+    assert page.status_code == 200
+    data = {
+        "shop": live["shop"].pk,
+        "title": "Forever live",
+        "creator_username": "sunny.live",
+        "creator_id": "",
+        "starts_at_0": "9999-12-31",
+        "starts_at_1": "23:00:00",
+        "ends_at_0": "9999-12-31",
+        "ends_at_1": "23:30:00",
+        "notes": "",
+    }
+    for formset in page.context["inline_admin_formsets"]:
+        prefix = formset.formset.prefix
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert set(form.errors) == {"starts_at", "ends_at"}
+    assert "in the years 2000-2100" in form.errors["starts_at"][0]
+    assert not LiveSession._base_manager.filter(title="Forever live").exists()
+    assert client.get(reverse("admin:live_livesession_changelist")).status_code == 200

@@ -4,6 +4,7 @@ import base64
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -11,6 +12,7 @@ from inventory.models import Reservation, ReservationState, StockLevel
 from logistics.models import InterceptState, ParcelEvent, Shipment, ShipmentStatus
 from logistics.providers import provider_parcels
 from orders.models import Order, OrderHold, OrderStatus
+from tests.factories import SupplierItemFactory
 from tests.logistics.api_world import (
     UPS_NUMBER,
     USPS_NUMBER,
@@ -185,6 +187,40 @@ def test_a_filtered_walk_keeps_its_filter_and_limit(world, api):
 def test_a_cursor_this_api_did_not_give_out_is_a_clear_404(world, api, cursor):
     response = api.get("/api/v1/parcels/", cursor=cursor)
     assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert "cursor" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stock/", "/api/v1/sku-mappings/"])
+def test_the_cursors_the_other_lists_give_out_are_still_taken(world, api, path):
+    SupplierItemFactory(
+        tenant=world["tenant"], supplier=world["prv"].supplier, sku=world["cap"],
+        supplier_item_code="X-CAP",
+    )  # fmt: skip
+    everything = api.get(path).json()["results"]
+    pages, url = [], f"{path}?limit=1"
+    while url:
+        body = api.client.get(url, headers=api.headers()).json()
+        pages.append(body["results"])
+        url = body["next"]
+    assert len(everything) > 1
+    assert pages == [[row] for row in everything]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stock/", "/api/v1/sku-mappings/"])
+@pytest.mark.parametrize(
+    "position",
+    [b"abc", b"1|zzz", b"2026-13-45", b"99999999999999999999", b"9" * 400, b"1e999", b"\x00"],
+    ids=["word", "pipe", "no-such-day", "too-large", "huge", "exponent", "nul"],
+)
+def test_a_tampered_cursor_of_the_other_lists_is_a_clear_404(world, path, position):
+    # DRF's cursor pagination put the cursor's position straight into the query's filter.
+    api = Api(world["key"], Client(raise_request_exception=False))
+    cursor = base64.b64encode(b"p=" + position).decode()
+
+    response = api.get(path, cursor=cursor)
+
+    assert response.status_code == 404, response.content[:300]
     assert response["Content-Type"] == "application/problem+json"
     assert "cursor" in response.json()["detail"]
 

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import connection, models
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
+
+from tkerp.dates import datetime_in_range
 
 Row = TypeVar("Row")
 
@@ -22,6 +26,47 @@ class ApiCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     ordering = ("updated_at", "id")
     invalid_cursor_message = "The cursor is not one this API gave out; start again without it."
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._cursor_model = queryset.model
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValueError, TypeError, OverflowError, ValidationError):
+            # Whatever `decode_cursor` let through that the filter still could not take.
+            raise NotFound(self.invalid_cursor_message) from None
+
+    def decode_cursor(self, request):
+        """DRF's cursor, its position checked against the ordering field: DRF puts it straight
+        into the query's filter, so a made-up one (`p=abc`, a day 45, a 400-digit id) was a
+        server error instead of a 404."""
+        cursor = super().decode_cursor(request)
+        model = getattr(self, "_cursor_model", None)
+        if cursor is None or cursor.position is None or model is None:
+            return cursor
+        if not _position_fits(model, self.ordering[0].lstrip("-"), cursor.position):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+def _position_fits(model, name: str, position: str) -> bool:
+    """True when `position` (a cursor's text) is a value of `model`'s field `name` that
+    PostgreSQL can compare with: the field's type, in its range, no NUL."""
+    if "\x00" in position or len(position) > 255:
+        return False
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return True  # not a plain column; `paginate_queryset` catches what the filter refuses
+    try:
+        value = field.to_python(position)
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return False
+    if isinstance(field, models.DateTimeField):
+        return isinstance(value, datetime) and value.tzinfo is not None and datetime_in_range(value)
+    if isinstance(field, models.IntegerField):
+        low, high = connection.ops.integer_field_range(field.get_internal_type())
+        return (low is None or value >= low) and (high is None or value <= high)
+    return True
 
 
 @dataclass(frozen=True)

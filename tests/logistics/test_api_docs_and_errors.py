@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from logistics.api.auth import PerKeyThrottle
 from logistics.providers import provider_key_create
@@ -70,6 +71,21 @@ def test_a_server_error_is_a_problem_without_a_traceback(world, monkeypatch):
     assert response["Content-Type"] == "application/problem+json"
     assert "secret internals" not in response.content.decode()
     assert response.json()["code"] == "server_error"
+
+
+@pytest.mark.parametrize("depth", [100_000, 990])
+def test_a_body_nested_too_deeply_is_a_400_problem(world, depth):
+    # Python's json raises RecursionError for it, which DRF let through: a 500 on every POST.
+    api = Api(world["key"], Client(raise_request_exception=False))
+    response = api.client.post(
+        f"/api/v1/parcels/{world['parcel'].pk}/acknowledge/",
+        b"[" * depth + b"]" * depth,
+        content_type="application/json",
+        headers=api.headers({"Idempotency-Key": "deep-1"}),
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 400
 
 
 def test_each_key_is_throttled_on_its_own(world, settings):

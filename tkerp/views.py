@@ -49,11 +49,13 @@ def view_on_site(request: HttpRequest, content_type_id: int, object_id: str) -> 
     model = content_type.model_class() if content_type else None
     if model is None:
         raise Http404("No such object.")
-    try:
-        # The default manager: a tenant-owned model's is scoped to the user's tenant.
-        found = model._default_manager.filter(pk=object_id).exists()
-    except (ValueError, TypeError, ValidationError, TenantNotSet):
-        found = False
+    found = False
+    if "\x00" not in object_id:  # PostgreSQL refuses a NUL in any text (a DataError)
+        try:
+            # The default manager: a tenant-owned model's is scoped to the user's tenant.
+            found = model._default_manager.filter(pk=object_id).exists()
+        except (ValueError, TypeError, OverflowError, ValidationError, TenantNotSet):
+            found = False
     if not found or not hasattr(model, "get_absolute_url"):
         raise Http404("No such object.")
     return shortcut(request, content_type_id, object_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from inventory.models import Sku, StockLevel, StockMovement
@@ -256,6 +257,12 @@ class TestTenancy:
         assert client_b.get(progress).status_code == 404
         listing = client_b.get(reverse("admin:tkerp_job_changelist"))
         assert job.title not in listing.content.decode()
+
+    @pytest.mark.parametrize("job_id", ["abc", "1.5", "-1", "\u0661", "9" * 30])
+    def test_a_job_id_that_is_not_a_number_is_a_404(self, user_a, job_id):
+        client = Client(raise_request_exception=False)
+        client.force_login(user_a)
+        assert client.get(f"/admin/tkerp/job/{job_id}/change/").status_code == 404
 
     def test_the_job_writes_only_into_the_tenant_that_started_it(
         self, client_a, tenant_a, tenant_b, django_capture_on_commit_callbacks

@@ -34,3 +34,17 @@ def test_anonymous_users_are_sent_to_log_in(client, tenant_a):
     response = client.get(f"/admin/r/{content_type.pk}/1/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_a_nul_in_a_text_id_is_the_same_404(rf, user_a, tenant_a):
+    # Called past the middleware that refuses NUL in URLs: PostgreSQL refuses it in a query.
+    from django.http import Http404
+
+    from logistics.models import ProviderAPIKey
+    from tkerp.views import view_on_site
+
+    request = rf.get("/")
+    request.user = user_a
+    content_type = ContentType.objects.get_for_model(ProviderAPIKey)
+    with tenant_context(tenant_a), pytest.raises(Http404):
+        view_on_site(request, content_type.pk, "\x00")

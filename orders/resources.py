@@ -418,6 +418,8 @@ def _parse_quantity(value: Any) -> int:
     text = _text(value)
     if not re.fullmatch(r"\d+", text):
         raise ValueError(f"'{value}' is not a whole number")
+    if len(text.lstrip("0")) > 7:  # before int(): past 4,300 digits it raises Python's sentence
+        raise ValueError("is too large")
     quantity = int(text)
     if quantity < 1:
         raise ValueError("must be at least 1")

@@ -62,6 +62,7 @@ from tkerp.resources import (
     TenantResource,
     WholeNumberWidget,
     YesNoWidget,
+    key_columns_missing,
     restore_formula,
 )
 
@@ -324,13 +325,9 @@ class BulkImport:
         self.model = resource._meta.model
         meta = self.model._meta
         self.key_fields = [resource.fields[name] for name in resource.get_import_id_fields()]
-        missing = [f.column_name for f in self.key_fields if f.column_name not in headers]
-        if missing:
-            raise ImportFileRefused(
-                "The file has no column named "
-                + ", ".join(missing)
-                + " (what identifies each row); the first line must name the columns."
-            )
+        missing = key_columns_missing(resource, headers)
+        if missing is not None:
+            raise ImportFileRefused(str(missing))
         self.fields = [
             field
             for field in resource.get_import_fields()

@@ -77,6 +77,11 @@ def parse_whole_number(value, *, max_value: int = MAX_INTEGER) -> int:
                     f"“{text}” is not a whole number; write it with digits only, like 12."
                 )
             raise ValueError(f"“{text}” is not a number.")
+        digits = text.lstrip("0")
+        if len(digits) > len(str(max_value)):
+            # Checked before int(): past 4,300 digits it raises Python's own sentence.
+            shown = text if len(text) <= 20 else f"{text[:12]}… ({len(text)} digits)"
+            raise ValueError(f"“{shown}” is too large (at most {max_value}).")
         number = int(text)
     if number < 0:
         raise ValueError(f"“{number}” is negative; write 0 or more.")
@@ -206,6 +211,31 @@ UNEXPECTED_FILE_ERROR = (
     "The file could not be imported because of an unexpected error, which was logged for the "
     "operator; nothing was imported."
 )
+
+
+class KeyColumnsMissing(ValueError):
+    """The file lacks a column that identifies its rows (the resource's `import_id_fields`)."""
+
+
+def key_columns_missing(resource, headers) -> KeyColumnsMissing | None:
+    """The error for a file whose header line lacks the column(s) identifying each row, or None.
+
+    The same sentence whether the file is previewed in the request or imported as a job."""
+    names = list(resource.get_import_id_fields())
+    if names == ["id"]:
+        return None  # import-export's default: rows without an id are new
+    missing = [
+        resource.fields[name].column_name
+        for name in names
+        if name in resource.fields and resource.fields[name].column_name not in (headers or [])
+    ]
+    if not missing:
+        return None
+    return KeyColumnsMissing(
+        "The file has no column named "
+        + ", ".join(missing)
+        + " (what identifies each row); the first line must name the columns."
+    )
 
 
 class ImportFailed(Exception):
@@ -350,6 +380,14 @@ class TenantResource(resources.ModelResource):
                 {NON_FIELD_ERRORS: [UNEXPECTED_ROW_ERROR]}, code="unexpected"
             )
         return row_result
+
+    def _check_import_id_fields(self, headers):
+        # import-export's own check raises a FieldError, which the person importing only saw
+        # as "an unexpected error": name the missing column instead, as the background job does.
+        missing = key_columns_missing(self, headers)
+        if missing is not None:
+            raise missing
+        super()._check_import_id_fields(headers)
 
     def handle_import_error(self, result, error, raise_errors=False):
         if not isinstance(error, ValueError | ValidationError):

@@ -219,3 +219,46 @@ def test_a_file_that_is_not_text_is_refused_with_a_sentence(client_a, place, con
     assert preview.context.get("confirm_form") is None
     assert_no_traceback(preview)
     assert snapshot(Sku) == before
+
+
+def test_a_file_without_its_key_column_says_which_column(client_a, place):
+    # The background job said so already; the preview in the request said "an unexpected
+    # error, which was logged for the operator".
+    before = snapshot(Sku)
+
+    preview = upload(client_a, Sku, b"name\nfoo\n")
+
+    result = preview.context["result"]
+    assert [str(e.error) for e in result.base_errors] == [
+        "The file has no column named code (what identifies each row); the first line must "
+        "name the columns."
+    ]
+    assert "no column named code" in preview.content.decode()
+    assert preview.context.get("confirm_form") is None
+    assert_no_traceback(preview)
+    assert snapshot(Sku) == before
+
+
+@pytest.mark.parametrize("digits", [25, 5000])
+def test_a_whole_number_of_thousands_of_digits_is_too_large_not_a_python_error(
+    client_a, place, digits
+):
+    for model, header, good, column in resource_files(place):
+        preview = upload(client_a, model, f"{header}\n{good.format('9' * digits)}\n".encode())
+
+        (message,) = problems(preview)[1][column]
+        assert "is too large" in message, (model, message)
+        assert "limit" not in message and len(message) < 100, (model, message)
+        assert_no_traceback(preview)
+
+
+def test_an_order_quantity_of_thousands_of_digits_is_too_large(client_a, place):
+    text = (
+        "shop,order_id,recipient_name,address_line1,city,state,postal_code,sku,quantity,"
+        f"unit_price\nMain shop,M-1,Jamie,1 Market St,San Francisco,CA,94105,MUG,{'9' * 5000},1\n"
+    )
+
+    preview = upload(client_a, Order, text.encode())
+
+    assert problems(preview)[1]["quantity"] == ["is too large"]
+    assert_no_traceback(preview)

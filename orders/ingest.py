@@ -29,8 +29,8 @@ from orders.models import EventSource, Order, OrderEvent, OrderLine, OrderStatus
 from orders.pipeline import orders_after_ingest
 from orders.sla import sla_deadlines
 from tkerp.bulk import rows_copy
+from tkerp.dates import datetime_in_range, datetime_range_text
 from tkerp.tenancy import tenant_context
-from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     from shops.models import Shop

@@ -2,8 +2,11 @@
 
 A date and time far outside that (year 1, year 9999) is stored by PostgreSQL, but shown in a
 tenant's time zone it no longer fits Python's `datetime` (years 1..9999): every list showing it
-is then an error page for the whole tenant. Whatever a person or a file types is checked here
-first: CSV imports (`orders.resources`), admin forms (`tkerp.admin`), platform ingest.
+is then an error page for the whole tenant ("0001-01-01T00:00Z", some systems' null date, read
+for a seller in New York). Nothing real tkerp handles happens outside those years, so every door
+checks this one bound where values come in: platforms' answers
+(`shops.platforms.base.parse_iso_datetime`, the TikTok connector, `orders.ingest`), CSV imports
+(`orders.resources`), admin forms (`tkerp.admin`) and API cursors (`tkerp.api.pagination`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ def datetime_in_range(value: datetime) -> bool:
     (an offset of hours cannot move it across the bounds' years by more than a day)."""
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=UTC)
-    # Aware datetimes compare by their UTC instant without converting (no OverflowError for
-    # year 1 east of Greenwich).
-    return DATETIME_MIN <= value <= DATETIME_MAX
+    try:
+        return DATETIME_MIN <= value <= DATETIME_MAX
+    except OverflowError:  # an offset that takes year 1 or 9999 past Python's range
+        return False
+
+
+def datetime_range_text() -> str:
+    """The accepted range in words, for error messages."""
+    return f"between {DATETIME_MIN:%Y-%m-%d} and {DATETIME_MAX:%Y-%m-%d} (UTC)"
 
 
 def validate_datetime_in_range(value) -> None:

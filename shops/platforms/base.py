@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tkerp.dates import datetime_in_range, datetime_range_text
 from tkerp.outbound import scrub_reason
-from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     import httpx
@@ -128,7 +128,7 @@ class WebhookVerificationError(Exception):
 def parse_iso_datetime(value, *, platform: str = "") -> datetime | None:
     """An aware UTC datetime from a platform's ISO 8601 text (Z or an offset; a naive value is
     read as UTC rather than guessed). Empty gives None; anything else unparseable, or outside
-    the years tkerp accepts (`tkerp.timestamps.datetime_in_range`), is a
+    the years tkerp accepts (`tkerp.dates.datetime_in_range`), is a
     `PlatformResponseError`, never a half-mapped order."""
     if not value:
         return None

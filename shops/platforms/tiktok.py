@@ -57,8 +57,8 @@ from shops.platforms.base import (
     unmapped_raise,
 )
 from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit, parse_retry_after
+from tkerp.dates import datetime_in_range, datetime_range_text
 from tkerp.outbound import safe_media_type
-from tkerp.timestamps import datetime_in_range, datetime_range_text
 
 if TYPE_CHECKING:
     from shops.models import ShopCredentials

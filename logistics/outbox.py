@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from logistics.models import (
@@ -190,8 +190,12 @@ def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
             .order_by("due_at", "pk")[:limit]
         )
         if rows:
+            # One statement for the whole claim, the attempt counted on every row.
             TrackingPush.objects.filter(pk__in=[row.pk for row in rows]).update(
-                state=TrackingPushState.SENDING, lease_until=now + LEASE, lease_token=token
+                state=TrackingPushState.SENDING,
+                lease_until=now + LEASE,
+                lease_token=token,
+                attempts=F("attempts") + 1,
             )
             for row in rows:
                 row.state, row.lease_until, row.lease_token = (
@@ -200,7 +204,6 @@ def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
                     token,
                 )
                 row.attempts += 1
-                TrackingPush.objects.filter(pk=row.pk).update(attempts=row.attempts)
     return rows
 
 
@@ -213,28 +216,34 @@ def _claimed(rows: list[TrackingPush]):
     )
 
 
-def _renew(push: TrackingPush) -> bool:
-    """Before a call: whether the row is still this run's claim, its lease renewed. A run that
-    outlived its lease lost the row to the run that took it over, which sends it: False, and
-    nothing is called for it; so for a row whose number changed since the claim (it goes out
-    with the new number, due again now). The attempts and the number the platform has are read
-    from the row (the re-check before posting is decided from them, not from the claim's
-    copy)."""
+def _renew(pushes: list[TrackingPush]) -> list[TrackingPush]:
+    """Before a call: those of `pushes` still this run's claim, their leases renewed (one
+    read and one write for a whole batch). A run that outlived its lease lost a row to the run
+    that took it over, which sends it: left out, nothing is called for it; so is a row whose
+    number changed since the claim (it goes out with the new number, due again now). The
+    attempts and the number the platform has are read from the rows (the re-check before
+    posting is decided from them, not from the claim's copy)."""
+    if not pushes:
+        return []
+    by_pk = {push.pk: push for push in pushes}
+    kept: set[int] = set()
     with transaction.atomic():
-        row = (
-            _claimed([push])
+        rows = (
+            _claimed(pushes)
             .select_for_update()
-            .values("attempts", "sent_number", "number", "carrier_code")
-            .first()
+            .order_by("pk")
+            .values("pk", "attempts", "sent_number", "number", "carrier_code")
         )
-        if row is None:
-            return False
-        if (row["number"], row["carrier_code"]) != (push.number, push.carrier_code):
-            _renumbered(push, number=row["number"], sent=False)
-            return False
-        TrackingPush.objects.filter(pk=push.pk).update(lease_until=timezone.now() + LEASE)
-    push.attempts, push.sent_number = row["attempts"], row["sent_number"]
-    return True
+        for row in rows:
+            push = by_pk[row["pk"]]
+            if (row["number"], row["carrier_code"]) != (push.number, push.carrier_code):
+                _renumbered(push, number=row["number"], sent=False)
+                continue
+            push.attempts, push.sent_number = row["attempts"], row["sent_number"]
+            kept.add(push.pk)
+        if kept:
+            TrackingPush.objects.filter(pk__in=kept).update(lease_until=timezone.now() + LEASE)
+    return [push for push in pushes if push.pk in kept]
 
 
 def _settle(push: TrackingPush, *, sent: bool = False, **outcome) -> bool:
@@ -521,7 +530,7 @@ def _reject(push: TrackingPush, shop: Shop, *, error: str) -> None:
 def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | None = None) -> str:
     """One row: check first when an earlier attempt may have landed, then ship or update.
     Returns sent, failed, rejected, or skipped (the row is no longer this run's)."""
-    if not _renew(push):
+    if not _renew([push]):
         return "skipped"
     request = request or _request(push, shop)
     update = bool(push.sent_number) and push.sent_number != push.number
@@ -610,7 +619,7 @@ def _send_batch(connector, pushes: list[TrackingPush], requests: dict, shop: Sho
     latency. Rows an earlier attempt may have posted are checked first (one order-detail call)
     and never posted again when the platform has their number; rows no longer this run's are
     left alone. True when a number was rejected: the caller holds everything not sent yet."""
-    pushes = [push for push in pushes if _renew(push)]
+    pushes = _renew(pushes)
     if not pushes:
         return False
     started = time.monotonic()

@@ -50,12 +50,12 @@ logger = logging.getLogger("tkerp.inventory.push")
 # A listing whose push failed is tried again after 5 s, 10 s, 20 s ... (at most 5 min); after
 # MAX_PUSH_FAILURES in a row it waits for the reconcile instead of hammering a broken listing.
 RETRY_BASE = timedelta(seconds=5)
+RETRY_CAP = timedelta(minutes=5)
+MAX_PUSH_FAILURES = 8
 # How long a claimed listing stays off the sweeper's list while its push is in flight. A push
 # still in flight after that may be claimed and sent again by another worker: harmless, as every
 # connector sets an absolute quantity and the re-check (step 6) ends on the latest number.
 PUSH_CLAIM_LEASE = timedelta(minutes=2)
-RETRY_CAP = timedelta(minutes=5)
-MAX_PUSH_FAILURES = 8
 
 
 @dataclass

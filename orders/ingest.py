@@ -370,7 +370,7 @@ def _validate(po: PlatformOrder) -> None:
 def _text(model, name: str, value: Any) -> str:
     """`value` as text fitting the column: free text is cut and loses any NUL (PostgreSQL
     stores none), never the reason to lose an order (`raw` keeps the rest of what was sent)."""
-    text = "" if value is None else str(value).replace(NUL, "")
+    text = _key(value)
     max_length = model._meta.get_field(name).max_length
     return text[:max_length] if max_length else text
 
@@ -540,6 +540,7 @@ def _sku_resolver(shop: Shop, orders: Iterable[PlatformOrder]):
 
 
 def _key(value: Any) -> str:
+    """`value` as text without NUL (PostgreSQL stores none), for storing or looking up."""
     return "" if value is None else str(value).replace(NUL, "")
 
 

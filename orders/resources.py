@@ -414,16 +414,20 @@ def _parse_money(value: Any) -> Decimal:
     return parse_amount(text, max_digits=12, decimal_places=2)
 
 
+MAX_QUANTITY = 1_000_000  # units of one SKU on one order line
+
+
 def _parse_quantity(value: Any) -> int:
     text = _text(value)
     if not re.fullmatch(r"\d+", text):
         raise ValueError(f"'{value}' is not a whole number")
-    if len(text.lstrip("0")) > 7:  # before int(): past 4,300 digits it raises Python's sentence
+    # Too long is too large, said before int(): past 4,300 digits it raises Python's sentence.
+    if len(text.lstrip("0")) > len(str(MAX_QUANTITY)):
         raise ValueError("is too large")
     quantity = int(text)
     if quantity < 1:
         raise ValueError("must be at least 1")
-    if quantity > 1_000_000:
+    if quantity > MAX_QUANTITY:
         raise ValueError("is too large")
     return quantity
 

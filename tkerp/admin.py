@@ -535,11 +535,9 @@ class JobAdmin(TenantAdminMixin, admin.ModelAdmin):
     def _job_or_404(self, request, object_id) -> Job:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        # The id comes from the URL as typed: `abc` or `1.5` is a missing job, not a ValueError.
-        job_id = str(object_id)
-        if not (job_id.isascii() and job_id.isdigit() and len(job_id) <= 18):
-            raise Http404("No such job.")
-        job = self.get_queryset(request).filter(pk=int(job_id)).first()
+        # The admin's own lookup: an id as typed in the URL that is no job's (`abc`, `1.5`) is
+        # a missing job, not a ValueError.
+        job = self.get_object(request, unquote(str(object_id)))
         if job is None:
             raise Http404("No such job.")
         return job

@@ -160,9 +160,11 @@ def _event_problem(event) -> str:
     if not _is_text(event.delivery_id) or not _is_text(event.topic or ""):
         return "the delivery id or the topic is not text"
     for order_id in event.platform_order_ids:
-        if isinstance(order_id, bool) or not isinstance(order_id, str | int):
-            return "an order id is not an id"
-        if not _is_text(str(order_id), limit=100):
+        if (
+            isinstance(order_id, bool)
+            or not isinstance(order_id, str | int)
+            or not _is_text(str(order_id), limit=100)
+        ):
             return "an order id is not an id"
     return ""
 

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 
 DATETIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 DATETIME_MAX = datetime(2100, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-RANGE_TEXT = "2000-2100"
+RANGE_TEXT = f"{DATETIME_MIN.year}-{DATETIME_MAX.year}"
 
 
 def datetime_in_range(value: datetime) -> bool:

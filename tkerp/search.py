@@ -101,25 +101,29 @@ def search_filter(*, queryset: QuerySet, fields: list[str] | tuple[str, ...], te
     matched through its search function (the module docstring), any other with `icontains`.
     The arms are built from the model's default manager, so they keep the tenant scope.
     """
-    own = [field for field in fields if "__" not in field]
-    related = [field for field in fields if "__" in field]
     model = queryset.model
     manager = model._default_manager
+    own = [field for field in fields if "__" not in field]
+    indexed = [field for field in own if field in trigram_columns(model)]
+    plain = [field for field in own if field not in indexed]
+    # Each path through a relation: (path, its prefix, its field, the related model when the
+    # field is trigram-indexed there, else None).
+    related = []
+    for path in (field for field in fields if "__" in field):
+        prefix, field = path.rsplit("__", 1)
+        target = _model_at(model, prefix)
+        related.append((path, prefix, field, target if field in trigram_columns(target) else None))
     for term in terms:
         pattern = "%" + connection.ops.prep_for_like_query(term) + "%"
         arms = []
-        indexed = [field for field in own if field in trigram_columns(model)]
-        plain = [field for field in own if field not in indexed]
         if indexed:
             arms.append(manager.filter(pk__in=_ids_matching(model, indexed, pattern)))
         if plain:
             arms.append(
                 manager.filter(reduce(or_, (Q(**{f"{field}__icontains": term}) for field in plain)))
             )
-        for path in related:
-            prefix, field = path.rsplit("__", 1)
-            target = _model_at(model, prefix)
-            if field in trigram_columns(target):
+        for path, prefix, field, target in related:
+            if target is not None:
                 arms.append(
                     manager.filter(**{f"{prefix}__in": _ids_matching(target, [field], pattern)})
                 )

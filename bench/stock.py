@@ -18,6 +18,11 @@ unless --keep-db) and builds its tables from the models. Then:
    availability helper's bench, called at the end when it exists) measures those against the
    sandboxes. Any `InventoryPush` rows written meanwhile are compared with the free stock the
    ledger had at the time they were recorded.
+3. restock: --restock paid orders wait for a SKU (held `stock.short`), and a receipt brings
+   units for half of them, which it gives to the oldest paid once it commits
+   (`inventory.reservations.orders_reserve_waiting`): timed from the receipt to the end of its
+   retry, with each waiting order in a transaction of its own (the retry as it was, the
+   baseline) and as now, in the same run; both must serve exactly the oldest paid half.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=1000, help="Contention run orders.")
     parser.add_argument("--spike", type=int, default=2800, help="Spike orders.")
     parser.add_argument("--spike-stock", type=int, default=900, help="Free units in the spike.")
+    parser.add_argument(
+        "--restock", type=int, default=1000, help="Orders waiting when stock arrives."
+    )
     parser.add_argument("--keep-db", action="store_true", help="Leave the bench database.")
     parser.add_argument("--no-push", action="store_true", help="Skip bench/stock_push.py.")
     parser.add_argument(
@@ -69,7 +77,9 @@ def main() -> None:
     if len(modes) == 2:
         # The first run in a process pays for imports and first-use set-up: a small one first.
         print("=== warm-up (not compared) ===")
-        warm = argparse.Namespace(**{**vars(args), "orders": 200, "spike": 400, "spike_stock": 100})
+        warm = argparse.Namespace(
+            **{**vars(args), "orders": 200, "spike": 400, "spike_stock": 100, "restock": 200}
+        )
         with throwaway_database("stock_warm", script="bench/stock.py") as url:
             run(warm, url, audit=True)
     for mode in modes:
@@ -156,6 +166,7 @@ def run(args: argparse.Namespace, url: str, *, audit: bool = True) -> dict:
     cpu = time.process_time()
     figures = {"contention": contention(args, tenant, tiktok)}
     figures["spike"] = spike(args, tenant, tiktok, shopify)
+    figures["restock"] = restock(args, tenant, tiktok)
     figures["cpu"] = time.process_time() - cpu
     figures["trigger_seconds"], figures["audit_rows"] = audit_stats() if stats else (None, 0)
     print(f"audit trail: {'on' if audit else 'off'} ({triggers} triggers)", end="")
@@ -245,6 +256,124 @@ def contention(args, tenant, shop) -> float:
     )
     assert level.reserved == stock and oversold == 0
     return seconds
+
+
+def _waiting_one_at_a_time(*, tenant, sku_ids):
+    """The retry as it was: each waiting order in its own `orders_reserve` call, oldest paid
+    first (the baseline of `restock`)."""
+    from inventory.reservations import ReserveSummary, orders_reserve
+    from orders.holds import HoldReason
+    from orders.models import OPEN_STATUSES, Order
+    from tkerp.tenancy import tenant_context
+
+    with tenant_context(tenant):
+        order_ids = list(
+            Order.objects.filter(
+                holds__code=HoldReason.STOCK_SHORT,
+                holds__released_at__isnull=True,
+                lines__sku_id__in=sku_ids,
+                status__in=OPEN_STATUSES,
+            )
+            .order_by("paid_at", "pk")
+            .values_list("pk", flat=True)
+            .distinct()
+        )
+    summary = ReserveSummary()
+    for order_id in order_ids:
+        summary.reserved += orders_reserve(tenant=tenant, order_ids=[order_id]).reserved
+    return summary
+
+
+def restock(args, tenant, shop) -> dict:
+    """Stock arrives for a SKU that --restock paid orders wait for (held `stock.short` after an
+    oversell), enough for half of them: the receipt retries them once it commits
+    (`inventory.reservations.orders_reserve_waiting`). Timed from the receipt to the end of its
+    retry, once with each waiting order in its own transaction (the baseline) and once as now;
+    each time, the units must go to the oldest paid orders and the ledger must balance."""
+    import random
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    import inventory.reservations as reservations
+    from inventory.models import Sku, StockLevel, Warehouse
+    from orders.models import Order, OrderHold, OrderLine
+    from tkerp.tenancy import tenant_context
+
+    units = args.restock // 2
+    figures = {}
+    for name, retry in (
+        ("one at a time", _waiting_one_at_a_time),
+        ("in turn, batched (now)", reservations.orders_reserve_waiting),
+    ):
+        tag = "BATCHED" if retry is reservations.orders_reserve_waiting else "ONE"
+        with tenant_context(tenant):
+            warehouse = Warehouse.objects.get(code="MAIN")
+            sku = Sku.objects.create(tenant=tenant, code=f"RESTOCK-{tag}", name="Restocked")
+            now = timezone.now()
+            # Paid in an order unlike their ids, as a spike's pages store them.
+            minutes = list(range(args.restock))
+            random.Random(7).shuffle(minutes)
+            orders = Order.objects.bulk_create(
+                [
+                    Order(
+                        tenant=tenant,
+                        shop=shop,
+                        platform_order_id=f"R-{tag}-{n}",
+                        paid_at=now - timedelta(minutes=minute),
+                    )
+                    for n, minute in enumerate(minutes)
+                ]
+            )
+            OrderLine.objects.bulk_create(
+                [
+                    OrderLine(
+                        tenant=tenant,
+                        order=order,
+                        platform_line_id="1",
+                        sku=sku,
+                        seller_sku=sku.code,
+                        quantity=1,
+                    )
+                    for order in orders
+                ]
+            )
+        ids = [order.pk for order in orders]
+        # Nothing in stock: every order is held short.
+        short = reservations.orders_reserve(tenant=tenant, order_ids=ids).short
+        assert len(short) == len(ids), len(short)
+        real = reservations.orders_reserve_waiting
+        reservations.orders_reserve_waiting = retry
+        try:
+            started = time.perf_counter()
+            _receive(tenant, sku, warehouse, units)
+            seconds = time.perf_counter() - started
+        finally:
+            reservations.orders_reserve_waiting = real
+        with tenant_context(tenant):
+            level = StockLevel.objects.get(sku=sku, warehouse=warehouse)
+            served = set(
+                Order.objects.filter(pk__in=ids)
+                .exclude(
+                    pk__in=OrderHold.objects.filter(
+                        code="stock.short", released_at__isnull=True
+                    ).values("order_id")
+                )
+                .values_list("pk", flat=True)
+            )
+        oldest = {order.pk for order in sorted(orders, key=lambda o: (o.paid_at, o.pk))[:units]}
+        _check_ledger(tenant, sku)
+        assert level.reserved == units and served == oldest, (level.reserved, len(served))
+        figures[name] = seconds
+        print(
+            f"restock: {args.restock} orders waiting for one SKU, {units} units arrive, "
+            f"{name}: {seconds:.2f} s from the receipt to the end of its retry, "
+            f"{units / seconds:,.0f} reservations/s; the {units} oldest paid served, "
+            "ledger balances"
+        )
+    baseline, now = figures.values()
+    print(f"restock: {baseline / now:.1f}x faster than one at a time")
+    return figures
 
 
 def spike(args, tenant, tiktok, shopify) -> float:

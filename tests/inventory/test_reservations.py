@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -68,6 +70,11 @@ def paid_order(*, shop, lines, **overrides):
     for sku, quantity in lines:
         OrderLineFactory(order=order, tenant=shop.tenant, sku=sku, quantity=quantity)
     return order
+
+
+def stock_count_to(sku, warehouse, counted: int) -> None:
+    with tenant_context(sku.tenant):
+        stock_count(sku=sku, warehouse=warehouse, counted=counted, user=None)
 
 
 def level_of(sku, warehouse) -> StockLevel:
@@ -492,6 +499,63 @@ class TestOversoldActions:
         order.refresh_from_db()
         assert order.status == OrderStatus.READY
         assert order_reserve_retry(order=order) == "unchanged"
+
+    def test_arriving_stock_goes_to_the_waiting_orders_oldest_paid_first_in_batches(
+        self, world, commit, monkeypatch
+    ):
+        import inventory.reservations as reservations
+
+        # Two orders to a transaction, so that the turn carries over from one to the next.
+        monkeypatch.setattr(reservations, "WAITING_BATCH", 2)
+        now = timezone.now()
+        # Stored newest paid first, so ascending id is the wrong turn.
+        paid = {n: now - timedelta(minutes=n) for n in range(5)}
+        waiting = {
+            n: paid_order(shop=world["shop"], lines=[(world["mug"], 1)], paid_at=paid[n])
+            for n in range(5)
+        }
+        big = paid_order(
+            shop=world["shop"], lines=[(world["mug"], 3)], paid_at=now - timedelta(minutes=9)
+        )
+        ids = sorted(order.pk for order in [*waiting.values(), big])
+        commit(orders_reserve, tenant=world["tenant"], order_ids=ids)
+        assert all(active_codes(order) == {"stock.short"} for order in [*waiting.values(), big])
+
+        # Five units: the oldest order wants three, then the two oldest of the rest one each
+        # (the second of them in the second transaction).
+        commit(receive, sku=world["mug"], warehouse=world["own"], units=5)
+
+        assert active_codes(big) == set()
+        assert {n for n, order in waiting.items() if not active_codes(order)} == {4, 3}
+        assert level_of(world["mug"], world["own"]).reserved == 5
+        assert_ledger(world["mug"], world["own"])
+
+    def test_an_order_the_batch_cannot_take_still_gets_its_turn(self, world, commit):
+        """An order that held stock before (a released reservation row) takes the per-order
+        path; it was paid first, so it is served before the younger orders of the batch."""
+        now = timezone.now()
+        older = paid_order(
+            shop=world["shop"], lines=[(world["mug"], 1)], paid_at=now - timedelta(hours=1)
+        )
+        receive(sku=world["mug"], warehouse=world["own"], units=1)
+        commit(orders_reserve, tenant=world["tenant"], order_ids=[older.pk])
+        commit(order_release, order=older)  # its reservation row stays, released
+        stock_count_to(world["mug"], world["own"], 0)
+        younger = [
+            paid_order(shop=world["shop"], lines=[(world["mug"], 1)], paid_at=now)
+            for _ in range(2)
+        ]
+        ids = [older.pk, *(order.pk for order in younger)]
+        commit(orders_reserve, tenant=world["tenant"], order_ids=ids)
+        assert Reservation._base_manager.filter(order=older).exists()
+        assert all(active_codes(order) == {"stock.short"} for order in [older, *younger])
+
+        commit(receive, sku=world["mug"], warehouse=world["own"], units=2)
+
+        assert active_codes(older) == set()
+        assert [active_codes(order) for order in younger] == [set(), {"stock.short"}]
+        assert level_of(world["mug"], world["own"]).reserved == 2
+        assert_ledger(world["mug"], world["own"])
 
     def test_route_to_a_dropship_supplier_that_carries_the_sku(self, world):
         tenant = world["tenant"]

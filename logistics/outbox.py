@@ -33,6 +33,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -791,8 +792,9 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
             _hold(_claim(shop=shop, limit=limit))
             summary.blocked += _waiting(shop)
             return summary
+        orphans = _voided_mid_send(shop)
         rows = _claim(shop=shop, limit=limit)
-        if not rows:
+        if not rows and not orphans:
             return summary
         own = connector is None
         if own:
@@ -808,6 +810,8 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
                 summary.failed += len(rows)
                 return summary
         try:
+            if orphans:
+                _voided_mid_send_settle(connector, orphans)
             rows = list(
                 _claimed(rows)
                 .select_related("shipment__order", "shipment__carrier", "shop")
@@ -836,6 +840,96 @@ def tracking_push_shop(*, shop: Shop, limit: int = BATCH, connector=None) -> Pus
     return summary
 
 
+def _voided_mid_send(shop: Shop) -> list[TrackingPush]:
+    """The shop's rows left being sent with a blank number whose lease is over: their label was
+    voided while a run was sending its number (`shipment_label_void` blanks it), and that run
+    died before it could say whether the platform took the number (`_renumbered` says so when
+    the run lives). Never claimed: there is nothing to send."""
+    return list(
+        TrackingPush.objects.filter(
+            shop=shop,
+            state=TrackingPushState.SENDING,
+            number="",
+            lease_until__lt=timezone.now(),
+        )
+        .select_related("shipment__order")
+        .order_by("pk")
+    )
+
+
+def _voided_mid_send_settle(connector, rows: list[TrackingPush]) -> None:
+    """Settle `_voided_mid_send` rows from what the platform holds for their orders, less the
+    numbers the orders' other parcels gave it: nothing (the number never landed) drops the row;
+    one number is recorded as the one it holds, with its package where the parcel has none yet,
+    so the parcel's next number goes out as an update of it; several, or a platform that never
+    says (Amazon), are left for a person (failed, saying so). A platform that cannot answer now
+    is asked again on the next run."""
+    order_ids = {row.pk: row.shipment.order.platform_order_id for row in rows}
+    held = _held_numbers(connector, sorted(set(order_ids.values())))
+    others: dict[int, set[str]] = defaultdict(set)
+    for order_id, number in (
+        TrackingPush.objects.filter(shipment__order_id__in={row.shipment.order_id for row in rows})
+        .exclude(pk__in=[row.pk for row in rows])
+        .exclude(sent_number="")
+        .values_list("shipment__order_id", "sent_number")
+    ):
+        others[order_id].add(number)
+    for row in rows:
+        order_id = order_ids[row.pk]
+        if order_id not in held:
+            continue  # the check call failed: asked again next run
+        numbers = held[order_id]
+        theirs = None if numbers is None else set(numbers) - others[row.shipment.order_id]
+        package = ""
+        if theirs and len(theirs) == 1 and not row.shipment.platform_package_id:
+            try:
+                package = connector.shipped_package_id(
+                    platform_order_id=order_id, tracking_number=next(iter(theirs))
+                )
+            except PlatformError as exc:
+                logger.info("package lookup of order %s failed: %s", order_id, exc)
+                continue
+        now = timezone.now()
+        with transaction.atomic():
+            locked = TrackingPush.objects.select_for_update().filter(
+                pk=row.pk, state=TrackingPushState.SENDING, number="", lease_until__lt=now
+            )
+            if not locked.exists():
+                continue  # a new number arrived meanwhile: it goes out as usual
+            ended = {"due_at": None, "lease_until": None, "lease_token": "", "updated_at": now}
+            if theirs is not None and not theirs:
+                locked.delete()
+            elif theirs is not None and len(theirs) == 1:
+                (number,) = theirs
+                locked.update(
+                    **ended,
+                    sent_number=number,
+                    sent_at=now,
+                    state=TrackingPushState.SENT,
+                    last_error="",
+                )
+                if package:
+                    Shipment.objects.filter(pk=row.shipment_id, platform_package_id="").update(
+                        platform_package_id=package
+                    )
+            else:
+                held_words = (
+                    "the platform cannot say which numbers it holds"
+                    if theirs is None
+                    else f"the platform now holds {len(theirs)} numbers for the order that no "
+                    "other parcel gave it"
+                )
+                locked.update(
+                    **ended,
+                    state=TrackingPushState.FAILED,
+                    last_error=(
+                        "The label was voided while its number was being sent, and "
+                        f"{held_words}: check on the platform whether it kept the voided "
+                        "number before sending this parcel's next one."
+                    ),
+                )
+
+
 def tracking_push_due(*, shop_id: int | None = None, tenant=None) -> PushSummary:
     """Send every shop's due write-backs (or one shop's): `push_tracking` and the schedule."""
     with all_tenants():  # ESCAPE HATCH: the sender serves every tenant's shops
@@ -852,9 +946,7 @@ def tracking_push_due(*, shop_id: int | None = None, tenant=None) -> PushSummary
                 | Q(state=TrackingPushState.SENDING, lease_until__lt=timezone.now())
                 # A stopped shop's waiting rows are reported (blocked) on every run.
                 | Q(state=TrackingPushState.BLOCKED)
-            )
-            .exclude(number="")  # never claimed: a label voided while its number was sent
-            .values_list("shop_id", flat=True)
+            ).values_list("shop_id", flat=True)
         )
         shops = list(shops.filter(pk__in=due).select_related("tenant").order_by("pk"))
     total = PushSummary()

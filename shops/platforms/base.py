@@ -454,6 +454,30 @@ def tracking_numbers_in(raw) -> set[str]:
     return found
 
 
+def package_id_in(raw, number: str) -> str:
+    """The id of the package holding tracking `number` in a platform's order detail: the
+    `package_id` (TikTok's line items) or `id` (Shopify's fulfillments) of the object that
+    carries the number under a `tracking_number(s)` key; "" when none does."""
+    wanted = number.strip().upper()
+
+    def walk(value) -> str:
+        if isinstance(value, list):
+            return next(filter(None, map(walk, value)), "")
+        if not isinstance(value, dict):
+            return ""
+        for key, held in value.items():
+            numbers = held if isinstance(held, list) else [held]
+            if "tracking_number" in key.lower() and any(
+                isinstance(n, str) and n.strip().upper() == wanted for n in numbers
+            ):
+                package = value.get("package_id") or value.get("id")
+                if package:
+                    return str(package)
+        return next(filter(None, map(walk, value.values())), "")
+
+    return walk(raw)
+
+
 # --- the interface --------------------------------------------------------------------------
 
 
@@ -547,6 +571,15 @@ class Connector(abc.ABC):
         for order in orders:
             found |= tracking_numbers_in(order.raw)
         return found
+
+    def shipped_package_id(self, *, platform_order_id: str, tracking_number: str) -> str:
+        """The platform's id of the package (Shopify: fulfillment) of the order that holds
+        `tracking_number`, which an update of that number needs; "" where it cannot say. By
+        default read from the order's detail (`package_id_in`)."""
+        for order in self.fetch_orders_by_id(platform_order_ids=[platform_order_id]):
+            if found := package_id_in(order.raw, tracking_number):
+                return found
+        return ""
 
     def shipped_tracking_numbers_many(
         self, *, platform_order_ids: list[str]

@@ -127,3 +127,124 @@ def test_a_label_voided_while_its_number_is_being_sent_keeps_what_the_platform_t
 
     (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
     assert on_platform.tracking_number == next_number
+
+
+class _WorkerDied(BaseException):
+    """A worker killed mid-call: nothing of the run's own code gets to run after it."""
+
+
+def _void_mid_send_then_die(tenant, monkeypatch, settings, tmp_path, *, landed: bool):
+    """A parcel whose label is voided while its number is on the wire, and whose sending run
+    dies there, after the platform took the number (`landed`) or before the call left; the
+    run's lease then runs out. Returns (shop, store, parcel, the voided number)."""
+    settings.MEDIA_ROOT = tmp_path
+    shop, store = world_for(tenant, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    voided_number = usps(231)
+    shipment_tracking_accept(
+        parcel, tracking_number=voided_number, carrier_code="usps", source="csv", ship=False
+    )
+    with tenant_context(shop.tenant):
+        labelled = shipment_label_buy(shipment=Shipment.objects.get(pk=parcel.pk))
+    real_ship = ShopifyConnector.ship
+
+    def ship_void_die(self, *, request):
+        if landed:
+            real_ship(self, request=request)
+        shipment_label_void(shipment=labelled)
+        raise _WorkerDied
+
+    monkeypatch.setattr(ShopifyConnector, "ship", ship_void_die)
+    with pytest.raises(_WorkerDied):
+        push(shop)
+    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.number, row.state) == ("", TrackingPushState.SENDING)
+        # Its run is gone: nothing settles the row before its lease is over.
+        push(shop)
+        assert TrackingPush.objects.get(pk=row.pk).state == TrackingPushState.SENDING
+        TrackingPush.objects.filter(pk=row.pk).update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+    return shop, store, parcel, voided_number
+
+
+def test_a_voided_number_whose_run_died_after_the_platform_took_it_is_recorded(
+    tenant_a, monkeypatch, settings, tmp_path
+):
+    """The row used to stay 'Being sent' for ever, blank; the next number would have gone out
+    as a second shipment rather than an update of the one the platform kept."""
+    shop, store, parcel, voided_number = _void_mid_send_then_die(
+        tenant_a, monkeypatch, settings, tmp_path, landed=True
+    )
+
+    from logistics.outbox import tracking_push_due
+
+    tracking_push_due(shop_id=shop.pk)  # the minute schedule finds the shop
+
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.number, row.sent_number, row.state) == ("", voided_number, "sent")
+    next_number = usps(232)
+    shipment_tracking_accept(parcel, tracking_number=next_number, carrier_code="usps", source="csv")
+    push(shop)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == next_number
+
+
+def test_a_voided_number_whose_run_died_before_the_call_is_dropped(
+    tenant_a, monkeypatch, settings, tmp_path
+):
+    shop, store, parcel, _ = _void_mid_send_then_die(
+        tenant_a, monkeypatch, settings, tmp_path, landed=False
+    )
+
+    push(shop)
+
+    with tenant_context(shop.tenant):
+        assert not TrackingPush.objects.filter(shipment=parcel).exists()
+    assert sandbox_shipments(store, parcel.order.platform_order_id) == []
+    next_number = usps(233)
+    shipment_tracking_accept(parcel, tracking_number=next_number, carrier_code="usps", source="csv")
+    push(shop)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == next_number
+
+
+def test_a_voided_number_whose_run_died_is_left_to_a_person_where_the_platform_cannot_say(
+    tenant_a, monkeypatch, settings, tmp_path
+):
+    """Amazon never gives a package's number back: the row stops being sent and says why."""
+    shop, _, parcel, _ = _void_mid_send_then_die(
+        tenant_a, monkeypatch, settings, tmp_path, landed=True
+    )
+    monkeypatch.setattr(
+        ShopifyConnector,
+        "shipped_tracking_numbers_many",
+        lambda self, *, platform_order_ids: dict.fromkeys(platform_order_ids),
+    )
+
+    push(shop)
+
+    with tenant_context(shop.tenant):
+        row = TrackingPush.objects.get(shipment=parcel)
+    assert row.state == TrackingPushState.FAILED
+    assert "the platform cannot say which numbers it holds" in row.last_error
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Shopify: the fulfillment carries the number.
+        ({"fulfillments": [{"id": 71, "tracking_numbers": ["1Z9"]}, {"id": 72}]}, "71"),
+        # TikTok: each line item names its package beside the number.
+        ({"line_items": [{"package_id": "P-1", "tracking_number": "1z9 "}]}, "P-1"),
+        ({"line_items": [{"package_id": "P-1", "tracking_number": "OTHER"}]}, ""),
+        ({"tracking_number": "1Z9"}, ""),
+    ],
+)
+def test_the_package_holding_a_number_is_read_from_the_order_detail(raw, expected):
+    from shops.platforms.base import package_id_in
+
+    assert package_id_in(raw, "1Z9") == expected

@@ -14,7 +14,8 @@ committed transaction before the call, and the HTTP client does not retry on its
 (`max_retries=0`), so a row sent again (the worker died after posting, an answer was lost) is
 first checked against what the platform holds (`Connector.shipped_tracking_numbers`, for a
 batch `shipped_tracking_numbers_many`: one call): a platform that already has the number counts
-as sent and nothing is posted twice. Failures that may pass (throttled, outage, expired token)
+as sent and nothing is posted twice (the package it went into is read back with it, which a
+later update of the number needs). Failures that may pass (throttled, outage, expired token)
 retry with exponential backoff; a request the platform refuses for another reason waits for a
 person. A run slower than its lease loses its rows to the next run: before each call it renews
 the claim and leaves a row that is no longer its own, and every outcome is written only while
@@ -547,7 +548,10 @@ def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | 
             logger.info("tracking check of %s failed: %s", push.number, exc)
         if held is not None and push.number in held:
             _record(push, shop, call="check", result=TrackingAttemptResult.ALREADY, started=started)
-            _accepted(push)
+            package = _package_of(
+                connector, request.platform_order_id, request.platform_package_id, push.number
+            )
+            _accepted(push, package_id=package)
             return "sent"
         started = time.monotonic()
     call = "update" if update else "ship"
@@ -596,6 +600,20 @@ def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | 
     )
     _accepted(push, package_id=result.platform_package_id)
     return "sent"
+
+
+def _package_of(connector, order_id: str, known: str, number: str) -> str:
+    """The package a number the platform already holds went into, when the parcel does not
+    know it yet (`known` blank: the run that posted the number died before storing it); a later
+    update of the number needs it (Shopify's fulfillment id). "" when the platform cannot say
+    now."""
+    if known:
+        return known
+    try:
+        return connector.shipped_package_id(platform_order_id=order_id, tracking_number=number)
+    except PlatformError as exc:
+        logger.info("package lookup of order %s failed: %s", order_id, exc)
+        return ""
 
 
 def _share(started: float, count: int) -> int:
@@ -882,13 +900,7 @@ def _voided_mid_send_settle(connector, rows: list[TrackingPush]) -> None:
         theirs = None if numbers is None else set(numbers) - others[row.shipment.order_id]
         package = ""
         if theirs and len(theirs) == 1 and not row.shipment.platform_package_id:
-            try:
-                package = connector.shipped_package_id(
-                    platform_order_id=order_id, tracking_number=next(iter(theirs))
-                )
-            except PlatformError as exc:
-                logger.info("package lookup of order %s failed: %s", order_id, exc)
-                continue
+            package = _package_of(connector, order_id, "", next(iter(theirs)))
         now = timezone.now()
         with transaction.atomic():
             locked = TrackingPush.objects.select_for_update().filter(

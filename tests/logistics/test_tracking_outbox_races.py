@@ -233,6 +233,35 @@ def test_a_voided_number_whose_run_died_is_left_to_a_person_where_the_platform_c
     assert "the platform cannot say which numbers it holds" in row.last_error
 
 
+def test_a_number_posted_by_a_run_that_died_can_still_be_corrected(tenant_a, monkeypatch):
+    """The next run finds the number on the platform and counts it sent; it also learns the
+    fulfillment the dead run never stored, without which Shopify refuses the correction."""
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    first, corrected = usps(241), usps(242)
+    shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
+    real_ship = ShopifyConnector.ship
+
+    def ship_then_die(self, *, request):
+        real_ship(self, request=request)
+        raise _WorkerDied
+
+    monkeypatch.setattr(ShopifyConnector, "ship", ship_then_die)
+    with pytest.raises(_WorkerDied):
+        push(shop)
+    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+    with tenant_context(shop.tenant):
+        TrackingPush.objects.filter(shipment=parcel).update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+    assert push(shop).sent == 1
+    shipment_tracking_accept(parcel, tracking_number=corrected, carrier_code="usps", source="csv")
+    assert push(shop).sent == 1
+
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == corrected
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -46,6 +46,85 @@ def machine() -> str:
     )
 
 
+_LIMITS: dict = {}
+
+
+def machine_limits() -> dict:
+    """How fast this machine is at this hour, measured once per bench process (on the Django
+    connection of the first database that asks) and printed beside its figures, since this
+    machine's speed has differed more than twofold between days for the same code:
+
+    - Python's own speed: CPU seconds for a loop of ten million additions;
+    - one conditional UPDATE of one hot row, committed one at a time (`reserved = reserved + 1
+      WHERE on_hand - reserved >= 1`, one connection): what a path that takes a live stream's
+      stock row once per order could at most reach;
+    - 5,000 orders written with COPY (`tkerp.bulk.rows_copy`) and with `bulk_create`, indexes,
+      audit trigger and all, each in a transaction rolled back.
+
+    The spike issue quoted 3,900 updates/s and 75,000 / 12,500 rows/s as this machine's limits,
+    measured in a way it does not give (the rows of which table, with which indexes): compare
+    runs of these lines with each other, not with those."""
+    if _LIMITS:
+        return _LIMITS
+    import psycopg
+    from django.db import connection, transaction
+
+    from orders.models import Order
+    from shops.models import Shop
+    from tkerp.bulk import rows_copy
+    from tkerp.tenancy import all_tenants, tenant_context
+
+    started, total = time.process_time(), 0
+    for number in range(10_000_000):
+        total += number
+    _LIMITS["python"] = time.process_time() - started
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as raw:
+        raw.execute(
+            "CREATE TEMP TABLE hot_row (id int PRIMARY KEY, on_hand int, reserved int,"
+            " CHECK (reserved BETWEEN 0 AND on_hand))"
+        )
+        raw.execute("INSERT INTO hot_row VALUES (1, 1000000, 0)")
+        updates, started = 3000, time.perf_counter()
+        for _ in range(updates):
+            raw.execute(
+                "UPDATE hot_row SET reserved = reserved + 1"
+                " WHERE id = 1 AND on_hand - reserved >= 1"
+            )
+        _LIMITS["hot_row"] = updates / (time.perf_counter() - started)
+
+    with all_tenants():
+        shop = Shop.objects.select_related("tenant").order_by("pk").first()
+    rows = 5000
+    for name, write in (("copy", rows_copy), ("bulk_create", None)):
+        orders = [
+            Order(tenant=shop.tenant, shop=shop, platform_order_id=f"LIMITS-{n}")
+            for n in range(rows)
+        ]
+        with tenant_context(shop.tenant), transaction.atomic():
+            started = time.perf_counter()
+            if write is None:
+                Order.objects.bulk_create(orders)
+            else:
+                write(Order, orders)
+            _LIMITS[name] = rows / (time.perf_counter() - started)
+            transaction.set_rollback(True)
+    return _LIMITS
+
+
+def machine_limits_line(limits: dict) -> str:
+    """`machine_limits` in words, for the line after a bench's machine line."""
+    return (
+        f"this hour's limits: Python {limits['python']:.2f} s of CPU for 10M additions; "
+        f"one hot row's conditional UPDATE {limits['hot_row']:,.0f}/s (each committed); "
+        f"5,000 orders written with COPY {limits['copy']:,.0f} rows/s, with bulk_create "
+        f"{limits['bulk_create']:,.0f} rows/s"
+    )
+
+
 def bench_database_url(url: str, *, label: str, script: str) -> tuple[str, str, str]:
     """(bench database URL, bench database name, maintenance database URL)."""
     parts = urlsplit(url)

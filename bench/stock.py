@@ -43,6 +43,8 @@ from harness import (  # noqa: E402
     audit_stats_enable,
     audit_triggers_set,
     django_on,
+    machine_limits,
+    machine_limits_line,
     throwaway_database,
 )
 
@@ -163,6 +165,7 @@ def run(args: argparse.Namespace, url: str, *, audit: bool = True) -> dict:
         tiktok = Shop.objects.create(tenant=tenant, name="Bench TikTok", platform="tiktok")
         shopify = Shop.objects.create(tenant=tenant, name="Bench Shopify", platform="shopify")
     print(f"PostgreSQL {connection.pg_version // 10000}, {args.threads} threads")
+    print(machine_limits_line(machine_limits()))
     cpu = time.process_time()
     figures = {"contention": contention(args, tenant, tiktok)}
     figures["spike"] = spike(args, tenant, tiktok, shopify)

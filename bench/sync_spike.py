@@ -68,6 +68,8 @@ from harness import (  # noqa: E402
     bench_tiktok_shop,
     django_on,
     machine,
+    machine_limits,
+    machine_limits_line,
     replayed_transport,
     throwaway_database,
     timed_transport,
@@ -720,6 +722,7 @@ def run(args: argparse.Namespace, url: str, path: SpikePath) -> dict:
     cpu_stages["other"] = cpu - sum(cpu_stages.values())
     return {
         "pg": connection.pg_version // 10000,
+        "limits": machine_limits(),
         "spike": spike,
         "spike_seconds": spike_seconds,
         "first": first,
@@ -882,6 +885,7 @@ def floor_measure(shop, orders: int) -> dict:
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
     first = results[0][1]
     print(f"machine: {machine()}; PostgreSQL {first['pg']}")
+    print(machine_limits_line(first["limits"]))
     spike = first["spike"]
     print(
         f"spike: {spike.orders} orders ({spike.cancellations} with a cancellation request), "

@@ -50,6 +50,8 @@ from harness import (  # noqa: E402
     bench_tiktok_shop,
     django_on,
     machine,
+    machine_limits,
+    machine_limits_line,
     orders_by_id_transport,
     throwaway_database,
 )
@@ -304,6 +306,7 @@ def run(args: argparse.Namespace, url: str, *, path: str) -> dict:
         units = sum(Reservation.objects.values_list("quantity", flat=True))
         result = {
             "pg": connection.pg_version // 10000,
+            "limits": machine_limits(),
             "spike": spike,
             "landed": landed,
             "deliveries": len(deliveries),
@@ -348,6 +351,7 @@ def platform_record(shop, store):
 def report(args: argparse.Namespace, results: list[tuple[str, dict]]) -> None:
     first = results[0][1]
     print(f"machine: {machine()}; PostgreSQL {first['pg']}; {args.workers} worker processes")
+    print(machine_limits_line(first["limits"]))
     for label, result in results:
         print(
             f"\n{label}: {result['deliveries']} order webhooks for one SKU "

@@ -203,12 +203,37 @@ def _check_ledger(tenant, sku):
             assert 0 <= level.reserved <= level.on_hand
 
 
+def _one_unit_orders(tenant, shop, sku, orders: list) -> list:
+    """Paid orders of one unit of `sku` each, one per (platform order id, paid at)."""
+    from orders.models import Order, OrderLine
+
+    stored = Order.objects.bulk_create(
+        [
+            Order(tenant=tenant, shop=shop, platform_order_id=platform_id, paid_at=paid_at)
+            for platform_id, paid_at in orders
+        ]
+    )
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                tenant=tenant,
+                order=order,
+                platform_line_id="1",
+                sku=sku,
+                seller_sku=sku.code,
+                quantity=1,
+            )
+            for order in stored
+        ]
+    )
+    return stored
+
+
 def contention(args, tenant, shop) -> float:
     from django.utils import timezone
 
     from inventory.models import Sku, StockLevel, Warehouse
     from inventory.reservations import orders_reserve
-    from orders.models import Order, OrderLine
     from tkerp.tenancy import tenant_context
 
     stock = args.orders // 2
@@ -217,25 +242,7 @@ def contention(args, tenant, shop) -> float:
         sku = Sku.objects.create(tenant=tenant, code="HOT-1", name="Hot item")
         _receive(tenant, sku, warehouse, stock)
         now = timezone.now()
-        orders = Order.objects.bulk_create(
-            [
-                Order(tenant=tenant, shop=shop, platform_order_id=f"C-{n}", paid_at=now)
-                for n in range(args.orders)
-            ]
-        )
-        OrderLine.objects.bulk_create(
-            [
-                OrderLine(
-                    tenant=tenant,
-                    order=order,
-                    platform_line_id="1",
-                    sku=sku,
-                    seller_sku=sku.code,
-                    quantity=1,
-                )
-                for order in orders
-            ]
-        )
+        orders = _one_unit_orders(tenant, shop, sku, [(f"C-{n}", now) for n in range(args.orders)])
     ids = [order.pk for order in orders]
 
     def worker(share):
@@ -300,7 +307,7 @@ def restock(args, tenant, shop) -> dict:
 
     import inventory.reservations as reservations
     from inventory.models import Sku, StockLevel, Warehouse
-    from orders.models import Order, OrderHold, OrderLine
+    from orders.models import Order, OrderHold
     from tkerp.tenancy import tenant_context
 
     units = args.restock // 2
@@ -317,29 +324,14 @@ def restock(args, tenant, shop) -> dict:
             # Paid in an order unlike their ids, as a spike's pages store them.
             minutes = list(range(args.restock))
             random.Random(7).shuffle(minutes)
-            orders = Order.objects.bulk_create(
+            orders = _one_unit_orders(
+                tenant,
+                shop,
+                sku,
                 [
-                    Order(
-                        tenant=tenant,
-                        shop=shop,
-                        platform_order_id=f"R-{tag}-{n}",
-                        paid_at=now - timedelta(minutes=minute),
-                    )
+                    (f"R-{tag}-{n}", now - timedelta(minutes=minute))
                     for n, minute in enumerate(minutes)
-                ]
-            )
-            OrderLine.objects.bulk_create(
-                [
-                    OrderLine(
-                        tenant=tenant,
-                        order=order,
-                        platform_line_id="1",
-                        sku=sku,
-                        seller_sku=sku.code,
-                        quantity=1,
-                    )
-                    for order in orders
-                ]
+                ],
             )
         ids = [order.pk for order in orders]
         # Nothing in stock: every order is held short.

@@ -542,8 +542,7 @@ class TestOversoldActions:
         commit(order_release, order=older)  # its reservation row stays, released
         stock_count_to(world["mug"], world["own"], 0)
         younger = [
-            paid_order(shop=world["shop"], lines=[(world["mug"], 1)], paid_at=now)
-            for _ in range(2)
+            paid_order(shop=world["shop"], lines=[(world["mug"], 1)], paid_at=now) for _ in range(2)
         ]
         ids = [older.pk, *(order.pk for order in younger)]
         commit(orders_reserve, tenant=world["tenant"], order_ids=ids)

@@ -146,28 +146,52 @@ def _void_mid_send_then_die(tenant, monkeypatch, settings, tmp_path, *, landed: 
     )
     with tenant_context(shop.tenant):
         labelled = shipment_label_buy(shipment=Shipment.objects.get(pk=parcel.pk))
-    real_ship = ShopifyConnector.ship
 
-    def ship_void_die(self, *, request):
+    def void_then_die(ship, connector, request):
         if landed:
-            real_ship(self, request=request)
+            ship(connector, request=request)
         shipment_label_void(shipment=labelled)
-        raise _WorkerDied
 
-    monkeypatch.setattr(ShopifyConnector, "ship", ship_void_die)
-    with pytest.raises(_WorkerDied):
-        push(shop)
-    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+    _push_dies(shop, monkeypatch, void_then_die)
     with tenant_context(shop.tenant):
         row = TrackingPush.objects.get(shipment=parcel)
         assert (row.number, row.state) == ("", TrackingPushState.SENDING)
         # Its run is gone: nothing settles the row before its lease is over.
         push(shop)
         assert TrackingPush.objects.get(pk=row.pk).state == TrackingPushState.SENDING
-        TrackingPush.objects.filter(pk=row.pk).update(
+    _lease_over(shop, parcel)
+    return shop, store, parcel, voided_number
+
+
+def _push_dies(shop, monkeypatch, before_dying) -> None:
+    """A push run whose worker is killed during its ship call, once `before_dying(ship,
+    connector, request)` has run (the real call, or not)."""
+    real_ship = ShopifyConnector.ship
+
+    def ship_then_die(self, *, request):
+        before_dying(real_ship, self, request)
+        raise _WorkerDied
+
+    monkeypatch.setattr(ShopifyConnector, "ship", ship_then_die)
+    with pytest.raises(_WorkerDied):
+        push(shop)
+    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
+
+
+def _lease_over(shop, parcel) -> None:
+    with tenant_context(shop.tenant):
+        TrackingPush.objects.filter(shipment=parcel).update(
             lease_until=timezone.now() - timedelta(seconds=1)
         )
-    return shop, store, parcel, voided_number
+
+
+def _next_number_is_the_one_shipment(shop, store, parcel, number: str) -> None:
+    """The parcel's next number goes out, and the platform holds it as the order's only
+    shipment (an update of a number it kept, or its first)."""
+    shipment_tracking_accept(parcel, tracking_number=number, carrier_code="usps", source="csv")
+    push(shop)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == number
 
 
 def test_a_voided_number_whose_run_died_after_the_platform_took_it_is_recorded(
@@ -186,11 +210,7 @@ def test_a_voided_number_whose_run_died_after_the_platform_took_it_is_recorded(
     with tenant_context(shop.tenant):
         row = TrackingPush.objects.get(shipment=parcel)
         assert (row.number, row.sent_number, row.state) == ("", voided_number, "sent")
-    next_number = usps(232)
-    shipment_tracking_accept(parcel, tracking_number=next_number, carrier_code="usps", source="csv")
-    push(shop)
-    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
-    assert on_platform.tracking_number == next_number
+    _next_number_is_the_one_shipment(shop, store, parcel, usps(232))
 
 
 def test_a_voided_number_whose_run_died_before_the_call_is_dropped(
@@ -205,11 +225,7 @@ def test_a_voided_number_whose_run_died_before_the_call_is_dropped(
     with tenant_context(shop.tenant):
         assert not TrackingPush.objects.filter(shipment=parcel).exists()
     assert sandbox_shipments(store, parcel.order.platform_order_id) == []
-    next_number = usps(233)
-    shipment_tracking_accept(parcel, tracking_number=next_number, carrier_code="usps", source="csv")
-    push(shop)
-    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
-    assert on_platform.tracking_number == next_number
+    _next_number_is_the_one_shipment(shop, store, parcel, usps(233))
 
 
 def test_a_voided_number_whose_run_died_is_left_to_a_person_where_the_platform_cannot_say(
@@ -240,20 +256,8 @@ def test_a_number_posted_by_a_run_that_died_can_still_be_corrected(tenant_a, mon
     (parcel,) = parcels_of(shop, store)
     first, corrected = usps(241), usps(242)
     shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
-    real_ship = ShopifyConnector.ship
-
-    def ship_then_die(self, *, request):
-        real_ship(self, request=request)
-        raise _WorkerDied
-
-    monkeypatch.setattr(ShopifyConnector, "ship", ship_then_die)
-    with pytest.raises(_WorkerDied):
-        push(shop)
-    monkeypatch.setattr(ShopifyConnector, "ship", real_ship)
-    with tenant_context(shop.tenant):
-        TrackingPush.objects.filter(shipment=parcel).update(
-            lease_until=timezone.now() - timedelta(seconds=1)
-        )
+    _push_dies(shop, monkeypatch, lambda ship, connector, request: ship(connector, request=request))
+    _lease_over(shop, parcel)
     assert push(shop).sent == 1
     shipment_tracking_accept(parcel, tracking_number=corrected, carrier_code="usps", source="csv")
     assert push(shop).sent == 1

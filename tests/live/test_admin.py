@@ -16,6 +16,7 @@ from django.utils import timezone
 from live.models import LivePool, LiveSession, ShopFees
 from orders.models import OrderStatus
 from tests.factories import OrderFactory, OrderLineFactory, ShopFactory, SkuFactory
+from tests.orders.admin_helpers import inlines_empty
 
 pytestmark = pytest.mark.django_db
 
@@ -191,8 +192,7 @@ def test_saving_a_pool_publishes_its_sku_at_once(client_a, live, tenant_a):
         "pools-0-sku": live["sku"].pk,
         "pools-0-quantity": "25",
     }
-    prefix = page.context["inline_admin_formsets"][0].formset.prefix  # the product list
-    data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data |= inlines_empty(page, only_first=True)  # the product list
     response = client_a.post(url, data)
     assert response.status_code == 302, response.context["errors"] if response.context else ""
     pool.refresh_from_db()
@@ -245,9 +245,7 @@ def test_a_session_in_the_year_9999_is_a_form_error_and_the_list_still_shows(
         "ends_at_1": "23:30:00",
         "notes": "",
     }
-    for formset in page.context["inline_admin_formsets"]:
-        prefix = formset.formset.prefix
-        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data |= inlines_empty(page)
 
     response = client.post(url, data)
 

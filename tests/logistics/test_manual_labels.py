@@ -13,7 +13,7 @@ from logistics.labels.store import shipment_label_buy, shipment_label_void
 from logistics.models import Shipment, ShipmentStatus
 from tests.inventory.helpers import admin_url, messages_of
 from tests.logistics.labels_helpers import label_world, page_size, pdf_text
-from tests.orders.admin_helpers import run_action
+from tests.orders.admin_helpers import inlines_empty, run_action
 
 pytestmark = pytest.mark.django_db
 
@@ -92,9 +92,7 @@ def test_typed_in_the_admin_then_printed(client_a, tenant_a, settings, tmp_path)
         }
     )
     # Every inline on the page (lines, tracking events...) posts its empty management form.
-    for inline in page.context["inline_admin_formsets"]:
-        prefix = inline.formset.prefix
-        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data |= inlines_empty(page)
     response = client_a.post(admin_url(Shipment, "change", parcel.pk), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
 

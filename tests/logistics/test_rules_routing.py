@@ -26,7 +26,7 @@ from tests.factories import (
 )
 from tests.inventory.helpers import messages_of
 from tests.logistics.rules_world import ParcelMaker, active_holds, demo_rule_set, labelled, reloaded
-from tests.orders.admin_helpers import admin_url, run_action
+from tests.orders.admin_helpers import admin_url, inlines_empty, run_action
 from tkerp.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
@@ -241,9 +241,7 @@ def test_a_service_chosen_by_hand_forgets_the_rule(world, client_a):
         }
     )
     # Every inline on the page (lines, tracking events...) posts its empty management form.
-    for inline in page.context["inline_admin_formsets"]:
-        prefix = inline.formset.prefix
-        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data |= inlines_empty(page)
     data = {key: value for key, value in data.items() if value is not None}
 
     response = client_a.post(admin_url(Shipment, "change", shipment.pk), data)

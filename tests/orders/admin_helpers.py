@@ -10,6 +10,17 @@ def admin_url(model, view: str, *args) -> str:
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
 
 
+def inlines_empty(page, *, only_first: bool = False) -> dict:
+    """The management forms of the change page's inlines (all, or the first), each posting no
+    row: what a change form sends for inlines it leaves alone."""
+    formsets = page.context["inline_admin_formsets"]
+    data = {}
+    for inline in formsets[:1] if only_first else formsets:
+        prefix = inline.formset.prefix
+        data |= {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+    return data
+
+
 def assert_not_found(client, url: str) -> None:
     """The admin's answer for another tenant's object: the same as for a missing one."""
     response = client.get(url)

@@ -486,6 +486,13 @@ class Shipment(TenantOwnedModel):
         help_text="Labels voided so far; part of the idempotency key, so a re-buy after a void "
         "buys a new label instead of getting the voided one back.",
     )
+    # The label service's purchase in flight: the exact body sent under the idempotency key
+    # (logistics.labels.labelapi). A worker that stops after the service sold the label but before
+    # it was stored leaves both here, so a retry for an order changed meanwhile (another body
+    # under the same key, which the service refuses) can ask again with what was sent, get that
+    # label back and void it. Cleared once a label is stored or voided (it holds the recipient).
+    label_request_key = models.CharField(max_length=100, blank=True, editable=False)
+    label_request = models.TextField(blank=True, editable=False)
     weight_grams = models.PositiveIntegerField(default=0)
     # Carrier rules (logistics.rules): the rule that chose `service`, the package it chose, when
     # the rules last ran on this parcel, and the rules passed over because their service did not

@@ -68,6 +68,15 @@ class LabelError(Exception):
         self.retryable = retryable
 
 
+def label_named(*, tracking_number: str, label_id: str) -> str:
+    """A label as a person finds it at its source, in a reason: by its tracking number, which
+    `scrub_reason` keeps (a source's label id, `shp_` and 32 hex digits, reads as a token to it
+    and is redacted)."""
+    if tracking_number:
+        return f"the label with tracking number {tracking_number}"
+    return f"label {label_id or '?'}"
+
+
 #: Seconds one label takes its buying thread, round trip: the source's answer (a purchase waits
 #: on the carrier), the label file's download and storing it. By Little's law, keeping a source
 #: at its rate limit takes rate x this many requests in flight.

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.db import transaction
 
 from logistics.labels.base import (
     LabelError,
@@ -27,15 +28,18 @@ from logistics.labels.base import (
     LabelSource,
     PurchasedLabel,
     label_idempotency_key,
+    label_named,
 )
 from logistics.models import LabelAccount, Shipment, ShipmentLine
 from logistics.tracking_numbers import service_key
 from shops.platforms.base import PlatformError
-from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit
+from shops.platforms.http import SANDBOX_HOST, PlatformHttpClient, RateLimit, json_bytes
 
 PROVIDER_BASE_URLS = {"easypost": "https://api.easypost.com/v2"}
 SANDBOX_BASE_URL = f"http://{SANDBOX_HOST}/sandbox/labelapi/v2"
 GRAMS_PER_OUNCE = 28.349523125
+#: The service's error code (folded) for an idempotency key sent again with another body.
+KEY_REUSED = "idempotency.key_reused"
 
 # Our carrier codes -> the service's carrier names.
 CARRIERS = {"usps": "USPS", "ups": "UPS", "fedex": "FedEx", "dhl": "DHLExpress"}
@@ -166,20 +170,30 @@ class LabelApiSource(LabelSource):
         path: str,
         *,
         json: dict | None = None,
+        content: bytes | None = None,
         params: dict | None = None,
         idempotency_key: str = "",
     ) -> dict | list:
+        """The service's JSON answer; `content` is a JSON body sent byte for byte (a purchase,
+        whose idempotency key the service binds to those bytes)."""
         if self.account.use_sandbox and not settings.TKERP_SANDBOX_ENABLED:
             raise LabelError(
                 "the label account points at the sandbox, which is off here", code="sandbox_off"
             )
         headers = {"Authorization": f"Bearer {self.account.api_key}"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
 
         def build() -> httpx.Request:
             return self.http.client.build_request(
-                method, self.http.url(path), json=json, params=params, headers=headers
+                method,
+                self.http.url(path),
+                json=json,
+                content=content,
+                params=params,
+                headers=headers,
             )
 
         try:
@@ -342,11 +356,8 @@ class LabelApiSource(LabelSource):
         carrier, service_name = label_api_service(
             carrier_code=service.carrier.code, service_code=service.code
         )
-        bought = self._send(
-            "POST",
-            "/shipments",
-            json=self._shipment_body(shipment, carrier=carrier, service=service_name),
-            idempotency_key=label_idempotency_key(shipment),
+        bought = self._shipment_bought(
+            shipment, self._shipment_body(shipment, carrier=carrier, service=service_name)
         )
         label = bought.get("postage_label") if isinstance(bought, dict) else None
         rate = bought.get("selected_rate") if isinstance(bought, dict) else None
@@ -431,9 +442,116 @@ class LabelApiSource(LabelSource):
     def void(self, *, shipment: Shipment) -> None:
         if not shipment.source_label_id:
             raise LabelError("the parcel's label has no id at the label service", code="not_found")
-        answer = self._send("POST", f"/shipments/{shipment.source_label_id}/refund", json={})
+        self._refund(shipment.source_label_id)
+
+    def _refund(self, label_id: str) -> None:
+        answer = self._send("POST", f"/shipments/{label_id}/refund", json={})
         status = answer.get("refund_status") if isinstance(answer, dict) else None
         if status not in ("submitted", "refunded"):
             raise LabelError(
                 f"the label service did not accept the refund (status {status})", code="refund"
             )
+
+    # --- a purchase, and one a stopped worker left behind ---
+
+    def _shipment_bought(self, shipment: Shipment, body: dict) -> dict:
+        """The service's answer to buying the parcel's label with `body`, under its idempotency
+        key. The body is written down on the parcel before it is sent (`label_request`), so a
+        worker stopped after the service sold the label and before tkerp stored it leaves what
+        the key was used with. A retry with the same details gets that label back; one for an
+        order changed meanwhile (another recipient or weight) is refused by the service
+        (`IDEMPOTENCY.KEY_REUSED`), and then the label sold for the parcel as it was is voided
+        and the label bought anew under the parcel's next key (`_earlier_purchase_void`)."""
+        content = json_bytes(body)
+        try:
+            return self._shipment_create(shipment, content)
+        except LabelError as exc:
+            if exc.code != KEY_REUSED:
+                raise
+        self._earlier_purchase_void(shipment, content)
+        return self._shipment_create(shipment, content)
+
+    def _shipment_create(self, shipment: Shipment, content: bytes) -> dict:
+        key = label_idempotency_key(shipment)
+        # By the parcel's pk (it was read in its tenant; a source may be used with none in
+        # scope). Written once per key: a body already written under this key is the one the service
+        # may have sold a label for, and must stay until that label is stored or voided.
+        Shipment._base_manager.filter(pk=shipment.pk).exclude(label_request_key=key).update(
+            label_request_key=key, label_request=content.decode()
+        )
+        return self._send("POST", "/shipments", content=content, idempotency_key=key)
+
+    def _earlier_purchase_void(self, shipment: Shipment, content: bytes) -> None:
+        """The service refused the parcel's key for its current details: a label was bought
+        under it for the parcel as it was. Ask again with the body written down then (the
+        service hands that label back without selling another), move the parcel to its next
+        key, note it on the order, and void that label. Raises `LabelError` for a person when
+        there is no body to ask with (a purchase older than this record) or the void fails:
+        the message names the label to void at the service, and a retry buys the new one."""
+        from orders.models import EventSource, OrderEvent
+
+        key = label_idempotency_key(shipment)
+        sent = (
+            Shipment._base_manager.filter(pk=shipment.pk, label_request_key=key)
+            .values_list("label_request", flat=True)
+            .first()
+        )
+        earlier = {}
+        # What this attempt wrote down itself (no earlier request was there) is no help.
+        sent = sent if sent and sent.encode() != content else ""
+        if sent:
+            answer = self._send("POST", "/shipments", content=sent.encode(), idempotency_key=key)
+            earlier = answer if isinstance(answer, dict) else {}
+        sold = isinstance(earlier.get("postage_label"), dict) and bool(earlier.get("id"))
+        label_id = str(earlier.get("id") or "") if sold else ""
+        number = str(earlier.get("tracking_code") or "") if sold else ""
+        reference = shipment.reference
+        named = label_named(tracking_number=number, label_id=label_id)
+        with transaction.atomic(durable=True):
+            locked = Shipment._base_manager.select_for_update().get(pk=shipment.pk)
+            if locked.tracking_number or label_idempotency_key(locked) != key:
+                raise LabelError(
+                    f"parcel {reference} changed while its label was bought; try again",
+                    code="changed",
+                    retryable=True,
+                )
+            locked.label_voids += 1
+            locked.label_request_key = ""
+            locked.label_request = ""
+            locked.save(update_fields=["label_voids", "label_request_key", "label_request"])
+            if not sent:
+                what = (
+                    f"a label was bought for parcel {reference} under its key for the parcel as "
+                    "it was before its order changed, and tkerp holds no copy of that request: "
+                    f"find reference {reference} at the label service and void it there"
+                )
+            elif sold:
+                what = (
+                    f"{named} (label {label_id}) was bought for parcel {reference} as it was "
+                    "before its order changed, and never stored (a worker stopped): it is "
+                    "voided and a label bought for the order as it is now"
+                )
+            else:
+                what = f"parcel {reference} was sent to the label service before its order changed"
+            OrderEvent._base_manager.create(
+                tenant_id=locked.tenant_id,
+                order_id=locked.order_id,
+                kind="shipment.label_replaced",
+                message=what[:500],
+                data={"shipment": reference, "label_id": label_id, "tracking_number": number},
+                source=EventSource.SYSTEM,
+            )
+        shipment.label_voids = locked.label_voids
+        if not sent:
+            raise LabelError(what, code="unknown_purchase")
+        if not sold:
+            return
+        try:
+            self._refund(label_id)
+        except LabelError as exc:
+            raise LabelError(
+                f"{named}, bought for parcel {reference} before its order changed, could not be "
+                f"voided ({exc.reason}): void it at the label service; a retry buys the parcel's "
+                "new label",
+                code="refund",
+            ) from exc

@@ -27,6 +27,7 @@ from logistics.labels.base import (
     PurchasedLabel,
     label_buy_threads,
     label_idempotency_key,
+    label_named,
 )
 from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
@@ -119,8 +120,7 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
             if locked.status != ShipmentStatus.PENDING:
                 raise LabelError(
                     f"parcel {locked.reference} became {locked.get_status_display().lower()} "
-                    f"while its label was bought; void label {label.source_label_id or '?'} at "
-                    f"{source.name}",
+                    f"while its label was bought; void {_named(label)} at {source.name}",
                     code="not_pending",
                 )
             if label_idempotency_key(locked) != label_idempotency_key(shipment):
@@ -152,8 +152,12 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
             locked.shipping_cost = label.cost
             locked.labelled_at = timezone.now()
             locked.status = ShipmentStatus.LABELLED
+            # The purchase is recorded: what was sent for it is needed no more.
+            locked.label_request_key = locked.label_request = ""
             locked.save(
                 update_fields=[
+                    "label_request_key",
+                    "label_request",
                     "label_file",
                     "tracking_number",
                     "carrier",
@@ -173,14 +177,17 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
     except IntegrityError:
         _forget(written)
         raise LabelError(
-            f"{_duplicate_reason(checked, label)}; void label {label.source_label_id or '?'} "
-            "at its source",
+            f"{_duplicate_reason(checked, label)}; void {_named(label)} at its source",
             code="duplicate_tracking",
         ) from None
     except BaseException:
         _forget(written)
         raise
     return locked
+
+
+def _named(label: PurchasedLabel) -> str:
+    return label_named(tracking_number=label.tracking_number, label_id=label.source_label_id)
 
 
 def _duplicate_reason(shipment: Shipment, label: PurchasedLabel) -> str:
@@ -265,7 +272,7 @@ def _check_number(shipment: Shipment, label: PurchasedLabel) -> str:
         )
     except TrackingRefused as exc:
         raise LabelError(
-            f"{exc.message}; void label {label.source_label_id or '?'} at its source",
+            f"{exc.message}; void {_named(label)} at its source",
             code="duplicate_tracking" if exc.code == "duplicate" else "invalid_tracking",
         ) from None
     shipment.carrier = carrier
@@ -340,6 +347,7 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
             locked.shipping_cost = 0
             locked.status = ShipmentStatus.PENDING
             locked.label_voids += 1
+            locked.label_request_key = locked.label_request = ""
             locked.save()
             # A number the platform was never told must not go out after its label is void. One
             # being sent right now is left to its run, which records it if the platform took it

@@ -40,7 +40,6 @@ Choices worth knowing (see shared/platform-apis.md §3):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -77,7 +76,7 @@ from shops.platforms.base import (
     parse_iso_datetime,
     unmapped_raise,
 )
-from shops.platforms.http import SANDBOX_HOST, RateLimit, bucket_for
+from shops.platforms.http import SANDBOX_HOST, RateLimit, bucket_for, json_bytes
 from tkerp.outbound import safe_media_type
 
 LWA_BASE_URL = "https://api.amazon.com"
@@ -297,7 +296,7 @@ class AmazonConnector(Connector):
 
     def _send(self, operation, method, path, *, params=None, body=None) -> httpx.Response:
         bucket = self._operation_bucket(operation)
-        content = None if body is None else _json_bytes(body)
+        content = None if body is None else json_bytes(body)
 
         def build() -> httpx.Request:
             bucket.acquire(self.http.sleep)
@@ -826,10 +825,6 @@ class AmazonConnector(Connector):
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _json_bytes(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _first_error(response: httpx.Response) -> tuple[str, str]:

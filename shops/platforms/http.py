@@ -13,6 +13,7 @@ Only where `TKERP_SANDBOX_ENABLED` (never in production); anywhere else a base U
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import ssl
@@ -37,6 +38,12 @@ from shops.platforms.base import (
 logger = logging.getLogger("tkerp.platforms")
 
 SANDBOX_HOST = "sandbox.tkerp.internal"
+
+
+def json_bytes(body: dict) -> bytes:
+    """A JSON request body as the bytes sent, compact: for a caller that must send (or sign,
+    or send again) exactly those bytes."""
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def sandbox_enabled() -> bool:

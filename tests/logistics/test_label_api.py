@@ -9,8 +9,9 @@ from decimal import Decimal
 
 import pytest
 
+from logistics.labels import store as label_store
 from logistics.labels.base import LabelError, label_idempotency_key
-from logistics.labels.labelapi import LabelApiSource
+from logistics.labels.labelapi import KEY_REUSED, LabelApiSource
 from logistics.labels.sources import label_source_for
 from logistics.labels.store import (
     shipment_label_buy,
@@ -19,8 +20,10 @@ from logistics.labels.store import (
 )
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
 from logistics.tracking_numbers import tracking_number_valid
+from orders.models import OrderEvent
 from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
+from shops.platforms.http import json_bytes
 from tests.logistics.labels_helpers import label_world, page_size, pdf_text, purchases
 from tkerp.tenancy import tenant_context
 
@@ -225,20 +228,133 @@ class TestRefusals:
             shipment_label_buy(shipment=parcel)
         assert purchases(world) == 0
 
-    def test_an_idempotency_key_reused_for_another_parcel_is_refused(self, world):
+    def test_an_idempotency_key_sent_with_another_body_is_refused_by_the_service(self, world):
         parcel = world.parcel("usps")
-        shipment_label_buy(shipment=parcel)
-        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.PENDING)
-        # Same parcel reference (same key), different recipient: the service refuses.
-        other = reload(parcel)
-        other.label_file = ""
-        other.tracking_number = ""
-        other.save()
-        other.order.address_line1 = "2 Market St"
-        other.order.save()
-        with pytest.raises(LabelError, match=r"IDEMPOTENCY\.KEY_REUSED"):
-            shipment_label_buy(shipment=other)
+        source = LabelApiSource(account=world.account)
+        with tenant_context(world.tenant):
+            body = source._shipment_body(reload(parcel), carrier="USPS", service="GroundAdvantage")
+        key = label_idempotency_key(parcel)
+        source._send("POST", "/shipments", content=json_bytes(body), idempotency_key=key)
+        body["shipment"]["to_address"]["street1"] = "2 Market St"
+        with pytest.raises(LabelError) as caught:
+            source._send("POST", "/shipments", content=json_bytes(body), idempotency_key=key)
+        assert caught.value.code == KEY_REUSED
         assert purchases(world) == 1
+
+
+def _stops_after_the_purchase(monkeypatch):
+    """The worker stops (is killed) after the label service sold the label, before tkerp
+    stored it: once."""
+    real = label_store._label_store
+    calls = []
+
+    def dies(**kwargs):
+        if not calls:
+            calls.append(kwargs["label"])
+            raise SystemExit("killed")
+        return real(**kwargs)
+
+    monkeypatch.setattr(label_store, "_label_store", dies)
+    return calls
+
+
+def _readdress(parcel, street: str) -> None:
+    order = parcel.order
+    order.address_line1 = street
+    order.save(update_fields=["address_line1"])
+
+
+@pytest.mark.django_db
+class TestPurchaseLeftBehind:
+    """A worker stopped between the label service selling a label and tkerp storing it."""
+
+    def test_a_retry_gets_the_same_label_and_forgets_the_request(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        written = reload(parcel)
+        assert written.label_request_key == label_idempotency_key(parcel)
+        assert '"street1"' in written.label_request and not written.tracking_number
+
+        stored = shipment_label_buy(shipment=parcel)
+
+        assert stored.tracking_number == left[0].tracking_number
+        assert purchases(world) == 1
+        assert (reload(parcel).label_request_key, reload(parcel).label_request) == ("", "")
+
+    def test_an_order_changed_before_the_retry_voids_that_label_and_buys_anew(
+        self, world, monkeypatch
+    ):
+        parcel = world.parcel("usps", address_line1="1 Old Road")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        _readdress(parcel, "2 New Street")
+
+        stored = shipment_label_buy(shipment=parcel)
+
+        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        assert earlier.refund_status == "submitted"
+        assert earlier.payload["to_address"]["street1"] == "1 Old Road"
+        now = SandboxLabelShipment.objects.get(shipment_id=stored.source_label_id)
+        assert now.payload["to_address"]["street1"] == "2 New Street" and not now.refund_status
+        assert purchases(world) == 2
+        assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
+        assert stored.tracking_number == now.tracking_code != earlier.tracking_code
+        assert (stored.label_request_key, stored.label_request) == ("", "")
+        event = OrderEvent._base_manager.get(order=parcel.order, kind="shipment.label_replaced")
+        assert left[0].source_label_id in event.message and "voided" in event.message
+        assert earlier.tracking_code in event.message
+        assert event.data["tracking_number"] == earlier.tracking_code
+        # Asking again changes nothing: the parcel keeps its label.
+        assert shipment_label_buy(shipment=parcel).tracking_number == stored.tracking_number
+        assert purchases(world) == 2
+
+    def test_a_purchase_without_its_request_is_named_for_a_person(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        # As left by a worker before the request was written down.
+        Shipment._base_manager.filter(pk=parcel.pk).update(label_request_key="", label_request="")
+        _readdress(parcel, "2 New Street")
+
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=parcel)
+
+        assert caught.value.code == "unknown_purchase" and not caught.value.retryable
+        assert f"find reference {parcel.reference} at the label service" in caught.value.reason
+        assert reload(parcel).label_voids == 1 and purchases(world) == 1
+        assert OrderEvent._base_manager.filter(order=parcel.order, kind="shipment.label_replaced")
+        # Once the person has voided it there, a retry buys the parcel's label.
+        assert shipment_label_buy(shipment=parcel).status == ShipmentStatus.LABELLED
+        assert purchases(world) == 2
+
+    def test_a_void_the_service_refuses_names_the_label_and_a_retry_buys(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        _readdress(parcel, "2 New Street")
+        monkeypatch.setattr(
+            LabelApiSource,
+            "_refund",
+            lambda self, label_id: (_ for _ in ()).throw(
+                LabelError("the label service is not answering", code="unavailable")
+            ),
+        )
+
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=parcel)
+
+        assert caught.value.code == "refund"
+        number = left[0].tracking_number
+        assert f"the label with tracking number {number}, bought for parcel" in caught.value.reason
+        assert "void it at the label service" in caught.value.reason
+        assert reload(parcel).label_voids == 1
+        assert shipment_label_buy(shipment=parcel).status == ShipmentStatus.LABELLED
+        assert purchases(world) == 2
 
 
 @pytest.mark.django_db

@@ -476,10 +476,21 @@ class LabelApiSource(LabelSource):
         # By the parcel's pk (it was read in its tenant; a source may be used with none in
         # scope). Written once per key: a body already written under this key is the one the service
         # may have sold a label for, and must stay until that label is stored or voided.
+        text = content.decode()
         Shipment._base_manager.filter(pk=shipment.pk).exclude(label_request_key=key).update(
-            label_request_key=key, label_request=content.decode()
+            label_request_key=key, label_request=text
         )
-        return self._send("POST", "/shipments", content=content, idempotency_key=key)
+        try:
+            return self._send("POST", "/shipments", content=content, idempotency_key=key)
+        except LabelError as exc:
+            if not exc.retryable and exc.code != KEY_REUSED:
+                # Refused (an address to correct, funds...): nothing was sold under the key for
+                # this body, so it is forgotten and the corrected one is written down next time.
+                # An answer never had (retryable) may have sold a label: that body stays.
+                Shipment._base_manager.filter(
+                    pk=shipment.pk, label_request_key=key, label_request=text
+                ).update(label_request_key="", label_request="")
+            raise
 
     def _earlier_purchase_void(self, shipment: Shipment, content: bytes) -> None:
         """The service refused the parcel's key for its current details: a label was bought

@@ -311,6 +311,24 @@ class TestPurchaseLeftBehind:
         assert shipment_label_buy(shipment=parcel).tracking_number == stored.tracking_number
         assert purchases(world) == 2
 
+    def test_a_refused_request_is_not_the_one_asked_with_after_a_stop(self, world, monkeypatch):
+        parcel = world.parcel("usps", address_line1="Market Street")  # no house number
+        with pytest.raises(LabelError) as refused:
+            shipment_label_buy(shipment=parcel)
+        assert refused.value.code == "address" and reload(parcel).label_request == ""
+        _readdress(parcel, "1 Market Street")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        _readdress(parcel, "2 Market Street")
+
+        stored = shipment_label_buy(shipment=parcel)
+
+        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        assert earlier.payload["to_address"]["street1"] == "1 Market Street"
+        assert earlier.refund_status == "submitted" and purchases(world) == 2
+        assert stored.label_voids == 1 and stored.tracking_number != earlier.tracking_code
+
     def test_a_purchase_without_its_request_is_named_for_a_person(self, world, monkeypatch):
         parcel = world.parcel("usps")
         _stops_after_the_purchase(monkeypatch)

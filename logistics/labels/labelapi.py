@@ -476,10 +476,16 @@ class LabelApiSource(LabelSource):
         # By the parcel's pk (it was read in its tenant; a source may be used with none in
         # scope). Written once per key: a body already written under this key is the one the service
         # may have sold a label for, and must stay until that label is stored or voided.
+        # A body under the parcel's earlier key is a label sold then whose void a stopped worker
+        # left undone (`_earlier_purchase_void` keeps it until the refund is answered): it is
+        # voided first. Only by a worker that read the parcel as it is (its key current): one
+        # that read it before a void must not take the current key's body for an old one.
         text = content.decode()
-        Shipment._base_manager.filter(pk=shipment.pk).exclude(label_request_key=key).update(
-            label_request_key=key, label_request=text
-        )
+        parcel = Shipment._base_manager.filter(pk=shipment.pk, label_voids=shipment.label_voids)
+        held = parcel.values_list("label_request_key", "label_request").first()
+        if held and held[0] and held[0] != key:
+            self._earlier_label_void(shipment, key=held[0], sent=held[1], label_id="")
+        parcel.exclude(label_request_key=key).update(label_request_key=key, label_request=text)
         try:
             return self._send("POST", "/shipments", content=content, idempotency_key=key)
         except LabelError as exc:
@@ -511,7 +517,17 @@ class LabelApiSource(LabelSource):
         # What this attempt wrote down itself (no earlier request was there) is no help.
         sent = sent if sent and sent.encode() != content else ""
         if sent:
-            answer = self._send("POST", "/shipments", content=sent.encode(), idempotency_key=key)
+            try:
+                answer = self._send(
+                    "POST", "/shipments", content=sent.encode(), idempotency_key=key
+                )
+            except LabelError as exc:
+                if exc.retryable:
+                    raise
+                # Refused (the service may check the body before the key): not what the key was
+                # used with either. That request never reached the service, or it was refused
+                # and a later one sold: no copy to ask with.
+                answer, sent = {}, ""
             earlier = answer if isinstance(answer, dict) else {}
         sold = isinstance(earlier.get("postage_label"), dict) and bool(earlier.get("id"))
         label_id = str(earlier.get("id") or "") if sold else ""
@@ -527,8 +543,10 @@ class LabelApiSource(LabelSource):
                     retryable=True,
                 )
             locked.label_voids += 1
-            locked.label_request_key = ""
-            locked.label_request = ""
+            # A label sold under the old key keeps its request until its refund is answered: a
+            # worker stopped before that leaves it for the next purchase to void first.
+            locked.label_request_key = key if sold else ""
+            locked.label_request = sent if sold else ""
             locked.save(update_fields=["label_voids", "label_request_key", "label_request"])
             if not sent:
                 what = (
@@ -557,12 +575,43 @@ class LabelApiSource(LabelSource):
             raise LabelError(what, code="unknown_purchase")
         if not sold:
             return
+        self._earlier_label_void(shipment, key=key, sent=sent, label_id=label_id, named=named)
+
+    def _earlier_label_void(
+        self, shipment: Shipment, *, key: str, sent: str, label_id: str, named: str = ""
+    ) -> None:
+        """Refund the label sold under the parcel's earlier `key` for the request `sent`
+        (asked for again when its id is not known: the service replays it), then forget that
+        request. A refusal is for a person, naming the label; the request is forgotten then too,
+        so a retry buys the parcel's new label."""
+        reference = shipment.reference
         try:
-            self._refund(label_id)
+            if not label_id:
+                answer = self._send(
+                    "POST", "/shipments", content=sent.encode(), idempotency_key=key
+                )
+                answer = answer if isinstance(answer, dict) else {}
+                if isinstance(answer.get("postage_label"), dict) and answer.get("id"):
+                    label_id = str(answer["id"])
+                    named = label_named(
+                        tracking_number=str(answer.get("tracking_code") or ""), label_id=label_id
+                    )
+            if label_id:
+                self._refund(label_id)
         except LabelError as exc:
+            if exc.retryable:
+                raise  # not answered: the request stays for the next attempt
+            self._earlier_request_forget(shipment, key)
             raise LabelError(
-                f"{named}, bought for parcel {reference} before its order changed, could not be "
-                f"voided ({exc.reason}): void it at the label service; a retry buys the parcel's "
-                "new label",
+                f"{named or f'the label of reference {reference}'}, bought for parcel "
+                f"{reference} before its order changed, could not be voided ({exc.reason}): void "
+                "it at the label service; a retry buys the parcel's new label",
                 code="refund",
             ) from exc
+        self._earlier_request_forget(shipment, key)
+
+    @staticmethod
+    def _earlier_request_forget(shipment: Shipment, key: str) -> None:
+        Shipment._base_manager.filter(pk=shipment.pk, label_request_key=key).update(
+            label_request_key="", label_request=""
+        )

@@ -374,6 +374,66 @@ class TestPurchaseLeftBehind:
         assert shipment_label_buy(shipment=parcel).status == ShipmentStatus.LABELLED
         assert purchases(world) == 2
 
+    def test_a_worker_stopped_before_the_void_leaves_it_to_the_retry(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        _readdress(parcel, "2 New Street")
+        real = LabelApiSource._refund
+        stopped = []
+
+        def dies(self, label_id):
+            if not stopped:
+                stopped.append(label_id)
+                raise SystemExit("killed")
+            return real(self, label_id)
+
+        monkeypatch.setattr(LabelApiSource, "_refund", dies)
+        # Stopped once more: after the parcel moved to its next key, before the refund.
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        assert stopped == [left[0].source_label_id] and reload(parcel).label_voids == 1
+
+        stored = shipment_label_buy(shipment=parcel)
+
+        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        assert earlier.refund_status == "submitted"
+        assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
+        assert stored.tracking_number != earlier.tracking_code
+        assert (stored.label_request_key, stored.label_request) == ("", "")
+        assert purchases(world) == 2
+
+    def test_a_request_the_service_refused_does_not_leave_the_parcel_stuck(
+        self, world, monkeypatch
+    ):
+        # No house number: the service refuses the address and keeps nothing under the key,
+        # while the parcel keeps the request written down for it.
+        parcel = world.parcel("usps", address_line1="Old Road")
+        with pytest.raises(LabelError) as refused:
+            shipment_label_buy(shipment=parcel)
+        assert refused.value.code == "address" and purchases(world) == 0
+        _readdress(parcel, "1 Old Road")
+        left = _stops_after_the_purchase(monkeypatch)
+        with pytest.raises(SystemExit):
+            shipment_label_buy(shipment=parcel)
+        _readdress(parcel, "2 New Street")
+
+        with pytest.raises(LabelError) as caught:
+            shipment_label_buy(shipment=parcel)
+
+        # What the parcel holds is not what the key was used with: asked again with it, the
+        # service refuses it (here its address, checked before the key). The label sold under
+        # the key is named for a person instead of the parcel failing so for ever, and a retry
+        # buys anew.
+        assert caught.value.code == "unknown_purchase"
+        assert f"find reference {parcel.reference} at the label service" in caught.value.reason
+        assert OrderEvent._base_manager.filter(order=parcel.order, kind="shipment.label_replaced")
+        stored = shipment_label_buy(shipment=parcel)
+        assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
+        assert stored.tracking_number != left[0].tracking_number
+        assert purchases(world) == 2
+
 
 @pytest.mark.django_db
 class TestRetries:

@@ -474,14 +474,17 @@ class LabelApiSource(LabelSource):
     def _shipment_create(self, shipment: Shipment, content: bytes) -> dict:
         key = label_idempotency_key(shipment)
         # By the parcel's pk (it was read in its tenant; a source may be used with none in
-        # scope). Written once per key: a body already written under this key is the one the service
-        # may have sold a label for, and must stay until that label is stored or voided.
+        # scope). Written once per key: a body already written under this key is the one the
+        # service may have sold a label for, and must stay until that label is stored or voided.
         # A body under the parcel's earlier key is a label sold then whose void a stopped worker
         # left undone (`_earlier_purchase_void` keeps it until the refund is answered): it is
         # voided first. Only by a worker that read the parcel as it is (its key current): one
-        # that read it before a void must not take the current key's body for an old one.
+        # that read it before a void must not take the current key's body for an old one, nor
+        # one that read it before its label was stored leave the recipient on a labelled parcel.
         text = content.decode()
-        parcel = Shipment._base_manager.filter(pk=shipment.pk, label_voids=shipment.label_voids)
+        parcel = Shipment._base_manager.filter(
+            pk=shipment.pk, label_voids=shipment.label_voids, tracking_number=""
+        )
         held = parcel.values_list("label_request_key", "label_request").first()
         if held and held[0] and held[0] != key:
             self._earlier_label_void(shipment, key=held[0], sent=held[1], label_id="")

@@ -404,6 +404,22 @@ class TestPurchaseLeftBehind:
         assert (stored.label_request_key, stored.label_request) == ("", "")
         assert purchases(world) == 2
 
+    def test_a_worker_that_read_the_parcel_before_it_was_labelled_leaves_no_request_on_it(
+        self, world
+    ):
+        parcel = world.parcel("usps")
+        with tenant_context(world.tenant):
+            read = label_store._fresh(parcel.pk)  # as a batch's thread read it, at its start
+        stored = shipment_label_buy(shipment=parcel)
+        source = LabelApiSource(account=world.account)
+
+        with tenant_context(world.tenant):
+            again = label_store._label_buy(read, source)
+
+        assert again.tracking_number == stored.tracking_number and purchases(world) == 1
+        # The recipient's name, address and phone stay on the order, not on a labelled parcel.
+        assert (reload(parcel).label_request_key, reload(parcel).label_request) == ("", "")
+
     def test_a_request_the_service_refused_does_not_leave_the_parcel_stuck(
         self, world, monkeypatch
     ):

@@ -560,8 +560,9 @@ class LabelApiSource(LabelSource):
             elif sold:
                 what = (
                     f"{named} (label {label_id}) was bought for parcel {reference} as it was "
-                    "before its order changed, and never stored (a worker stopped): it is "
-                    "voided and a label bought for the order as it is now"
+                    "before its order changed, and never stored (a worker stopped): it goes "
+                    "back to the label service for a refund, and a label is bought for the "
+                    "order as it is now"
                 )
             else:
                 what = f"parcel {reference} was sent to the label service before its order changed"

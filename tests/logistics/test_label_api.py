@@ -304,7 +304,7 @@ class TestPurchaseLeftBehind:
         assert stored.tracking_number == now.tracking_code != earlier.tracking_code
         assert (stored.label_request_key, stored.label_request) == ("", "")
         event = OrderEvent._base_manager.get(order=parcel.order, kind="shipment.label_replaced")
-        assert left[0].source_label_id in event.message and "voided" in event.message
+        assert left[0].source_label_id in event.message and "for a refund" in event.message
         assert earlier.tracking_code in event.message
         assert event.data["tracking_number"] == earlier.tracking_code
         # Asking again changes nothing: the parcel keeps its label.
@@ -345,7 +345,7 @@ class TestPurchaseLeftBehind:
         assert f"find reference {parcel.reference} at the label service" in caught.value.reason
         assert reload(parcel).label_voids == 1 and purchases(world) == 1
         assert OrderEvent._base_manager.filter(order=parcel.order, kind="shipment.label_replaced")
-        # Once the person has voided it there, a retry buys the parcel's label.
+        # A retry buys the parcel's label (the person voids the other one at the service).
         assert shipment_label_buy(shipment=parcel).status == ShipmentStatus.LABELLED
         assert purchases(world) == 2
 
@@ -355,13 +355,10 @@ class TestPurchaseLeftBehind:
         with pytest.raises(SystemExit):
             shipment_label_buy(shipment=parcel)
         _readdress(parcel, "2 New Street")
-        monkeypatch.setattr(
-            LabelApiSource,
-            "_refund",
-            lambda self, label_id: (_ for _ in ()).throw(
-                LabelError("the label service is not answering", code="unavailable")
-            ),
-        )
+        # The carrier turned the refund down (EasyPost's refund_status "rejected").
+        remote = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        remote.refund_status = remote.payload["refund_status"] = "rejected"
+        remote.save()
 
         with pytest.raises(LabelError) as caught:
             shipment_label_buy(shipment=parcel)
@@ -420,28 +417,37 @@ class TestPurchaseLeftBehind:
         # The recipient's name, address and phone stay on the order, not on a labelled parcel.
         assert (reload(parcel).label_request_key, reload(parcel).label_request) == ("", "")
 
-    def test_a_request_the_service_refused_does_not_leave_the_parcel_stuck(
+    def test_a_recorded_request_the_service_refuses_does_not_leave_the_parcel_stuck(
         self, world, monkeypatch
     ):
-        # No house number: the service refuses the address and keeps nothing under the key,
-        # while the parcel keeps the request written down for it.
-        parcel = world.parcel("usps", address_line1="Old Road")
-        with pytest.raises(LabelError) as refused:
-            shipment_label_buy(shipment=parcel)
-        assert refused.value.code == "address" and purchases(world) == 0
-        _readdress(parcel, "1 Old Road")
+        parcel = world.parcel("usps", address_line1="1 Old Road")
+        # The first purchase never gets an answer (a 503, retries spent): the service may have
+        # sold a label for it, so its request stays written down.
+        source = LabelApiSource(account=world.account, sleep=lambda _: None, max_retries=0)
+        source._carrier_account("USPS")
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(
+            fault_rate=1.0, fault_kinds=["503"]
+        )
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults("503"))
+        with pytest.raises(LabelError) as unanswered:
+            shipment_label_buy(shipment=parcel, source=source)
+        assert unanswered.value.retryable and purchases(world) == 0
+        assert '"street1":"1 Old Road"' in reload(parcel).label_request
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(fault_rate=0)
+        # It had not sold; the next, for a corrected address, sells under the key, and its
+        # worker stops before storing it; then the order changes again.
+        _readdress(parcel, "2 New Street")
         left = _stops_after_the_purchase(monkeypatch)
         with pytest.raises(SystemExit):
             shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "2 New Street")
+        _readdress(parcel, "3 Third Avenue")
 
         with pytest.raises(LabelError) as caught:
             shipment_label_buy(shipment=parcel)
 
-        # What the parcel holds is not what the key was used with: asked again with it, the
-        # service refuses it (here its address, checked before the key). The label sold under
-        # the key is named for a person instead of the parcel failing so for ever, and a retry
-        # buys anew.
+        # Asked again with what the parcel holds, the service refuses it too (the key went
+        # with another request): the label sold under the key is named for a person instead of
+        # the parcel failing so for ever, and a retry buys anew.
         assert caught.value.code == "unknown_purchase"
         assert f"find reference {parcel.reference} at the label service" in caught.value.reason
         assert OrderEvent._base_manager.filter(order=parcel.order, kind="shipment.label_replaced")
@@ -449,6 +455,7 @@ class TestPurchaseLeftBehind:
         assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
         assert stored.tracking_number != left[0].tracking_number
         assert purchases(world) == 2
+        source.close()
 
 
 @pytest.mark.django_db

@@ -37,6 +37,7 @@ from orders.models import (
     CancellationStatus,
     EventSource,
     Order,
+    OrderHold,
     OrderStatus,
     SlaState,
     TenantOrderPolicy,
@@ -113,9 +114,10 @@ def _user(user: AbstractBaseUser | None):
 # --- shipping guard ---------------------------------------------------------------------------
 
 
-def order_ship_blocker(order: Order) -> str | None:
+def order_ship_blocker(order: Order, *, holds: bool = False) -> str | None:
     """Why `order` must not ship now, or None. Anything that ships (labels, provider pushes,
-    tracking upload) asks this first."""
+    tracking upload) asks this first. With `holds`, an order on hold is refused too (with its
+    hold codes): a label tells the platform the order ships, so it waits for the release."""
     if order.status == OrderStatus.CANCELLED:
         return "the order is cancelled"
     states = set(
@@ -123,13 +125,18 @@ def order_ship_blocker(order: Order) -> str | None:
             tenant_id=order.tenant_id, order_id=order.pk
         ).values_list("status", flat=True)
     )
-    return _ship_blocker(order.status, states)
+    blocker = _ship_blocker(order.status, states)
+    if blocker is None and holds and order.status == OrderStatus.ON_HOLD:
+        blocker = _hold_blockers(tenant_id=order.tenant_id, order_ids=[order.pk])[order.pk]
+    return blocker
 
 
-def orders_ship_blockers(*, tenant_id: int, order_ids: Iterable[int]) -> dict[int, str | None]:
-    """`order_ship_blocker` of many orders of one tenant in one query, from their current rows
-    (not from instances read earlier): {order id: why it must not ship, or None}. An order
-    that no longer exists is "cancelled"."""
+def orders_ship_blockers(
+    *, tenant_id: int, order_ids: Iterable[int], holds: bool = False
+) -> dict[int, str | None]:
+    """`order_ship_blocker` of many orders of one tenant in one query (a second one only when
+    `holds` and some are on hold), from their current rows (not from instances read earlier):
+    {order id: why it must not ship, or None}. An order that no longer exists is "cancelled"."""
     ids = set(order_ids)
     statuses: dict[int, str] = {}
     states: dict[int, set] = {pk: set() for pk in ids}
@@ -140,7 +147,38 @@ def orders_ship_blockers(*, tenant_id: int, order_ids: Iterable[int]) -> dict[in
         statuses[pk] = status
         if request is not None:
             states[pk].add(request)
-    return {pk: _ship_blocker(statuses.get(pk, OrderStatus.CANCELLED), states[pk]) for pk in ids}
+    blockers = {
+        pk: _ship_blocker(statuses.get(pk, OrderStatus.CANCELLED), states[pk]) for pk in ids
+    }
+    held = [
+        pk
+        for pk, blocker in blockers.items()
+        if blocker is None and holds and statuses.get(pk) == OrderStatus.ON_HOLD
+    ]
+    if held:
+        blockers.update(_hold_blockers(tenant_id=tenant_id, order_ids=held))
+    return blockers
+
+
+#: How `order_ship_blocker(..., holds=True)` begins its answer for an order on hold.
+ON_HOLD_BLOCKER = "the order is on hold"
+
+
+def _hold_blockers(*, tenant_id: int, order_ids: list[int]) -> dict[int, str]:
+    """{order id: "the order is on hold (codes); release it first"} for orders on hold."""
+    codes: dict[int, list[str]] = {pk: [] for pk in order_ids}
+    for pk, code in (
+        OrderHold._base_manager.filter(
+            tenant_id=tenant_id, order_id__in=order_ids, released_at__isnull=True
+        )
+        .order_by("code")
+        .values_list("order_id", "code")
+    ):
+        codes[pk].append(code)
+    return {
+        pk: f"{ON_HOLD_BLOCKER} ({', '.join(found) or 'no reason'}); release it first"
+        for pk, found in codes.items()
+    }
 
 
 def _ship_blocker(status: str, states: set) -> str | None:

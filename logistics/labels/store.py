@@ -81,14 +81,17 @@ def _label_buy(current: Shipment, source: LabelSource | None, *, blocker=_UNCHEC
             "are bought for pending parcels",
             code="not_pending",
         )
-    if blocker is _UNCHECKED:
-        from orders.cancellations import order_ship_blocker
+    from orders.cancellations import ON_HOLD_BLOCKER, order_ship_blocker
 
-        blocker = order_ship_blocker(current.order)
+    if blocker is _UNCHECKED:
+        blocker = order_ship_blocker(current.order, holds=True)
     if blocker is not None:
         # A label bought now is money spent on a parcel that may never leave, and the platform
-        # refuses its tracking while the buyer's cancellation is open.
-        raise LabelError(f"parcel {current.reference}: {blocker}", code="cancellation")
+        # refuses its tracking while the buyer's cancellation is open. A held order (a PO box,
+        # suspected fraud...) waits for its release: its label's number would reach the
+        # platform, which then counts the order shipped.
+        code = "on_hold" if blocker.startswith(ON_HOLD_BLOCKER) else "cancellation"
+        raise LabelError(f"parcel {current.reference}: {blocker}", code=code)
     own = source is None
     if own:
         source = label_sources_for([current])[current.pk]
@@ -403,7 +406,9 @@ class _ShipGuard:
                     if parcel.pk not in self.known
                 ]
                 by_order = orders_ship_blockers(
-                    tenant_id=self.tenant_id, order_ids={parcel.order_id for parcel in ahead}
+                    tenant_id=self.tenant_id,
+                    order_ids={parcel.order_id for parcel in ahead},
+                    holds=True,
                 )
                 self.known.update({parcel.pk: by_order[parcel.order_id] for parcel in ahead})
             return self.known.pop(shipment.pk)

@@ -589,6 +589,41 @@ def test_no_label_is_bought_while_the_buyer_asks_to_cancel(tenant_a):
 
 
 @pytest.mark.django_db(transaction=True)  # the buying threads have connections of their own
+def test_no_label_is_bought_for_an_order_put_on_hold(tenant_a):
+    """A ready order held by hand (suspected fraud) keeps its pending parcel, but no label is
+    bought for it, alone or in a parallel buy ("Print labels" on selected parcels): the label's
+    number would reach the platform, which then counts the held order shipped. Released, it
+    buys normally."""
+    from logistics.models import TrackingPush
+    from orders.holds import order_hold, order_release
+
+    world = label_world(tenant_a)
+    held, other = world.parcel("usps", status="ready"), world.parcel("usps", status="ready")
+    with tenant_context(tenant_a):
+        order_hold(order=held.order, code="fraud.suspected", message="card flagged")
+
+    with pytest.raises(LabelError) as refused:
+        shipment_label_buy(shipment=held)
+    assert refused.value.code == "on_hold"
+    assert "on hold (fraud.suspected)" in refused.value.reason
+    results = {
+        r.shipment_id: r
+        for r in shipments_label_buy(tenant=tenant_a, shipment_ids=[held.pk, other.pk])
+    }
+    assert results[other.pk].ok
+    assert not results[held.pk].ok and results[held.pk].code == "on_hold"
+    assert "release it first" in results[held.pk].reason
+    assert purchases(world) == 1
+    assert reload(held).status == ShipmentStatus.PENDING and not reload(held).tracking_number
+    assert not TrackingPush._base_manager.filter(shipment_id=held.pk).exists()
+
+    with tenant_context(tenant_a):
+        order_release(order=held.order)
+    assert shipment_label_buy(shipment=held).status == ShipmentStatus.LABELLED
+    assert purchases(world) == 2
+
+
+@pytest.mark.django_db(transaction=True)  # the buying threads have connections of their own
 def test_a_parallel_buy_checks_cancellations_in_groups_and_queues_one_send_per_shop(tenant_a):
     """The parallel buy asks the cancellation guard for many parcels in one query (from the
     orders' current rows, not the instances read at its start), still refusing each blocked

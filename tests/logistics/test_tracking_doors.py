@@ -20,6 +20,7 @@ from logistics.models import (
 )
 from logistics.resources import ShipmentTrackingResource
 from logistics.tasks import push_shop_tracking
+from logistics.tracking import TrackingSource, shipment_tracking_accept
 from logistics.tracking_numbers import make_tracking_number
 from orders.models import Order, ReviewSettings
 from orders.pipeline import orders_after_ingest
@@ -312,6 +313,42 @@ def test_the_parcel_form_takes_a_good_number_through_the_door(client_a, tenant_a
     with tenant_context(tenant_a):
         first.refresh_from_db()
         assert first.status == ShipmentStatus.SHIPPED
+
+
+def test_a_parcel_form_opened_before_the_parcel_shipped_does_not_write_it_back(
+    client_a, tenant_a, world_a
+):
+    """A packer opens a parcel's page; meanwhile its number is accepted and it ships (a label, a
+    file, another user). Saving the page as it was opened must not put the parcel back to
+    pending without its number (the platform has it, the stock left): the save is refused,
+    saying to reload; a page opened afterwards saves."""
+    _, (first, _) = world_a
+    page = client_a.get(admin_url(Shipment, "change", first.pk)).content.decode()
+    assert 'type="hidden" name="opened"' in page  # the browser sends it back
+    stale = parcel_form_data(client_a, first)
+    with tenant_context(tenant_a):
+        shipment_tracking_accept(
+            first, tracking_number=usps(16), carrier_code="usps", source=TrackingSource.ADMIN
+        )
+    stale["weight_grams"] = 777
+
+    response = client_a.post(admin_url(Shipment, "change", first.pk), stale)
+
+    assert response.status_code == 200
+    assert "changed since you opened" in str(response.context["adminform"].form.errors)
+    with tenant_context(tenant_a):
+        first.refresh_from_db()
+        assert first.status == ShipmentStatus.SHIPPED and first.tracking_number == usps(16)
+        assert first.weight_grams != 777
+
+    fresh = parcel_form_data(client_a, first)
+    fresh["weight_grams"] = 777
+    saved = client_a.post(admin_url(Shipment, "change", first.pk), fresh)
+
+    assert saved.status_code == 302
+    with tenant_context(tenant_a):
+        first.refresh_from_db()
+        assert first.weight_grams == 777 and first.tracking_number == usps(16)
 
 
 # --- attempts, release, task: one tenant each ----------------------------------------------------

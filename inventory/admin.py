@@ -412,7 +412,7 @@ class ListingAdmin(TenantImportExportModelAdmin):
     def last_push(self, obj):
         if getattr(obj, "last_push_at", None) is None:
             return "-"
-        return f"{obj.last_push_result} {obj.last_push_at:%Y-%m-%d %H:%M:%S}"
+        return f"{obj.last_push_result} {timezone.localtime(obj.last_push_at):%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="Drift")
     def drift(self, obj):

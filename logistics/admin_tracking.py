@@ -6,6 +6,7 @@ import hashlib
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
@@ -116,7 +117,7 @@ class ShipmentTrackingAdminMixin:
             return "—" if not shipment.tracking_number else "not needed"
         text = push.get_state_display()
         if push.state == TrackingPushState.SENT and push.sent_at:
-            return f"{text} ({push.sent_at:%Y-%m-%d %H:%M})"
+            return f"{text} ({timezone.localtime(push.sent_at):%Y-%m-%d %H:%M})"
         if push.last_error:
             return format_html("{}<br><small>{}</small>", text, push.last_error)
         return text

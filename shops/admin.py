@@ -293,7 +293,8 @@ class ShopAdmin(ShopSyncAdminMixin, TenantModelAdmin):
     def tracking_writeback(self, shop):
         if shop.tracking_paused_at is None:
             return "running"
-        return f"STOPPED {shop.tracking_paused_at:%Y-%m-%d %H:%M}: {shop.tracking_pause_reason}"
+        paused = timezone.localtime(shop.tracking_paused_at)
+        return f"STOPPED {paused:%Y-%m-%d %H:%M}: {shop.tracking_pause_reason}"
 
     @admin.action(description="Release tracking write-back", permissions=["change"])
     def release_tracking_writeback(self, request, queryset):

@@ -351,6 +351,37 @@ def test_a_parcel_form_opened_before_the_parcel_shipped_does_not_write_it_back(
         assert first.weight_grams == 777 and first.tracking_number == usps(16)
 
 
+def test_write_back_times_show_in_the_tenants_timezone(client_a, tenant_a, world_a):
+    """The parcel's "Platform has it (...)" and the shop's stopped write-back are told in the
+    tenant's timezone, like every other time of the back office (not UTC, unmarked)."""
+    from datetime import UTC, datetime
+
+    shop, (first, _) = world_a
+    tenant_a.timezone = "America/Chicago"
+    tenant_a.save(update_fields=["timezone"])
+    sent = datetime(2026, 1, 15, 18, 30, tzinfo=UTC)  # 12:30 in Chicago
+    with tenant_context(tenant_a):
+        TrackingPush.objects.create(
+            tenant=tenant_a,
+            shipment=first,
+            shop=shop,
+            number=usps(17),
+            carrier_code="usps",
+            sent_number=usps(17),
+            state=TrackingPushState.SENT,
+            sent_at=sent,
+        )
+        Shop.objects.filter(pk=shop.pk).update(
+            tracking_paused_at=sent, tracking_pause_reason="invalid number"
+        )
+
+    parcel_page = client_a.get(admin_url(Shipment, "change", first.pk)).content.decode()
+    shop_page = client_a.get(admin_url(Shop, "change", shop.pk)).content.decode()
+
+    assert "(2026-01-15 12:30)" in parcel_page and "18:30" not in parcel_page
+    assert "STOPPED 2026-01-15 12:30" in shop_page
+
+
 # --- attempts, release, task: one tenant each ----------------------------------------------------
 
 

@@ -144,3 +144,30 @@ def test_the_progress_fragment_counts_the_items(client_b, batch_b):
     html = fragment.content.decode()
     assert 'class="progress-fragment"' in html and 'data-live="1"' in html
     assert "50 %" in html
+
+
+def test_two_files_are_not_counted_as_the_labels_pages(
+    client_a, tenant_a, world_a, settings, tmp_path
+):
+    """A batch printed as two files counts the pages of both together: the page says so beside
+    the downloads, not on the labels PDF's link (402 pages next to a 200-page labels file)."""
+    from django.core.files.base import ContentFile
+
+    from logistics.batches import label_batch_start
+    from tkerp.tenancy import tenant_context
+
+    settings.MEDIA_ROOT = tmp_path
+    ready_parcels(world_a, 2)
+    batch = label_batch_start(
+        tenant=tenant_a, shop=world_a.shop, layout=LabelBatchLayout.SEPARATE, queue=False
+    )
+    with tenant_context(tenant_a):
+        batch.document.save("labels.pdf", ContentFile(b"%PDF-1.4"), save=False)
+        batch.slips_document.save("slips.pdf", ContentFile(b"%PDF-1.4"), save=False)
+        batch.status, batch.pages = "done", 5
+        batch.save()
+
+    html = client_a.get(admin_url(LabelBatch, "change", batch.pk)).content.decode()
+
+    assert "Labels PDF</a> · 5 pages" not in html
+    assert "5 pages in the PDFs together" in html

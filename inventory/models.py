@@ -381,6 +381,7 @@ class InventoryPush(TenantOwnedModel):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name_plural = "inventory pushes"
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["tenant", "listing", "-created_at"], name="invpush_listing"),

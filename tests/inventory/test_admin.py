@@ -480,3 +480,11 @@ class TestOperatorAcrossTenants:
         assert level.on_hand == 12
         movement = StockMovement._base_manager.get(kind="count")
         assert (movement.tenant, movement.on_hand_delta) == (level.tenant, 2)
+
+
+@pytest.mark.django_db
+def test_the_back_office_names_inventory_pushes_in_plain_english(client_a):
+    """The list of stock pushes was "Inventory pushs" in the menu and on the cockpit's lists."""
+    page = client_a.get(reverse("admin:index")).content.decode()
+
+    assert "Inventory pushes" in page and "pushs" not in page

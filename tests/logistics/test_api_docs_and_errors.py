@@ -120,3 +120,38 @@ def test_the_api_answers_json_or_says_it_cannot(world, accept, status):
         assert response.json()["results"]
     else:
         assert response["Content-Type"] == "application/problem+json"
+
+
+def test_a_body_that_is_not_json_says_so(world):
+    """Malformed JSON is a 400 that says the body could not be read, not "counts: This field
+    is required" (the idempotency fingerprint swallowed the parse error and the view then saw
+    an empty body)."""
+    api = Api(world["key"])
+    response = api.client.post(
+        "/api/v1/stock/",
+        b'{"counts": [{"warehouse": "X",',
+        content_type="application/json",
+        headers=api.headers({"Idempotency-Key": "broken-1"}),
+    )
+    assert response.status_code == 400, response.content[:300]
+    problem = response.json()
+    assert problem["code"] == "parse_error" and "JSON parse error" in problem["detail"]
+    assert "required" not in response.content.decode()
+
+
+def test_a_body_too_large_is_a_413_problem(world, settings):
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE (a big stock count) is the 413 the schema lists,
+    saying what to do, not a 500 "something went wrong on our side"."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    api = Api(world["key"], Client(raise_request_exception=False))
+    counts = [{"warehouse": "W", "sku": f"SKU-{n}", "on_hand": n} for n in range(100)]
+    response = api.client.post(
+        "/api/v1/stock/",
+        json.dumps({"counts": counts}),
+        content_type="application/json",
+        headers=api.headers({"Idempotency-Key": "big-1"}),
+    )
+    assert response.status_code == 413, response.content[:300]
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "request_too_large" and "1000 bytes" in problem["detail"]

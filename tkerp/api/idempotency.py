@@ -41,9 +41,12 @@ _KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 def request_fingerprint(request) -> str:
     """What makes two requests "the same": method, path and the parsed body (key order and
     whitespace do not matter)."""
+    # A body that cannot be parsed raises here (DRF's ParseError, a 400 saying so): caught, it
+    # left `request.data` empty for the view, which then answered "field required".
+    data = request.data
     try:
-        body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    except (exceptions.ParseError, TypeError, ValueError):
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
         body = hashlib.sha256(request.body).hexdigest()
     raw = f"{request.method}\n{request.path}\n{body}"
     return hashlib.sha256(raw.encode()).hexdigest()

@@ -5,15 +5,16 @@
 
 `problem_exception_handler` is DRF's EXCEPTION_HANDLER: validation errors (400/422), a missing or
 bad key (401), a read-only key writing (403), out-of-scope or missing objects (404), conflicts
-(409), throttling (429, with Retry-After) and anything unexpected (500, logged, no traceback
-shown). `api_not_found` answers the same shape for unknown paths under /api/.
+(409), a body too large (413), throttling (429, with Retry-After) and anything unexpected (500,
+logged, no traceback shown). `api_not_found` answers the same shape for unknown paths under /api/.
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -105,6 +106,13 @@ def problem_exception_handler(exc, context) -> Response:
     """DRF's exception handler: every error as problem details (see the module docstring)."""
     if isinstance(exc, Http404):
         return problem(status_code=404, detail="No such object.", code="not_found")
+    if isinstance(exc, RequestDataTooBig):
+        return problem(
+            status_code=413,
+            detail=f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+            "send it in smaller requests (e.g. fewer stock counts a call).",
+            code="request_too_large",
+        )
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, exceptions.ValidationError):

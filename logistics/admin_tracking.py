@@ -2,9 +2,6 @@
 door, `logistics.tracking`), the parcel's write-back state, and the read-only list of every
 write-back call made (`TrackingPushAttempt`)."""
 
-import hashlib
-
-from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
@@ -20,47 +17,19 @@ from logistics.tracking import (
     tracking_number_check,
 )
 from tkerp.admin import ReadOnlyAdminMixin, TenantModelAdmin
+from tkerp.admin_forms import OpenedStateForm
 
 
-class ShipmentTrackingForm(forms.ModelForm):
+class ShipmentTrackingForm(OpenedStateForm):
     """The parcel form: a tracking number typed here is checked like any other (carrier format,
-    check digit, not on another parcel) and refused on the form, saying which.
+    check digit, not on another parcel) and refused on the form, saying which. A page opened
+    before the parcel changed (its label bought, its number accepted, another user) does not
+    save its older values back over it (`OpenedStateForm`)."""
 
-    The page carries what it showed of the parcel (`opened`, a digest of the form's fields as
-    they were): a save whose parcel changed since (its label bought, its number accepted, its
-    status moved by the platform or another user) is refused rather than writing the page's older
-    values back over those changes, as a model form would (a shipped parcel back to pending,
-    without its number)."""
-
-    opened = forms.CharField(widget=forms.HiddenInput, required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if "opened" in self.fields:
-            self.fields["opened"].initial = self.initial["opened"] = self._state_digest()
-
-    def _state_digest(self) -> str:
-        """The parcel's current values of this form's fields, as one short digest."""
-        if self.instance.pk is None:
-            return ""
-        values = [
-            (name, self.initial.get(name))
-            for name in sorted(self.fields)
-            if name != "opened" and name in self.initial
-        ]
-        return hashlib.sha256(repr(values).encode()).hexdigest()[:32]
+    changed_by = "a label, a tracking number, the platform or another user"
 
     def clean(self):
         cleaned = super().clean()
-        opened = cleaned.get("opened")
-        if opened and opened != self.initial.get("opened"):
-            # Not added to any field: the page's values stay as typed, to be redone on a reload.
-            raise forms.ValidationError(
-                "This parcel changed since you opened this page (a label, a tracking number, "
-                "the platform or another user): nothing was saved. Reload the page to see it "
-                "as it is now, then make your change again.",
-                code="stale",
-            )
         number = (cleaned.get("tracking_number") or "").strip()
         if not number or "tracking_number" not in self.changed_data or self.instance.pk is None:
             return cleaned

@@ -50,6 +50,7 @@ from tkerp.admin import (
     TenantTabularInline,
     all_tenants_view,
 )
+from tkerp.admin_forms import OpenedStateAdminMixin, OpenedStateForm
 
 # How many of the selected orders an action's confirmation page lists by name.
 ACTION_PREVIEW_LIMIT = 20
@@ -288,8 +289,21 @@ class TagRemoveForm(forms.Form):
 # ------------------------------------------------------------------------------------ admins
 
 
+class OrderForm(OpenedStateForm):
+    """The order page: a page opened before the order changed (a sync, a shipment, another
+    user) does not save its older values back over it (`OpenedStateForm`)."""
+
+    changed_by = "a platform sync, a shipment or another user"
+
+
 @admin.register(Order)
-class OrderAdmin(IndexedSearchAdminMixin, ExportActionMixin, TenantImportExportModelAdmin):
+class OrderAdmin(
+    OpenedStateAdminMixin,
+    IndexedSearchAdminMixin,
+    ExportActionMixin,
+    TenantImportExportModelAdmin,
+):
+    form = OrderForm
     resource_classes = [OrderLineResource]
     list_display = (
         "platform_order_id",

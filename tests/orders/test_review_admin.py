@@ -277,3 +277,32 @@ def test_fixing_the_address_in_the_change_form_re_reviews_with_the_user(
     assert edited.data["changes"]["address_line1"] == {"from": "PO Box 4", "to": "4 elm street"}
     passed = OrderEvent._base_manager.get(order=order, kind="review.passed")
     assert passed.user == user_a and passed.data["released"] == ["address.po_box"]
+
+
+def test_an_order_page_opened_before_the_order_shipped_does_not_write_it_back(client_a, shop_a):
+    """The packer opens an order's page; meanwhile the platform's sync says it shipped (its
+    shipped time and platform status written). Saving the page with a note must not blank the
+    shipped time and put the old platform status back: the save is refused, saying to reload;
+    a page opened afterwards saves the note and keeps both."""
+    order = paid_order(shop_a)
+    url = admin_url(Order, "change", order.pk)
+    stale = change_form_data(client_a, url)
+    shipped_at = timezone.now().replace(microsecond=0)
+    Order._base_manager.filter(pk=order.pk).update(
+        shipped_at=shipped_at, platform_status="AWAITING_COLLECTION"
+    )
+    stale["seller_note"] = "call the buyer"
+
+    refused = client_a.post(url, stale)
+
+    assert refused.status_code == 200
+    assert "changed since you opened" in str(refused.context["adminform"].form.errors)
+    order.refresh_from_db()
+    assert order.shipped_at == shipped_at and order.platform_status == "AWAITING_COLLECTION"
+    assert order.seller_note == ""
+
+    fresh = change_form_data(client_a, url)
+    fresh["seller_note"] = "call the buyer"
+    assert client_a.post(url, fresh).status_code == 302
+    order.refresh_from_db()
+    assert order.seller_note == "call the buyer" and order.shipped_at == shipped_at

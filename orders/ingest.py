@@ -638,7 +638,11 @@ def _shipped_at(po: PlatformOrder, status: str, stored: datetime | None) -> date
 
     Set whenever the status says shipped, because it is what marks an order cancelled after
     shipping as shipped (`inventory.reservations.order_has_shipped`): its units never go back.
+    An open order has not shipped, whatever time the platform gives: one partly shipped (some
+    packages left, the rest still to ship) keeps its stock for the rest.
     """
+    if status not in _SHIPPED and status != OrderStatus.CANCELLED:
+        return stored
     shipped_at = po.shipped_at or stored
     if shipped_at is None and status in _SHIPPED:
         shipped_at = po.updated_at

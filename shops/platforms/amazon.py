@@ -138,7 +138,7 @@ STATUS_MAP = {
     "Pending": "new",
     "Unshipped": "new",
     "Unfulfillable": "new",
-    "PartiallyShipped": "shipped",
+    "PartiallyShipped": "new",  # the rest still to ship: open (see the TikTok connector's map)
     "Shipped": "shipped",
     "InvoiceUnconfirmed": "shipped",
     "Canceled": "cancelled",

@@ -68,7 +68,9 @@ CARRIER_CODES = {
     "ontrac": "OnTrac",
     "lasership": "LaserShip",
 }
-SHIPPED_STATES = {"IN_PROGRESS", "FULFILLED"}
+# IN_PROGRESS is a partial shipment: the order stays open for the rest (its parcels say which
+# left), as FULFILLED does not.
+SHIPPED_STATES = {"FULFILLED"}
 
 
 def _decimal(amount: dict | None, *, field: str) -> Decimal:

@@ -89,8 +89,9 @@ TRACKING_URLS = {
     "fedex": "https://www.fedex.com/fedextrack/?trknbr={number}",
 }
 
-# Shopify REST `fulfillment_status` values, old ("partial") and new ("partially_fulfilled").
-SHIPPED_FULFILLMENT = {"fulfilled", "partial", "partially_fulfilled"}
+# Shopify REST `fulfillment_status` of an order shipped in full. "partial" (and the newer
+# "partially_fulfilled") leave the order open for the rest: its own parcels say which left.
+SHIPPED_FULFILLMENT = {"fulfilled"}
 # `financial_status` values meaning the money went back: nothing is left to ship.
 VOID_FINANCIAL = {"voided", "refunded"}
 

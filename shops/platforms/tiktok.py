@@ -92,7 +92,9 @@ ORDER_STATUSES = {
     "UNPAID": "new",
     "ON_HOLD": "new",
     "AWAITING_SHIPMENT": "new",
-    "PARTIALLY_SHIPPING": "shipped",
+    # Some packages left, not all: the order is still open for the rest (its own parcels say
+    # which left). Read as shipped, the next sync shipped every parcel (a 3PL's still waiting).
+    "PARTIALLY_SHIPPING": "new",
     "AWAITING_COLLECTION": "shipped",
     "IN_TRANSIT": "in_transit",
     "DELIVERED": "delivered",

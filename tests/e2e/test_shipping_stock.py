@@ -218,3 +218,64 @@ def test_a_cancel_reaching_a_shipped_order_before_its_stock_was_committed_commit
         units = held.get(sku_id, 0)
         assert after[sku_id] == (on_hand - units, reserved - units)
     assert_ledger_matches(shop.tenant)
+
+
+def test_a_partial_shipment_on_the_platform_leaves_the_rest_of_the_order_open(stocked):
+    """Some of the order's packages left (TikTok's PARTIALLY_SHIPPING: tkerp shipped one parcel of
+    a split order, say, and a 3PL still has the other): the order stays open, its parcel waiting
+    and its stock reserved, instead of every parcel being marked shipped and its stock committed
+    by the next sync. The platform's word is still kept as its status."""
+    import random
+
+    shop, store, _ = stocked
+    sandbox = sandbox_for("tiktok")
+    products = list(store.products.order_by("pk"))
+    start = timezone.now() - timedelta(minutes=3)
+    # TikTok has one line item a unit: an order of two units or more can part-ship.
+    payload = next(
+        generated
+        for seed in range(50)
+        if len(
+            (
+                generated := sandbox.generate_order(
+                    store=store, rng=random.Random(seed), products=products, now=start
+                )
+            )["line_items"]
+        )
+        > 1
+    )
+    sandbox.load_order(store=store, payload=payload)
+    sync_now(shop)
+    with tenant_context(shop.tenant):
+        order = Order.objects.get(platform_order_id=payload["id"])
+        assert order.status == OrderStatus.READY
+    before = numbers(shop.tenant)
+    connector = connector_for(shop)
+    try:
+        connector.ship(
+            request=ShipRequest(
+                platform_order_id=payload["id"],
+                tracking_number="9400111899223817321050",
+                carrier_code="usps",
+                platform_provider_id=USPS,
+                platform_line_ids=[payload["line_items"][0]["id"]],
+            )
+        )
+    finally:
+        connector.http.close()
+
+    sync_now(shop)
+
+    with tenant_context(shop.tenant):
+        order.refresh_from_db()
+        assert (order.status, order.platform_status) == (OrderStatus.READY, "PARTIALLY_SHIPPING")
+        assert order.shipped_at is None
+        assert set(Shipment.objects.filter(order=order).values_list("status", flat=True)) == {
+            ShipmentStatus.PENDING
+        }
+        assert set(Reservation.objects.filter(order=order).values_list("state", flat=True)) == {
+            ReservationState.RESERVED
+        }
+        assert not StockMovement.objects.filter(order=order, kind=MovementKind.SHIP).exists()
+    assert numbers(shop.tenant) == before
+    assert_ledger_matches(shop.tenant)

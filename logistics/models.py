@@ -1,5 +1,6 @@
 """Carriers and their services, the rules that pick one, providers, and shipments (parcels)."""
 
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -86,6 +87,12 @@ class CarrierService(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.carrier.name} {self.name}"
+
+
+#: A state code a carrier rule names, and a postal-code beginning (spaces and dashes allowed,
+#: as `logistics.rules.postal_key` drops them).
+_STATE = re.compile(r"[A-Za-z0-9]{1,3}")
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
 
 
 @audited(model_name="CarrierRuleAudit", exclude=["hit_count", "last_hit_at"])
@@ -190,6 +197,21 @@ class CarrierRule(TenantOwnedModel):
         if bad:
             errors["countries"] = (
                 f"“{bad[0].strip()}” is not a two-letter ISO country code (e.g. US, CA)."
+            )
+        # A condition the rules can never match ("ca;tx", "9*") saves as easily as a good one,
+        # and only a preview taking no parcels would hint at it.
+        bad = [c for c in map(str.strip, self.states.split(",")) if c and not _STATE.fullmatch(c)]
+        if bad:
+            errors["states"] = (
+                f"“{bad[0]}” is not a state code (up to three letters or digits, e.g. CA, NSW); "
+                "separate codes with commas."
+            )
+        prefixes = map(str.strip, self.postal_prefixes.split(","))
+        bad = [p for p in prefixes if p and not _PREFIX.fullmatch(p)]
+        if bad:
+            errors["postal_prefixes"] = (
+                f"“{bad[0]}” is not the beginning of a postal code: write its first characters "
+                "(9 for every ZIP starting with 9, no * or ?), separated by commas."
             )
         if self.shop_id is not None and self.platform:
             shop_platform = Shop._base_manager.filter(pk=self.shop_id).values_list(

@@ -85,6 +85,8 @@ def rule_post(service, **fields):
     "fields, field, message",
     [
         ({"countries": "US,USA"}, "countries", "“USA” is not a two-letter ISO country code"),
+        ({"states": "ca;tx"}, "states", "“ca;tx” is not a state code"),
+        ({"postal_prefixes": "900, 9*"}, "postal_prefixes", "“9*” is not the beginning of a"),
         ({"min_items": "4", "max_items": "2"}, "__all__", "Minimum items must not exceed"),
     ],
 )

@@ -27,6 +27,7 @@ from orders.models import (
     TenantOrderPolicy,
 )
 from orders.returns import ReturnError, return_receive
+from shops.models import Platform
 from tkerp.admin import TenantModelAdmin
 
 PREVIEW_LIMIT = 50
@@ -219,6 +220,16 @@ class CancellationRequestAdmin(TenantModelAdmin):
     @admin.action(description="Reject with a reason…", permissions=["change"])
     def reject_requests(self, request, queryset):
         platforms = set(queryset.values_list("shop__platform", flat=True))
+        if len({tuple(cancel_reject_reasons(platform)) for platform in platforms}) > 1:
+            # One reason is sent for all: a reason of one platform is refused by another's.
+            names = ", ".join(sorted(Platform(platform).label for platform in platforms))
+            self.message_user(
+                request,
+                f"These requests are on platforms with different reject reasons ({names}): "
+                "reject one platform's at a time (filter the list by shop). Nothing was sent.",
+                messages.ERROR,
+            )
+            return None
         form = RejectForm(request.POST if "apply" in request.POST else None, platforms=platforms)
         if not form.is_valid():
             return _action_page(

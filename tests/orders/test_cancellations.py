@@ -63,7 +63,8 @@ def sync(shop):
 def requested(tenant, platform, *, count=1, **shop_fields):
     """A connected shop whose first `count` orders the buyers asked to cancel, synced:
     (shop, store, [CancellationRequest])."""
-    TenantOrderPolicyFactory(tenant=tenant, cancel_auto_approve=False)
+    if not TenantOrderPolicyFactory._meta.model._base_manager.filter(tenant=tenant).exists():
+        TenantOrderPolicyFactory(tenant=tenant, cancel_auto_approve=False)
     shop, store = connect_shop(tenant, platform, **shop_fields)
     generated = add_orders(store, count, start=timezone.now() - timedelta(minutes=30))
     sync(shop)
@@ -73,7 +74,11 @@ def requested(tenant, platform, *, count=1, **shop_fields):
         )
     sync(shop)
     with tenant_context(tenant):
-        rows = list(CancellationRequest.objects.select_related("order", "shop").order_by("pk"))
+        rows = list(
+            CancellationRequest.objects.filter(shop=shop)
+            .select_related("order", "shop")
+            .order_by("pk")
+        )
     assert len(rows) == count
     return shop, store, rows
 
@@ -213,6 +218,23 @@ def test_bulk_reject_from_the_admin_asks_for_a_reason(tenant_a, client_a):
     )
     assert done.status_code == 302
     assert set(sandbox_answers(store).values()) == {("reject", DEFAULT_REJECT_REASON)}
+
+
+def test_bulk_reject_across_platforms_with_different_reasons_sends_nothing(tenant_a, client_a):
+    _shop, tiktok, [on_tiktok] = requested(tenant_a, "tiktok")
+    _shop, shopify, [on_shopify] = requested(tenant_a, "shopify")
+
+    response = run_action(
+        client_a, CancellationRequest, "reject_requests", [on_tiktok.pk, on_shopify.pk]
+    )
+
+    assert response.status_code == 302
+    shown = [str(m) for m in response.wsgi_request._messages]
+    assert any("platforms with different reject reasons" in m for m in shown), shown
+    with tenant_context(tenant_a):
+        assert set(CancellationRequest.objects.values_list("status", flat=True)) == {"pending"}
+    answers = [*sandbox_answers(tiktok).values(), *sandbox_answers(shopify).values()]
+    assert {decision for decision, _ in answers} <= {""}
 
 
 class TestPolicy:

@@ -45,8 +45,9 @@ def webhook(store, platform_order_id: str) -> None:
     assert statuses and all(status == 200 for status in statuses), statuses
 
 
-def ship_on_platform(shop, platform_order_id: str) -> None:
-    """The seller marks the whole order shipped on TikTok (the connector's real call)."""
+def ship_on_platform(shop, platform_order_id: str, line_ids: list[str] | None = None) -> None:
+    """The seller marks the order shipped on TikTok (the connector's real call): the whole of
+    it, or only the line items `line_ids`."""
     connector = connector_for(shop)
     try:
         connector.ship(
@@ -55,6 +56,7 @@ def ship_on_platform(shop, platform_order_id: str) -> None:
                 tracking_number="9400111899223817321050",
                 carrier_code="usps",
                 platform_provider_id=USPS,
+                platform_line_ids=line_ids or [],
             )
         )
     finally:
@@ -250,19 +252,7 @@ def test_a_partial_shipment_on_the_platform_leaves_the_rest_of_the_order_open(st
         order = Order.objects.get(platform_order_id=payload["id"])
         assert order.status == OrderStatus.READY
     before = numbers(shop.tenant)
-    connector = connector_for(shop)
-    try:
-        connector.ship(
-            request=ShipRequest(
-                platform_order_id=payload["id"],
-                tracking_number="9400111899223817321050",
-                carrier_code="usps",
-                platform_provider_id=USPS,
-                platform_line_ids=[payload["line_items"][0]["id"]],
-            )
-        )
-    finally:
-        connector.http.close()
+    ship_on_platform(shop, payload["id"], line_ids=[payload["line_items"][0]["id"]])
 
     sync_now(shop)
 

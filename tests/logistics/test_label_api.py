@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from logistics.labels import store as label_store
-from logistics.labels.base import LabelError, label_idempotency_key
+from logistics.labels.base import LabelError, PurchasedLabel, label_idempotency_key
 from logistics.labels.labelapi import KEY_REUSED, LabelApiSource
 from logistics.labels.sources import label_source_for
 from logistics.labels.store import (
@@ -264,22 +264,31 @@ def _readdress(parcel, street: str) -> None:
     order.save(update_fields=["address_line1"])
 
 
+def _bought_then_stopped(monkeypatch, parcel, *, then_street: str = "") -> PurchasedLabel:
+    """The label service sells the parcel's label and the worker stops before storing it; then,
+    with `then_street`, the order's address changes. Returns the label sold."""
+    left = _stops_after_the_purchase(monkeypatch)
+    with pytest.raises(SystemExit):
+        shipment_label_buy(shipment=parcel)
+    if then_street:
+        _readdress(parcel, then_street)
+    return left[0]
+
+
 @pytest.mark.django_db
 class TestPurchaseLeftBehind:
     """A worker stopped between the label service selling a label and tkerp storing it."""
 
     def test_a_retry_gets_the_same_label_and_forgets_the_request(self, world, monkeypatch):
         parcel = world.parcel("usps")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
+        sold = _bought_then_stopped(monkeypatch, parcel)
         written = reload(parcel)
         assert written.label_request_key == label_idempotency_key(parcel)
         assert '"street1"' in written.label_request and not written.tracking_number
 
         stored = shipment_label_buy(shipment=parcel)
 
-        assert stored.tracking_number == left[0].tracking_number
+        assert stored.tracking_number == sold.tracking_number
         assert purchases(world) == 1
         assert (reload(parcel).label_request_key, reload(parcel).label_request) == ("", "")
 
@@ -287,14 +296,11 @@ class TestPurchaseLeftBehind:
         self, world, monkeypatch
     ):
         parcel = world.parcel("usps", address_line1="1 Old Road")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "2 New Street")
+        sold = _bought_then_stopped(monkeypatch, parcel, then_street="2 New Street")
 
         stored = shipment_label_buy(shipment=parcel)
 
-        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        earlier = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
         assert earlier.refund_status == "submitted"
         assert earlier.payload["to_address"]["street1"] == "1 Old Road"
         now = SandboxLabelShipment.objects.get(shipment_id=stored.source_label_id)
@@ -304,7 +310,7 @@ class TestPurchaseLeftBehind:
         assert stored.tracking_number == now.tracking_code != earlier.tracking_code
         assert (stored.label_request_key, stored.label_request) == ("", "")
         event = OrderEvent._base_manager.get(order=parcel.order, kind="shipment.label_replaced")
-        assert left[0].source_label_id in event.message and "for a refund" in event.message
+        assert sold.source_label_id in event.message and "for a refund" in event.message
         assert earlier.tracking_code in event.message
         assert event.data["tracking_number"] == earlier.tracking_code
         # Asking again changes nothing: the parcel keeps its label.
@@ -317,23 +323,18 @@ class TestPurchaseLeftBehind:
             shipment_label_buy(shipment=parcel)
         assert refused.value.code == "address" and reload(parcel).label_request == ""
         _readdress(parcel, "1 Market Street")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "2 Market Street")
+        sold = _bought_then_stopped(monkeypatch, parcel, then_street="2 Market Street")
 
         stored = shipment_label_buy(shipment=parcel)
 
-        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        earlier = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
         assert earlier.payload["to_address"]["street1"] == "1 Market Street"
         assert earlier.refund_status == "submitted" and purchases(world) == 2
         assert stored.label_voids == 1 and stored.tracking_number != earlier.tracking_code
 
     def test_a_purchase_without_its_request_is_named_for_a_person(self, world, monkeypatch):
         parcel = world.parcel("usps")
-        _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
+        _bought_then_stopped(monkeypatch, parcel)
         # As left by a worker before the request was written down.
         Shipment._base_manager.filter(pk=parcel.pk).update(label_request_key="", label_request="")
         _readdress(parcel, "2 New Street")
@@ -351,12 +352,9 @@ class TestPurchaseLeftBehind:
 
     def test_a_void_the_service_refuses_names_the_label_and_a_retry_buys(self, world, monkeypatch):
         parcel = world.parcel("usps")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "2 New Street")
+        sold = _bought_then_stopped(monkeypatch, parcel, then_street="2 New Street")
         # The carrier turned the refund down (EasyPost's refund_status "rejected").
-        remote = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        remote = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
         remote.refund_status = remote.payload["refund_status"] = "rejected"
         remote.save()
 
@@ -364,7 +362,7 @@ class TestPurchaseLeftBehind:
             shipment_label_buy(shipment=parcel)
 
         assert caught.value.code == "refund"
-        number = left[0].tracking_number
+        number = sold.tracking_number
         assert f"the label with tracking number {number}, bought for parcel" in caught.value.reason
         assert "void it at the label service" in caught.value.reason
         assert reload(parcel).label_voids == 1
@@ -373,10 +371,7 @@ class TestPurchaseLeftBehind:
 
     def test_a_worker_stopped_before_the_void_leaves_it_to_the_retry(self, world, monkeypatch):
         parcel = world.parcel("usps")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "2 New Street")
+        sold = _bought_then_stopped(monkeypatch, parcel, then_street="2 New Street")
         real = LabelApiSource._refund
         stopped = []
 
@@ -390,11 +385,11 @@ class TestPurchaseLeftBehind:
         # Stopped once more: after the parcel moved to its next key, before the refund.
         with pytest.raises(SystemExit):
             shipment_label_buy(shipment=parcel)
-        assert stopped == [left[0].source_label_id] and reload(parcel).label_voids == 1
+        assert stopped == [sold.source_label_id] and reload(parcel).label_voids == 1
 
         stored = shipment_label_buy(shipment=parcel)
 
-        earlier = SandboxLabelShipment.objects.get(shipment_id=left[0].source_label_id)
+        earlier = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
         assert earlier.refund_status == "submitted"
         assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
         assert stored.tracking_number != earlier.tracking_code
@@ -437,10 +432,7 @@ class TestPurchaseLeftBehind:
         # It had not sold; the next, for a corrected address, sells under the key, and its
         # worker stops before storing it; then the order changes again.
         _readdress(parcel, "2 New Street")
-        left = _stops_after_the_purchase(monkeypatch)
-        with pytest.raises(SystemExit):
-            shipment_label_buy(shipment=parcel)
-        _readdress(parcel, "3 Third Avenue")
+        sold = _bought_then_stopped(monkeypatch, parcel, then_street="3 Third Avenue")
 
         with pytest.raises(LabelError) as caught:
             shipment_label_buy(shipment=parcel)
@@ -453,7 +445,7 @@ class TestPurchaseLeftBehind:
         assert OrderEvent._base_manager.filter(order=parcel.order, kind="shipment.label_replaced")
         stored = shipment_label_buy(shipment=parcel)
         assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
-        assert stored.tracking_number != left[0].tracking_number
+        assert stored.tracking_number != sold.tracking_number
         assert purchases(world) == 2
         source.close()
 

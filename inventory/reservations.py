@@ -1179,18 +1179,11 @@ def _ship_check(
     from orders.cancellations import order_ship_blocker
 
     name = f"Order {order.platform_order_id}"
-    blocker = order_ship_blocker(order)
+    blocker = order_ship_blocker(order, holds=True)
     if blocker is not None:
         raise ShipRefused(f"{name} can't ship: {blocker}.")
     if parcel is not None and parcel.status == ShipmentStatus.CANCELLED:
         raise ShipRefused(f"Parcel {parcel.reference} is cancelled; it can't ship.")
-    if order.status == OrderStatus.ON_HOLD:
-        codes = ", ".join(
-            OrderHold.objects.filter(order=order, released_at__isnull=True)
-            .order_by("code")
-            .values_list("code", flat=True)
-        )
-        raise ShipRefused(f"{name} is on hold ({codes or 'no reason'}); release it first.")
     wanted = {line.pk for line in lines if not line.is_cancelled and line.quantity > 0}
     if parcel is not None:
         wanted &= set(parcel.lines.values_list("order_line_id", flat=True))

@@ -150,13 +150,14 @@ def orders_ship_blockers(
     blockers = {
         pk: _ship_blocker(statuses.get(pk, OrderStatus.CANCELLED), states[pk]) for pk in ids
     }
-    held = [
-        pk
-        for pk, blocker in blockers.items()
-        if blocker is None and holds and statuses.get(pk) == OrderStatus.ON_HOLD
-    ]
-    if held:
-        blockers.update(_hold_blockers(tenant_id=tenant_id, order_ids=held))
+    if holds:
+        held = [
+            pk
+            for pk, blocker in blockers.items()
+            if blocker is None and statuses.get(pk) == OrderStatus.ON_HOLD
+        ]
+        if held:
+            blockers.update(_hold_blockers(tenant_id=tenant_id, order_ids=held))
     return blockers
 
 

@@ -516,25 +516,20 @@ class LabelApiSource(LabelSource):
             .values_list("label_request", flat=True)
             .first()
         )
-        earlier = {}
+        label_id = number = ""
         # What this attempt wrote down itself (no earlier request was there) is no help.
         sent = sent if sent and sent.encode() != content else ""
         if sent:
             try:
-                answer = self._send(
-                    "POST", "/shipments", content=sent.encode(), idempotency_key=key
-                )
+                label_id, number = self._label_replayed(key=key, sent=sent)
             except LabelError as exc:
                 if exc.retryable:
                     raise
                 # Refused (the service may check the body before the key): not what the key was
                 # used with either. That request never reached the service, or it was refused
                 # and a later one sold: no copy to ask with.
-                answer, sent = {}, ""
-            earlier = answer if isinstance(answer, dict) else {}
-        sold = isinstance(earlier.get("postage_label"), dict) and bool(earlier.get("id"))
-        label_id = str(earlier.get("id") or "") if sold else ""
-        number = str(earlier.get("tracking_code") or "") if sold else ""
+                sent = ""
+        sold = bool(label_id)
         reference = shipment.reference
         named = label_named(tracking_number=number, label_id=label_id)
         with transaction.atomic(durable=True):
@@ -591,15 +586,8 @@ class LabelApiSource(LabelSource):
         reference = shipment.reference
         try:
             if not label_id:
-                answer = self._send(
-                    "POST", "/shipments", content=sent.encode(), idempotency_key=key
-                )
-                answer = answer if isinstance(answer, dict) else {}
-                if isinstance(answer.get("postage_label"), dict) and answer.get("id"):
-                    label_id = str(answer["id"])
-                    named = label_named(
-                        tracking_number=str(answer.get("tracking_code") or ""), label_id=label_id
-                    )
+                label_id, number = self._label_replayed(key=key, sent=sent)
+                named = label_named(tracking_number=number, label_id=label_id)
             if label_id:
                 self._refund(label_id)
         except LabelError as exc:
@@ -613,6 +601,16 @@ class LabelApiSource(LabelSource):
                 code="refund",
             ) from exc
         self._earlier_request_forget(shipment, key)
+
+    def _label_replayed(self, *, key: str, sent: str) -> tuple[str, str]:
+        """(label id, tracking number) of the label the service sold under `key` for the request
+        `sent`, asked again (the service replays it, selling nothing); ("", "") when that
+        request sold no label."""
+        answer = self._send("POST", "/shipments", content=sent.encode(), idempotency_key=key)
+        answer = answer if isinstance(answer, dict) else {}
+        if isinstance(answer.get("postage_label"), dict) and answer.get("id"):
+            return str(answer["id"]), str(answer.get("tracking_code") or "")
+        return "", ""
 
     @staticmethod
     def _earlier_request_forget(shipment: Shipment, key: str) -> None:

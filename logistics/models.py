@@ -89,10 +89,24 @@ class CarrierService(TenantOwnedModel):
         return f"{self.carrier.name} {self.name}"
 
 
-#: A state code a carrier rule names, and a postal-code beginning (spaces and dashes allowed,
-#: as `logistics.rules.postal_key` drops them).
-_STATE = re.compile(r"[A-Za-z0-9]{1,3}")
-_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
+#: A carrier rule's comma-separated conditions: what each item must be, and the form's words for
+#: one that is not. A postal-code beginning may have spaces and dashes (`logistics.rules.postal_key`
+#: drops them).
+_LIST_CONDITIONS = (
+    ("countries", re.compile(r".{2}"), "“{}” is not a two-letter ISO country code (e.g. US, CA)."),
+    (
+        "states",
+        re.compile(r"[A-Za-z0-9]{1,3}"),
+        "“{}” is not a state code (up to three letters or digits, e.g. CA, NSW); separate codes "
+        "with commas.",
+    ),
+    (
+        "postal_prefixes",
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*"),
+        "“{}” is not the beginning of a postal code: write its first characters (9 for every ZIP "
+        "starting with 9, no * or ?), separated by commas.",
+    ),
+)
 
 
 @audited(model_name="CarrierRuleAudit", exclude=["hit_count", "last_hit_at"])
@@ -193,26 +207,13 @@ class CarrierRule(TenantOwnedModel):
     def clean(self) -> None:
         super().clean()
         errors = {}
-        bad = [c for c in self.countries.split(",") if c.strip() and len(c.strip()) != 2]
-        if bad:
-            errors["countries"] = (
-                f"“{bad[0].strip()}” is not a two-letter ISO country code (e.g. US, CA)."
-            )
-        # A condition the rules can never match ("ca;tx", "9*") saves as easily as a good one,
-        # and only a preview taking no parcels would hint at it.
-        bad = [c for c in map(str.strip, self.states.split(",")) if c and not _STATE.fullmatch(c)]
-        if bad:
-            errors["states"] = (
-                f"“{bad[0]}” is not a state code (up to three letters or digits, e.g. CA, NSW); "
-                "separate codes with commas."
-            )
-        prefixes = map(str.strip, self.postal_prefixes.split(","))
-        bad = [p for p in prefixes if p and not _PREFIX.fullmatch(p)]
-        if bad:
-            errors["postal_prefixes"] = (
-                f"“{bad[0]}” is not the beginning of a postal code: write its first characters "
-                "(9 for every ZIP starting with 9, no * or ?), separated by commas."
-            )
+        # A condition the rules can never match ("ca;tx", "9*") would save as easily as a good
+        # one, and only a preview taking no parcels would hint at it.
+        for name, pattern, message in _LIST_CONDITIONS:
+            items = map(str.strip, getattr(self, name).split(","))
+            bad = [item for item in items if item and not pattern.fullmatch(item)]
+            if bad:
+                errors[name] = message.format(bad[0])
         if self.shop_id is not None and self.platform:
             shop_platform = Shop._base_manager.filter(pk=self.shop_id).values_list(
                 "platform", flat=True

@@ -585,6 +585,13 @@ class Shipment(TenantOwnedModel):
                 name="shipment_tracking_poll",
             ),
             models.Index(fields=["tenant", "tracking_exception"], name="shipment_tracking_exc"),
+            # The sweep of purchases left on parcels no longer bought (logistics.labels
+            # .left_behind): the few parcels holding a recorded purchase.
+            models.Index(
+                fields=["tenant", "status"],
+                condition=~Q(label_request_key=""),
+                name="shipment_label_request",
+            ),
             # The provider API's poll: a provider's parcels by warehouse, oldest change first.
             models.Index(
                 fields=["tenant", "warehouse", "updated_at", "id"],

@@ -54,6 +54,12 @@ def schedule_specs() -> list[ScheduleSpec]:
             minutes=1,
         ),
         ScheduleSpec(
+            name="tkerp: refund labels left behind",
+            func="logistics.tasks.resolve_left_labels",
+            schedule_type=Schedule.MINUTES,
+            minutes=5,
+        ),
+        ScheduleSpec(
             name="tkerp: prune sync history",
             func="shops.tasks.prune_sync_history",
             schedule_type=Schedule.DAILY,

@@ -13,6 +13,7 @@ in-process sandbox transport when the account uses the sandbox.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from decimal import Decimal, InvalidOperation
@@ -451,6 +452,77 @@ class LabelApiSource(LabelSource):
             raise LabelError(
                 f"the label service did not accept the refund (status {status})", code="refund"
             )
+
+    # --- a purchase left on a parcel that is not bought again (logistics.labels.left_behind) ---
+
+    def request_sent_here(self, *, sent: str) -> bool:
+        """Whether the recorded purchase `sent` was for this account: it names one of the
+        account's carrier accounts (asking another account about the key would buy there)."""
+        try:
+            body = json.loads(sent)["shipment"]
+            carrier, wanted = str(body["carrier"]), list(body["carrier_accounts"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        try:
+            return self._carrier_account(carrier) in wanted
+        except LabelError as exc:
+            if exc.code == "unknown_carrier":
+                return False
+            raise
+
+    def purchase_left(self, *, key: str, sent: str) -> dict | None:
+        """The shipment the service sold under `key` for the recorded request `sent`, or None
+        when nothing was sold, found without buying: sending `sent` again would buy the label
+        if that request never reached the service. So the key is tried first with a quote (the
+        same request without its carrier and service: rates, nothing bought). A key the
+        service has not seen goes to that quote, and the recorded request, were it still on its
+        way, is refused under it rather than sold: None. A key it has seen is refused, and then
+        `sent` is replayed (the label sold then, nothing bought). Raises `LabelError`
+        `unknown_purchase` when the key went with some other request, or the quote is refused
+        (what was sold under the key cannot be asked for), and the service's own errors."""
+        try:
+            body = json.loads(sent)
+            quote = {
+                "shipment": {
+                    name: value
+                    for name, value in body["shipment"].items()
+                    if name not in ("carrier", "service")
+                }
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise LabelError(
+                "the recorded request is not readable", code="unknown_purchase"
+            ) from None
+        try:
+            # The same bytes each time: a second run's quote is replayed, not refused.
+            self._send("POST", "/shipments", content=json_bytes(quote), idempotency_key=key)
+        except LabelError as exc:
+            if exc.code != KEY_REUSED:
+                if exc.retryable or exc.code in ("auth", "sandbox_off"):
+                    raise
+                raise LabelError(
+                    f"the label service refused a quote for the recorded request ({exc.reason})",
+                    code="unknown_purchase",
+                ) from exc
+        else:
+            return None
+        try:
+            answer = self._send("POST", "/shipments", content=sent.encode(), idempotency_key=key)
+        except LabelError as exc:
+            if exc.retryable or exc.code != KEY_REUSED:
+                raise
+            raise LabelError(
+                "the key went with another request than the one recorded", code="unknown_purchase"
+            ) from exc
+        sold = isinstance(answer, dict) and isinstance(answer.get("postage_label"), dict)
+        return answer if sold and answer.get("id") else None
+
+    def purchase_left_refund(self, *, answer: dict) -> None:
+        """Refund the label of `answer` (`purchase_left`'s), unless its refund was asked for
+        already (by a run stopped before it recorded that): never a second refund request."""
+        if answer.get("refund_status") in ("submitted", "refunded"):
+            return
+        self._refund(str(answer["id"]))
 
     # --- a purchase, and one a stopped worker left behind ---
 

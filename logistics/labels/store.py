@@ -121,9 +121,17 @@ def _label_store(*, shipment: Shipment, source: LabelSource, label: PurchasedLab
             if shipment_is_labelled(locked):
                 return locked
             if locked.status != ShipmentStatus.PENDING:
+                # A purchase written down on the parcel (the label service's) is refunded by
+                # the sweep of labels left behind (logistics.labels.left_behind); any other is
+                # for a person.
+                then = (
+                    "it goes back to the label service for a refund"
+                    if locked.label_request_key
+                    else f"void {_named(label)} at {source.name}"
+                )
                 raise LabelError(
                     f"parcel {locked.reference} became {locked.get_status_display().lower()} "
-                    f"while its label was bought; void {_named(label)} at {source.name}",
+                    f"while its label was bought; {then}",
                     code="not_pending",
                 )
             if label_idempotency_key(locked) != label_idempotency_key(shipment):

@@ -1,0 +1,257 @@
+"""A label sold for a parcel and never stored (a worker stopped), when the parcel is not bought
+again (its order cancelled...): the sweep refunds it at the label sandbox, over real HTTP
+(in-process WSGI), once, and only for the tenant it runs for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from logistics.labels.base import LabelError
+from logistics.labels.labelapi import KEY_REUSED, LabelApiSource
+from logistics.labels.left_behind import SETTLE
+from logistics.labels.store import shipment_label_buy
+from logistics.models import Shipment, ShipmentStatus
+from logistics.tasks import resolve_left_labels
+from orders.cancellations import order_cancel_close
+from orders.models import Order, OrderEvent, OrderStatus
+from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
+from tests.logistics.labels_helpers import label_world, purchases
+from tests.logistics.test_label_api import ScriptedFaults, _bought_then_stopped, reload
+from tkerp.models import Alert
+from tkerp.tenancy import tenant_context
+
+
+@pytest.fixture(autouse=True)
+def label_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    reset_rate_limits()
+
+
+@pytest.fixture
+def world(tenant_a):
+    return label_world(tenant_a)
+
+
+def cancelled(parcel, *, ago: timedelta = SETTLE + timedelta(minutes=1)) -> None:
+    """The buyer's cancellation closes the parcel's order (`ago` before now)."""
+    with tenant_context(parcel.tenant):
+        order_cancel_close(order=parcel.order, reason="buyer changed their mind")
+    Shipment._base_manager.filter(pk=parcel.pk).update(updated_at=timezone.now() - ago)
+    assert reload(parcel).status == ShipmentStatus.CANCELLED
+
+
+def refunds(world) -> int:
+    return SandboxLabelAccount.objects.get(pk=world.remote.pk).refunds
+
+
+def events(parcel, kind: str):
+    return list(OrderEvent._base_manager.filter(order_id=parcel.order_id, kind=kind))
+
+
+def record(parcel) -> tuple[str, str]:
+    fresh = reload(parcel)
+    return fresh.label_request_key, fresh.label_request
+
+
+@pytest.mark.django_db
+class TestCancelledAfterTheSale:
+    def test_the_label_is_refunded_noted_and_the_record_cleared(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        sold = _bought_then_stopped(monkeypatch, parcel)
+        cancelled(parcel)
+
+        done = resolve_left_labels()
+
+        remote = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
+        assert remote.refund_status == "submitted" and refunds(world) == 1
+        assert purchases(world) == 1
+        assert record(parcel) == ("", "")
+        assert done["refunded"] == 1 and done["failed"] == 0
+        [event] = events(parcel, "shipment.label_refunded")
+        assert f"the label with tracking number {sold.tracking_number}" in event.message
+        assert "went back to the label service for a refund" in event.message
+        assert event.data["tracking_number"] == sold.tracking_number
+
+    def test_running_again_does_nothing_more(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        _bought_then_stopped(monkeypatch, parcel)
+        cancelled(parcel)
+        resolve_left_labels()
+
+        again = resolve_left_labels()
+
+        assert again == {"refunded": 0, "cleared": 0, "named": 0, "failed": 0}
+        assert refunds(world) == 1 and purchases(world) == 1
+        assert len(events(parcel, "shipment.label_refunded")) == 1
+
+    def test_a_run_stopped_after_the_refund_is_finished_without_asking_again(
+        self, world, monkeypatch
+    ):
+        parcel = world.parcel("usps")
+        sold = _bought_then_stopped(monkeypatch, parcel)
+        cancelled(parcel)
+        asked = []
+        real = LabelApiSource._refund
+
+        def refund_then_stop(self, label_id):
+            asked.append(label_id)
+            real(self, label_id)
+            if len(asked) == 1:
+                raise SystemExit("killed")  # refunded, record not yet forgotten
+
+        monkeypatch.setattr(LabelApiSource, "_refund", refund_then_stop)
+        with pytest.raises(SystemExit):
+            resolve_left_labels()
+        assert record(parcel)[0] and refunds(world) == 1
+
+        done = resolve_left_labels()
+
+        assert asked == [sold.source_label_id]  # no second refund request
+        assert done["refunded"] == 1 and record(parcel) == ("", "")
+        assert refunds(world) == 1 and purchases(world) == 1
+        assert len(events(parcel, "shipment.label_refunded")) == 1
+
+    def test_a_parcel_cancelled_by_a_person_is_resolved_too(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        _bought_then_stopped(monkeypatch, parcel)
+        Shipment._base_manager.filter(pk=parcel.pk).update(
+            status=ShipmentStatus.CANCELLED, updated_at=timezone.now() - SETTLE * 2
+        )
+
+        assert resolve_left_labels()["refunded"] == 1
+        assert refunds(world) == 1 and record(parcel) == ("", "")
+
+    def test_a_refund_the_service_refuses_names_the_label_for_a_person(self, world, monkeypatch):
+        parcel = world.parcel("usps")
+        sold = _bought_then_stopped(monkeypatch, parcel)
+        # The carrier turned the refund down (EasyPost's refund_status "rejected").
+        remote = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
+        remote.refund_status = remote.payload["refund_status"] = "rejected"
+        remote.save()
+        cancelled(parcel)
+
+        done = resolve_left_labels()
+
+        assert done["named"] == 1 and record(parcel) == ("", "")
+        [event] = events(parcel, "shipment.label_void_failed")
+        assert f"the label with tracking number {sold.tracking_number}" in event.message
+        assert "void it at the label service" in event.message
+        alert = Alert._base_manager.get(tenant=world.tenant, kind="label.void_failed")
+        assert sold.tracking_number in alert.message
+        assert resolve_left_labels()["named"] == 0
+        assert len(events(parcel, "shipment.label_void_failed")) == 1
+
+    def test_a_parcel_cancelled_while_its_label_was_bought_gets_it_refunded(self, world):
+        from logistics.labels import store as label_store
+
+        parcel = world.parcel("usps")
+        with tenant_context(world.tenant):
+            read = label_store._fresh(parcel.pk)  # as a batch's thread read it, at its start
+        cancelled(parcel)
+        source = LabelApiSource(account=world.account)
+
+        with tenant_context(world.tenant), pytest.raises(LabelError) as caught:
+            label_store._label_buy(read, source, blocker=None)
+        source.close()
+
+        assert caught.value.code == "not_pending" and purchases(world) == 1
+        assert "it goes back to the label service for a refund" in caught.value.reason
+        Shipment._base_manager.filter(pk=parcel.pk).update(updated_at=timezone.now() - SETTLE * 2)
+        assert resolve_left_labels()["refunded"] == 1
+        assert refunds(world) == 1 and record(parcel) == ("", "")
+
+
+@pytest.mark.django_db
+class TestNothingSold:
+    def test_a_purchase_never_answered_is_cleared_without_buying_or_refunding(
+        self, world, monkeypatch
+    ):
+        parcel = world.parcel("usps")
+        # The purchase never gets an answer (a 503, retries spent): its request stays written
+        # down, and nothing was sold for it.
+        source = LabelApiSource(account=world.account, sleep=lambda _: None, max_retries=0)
+        source._carrier_account("USPS")
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(
+            fault_rate=1.0, fault_kinds=["503"]
+        )
+        monkeypatch.setattr("sandbox.base._rng", ScriptedFaults("503"))
+        with pytest.raises(LabelError):
+            shipment_label_buy(shipment=parcel, source=source)
+        SandboxLabelAccount.objects.filter(pk=world.remote.pk).update(fault_rate=0)
+        key, sent = record(parcel)
+        assert key
+        cancelled(parcel)
+
+        done = resolve_left_labels()
+
+        assert done["cleared"] == 1 and record(parcel) == ("", "")
+        assert purchases(world) == 0 and refunds(world) == 0
+        assert not OrderEvent._base_manager.filter(
+            order_id=parcel.order_id,
+            kind__in=("shipment.label_refunded", "shipment.label_void_failed"),
+        )
+        # The purchase, were it still on its way, is refused under its key rather than sold.
+        with pytest.raises(LabelError) as late:
+            source._send("POST", "/shipments", content=sent.encode(), idempotency_key=key)
+        assert late.value.code == KEY_REUSED and purchases(world) == 0
+        source.close()
+        # Made pending again by a person, the parcel buys under its next key.
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.PENDING)
+        Order._base_manager.filter(pk=parcel.order_id).update(status=OrderStatus.ALLOCATED)
+        stored = shipment_label_buy(shipment=parcel)
+        assert stored.status == ShipmentStatus.LABELLED and stored.label_voids == 1
+        assert purchases(world) == 1
+
+
+@pytest.mark.django_db
+class TestLeftAlone:
+    def test_a_pending_parcel_is_left_to_its_purchase(self, world, monkeypatch):
+        parcel, other = world.parcel("usps"), world.parcel("usps")
+        sold = _bought_then_stopped(monkeypatch, parcel)
+        Shipment._base_manager.filter(pk=parcel.pk).update(updated_at=timezone.now() - SETTLE * 2)
+        monkeypatch.undo()
+        _bought_then_stopped(monkeypatch, other)
+        cancelled(other)
+
+        assert resolve_left_labels()["refunded"] == 1  # the cancelled one only
+
+        assert record(parcel)[0] and record(other) == ("", "") and refunds(world) == 1
+        assert shipment_label_buy(shipment=parcel).tracking_number == sold.tracking_number
+
+    def test_a_parcel_just_cancelled_waits_for_a_purchase_still_on_its_way(
+        self, world, monkeypatch
+    ):
+        parcel = world.parcel("usps")
+        _bought_then_stopped(monkeypatch, parcel)
+        cancelled(parcel, ago=timedelta(0))
+
+        resolve_left_labels()
+
+        assert record(parcel)[0] and refunds(world) == 0
+        # Settled: no purchase is on its way any more.
+        Shipment._base_manager.filter(pk=parcel.pk).update(updated_at=timezone.now() - SETTLE * 2)
+        assert resolve_left_labels()["refunded"] == 1 and refunds(world) == 1
+
+    def test_another_tenants_parcels_are_not_touched(self, world, tenant_b, monkeypatch):
+        from logistics.labels.left_behind import label_requests_left_resolve
+
+        other = label_world(tenant_b)
+        ours, theirs = world.parcel("usps"), other.parcel("usps")
+        _bought_then_stopped(monkeypatch, ours)
+        monkeypatch.undo()
+        _bought_then_stopped(monkeypatch, theirs)
+        cancelled(ours)
+        cancelled(theirs)
+
+        done = label_requests_left_resolve(tenant=world.tenant)
+
+        assert done.refunded == 1 and record(ours) == ("", "") and refunds(world) == 1
+        assert record(theirs)[0] and refunds(other) == 0
+        assert not events(theirs, "shipment.label_refunded")
+        # The sweep of every tenant gets to theirs, in their own scope.
+        assert resolve_left_labels()["refunded"] == 1
+        assert refunds(other) == 1 and record(theirs) == ("", "")

@@ -111,6 +111,14 @@ class ShipmentLabelAdminMixin:
     def get_list_display(self, request):
         return [*super().get_list_display(request), "label_download"]
 
+    def has_delete_permission(self, request, obj=None):
+        # A parcel holding a recorded label purchase is what lets tkerp refund a label sold
+        # and never stored (logistics.labels.left_behind): deleting it, or its order, would
+        # lose that label. Cancel the order instead; the parcel may go once that is done.
+        if obj is not None and obj.label_request_key:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="label")
     def label_download(self, shipment: Shipment) -> str:
         if not shipment.label_file:

@@ -125,6 +125,29 @@ class TestLabelDownload:
         assert "tracking_number" in form_fields
 
 
+@pytest.mark.django_db
+class TestParcelDeletion:
+    def test_a_parcel_holding_a_recorded_purchase_is_not_deleted(self, client_a, world_a):
+        from orders.models import Order
+
+        parcel, plain = world_a.parcel("usps"), world_a.parcel("usps")
+        # As a worker stopped after the label service sold its label leaves it.
+        Shipment._base_manager.filter(pk=parcel.pk).update(
+            label_request_key="tkerp-key", label_request='{"shipment": {}}'
+        )
+
+        client_a.post(admin_url(Shipment, "delete", parcel.pk), {"post": "yes"})
+        client_a.post(admin_url(Order, "delete", parcel.order_id), {"post": "yes"})
+        client_a.post(
+            admin_url(Shipment, "changelist"),
+            {"action": "delete_selected", "_selected_action": [parcel.pk], "post": "yes"},
+        )
+        client_a.post(admin_url(Shipment, "delete", plain.pk), {"post": "yes"})
+
+        assert Shipment._base_manager.filter(pk=parcel.pk).exists()
+        assert not Shipment._base_manager.filter(pk=plain.pk).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 class TestLabelActions:
     def test_buy_then_void_from_the_parcel_list(self, client_a, tenant_a):

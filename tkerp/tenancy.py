@@ -10,6 +10,7 @@ resolving a user's memberships.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +20,9 @@ from django.db import models
 from django.db.models import ForeignObjectRel
 from django.db.models.base import DEFERRED, ModelState
 from django.db.models.fields import return_None
+from django.db.models.fields.files import FileDescriptor
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
 
 if TYPE_CHECKING:
@@ -111,8 +115,13 @@ class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
 
 
 #: Per model, how `TenantOwnedModel.__init__` fills an instance: one (attname, name of a related
-#: object or None, constant default, default callable or None) a field, or () for Django's own.
+#: object or None, its cache name, constant default, default callable or None, stored as is?)
+#: a field, or () for Django's own.
 _INIT_PLANS: dict[type, tuple] = {}
+
+#: The attribute types whose setting, on an instance just made, only stores the value under the
+#: field's attname (a foreign key's id clears a cached object, which a new instance has not).
+_STORED_AS_IS = (DeferredAttribute, ForeignKeyDeferredAttribute, FileDescriptor)
 
 
 def _init_plan(cls: type[models.Model]) -> tuple:
@@ -131,14 +140,18 @@ def _init_plan(cls: type[models.Model]) -> tuple:
         if field.column is None or field.generated:
             continue  # set only when given, which the plan leaves to Django's __init__
         related = isinstance(field.remote_field, ForeignObjectRel)  # as __init__ tells them
+        simple = related and len(field.related_fields) == 1
         name = field.name if related else None
+        cache_name = field.cache_name if simple else None
         default = field.get_default if related else field._get_default
+        as_is = type(inspect.getattr_static(cls, field.attname, None)) in _STORED_AS_IS
         if default is return_None:
-            plan.append((field.attname, name, None, None))
+            constant, default = None, None
         elif default is str:
-            plan.append((field.attname, name, "", None))
+            constant, default = "", None
         else:
-            plan.append((field.attname, name, None, default))
+            constant = None
+        plan.append((field.attname, name, cache_name, constant, default, as_is))
     _INIT_PLANS[cls] = plan = tuple(plan)
     return plan
 
@@ -177,13 +190,18 @@ class TenantOwnedModel(models.Model):
         if args or not plan or pre_init.receivers or post_init.receivers:
             super().__init__(*args, **kwargs)
             return
-        self._state = ModelState()
+        state = self._state = ModelState()
+        values = self.__dict__
         used = 0
-        for attname, name, constant, default in plan:
+        for attname, name, cache_name, constant, default, as_is in plan:
             if name is not None and name in kwargs:
                 value = kwargs[name]
                 used += 1
-                if value is not DEFERRED:
+                if value is None and cache_name is not None and as_is:
+                    # What setting the object to None does on a new instance.
+                    values[attname] = None
+                    state.fields_cache[cache_name] = None
+                elif value is not DEFERRED:
                     setattr(self, name, value)
                 continue
             if attname in kwargs:
@@ -193,7 +211,10 @@ class TenantOwnedModel(models.Model):
                     continue
             else:
                 value = constant if default is None else default()
-            setattr(self, attname, value)
+            if as_is:
+                values[attname] = value
+            else:
+                setattr(self, attname, value)
         if used != len(kwargs):
             super().__init__(*args, **kwargs)
 

@@ -39,6 +39,7 @@ def _state(instance) -> dict:
         "set": sorted(vars(instance)),
         "adding": instance._state.adding,
         "db": instance._state.db,
+        "cached": dict(instance._state.fields_cache),
     }
 
 
@@ -64,6 +65,17 @@ def test_values_related_objects_and_deferred_markers_are_set_as_django_sets_them
     assert _state(ours) == _state(django)
     assert "buyer_note" not in vars(ours)  # left to load on access, as Django leaves it
     assert ours.tenant is tenant and ours.tenant_id == tenant.pk
+
+
+def test_no_related_object_is_set_as_django_sets_it():
+    # Nobody (a sync's event): the id None, and None cached for the object, so reading it
+    # asks nothing.
+    ours, django = (
+        OrderEvent(tenant_id=1, user=None),
+        _django_made(OrderEvent, tenant_id=1, user=None),
+    )
+    assert _state(ours) == _state(django)
+    assert ours._state.fields_cache == {"user": None}
 
 
 def test_keywords_django_refuses_are_refused_the_same_way():

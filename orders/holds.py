@@ -41,6 +41,7 @@ class HoldReason(models.TextChoices):
     FRAUD_SUSPECTED = "fraud.suspected", "Suspected fraud"
     CARRIER_NO_RULE = "carrier.no_rule", "No carrier rule fits a parcel"
     PROVIDER_REJECTED = "provider.rejected", "The provider rejected a parcel"
+    PARTLY_SHIPPED = "shipped.partly", "Partly shipped outside tkerp"
 
 
 # Holding is for orders nobody has started fulfilling: once stock is allocated the order has

@@ -81,6 +81,7 @@ REVIEW_CODES = (
     HoldReason.BUYER_NOTE,
     HoldReason.HIGH_VALUE,
     HoldReason.DUPLICATE_ADDRESS,
+    HoldReason.PARTLY_SHIPPED,
 )
 REVIEWABLE_STATUSES = (OrderStatus.NEW, OrderStatus.READY, OrderStatus.ON_HOLD)
 # How many sibling order ids a duplicate_address message names.
@@ -299,8 +300,10 @@ def duplicate_findings(
     return found
 
 
-def review_fingerprint(*, order: Order, lines: Iterable[tuple]) -> str:
-    """A hash of what review looks at: the recipient, the lines, the note and the total."""
+def review_fingerprint(*, order: Order, lines: Iterable[tuple], partly: bool = False) -> str:
+    """A hash of what review looks at: the recipient, the lines, the note and the total, and
+    whether the platform says part of the order shipped outside tkerp (`partly`; added only
+    then, so the orders it never concerned keep the hash they had)."""
     payload = [
         [str(getattr(order, name) or "") for name in ADDRESS_EDIT_FIELDS],
         order.address_masked,
@@ -309,10 +312,46 @@ def review_fingerprint(*, order: Order, lines: Iterable[tuple]) -> str:
         order.currency,
         sorted([list(map(str, line)) for line in lines]),
     ]
+    if partly:
+        payload.append("partly_shipped")
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
 _LINE_VALUES = ("order_id", "platform_line_id", "sku_id", "seller_sku", "quantity", "is_cancelled")
+
+
+def _partly_shipped_outside(orders: list[Order]) -> set[int]:
+    """The orders whose platform says some of them shipped (`Connector.partly_shipped`) while
+    none of their parcels left through tkerp: someone shipped lines elsewhere (or before the
+    shop was connected), and tkerp would send them again. An order tkerp shipped a parcel of
+    is partly shipped by its own doing, and its parcels say which lines are left."""
+    from logistics.models import Shipment, ShipmentStatus
+    from shops.models import Platform, Shop
+    from shops.platforms import platform_status_partly_shipped
+
+    statuses = {order.platform_status for order in orders if order.platform_status}
+    platforms = Platform.values
+    if not any(
+        platform_status_partly_shipped(platform, status)
+        for status in statuses
+        for platform in platforms
+    ):
+        return set()  # the usual page: nothing shipped in part, no query
+    platform_of = dict(
+        Shop._base_manager.filter(pk__in={order.shop_id for order in orders}).values_list(
+            "pk", "platform"
+        )
+    )
+    partly = {
+        order.pk
+        for order in orders
+        if platform_status_partly_shipped(platform_of.get(order.shop_id, ""), order.platform_status)
+    }
+    left = ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.DELIVERED
+    ours = Shipment.objects.filter(order_id__any=sorted(partly), status__in=left).values_list(
+        "order_id", flat=True
+    )
+    return partly - set(ours)
 
 
 def _lines_by_order(order_ids: Collection[int]) -> dict[int, list[tuple]]:
@@ -378,6 +417,7 @@ def orders_review(
         # reserved (short, unknown SKU, or the stock step has not run) never passes to ready.
         # Reservations change only under the order's lock, which we hold: this read is exact.
         not_reserved = orders_not_reserved(order_ids=[order.pk for order in orders])
+        shipped_outside = _partly_shipped_outside(orders)
         todo: list[tuple[Order, list[Finding], list[str]]] = []
         # Platform doors store `original_address` with the order; it is written back only when
         # review filled one (CSV, API), not re-sent (JSON both ways) for every order of a page.
@@ -395,7 +435,9 @@ def orders_review(
                 not force
                 and settled
                 and order.review_fingerprint
-                == review_fingerprint(order=order, lines=lines[order.pk])
+                == review_fingerprint(
+                    order=order, lines=lines[order.pk], partly=order.pk in shipped_outside
+                )
             ):
                 result.skipped += 1
                 continue
@@ -403,6 +445,17 @@ def orders_review(
             address, changed = _normalise_in_place(order)
             order.address_key = "" if order.address_masked else address_key_hash(address)
             findings = order_findings(order=order, address=address, settings=settings)
+            if order.pk in shipped_outside:
+                findings.append(
+                    Finding(
+                        HoldReason.PARTLY_SHIPPED,
+                        f"The platform says part of this order has shipped "
+                        f"({order.platform_status}), and no parcel of it left through tkerp: "
+                        "check at the platform which lines are still to send before releasing "
+                        "this hold; its parcels hold every line, so the lines already gone "
+                        "would ship twice.",
+                    )
+                )
             todo.append((order, findings, changed))
         if not todo:
             return result
@@ -480,7 +533,9 @@ def orders_review(
             else:
                 order.status = OrderStatus.READY
             if full:
-                order.review_fingerprint = review_fingerprint(order=order, lines=lines[order.pk])
+                order.review_fingerprint = review_fingerprint(
+                    order=order, lines=lines[order.pk], partly=order.pk in shipped_outside
+                )
                 order.reviewed_at = now
                 if changed:
                     order.address_normalised_at = now
@@ -568,6 +623,8 @@ REVIEW_READ_FIELDS = (
     "buyer_note",
     "total",
     "currency",
+    "shop_id",
+    "platform_status",
     *REVIEW_WRITE_FIELDS,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import httpx
@@ -19,6 +20,16 @@ CONNECTORS = {
     "amazon": "shops.platforms.amazon.AmazonConnector",
     "ebay": "shops.platforms.ebay.EbayConnector",
 }
+
+
+@functools.lru_cache(maxsize=256)
+def platform_status_partly_shipped(platform: str, platform_status: str) -> bool:
+    """Whether `platform`'s status `platform_status` says the order shipped in part (see
+    `Connector.partly_shipped`); False for a platform without a connector."""
+    try:
+        return connector_class(platform).partly_shipped(platform_status)
+    except ValueError:
+        return False
 
 
 def connector_class(platform: str) -> type[Connector]:

@@ -202,6 +202,10 @@ class AmazonConnector(Connector):
     rate_limit = RateLimit(per_second=5.0, burst=30)
     page_size = 100
 
+    @classmethod
+    def partly_shipped(cls, platform_status: str) -> bool:
+        return platform_status == "PartiallyShipped"
+
     def __init__(self, *, shop, credentials, http):
         super().__init__(shop=shop, credentials=credentials, http=http)
         extra = credentials.extra or {}

@@ -499,6 +499,13 @@ class Connector(abc.ABC):
         self.http = http
 
     @classmethod
+    def partly_shipped(cls, platform_status: str) -> bool:
+        """Whether the platform's own status (`PlatformOrder.platform_status`, as stored on the
+        order) says some of the order has shipped and some not: such an order is open (its
+        status maps to "new"), and which of its lines are gone only its parcels tell."""
+        return False
+
+    @classmethod
     def api_base_url(cls, *, shop: Shop, credentials: ShopCredentials) -> str:
         """Where this shop's requests go: the platform's own host for the shop, or tkerp's
         sandbox where this server enables it. Never a URL a tenant typed: a request carries

@@ -120,6 +120,11 @@ class EbayConnector(Connector):
     rate_limit: ClassVar[RateLimit] = RateLimit(per_second=5, burst=10)
     page_size = 200  # (L) the documented maximum for getOrders
 
+    @classmethod
+    def partly_shipped(cls, platform_status: str) -> bool:
+        # Stored as "fulfillment[/cancel state]".
+        return platform_status.split("/")[0] == "IN_PROGRESS"
+
     # --- HTTP -------------------------------------------------------------------------------
 
     def _request(

@@ -158,6 +158,11 @@ class ShopifyConnector(Connector):
     page_size = 250
 
     @classmethod
+    def partly_shipped(cls, platform_status: str) -> bool:
+        # Stored as "financial/fulfillment[/cancelled]".
+        return platform_status.split("/")[1:2] in (["partial"], ["partially_fulfilled"])
+
+    @classmethod
     def live_base_url(cls, *, shop, credentials) -> str:
         """The store's own `*.myshopify.com` host, and no other: the domain is the seller's
         input, so anything that is not a myshopify subdomain is refused."""

@@ -699,6 +699,10 @@ class TikTokConnector(Connector):
     # package search page size). `credentials.extra["ship_batch_size"]` lowers it.
     ship_batch_max = 50
 
+    @classmethod
+    def partly_shipped(cls, platform_status: str) -> bool:
+        return platform_status == "PARTIALLY_SHIPPING"
+
     # --- plumbing ---
 
     def request(

@@ -223,10 +223,11 @@ def test_a_cancel_reaching_a_shipped_order_before_its_stock_was_committed_commit
 
 
 def test_a_partial_shipment_on_the_platform_leaves_the_rest_of_the_order_open(stocked):
-    """Some of the order's packages left (TikTok's PARTIALLY_SHIPPING: tkerp shipped one parcel of
-    a split order, say, and a 3PL still has the other): the order stays open, its parcel waiting
-    and its stock reserved, instead of every parcel being marked shipped and its stock committed
-    by the next sync. The platform's word is still kept as its status."""
+    """Some of the order's packages left (TikTok's PARTIALLY_SHIPPING), here shipped at the
+    platform outside tkerp: the order stays open, its parcel waiting and its stock reserved,
+    instead of every parcel being marked shipped and its stock committed by the next sync. As no
+    parcel of it left through tkerp, it waits for a person on a `shipped.partly` hold (its
+    parcel would send the line already gone again). The platform's word is kept as its status."""
     import random
 
     shop, store, _ = stocked
@@ -258,7 +259,13 @@ def test_a_partial_shipment_on_the_platform_leaves_the_rest_of_the_order_open(st
 
     with tenant_context(shop.tenant):
         order.refresh_from_db()
-        assert (order.status, order.platform_status) == (OrderStatus.READY, "PARTIALLY_SHIPPING")
+        assert (order.status, order.platform_status) == (
+            OrderStatus.ON_HOLD,
+            "PARTIALLY_SHIPPING",
+        )
+        assert set(order.holds.filter(released_at__isnull=True).values_list("code", flat=True)) == {
+            "shipped.partly"
+        }
         assert order.shipped_at is None
         assert set(Shipment.objects.filter(order=order).values_list("status", flat=True)) == {
             ShipmentStatus.PENDING

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import Reservation
+from logistics.models import ShipmentStatus
 from orders.holds import order_hold
 from orders.models import Order, OrderEvent, OrderHold, OrderStatus, ReviewSettings
 from orders.review import order_address_edit, orders_review, review_dry_run, review_settings_get
@@ -16,6 +17,7 @@ from tests.factories import (
     OrderHoldFactory,
     OrderLineFactory,
     ReservationFactory,
+    ShipmentFactory,
     ShopFactory,
     UserFactory,
 )
@@ -418,3 +420,78 @@ def test_a_batch_reviews_in_a_fixed_number_of_queries(make_order, django_assert_
     with django_assert_max_num_queries(17):  # COPY stages via a temp table (RLS)
         orders_review(tenant=orders[0].tenant, order_ids=[order.pk for order in orders])
     assert Order._base_manager.filter(status=OrderStatus.ON_HOLD).count() == 20
+
+
+@pytest.mark.parametrize(
+    ("platform", "platform_status", "partly"),
+    [
+        ("tiktok", "PARTIALLY_SHIPPING", True),
+        ("tiktok", "AWAITING_SHIPMENT", False),
+        ("amazon", "PartiallyShipped", True),
+        ("amazon", "Unshipped", False),
+        ("shopify", "paid/partial", True),
+        ("shopify", "paid/partially_fulfilled", True),
+        ("shopify", "paid/unfulfilled", False),
+        ("ebay", "IN_PROGRESS", True),
+        ("ebay", "IN_PROGRESS/CANCEL_REQUESTED", True),
+        ("ebay", "NOT_STARTED", False),
+        ("manual", "PARTIALLY_SHIPPING", False),  # no connector: never partly shipped
+    ],
+)
+def test_each_platform_says_in_its_own_words_when_an_order_shipped_in_part(
+    tenant_a, platform, platform_status, partly
+):
+    shop = ShopFactory(tenant=tenant_a, platform=platform)
+    order = OrderFactory(
+        tenant=tenant_a,
+        shop=shop,
+        platform_status=platform_status,
+        paid_at=timezone.now(),
+        **CLEAN,
+    )
+    ReservationFactory(
+        tenant=tenant_a, order=order, order_line=OrderLineFactory(order=order, tenant=tenant_a)
+    )
+    review(order)
+    assert active_codes(order) == ({"shipped.partly"} if partly else set())
+    assert order.status == (OrderStatus.ON_HOLD if partly else OrderStatus.READY)
+
+
+def test_an_order_first_seen_partly_shipped_waits_for_a_person(make_order):
+    # Shipped in part outside tkerp (before the shop was connected, or by hand): tkerp would
+    # send the lines already gone a second time.
+    order = make_order(platform_status="PARTIALLY_SHIPPING")
+    review(order)
+    assert active_codes(order) == {"shipped.partly"}
+    assert order.status == OrderStatus.ON_HOLD
+    event = OrderEvent._base_manager.filter(order=order, kind="review.held").get()
+    assert "PARTIALLY_SHIPPING" in event.message and "ship twice" in event.message
+
+
+def test_an_order_partly_shipped_by_its_own_parcel_is_not_held(make_order):
+    # tkerp shipped one parcel of a split order: the platform's partial status is its doing,
+    # and the other parcel is still to go.
+    order = make_order(platform_status="PARTIALLY_SHIPPING")
+    ShipmentFactory(tenant=order.tenant, order=order, status=ShipmentStatus.SHIPPED)
+    ShipmentFactory(tenant=order.tenant, order=order, status=ShipmentStatus.PENDING)
+    review(order)
+    assert active_codes(order) == set()
+    assert order.status == OrderStatus.READY
+
+
+def test_an_order_that_turns_partly_shipped_elsewhere_is_reviewed_again_and_held(make_order):
+    order = make_order()
+    review(order)
+    assert order.status == OrderStatus.READY
+    Order._base_manager.filter(pk=order.pk).update(platform_status="PARTIALLY_SHIPPING")
+    review(order)  # nothing else changed: the partial status alone brings it back to review
+    assert active_codes(order) == {"shipped.partly"}
+    assert order.status == OrderStatus.ON_HOLD
+    # A person checked the lines and released it: it stays released while nothing changes.
+    with tenant_context(order.tenant):
+        from orders.holds import order_release
+
+        order_release(order=order, codes=["shipped.partly"])
+    order.refresh_from_db()
+    review(order)
+    assert active_codes(order) == set()

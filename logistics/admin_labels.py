@@ -35,6 +35,9 @@ LABEL_FIELDS = (
     "source_label_id",
     "labelled_at",
     "shipping_cost",
+    # The refund of a cancelled parcel's label (logistics.labels.cancelled).
+    "label_refund",
+    "label_refund_at",
 )
 
 

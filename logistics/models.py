@@ -463,6 +463,17 @@ class InterceptState(models.TextChoices):
     FAILED = "failed", "Too late to intercept"
 
 
+class LabelRefund(models.TextChoices):
+    """What became of the bought label of a parcel cancelled before it shipped
+    (logistics.labels.cancelled): asked for once, the outcome kept so it is never asked twice."""
+
+    NONE = "", "Not asked"
+    ASKING = "asking", "Refund being asked for"
+    REFUNDED = "refunded", "Refunded"
+    REFUSED = "refused", "Refund refused: void by hand"
+    BY_HAND = "by_hand", "Not voided here: void by hand"
+
+
 class Shipment(TenantOwnedModel):
     """One parcel of an order, leaving one warehouse with one carrier service."""
 
@@ -516,6 +527,18 @@ class Shipment(TenantOwnedModel):
     # label back and void it. Cleared once a label is stored or voided (it holds the recipient).
     label_request_key = models.CharField(max_length=100, blank=True, editable=False)
     label_request = models.TextField(blank=True, editable=False)
+    # The refund of the label of a parcel cancelled before it shipped (logistics.labels
+    # .cancelled): `asking` while a sweep asks (since `label_refund_at`; a sweep stopped halfway
+    # leaves it, and it is taken again once that is old), then the outcome, kept so the refund
+    # is never asked twice. The label itself stays on the parcel, as the record of what it had.
+    label_refund = models.CharField(
+        max_length=12,
+        choices=LabelRefund.choices,
+        default=LabelRefund.NONE,
+        blank=True,
+        editable=False,
+    )
+    label_refund_at = models.DateTimeField(null=True, blank=True, editable=False)
     weight_grams = models.PositiveIntegerField(default=0)
     # Carrier rules (logistics.rules): the rule that chose `service`, the package it chose, when
     # the rules last ran on this parcel, and the rules passed over because their service did not
@@ -591,6 +614,14 @@ class Shipment(TenantOwnedModel):
                 fields=["tenant", "status"],
                 condition=~Q(label_request_key=""),
                 name="shipment_label_request",
+            ),
+            # The sweep's refunds of the labels of cancelled parcels (logistics.labels
+            # .cancelled): the few cancelled parcels holding a bought label not yet settled.
+            models.Index(
+                fields=["tenant"],
+                condition=Q(status="cancelled", label_refund__in=["", "asking"])
+                & ~Q(label_source__in=["", "manual"]),
+                name="shipment_label_refund_due",
             ),
             # The provider API's poll: a provider's parcels by warehouse, oldest change first.
             models.Index(

@@ -68,11 +68,14 @@ def push_due_tracking() -> dict:
 def resolve_left_labels() -> dict:
     """Every 5 minutes: refund the labels sold for parcels that will not be bought again
     (cancelled...) and never stored, a stopped worker's leftovers
-    (`logistics.labels.left_behind`, each tenant under its own scope). Safe to overlap or
+    (`logistics.labels.left_behind`), and the labels stored on parcels cancelled before they
+    shipped (`logistics.labels.cancelled`), each tenant under its own scope. Safe to overlap or
     repeat: a record is forgotten once, and a refund asked for is not asked again."""
+    from logistics.labels.cancelled import cancelled_labels_refund_all
     from logistics.labels.left_behind import label_requests_left_resolve_all
 
-    return label_requests_left_resolve_all().as_dict()
+    left = label_requests_left_resolve_all().as_dict()
+    return {**left, **cancelled_labels_refund_all().as_dict()}
 
 
 # --- the provider flow (webhooks, dispatch, reminders, order files) ----------------------------

@@ -11,7 +11,8 @@ Requests arrive two ways and meet in one row per (tenant, shop, platform cancel 
 Answering (`cancellation_approve`, `cancellation_reject`) claims the request with a conditional
 UPDATE, asks the platform with no transaction open, then records the answer: answering twice asks
 the platform once, and a platform error leaves the request pending with the error on it. An
-approved request closes the order (`order_cancel_close`): pending shipments are cancelled,
+approved request closes the order (`order_cancel_close`): pending and labelled shipments are
+cancelled (a bought label goes back for a refund in the background, `logistics.labels.cancelled`),
 shipments already with a provider are held for interception, reserved stock is released, and
 `order_can_ship` says no from then on.
 """
@@ -210,10 +211,11 @@ def order_cancel_close(
     """Cancel `order` here after its cancellation was approved; returns False if it already was
     cancelled (pending shipments are still cancelled then).
 
-    Pending and labelled shipments are cancelled; a provider that already holds a parcel is
-    asked to stop it (`intercept_state=requested`, a `shipment.cancelled` webhook), and its
-    units stay reserved until it answers (`shipment_intercept_resolve`). The rest of the
-    reserved stock is released.
+    Pending and labelled shipments are cancelled; a labelled one's label is refunded in the
+    background, not here (`logistics.labels.cancelled`: no outside call in this transaction, and
+    never asked twice). A provider that already holds a parcel is asked to stop it
+    (`intercept_state=requested`, a `shipment.cancelled` webhook), and its units stay reserved
+    until it answers (`shipment_intercept_resolve`). The rest of the reserved stock is released.
     Refuses (CancellationError) an order with a shipment already on its way.
     """
     from inventory.reservations import order_release

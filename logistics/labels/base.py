@@ -123,5 +123,10 @@ class LabelSource(abc.ABC):
         """Cancel an unused label (refund); sources that cannot void raise LabelError."""
         raise LabelError(f"labels from {self.name} cannot be voided here", code="not_supported")
 
+    def void_asked(self, *, shipment: Shipment) -> bool:
+        """Whether a void of the parcel's label was asked for already (by a run stopped before
+        it recorded that), so it is not asked twice. Sources that cannot tell answer False."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - a source without connections has nothing to release
         """Release connections (HTTP clients) held by the source."""

@@ -445,6 +445,14 @@ class LabelApiSource(LabelSource):
             raise LabelError("the parcel's label has no id at the label service", code="not_found")
         self._refund(shipment.source_label_id)
 
+    def void_asked(self, *, shipment: Shipment) -> bool:
+        """The service's shipment shows its refund asked for (submitted or refunded)."""
+        if not shipment.source_label_id:
+            return False
+        answer = self._send("GET", f"/shipments/{shipment.source_label_id}")
+        status = answer.get("refund_status") if isinstance(answer, dict) else None
+        return status in ("submitted", "refunded")
+
     def _refund(self, label_id: str) -> None:
         answer = self._send("POST", f"/shipments/{label_id}/refund", json={})
         status = answer.get("refund_status") if isinstance(answer, dict) else None

@@ -328,6 +328,13 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
         current = _fresh(shipment.pk)
         if not shipment_is_labelled(current):
             raise LabelError(f"parcel {current.reference} has no label to void", code="no_label")
+        if current.status == ShipmentStatus.CANCELLED:
+            # Its refund is asked for in the background, once (logistics.labels.cancelled).
+            raise LabelError(
+                f"parcel {current.reference} is cancelled: its label goes back to the label "
+                "service by itself, and its order's history says when",
+                code="cancelled",
+            )
         if current.status != ShipmentStatus.LABELLED:
             raise LabelError(
                 f"parcel {current.reference} is {current.get_status_display().lower()}: only a "
@@ -356,7 +363,9 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
             locked.source_label_id = ""
             locked.labelled_at = None
             locked.shipping_cost = 0
-            locked.status = ShipmentStatus.PENDING
+            if locked.status == ShipmentStatus.LABELLED:
+                # A parcel cancelled while its void was asked for stays cancelled.
+                locked.status = ShipmentStatus.PENDING
             locked.label_voids += 1
             locked.label_request_key = locked.label_request = ""
             locked.save()

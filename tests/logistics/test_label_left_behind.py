@@ -84,7 +84,15 @@ class TestCancelledAfterTheSale:
 
         again = resolve_left_labels()
 
-        assert again == {"refunded": 0, "cleared": 0, "named": 0, "failed": 0}
+        assert again == {
+            "refunded": 0,
+            "cleared": 0,
+            "named": 0,
+            "failed": 0,
+            "labels_refunded": 0,
+            "labels_named": 0,
+            "labels_failed": 0,
+        }
         assert refunds(world) == 1 and purchases(world) == 1
         assert len(events(parcel, "shipment.label_refunded")) == 1
 

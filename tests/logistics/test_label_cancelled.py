@@ -1,0 +1,308 @@
+"""A label bought and stored for a parcel whose order is then cancelled: the sweep of labels left
+behind refunds it at the label sandbox, over real HTTP (in-process WSGI), once, records the
+outcome on the parcel and names the label on the order; a refund refused is left to a person
+with an alert; a parcel that shipped is never voided; only the tenant it runs for is touched."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from logistics.labels.base import LabelError
+from logistics.labels.labelapi import LabelApiSource
+from logistics.labels.store import shipment_label_buy
+from logistics.models import LabelRefund, Shipment, ShipmentStatus
+from logistics.tasks import resolve_left_labels
+from orders.cancellations import order_cancel_close
+from orders.models import OrderEvent
+from sandbox.base import reset_rate_limits
+from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
+from tests.logistics.labels_helpers import label_world, purchases
+from tests.logistics.test_label_api import reload
+from tkerp.models import Alert
+from tkerp.tenancy import tenant_context
+
+
+@pytest.fixture(autouse=True)
+def label_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    reset_rate_limits()
+
+
+@pytest.fixture
+def world(tenant_a):
+    return label_world(tenant_a)
+
+
+def labelled(world, service: str = "usps") -> Shipment:
+    parcel = shipment_label_buy(shipment=world.parcel(service))
+    assert parcel.status == ShipmentStatus.LABELLED and parcel.source_label_id
+    return parcel
+
+
+def cancelled(parcel) -> None:
+    """The buyer's cancellation closes the parcel's order."""
+    with tenant_context(parcel.tenant):
+        order_cancel_close(order=parcel.order, reason="buyer changed their mind")
+    assert reload(parcel).status == ShipmentStatus.CANCELLED
+
+
+def refunds(world) -> int:
+    return SandboxLabelAccount.objects.get(pk=world.remote.pk).refunds
+
+
+def refund_status(parcel) -> str | None:
+    return SandboxLabelShipment.objects.get(shipment_id=parcel.source_label_id).refund_status
+
+
+def events(parcel, kind: str):
+    return list(OrderEvent._base_manager.filter(order_id=parcel.order_id, kind=kind))
+
+
+@pytest.fixture
+def refunds_asked(monkeypatch) -> list[str]:
+    """Every refund request sent to the service (the sandbox answers a repeat without counting
+    it, so the requests are counted here)."""
+    asked: list[str] = []
+    real = LabelApiSource._refund
+
+    def counted(self, label_id):
+        asked.append(label_id)
+        return real(self, label_id)
+
+    monkeypatch.setattr(LabelApiSource, "_refund", counted)
+    return asked
+
+
+@pytest.mark.django_db
+class TestCancelledAfterLabelling:
+    def test_the_label_is_refunded_named_on_the_order_and_recorded_once(self, world, refunds_asked):
+        parcel = labelled(world)
+        cancelled(parcel)
+
+        done = resolve_left_labels()
+
+        assert refund_status(parcel) == "submitted" and refunds(world) == 1
+        assert refunds_asked == [parcel.source_label_id]
+        assert done["labels_refunded"] == 1 and done["labels_failed"] == 0
+        fresh = reload(parcel)
+        assert fresh.label_refund == LabelRefund.REFUNDED and fresh.label_refund_at is not None
+        assert fresh.status == ShipmentStatus.CANCELLED
+        [event] = events(parcel, "shipment.label_refunded")
+        assert f"the label with tracking number {parcel.tracking_number}" in event.message
+        assert event.data["tracking_number"] == parcel.tracking_number
+        assert purchases(world) == 1
+
+        again = resolve_left_labels()
+
+        assert again["labels_refunded"] == 0 and refunds_asked == [parcel.source_label_id]
+        assert len(events(parcel, "shipment.label_refunded")) == 1
+
+    def test_a_run_stopped_after_asking_is_finished_without_asking_again(self, world, monkeypatch):
+        parcel = labelled(world)
+        cancelled(parcel)
+        asked = []
+        real = LabelApiSource._refund
+
+        def refund_then_stop(self, label_id):
+            asked.append(label_id)
+            real(self, label_id)
+            if len(asked) == 1:
+                raise SystemExit("killed")  # refunded, outcome not yet recorded
+
+        monkeypatch.setattr(LabelApiSource, "_refund", refund_then_stop)
+        with pytest.raises(SystemExit):
+            resolve_left_labels()
+        assert reload(parcel).label_refund == LabelRefund.ASKING and refunds(world) == 1
+        # Another run while the first may still be asking leaves it alone.
+        assert resolve_left_labels()["labels_refunded"] == 0 and asked == [parcel.source_label_id]
+        # The stopped run's claim runs out.
+        Shipment._base_manager.filter(pk=parcel.pk).update(
+            label_refund_at=timezone.now() - timedelta(hours=1)
+        )
+
+        done = resolve_left_labels()
+
+        assert asked == [parcel.source_label_id]  # no second refund request
+        assert done["labels_refunded"] == 1
+        assert reload(parcel).label_refund == LabelRefund.REFUNDED
+        assert len(events(parcel, "shipment.label_refunded")) == 1
+
+    def test_a_service_not_answering_keeps_the_label_for_the_next_run(self, world, monkeypatch):
+        parcel = labelled(world)
+        cancelled(parcel)
+
+        def unanswered(self, label_id):
+            raise LabelError("the label service is not answering", retryable=True)
+
+        monkeypatch.setattr(LabelApiSource, "_refund", unanswered)
+        done = resolve_left_labels()
+
+        assert done["labels_failed"] == 1 and refunds(world) == 0
+        assert reload(parcel).label_refund == LabelRefund.NONE
+        assert not events(parcel, "shipment.label_refunded")
+        assert not events(parcel, "shipment.label_void_failed")
+
+        monkeypatch.undo()
+        assert resolve_left_labels()["labels_refunded"] == 1 and refunds(world) == 1
+
+    def test_a_refund_the_service_refuses_names_the_label_for_a_person(self, world):
+        parcel = labelled(world)
+        # The carrier turned the refund down (EasyPost's refund_status "rejected").
+        remote = SandboxLabelShipment.objects.get(shipment_id=parcel.source_label_id)
+        remote.refund_status = remote.payload["refund_status"] = "rejected"
+        remote.save()
+        cancelled(parcel)
+
+        done = resolve_left_labels()
+
+        assert done["labels_named"] == 1
+        assert reload(parcel).label_refund == LabelRefund.REFUSED
+        [event] = events(parcel, "shipment.label_void_failed")
+        assert f"the label with tracking number {parcel.tracking_number}" in event.message
+        assert "void it at the label service" in event.message
+        alert = Alert._base_manager.get(tenant=world.tenant, kind="label.void_failed")
+        assert parcel.tracking_number in alert.message
+        assert resolve_left_labels()["labels_named"] == 0
+        assert len(events(parcel, "shipment.label_void_failed")) == 1
+
+    def test_a_parcel_cancelled_by_a_person_is_refunded_too(self, world):
+        parcel = labelled(world)
+        # The parcel's status set by hand (its change form), not through the order.
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.CANCELLED)
+
+        assert resolve_left_labels()["labels_refunded"] == 1 and refunds(world) == 1
+
+
+@pytest.mark.django_db
+class TestNeverVoided:
+    def test_a_parcel_on_its_way_is_not_voided(self, world):
+        shipped, scanned = labelled(world), labelled(world)
+        Shipment._base_manager.filter(pk=shipped.pk).update(
+            status=ShipmentStatus.SHIPPED, shipped_at=timezone.now()
+        )
+        # Cancelled, yet the carrier scanned it: it left, its label is used.
+        Shipment._base_manager.filter(pk=scanned.pk).update(
+            status=ShipmentStatus.CANCELLED, first_scan_at=timezone.now()
+        )
+
+        done = resolve_left_labels()
+
+        assert refunds(world) == 0 and done["labels_refunded"] == 0
+        assert not refund_status(shipped) and not refund_status(scanned)
+        assert reload(shipped).label_refund == LabelRefund.NONE
+        assert reload(scanned).label_refund == LabelRefund.BY_HAND
+        [event] = events(scanned, "shipment.label_void_failed")
+        assert "scanned" in event.message and scanned.tracking_number in event.message
+
+    def test_a_label_the_source_cannot_void_is_named_for_a_person(self, world):
+        parcel = labelled(world)
+        # As TikTok's own shipping label is stored (TikTok cancels it; tkerp cannot).
+        Shipment._base_manager.filter(pk=parcel.pk).update(
+            label_source="tiktok", label_account=None
+        )
+        cancelled(parcel)
+
+        assert resolve_left_labels()["labels_named"] == 1 and refunds(world) == 0
+        assert reload(parcel).label_refund == LabelRefund.BY_HAND
+        [event] = events(parcel, "shipment.label_void_failed")
+        assert parcel.tracking_number in event.message and "tiktok" in event.message
+        assert Alert._base_manager.filter(tenant=world.tenant, kind="label.void_failed").exists()
+
+
+@pytest.mark.django_db
+class TestTenants:
+    def test_another_tenants_parcels_are_not_touched(self, world, tenant_b):
+        from logistics.labels.cancelled import cancelled_labels_refund
+
+        other = label_world(tenant_b)
+        ours, theirs = labelled(world), labelled(other)
+        cancelled(ours)
+        cancelled(theirs)
+
+        done = cancelled_labels_refund(tenant=world.tenant)
+
+        assert done.refunded == 1 and refunds(world) == 1
+        assert refunds(other) == 0 and reload(theirs).label_refund == LabelRefund.NONE
+        assert not events(theirs, "shipment.label_refunded")
+        # The sweep of every tenant gets to theirs, in their own scope.
+        assert resolve_left_labels()["labels_refunded"] == 1
+        assert refunds(other) == 1 and reload(theirs).label_refund == LabelRefund.REFUNDED
+
+
+@pytest.mark.django_db
+def test_approving_the_buyers_request_in_the_inbox_gets_the_label_refunded(world, client_a):
+    from orders.models import CancellationRequest, Order, OrderHold, OrderLine, OrderStatus
+    from sandbox.base import sandbox_for
+    from sandbox.models import SandboxOrder
+    from shops.sync import shop_sync
+    from tests.e2e.helpers import add_orders, connect_shop
+    from tests.factories import ShipmentFactory, ShipmentLineFactory, TenantOrderPolicyFactory
+    from tests.orders.admin_helpers import run_action
+
+    TenantOrderPolicyFactory(tenant=world.tenant, cancel_auto_approve=False)
+    shop, store = connect_shop(world.tenant, "shopify")
+    [generated] = add_orders(store, 1, start=timezone.now() - timedelta(minutes=30))
+    with tenant_context(world.tenant):
+        assert shop_sync(shop=shop).status == "success"
+    order = Order._base_manager.get(shop=shop)
+    # Its stock is not the point here: the order is taken as allocated, out of its hold.
+    OrderHold._base_manager.filter(order=order).update(released_at=timezone.now())
+    Order._base_manager.filter(pk=order.pk).update(status=OrderStatus.ALLOCATED)
+    parcel = ShipmentFactory(order=order, warehouse=world.warehouse, service=world.services["usps"])
+    line = OrderLine._base_manager.filter(order=order).first()
+    ShipmentLineFactory(shipment=parcel, order_line=line, quantity=line.quantity)
+    parcel = shipment_label_buy(shipment=parcel)
+    # The label is printed; then the buyer asks to cancel, and a person approves in the inbox.
+    sandbox_for("shopify").request_cancellation(
+        store=store, order=SandboxOrder.objects.get(pk=generated.pk)
+    )
+    with tenant_context(world.tenant):
+        assert shop_sync(shop=shop).status == "success"
+    request = CancellationRequest._base_manager.get(order=order)
+
+    response = run_action(client_a, CancellationRequest, "approve_requests", [request.pk])
+
+    assert response.status_code == 302
+    assert reload(parcel).status == ShipmentStatus.CANCELLED
+    assert resolve_left_labels()["labels_refunded"] == 1
+    assert refund_status(parcel) == "submitted" and refunds(world) == 1
+    assert events(parcel, "shipment.label_refunded")
+
+
+@pytest.mark.django_db
+def test_voiding_a_cancelled_parcel_by_hand_says_the_refund_comes_by_itself(world):
+    from logistics.labels.store import shipment_label_void
+
+    parcel = labelled(world)
+    cancelled(parcel)
+
+    with pytest.raises(LabelError) as caught:
+        shipment_label_void(shipment=parcel)
+
+    assert (
+        caught.value.code == "cancelled" and "goes back to the label service" in caught.value.reason
+    )
+    assert refunds(world) == 0
+
+
+@pytest.mark.django_db
+def test_a_parcel_cancelled_while_a_person_voids_its_label_stays_cancelled(world, monkeypatch):
+    from logistics.labels.store import shipment_label_void
+
+    parcel = labelled(world)
+    real = LabelApiSource.void
+
+    def void_then_cancelled(self, *, shipment):
+        real(self, shipment=shipment)
+        order_cancel_close(order=shipment.order, reason="the platform cancelled it meanwhile")
+
+    monkeypatch.setattr(LabelApiSource, "void", void_then_cancelled)
+    voided = shipment_label_void(shipment=parcel)
+
+    assert voided.status == ShipmentStatus.CANCELLED and refunds(world) == 1
+    assert not voided.tracking_number and voided.label_voids == 1
+    monkeypatch.undo()
+    assert resolve_left_labels()["labels_refunded"] == 0 and refunds(world) == 1

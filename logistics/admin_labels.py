@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from logistics.labels.base import LabelError
+from logistics.labels.cancelled import shipment_label_refund_due
 from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.sources import label_account_for
 from logistics.labels.store import shipment_label_void, shipments_label_buy
@@ -119,6 +120,10 @@ class ShipmentLabelAdminMixin:
         # and never stored (logistics.labels.left_behind): deleting it, or its order, would
         # lose that label. Cancel the order instead; the parcel may go once that is done.
         if obj is not None and obj.label_request_key:
+            return False
+        # So is one holding a bought label not voided yet (refunded, or named for a person,
+        # once cancelled: logistics.labels.cancelled): void it, or cancel the order, first.
+        if obj is not None and shipment_label_refund_due(obj):
             return False
         return super().has_delete_permission(request, obj)
 

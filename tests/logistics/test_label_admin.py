@@ -147,6 +147,36 @@ class TestParcelDeletion:
         assert Shipment._base_manager.filter(pk=parcel.pk).exists()
         assert not Shipment._base_manager.filter(pk=plain.pk).exists()
 
+    def test_a_parcel_holding_a_bought_label_is_not_deleted_until_it_is_refunded(
+        self, client_a, world_a
+    ):
+        from logistics.tasks import resolve_left_labels
+        from orders.cancellations import order_cancel_close
+        from orders.models import Order
+        from tkerp.tenancy import tenant_context
+
+        parcel = shipment_label_buy(shipment=world_a.parcel("usps"))
+
+        def delete_every_way() -> None:
+            client_a.post(admin_url(Shipment, "delete", parcel.pk), {"post": "yes"})
+            client_a.post(admin_url(Order, "delete", parcel.order_id), {"post": "yes"})
+            client_a.post(
+                admin_url(Shipment, "changelist"),
+                {"action": "delete_selected", "_selected_action": [parcel.pk], "post": "yes"},
+            )
+
+        delete_every_way()
+        assert Shipment._base_manager.filter(pk=parcel.pk).exists()
+        # Cancelled, its label not yet refunded: still kept, or the label would be lost.
+        with tenant_context(world_a.tenant):
+            order_cancel_close(order=parcel.order, reason="buyer changed their mind")
+        delete_every_way()
+        assert Shipment._base_manager.filter(pk=parcel.pk).exists()
+
+        assert resolve_left_labels()["labels_refunded"] == 1
+        client_a.post(admin_url(Shipment, "delete", parcel.pk), {"post": "yes"})
+        assert not Shipment._base_manager.filter(pk=parcel.pk).exists()
+
 
 @pytest.mark.django_db(transaction=True)
 class TestLabelActions:

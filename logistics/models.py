@@ -620,7 +620,7 @@ class Shipment(TenantOwnedModel):
             models.Index(
                 fields=["tenant"],
                 condition=Q(status="cancelled", label_refund__in=["", "asking"])
-                & ~Q(label_source__in=["", "manual"]),
+                & ~Q(label_source__in=["", "manual", "tiktok"]),
                 name="shipment_label_refund_due",
             ),
             # The provider API's poll: a provider's parcels by warehouse, oldest change first.

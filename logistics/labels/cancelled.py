@@ -43,8 +43,11 @@ CLAIM_EXPIRES = timedelta(minutes=15)
 #: Parcels resolved per tenant and run; the next run takes the rest.
 BATCH = 50
 
-#: Sources whose labels cost nothing and are only drawn by tkerp: nothing to refund.
-_NOTHING_BOUGHT = ("", "manual")
+#: Sources with nothing to refund: a manual label costs nothing and is only drawn by tkerp, and
+#: TikTok Shipping's label is the platform's, cancelled with the order's package (its package
+#: status CANCELLED) and not charged unused. Asking tkerp's person to void those, one alert a
+#: cancelled order, would bury the alerts that matter during a spike.
+_NOTHING_BOUGHT = ("", "manual", "tiktok")
 
 REFUNDED = "refunded"
 NAMED = "named"  # left to a person, with an event on the order and an alert

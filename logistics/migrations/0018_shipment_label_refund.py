@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 condition=models.Q(
                     ("label_refund__in", ["", "asking"]),
                     ("status", "cancelled"),
-                    models.Q(("label_source__in", ["", "manual"]), _negated=True),
+                    models.Q(("label_source__in", ["", "manual", "tiktok"]), _negated=True),
                 ),
                 fields=["tenant"],
                 name="shipment_label_refund_due",

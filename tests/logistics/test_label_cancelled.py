@@ -197,19 +197,22 @@ class TestNeverVoided:
         [event] = events(scanned, "shipment.label_void_failed")
         assert "scanned" in event.message and scanned.tracking_number in event.message
 
-    def test_a_label_the_source_cannot_void_is_named_for_a_person(self, world):
+    def test_tiktok_shipping_labels_are_left_to_tiktok(self, world):
         parcel = labelled(world)
-        # As TikTok's own shipping label is stored (TikTok cancels it; tkerp cannot).
+        # As TikTok's own shipping label is stored: TikTok cancels it with the order's package.
         Shipment._base_manager.filter(pk=parcel.pk).update(
             label_source="tiktok", label_account=None
         )
         cancelled(parcel)
 
-        assert resolve_left_labels()["labels_named"] == 1 and refunds(world) == 0
-        assert reload(parcel).label_refund == LabelRefund.BY_HAND
-        [event] = events(parcel, "shipment.label_void_failed")
-        assert parcel.tracking_number in event.message and "tiktok" in event.message
-        assert Alert._base_manager.filter(tenant=world.tenant, kind="label.void_failed").exists()
+        done = resolve_left_labels()
+
+        assert (done["labels_refunded"], done["labels_named"], refunds(world)) == (0, 0, 0)
+        assert reload(parcel).label_refund == LabelRefund.NONE
+        assert not events(parcel, "shipment.label_void_failed")
+        assert not Alert._base_manager.filter(
+            tenant=world.tenant, kind="label.void_failed"
+        ).exists()
 
 
 @pytest.mark.django_db

@@ -175,12 +175,29 @@ def _backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     return delay
 
 
+def tracking_pushes_withdraw(*, shipment_ids) -> None:
+    """Numbers of these parcels that the platform was never told must not go out: their label
+    was voided, or the parcel was cancelled (its label goes back for a refund, and a cancelled
+    order told it shipped would tell the buyer so). A row being sent right now is left to its
+    run, which records it if the platform took it and drops it if not. Call in the transaction
+    that voids or cancels."""
+    unsent = TrackingPush.objects.filter(shipment_id__in=list(shipment_ids), sent_number="")
+    unsent.filter(state=TrackingPushState.SENDING).update(number="")
+    unsent.exclude(state=TrackingPushState.SENDING).delete()
+
+
 def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
     """Take the shop's due rows: state to `sending` under a lease and this run's token, attempts
-    counted, committed before any call is made."""
+    counted, committed before any call is made. Rows of parcels cancelled by a door that did not
+    withdraw them (a person editing the parcel) are withdrawn here, never sent."""
     now = timezone.now()
     token = secrets.token_hex(16)
     with transaction.atomic():
+        tracking_pushes_withdraw(
+            shipment_ids=TrackingPush.objects.filter(
+                shop=shop, sent_number="", shipment__status=ShipmentStatus.CANCELLED
+            ).values_list("shipment_id", flat=True)
+        )
         rows = list(
             TrackingPush.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(

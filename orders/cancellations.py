@@ -232,9 +232,14 @@ def order_cancel_close(
             s.pk for s in shipments if s.status in (ShipmentStatus.PENDING, ShipmentStatus.LABELLED)
         ]
         if to_cancel:
+            from logistics.outbox import tracking_pushes_withdraw
+
             Shipment.objects.filter(pk__in=to_cancel).update(
                 status=ShipmentStatus.CANCELLED, updated_at=now
             )
+            # A labelled parcel's number not yet sent stays here: the platform would count the
+            # cancelled order shipped, and tell its buyer so.
+            tracking_pushes_withdraw(shipment_ids=to_cancel)
         for shipment in shipments:
             if (
                 shipment.status in PROVIDER_SHIPMENTS

@@ -31,7 +31,11 @@ from logistics.labels.base import (
 )
 from logistics.labels.sources import label_sources_for, stored_label_source
 from logistics.models import CarrierService, Shipment, ShipmentStatus
-from logistics.outbox import TrackingPushSends, tracking_push_sends_grouped
+from logistics.outbox import (
+    TrackingPushSends,
+    tracking_push_sends_grouped,
+    tracking_pushes_withdraw,
+)
 from tkerp.tenancy import tenant_context
 
 logger = logging.getLogger("tkerp.labels")
@@ -369,14 +373,10 @@ def shipment_label_void(*, shipment: Shipment) -> Shipment:
             locked.label_voids += 1
             locked.label_request_key = locked.label_request = ""
             locked.save()
-            # A number the platform was never told must not go out after its label is void. One
-            # being sent right now is left to its run, which records it if the platform took it
-            # (the next number then goes out as an update) and drops the row if not.
-            from logistics.models import TrackingPush, TrackingPushState
-
-            unsent = TrackingPush.objects.filter(shipment=locked, sent_number="")
-            unsent.filter(state=TrackingPushState.SENDING).update(number="")
-            unsent.exclude(state=TrackingPushState.SENDING).delete()
+            # A number the platform was never told must not go out after its label is void (a
+            # row being sent now: its run records it if the platform took it, and the next
+            # number then goes out as an update).
+            tracking_pushes_withdraw(shipment_ids=[locked.pk])
             transaction.on_commit(lambda: _forget(old_file))
         return _fresh(locked.pk)
 

@@ -400,3 +400,52 @@ def test_push_tracking_prints_one_summary_line(world):
 
     assert out.getvalue().splitlines() == ["tracking: 1 sent, 0 failed, 0 blocked"]
     assert len(sandbox_shipments(store, parcel.order.platform_order_id)) == 1
+
+
+def _labelled_with_number_queued(parcel, number: str) -> Shipment:
+    """As a label leaves a parcel: labelled, its number stored and queued for the platform."""
+    from django.db import transaction
+
+    from logistics.tracking import tracking_push_queue
+
+    with tenant_context(parcel.tenant), transaction.atomic():
+        Shipment.objects.filter(pk=parcel.pk).update(
+            status=ShipmentStatus.LABELLED, tracking_number=number
+        )
+        parcel = Shipment.objects.select_related("order__shop").get(pk=parcel.pk)
+        tracking_push_queue(shipment=parcel, source=TrackingSource.LABEL)
+    return parcel
+
+
+def test_a_cancelled_orders_labelled_parcel_number_never_reaches_the_platform(tenant_a):
+    """The order is cancelled after its label was printed and before the number went out: the
+    platform must not be told the cancelled order shipped (it would tell the buyer so)."""
+    from orders.cancellations import order_cancel_close
+
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    parcel = _labelled_with_number_queued(parcel, usps(151))
+    with tenant_context(tenant_a):
+        order_cancel_close(order=parcel.order, reason="buyer")
+        assert not TrackingPush.objects.filter(shipment=parcel).exists()
+
+    assert push(shop).sent == 0
+    assert sandbox_shipments(store, parcel.order.platform_order_id) == []
+
+
+def test_a_parcel_cancelled_by_hand_has_its_number_withdrawn_not_sent(tenant_a):
+    shop, store = world_for(tenant_a, "shopify")
+    first, second = parcels_of(shop, store, 2)
+    first = _labelled_with_number_queued(first, usps(152))
+    second = _labelled_with_number_queued(second, usps(153))
+    with tenant_context(tenant_a):  # a person sets the status in the parcel's admin page
+        Shipment.objects.filter(pk=first.pk).update(status=ShipmentStatus.CANCELLED)
+
+    assert push(shop).sent == 1  # the other parcel's number still goes
+
+    assert sandbox_shipments(store, first.order.platform_order_id) == []
+    assert [
+        s.tracking_number for s in sandbox_shipments(store, second.order.platform_order_id)
+    ] == [usps(153)]
+    with tenant_context(tenant_a):
+        assert not TrackingPush.objects.filter(shipment=first).exists()

@@ -131,21 +131,19 @@ def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> Cancelled
 
 def cancelled_labels_refund_all(*, now: datetime | None = None) -> CancelledLabelsResult:
     """The sweep over every tenant with such a parcel, each under its own scope."""
-    from shops.models import Tenant
+    from logistics.labels.left_behind import tenants_swept
 
     now = now or timezone.now()
     with all_tenants():  # ESCAPE HATCH: which tenants have a label to refund (partial index)
         tenant_ids = set(
             Shipment.objects.filter(_due(now)).values_list("tenant_id", flat=True).distinct()
         )
-    total = CancelledLabelsResult()
-    for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
-        try:
-            total.add(cancelled_labels_refund(tenant=tenant, now=now))
-        except Exception:
-            logger.exception("refund of cancelled parcels' labels of tenant %s failed", tenant.pk)
-            total.failed += 1
-    return total
+    return tenants_swept(
+        tenant_ids,
+        lambda tenant: cancelled_labels_refund(tenant=tenant, now=now),
+        CancelledLabelsResult(),
+        what="refund of cancelled parcels' labels",
+    )
 
 
 def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:

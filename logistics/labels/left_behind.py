@@ -104,16 +104,27 @@ def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftB
 
 def label_requests_left_resolve_all(*, now: datetime | None = None) -> LeftBehindResult:
     """The sweep over every tenant with such a parcel, each under its own scope."""
-    from shops.models import Tenant
-
     with all_tenants():  # ESCAPE HATCH: which tenants have a record to resolve (partial index)
         tenant_ids = set(_left_behind().values_list("tenant_id", flat=True).distinct())
-    total = LeftBehindResult()
+    return tenants_swept(
+        tenant_ids,
+        lambda tenant: label_requests_left_resolve(tenant=tenant, now=now),
+        LeftBehindResult(),
+        what="left label sweep",
+    )
+
+
+def tenants_swept(tenant_ids, sweep, total, *, what: str):
+    """`sweep(tenant)` for each of the tenants `tenant_ids`, its result added to `total`
+    (`add`); a tenant whose sweep fails is logged and counted (`total.failed`), and the next
+    tenants still run. The label sweeps' driver over every tenant."""
+    from shops.models import Tenant
+
     for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
         try:
-            total.add(label_requests_left_resolve(tenant=tenant, now=now))
+            total.add(sweep(tenant))
         except Exception:
-            logger.exception("left label sweep of tenant %s failed", tenant.pk)
+            logger.exception("%s of tenant %s failed", what, tenant.pk)
             total.failed += 1
     return total
 

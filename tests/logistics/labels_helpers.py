@@ -109,3 +109,21 @@ def page_size(data: bytes) -> tuple[float, float]:
 
 
 ZERO = Decimal("0")
+
+
+def refunds_then_stop(monkeypatch) -> list[str]:
+    """The label service's refund is asked for, then the worker dies before it records that
+    (the first time only): the ids asked for, as the refunds go."""
+    from logistics.labels.labelapi import LabelApiSource
+
+    asked: list[str] = []
+    real = LabelApiSource._refund
+
+    def refund_then_stop(self, label_id):
+        asked.append(label_id)
+        real(self, label_id)
+        if len(asked) == 1:
+            raise SystemExit("killed")  # refunded, nothing recorded yet
+
+    monkeypatch.setattr(LabelApiSource, "_refund", refund_then_stop)
+    return asked

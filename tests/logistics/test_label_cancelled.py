@@ -19,7 +19,7 @@ from orders.cancellations import order_cancel_close
 from orders.models import OrderEvent
 from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
-from tests.logistics.labels_helpers import label_world, purchases
+from tests.logistics.labels_helpers import label_world, purchases, refunds_then_stop
 from tests.logistics.test_label_api import reload
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
@@ -103,16 +103,7 @@ class TestCancelledAfterLabelling:
     def test_a_run_stopped_after_asking_is_finished_without_asking_again(self, world, monkeypatch):
         parcel = labelled(world)
         cancelled(parcel)
-        asked = []
-        real = LabelApiSource._refund
-
-        def refund_then_stop(self, label_id):
-            asked.append(label_id)
-            real(self, label_id)
-            if len(asked) == 1:
-                raise SystemExit("killed")  # refunded, outcome not yet recorded
-
-        monkeypatch.setattr(LabelApiSource, "_refund", refund_then_stop)
+        asked = refunds_then_stop(monkeypatch)
         with pytest.raises(SystemExit):
             resolve_left_labels()
         assert reload(parcel).label_refund == LabelRefund.ASKING and refunds(world) == 1

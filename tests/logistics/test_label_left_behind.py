@@ -19,7 +19,7 @@ from orders.cancellations import order_cancel_close
 from orders.models import Order, OrderEvent, OrderStatus
 from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
-from tests.logistics.labels_helpers import label_world, purchases
+from tests.logistics.labels_helpers import label_world, purchases, refunds_then_stop
 from tests.logistics.test_label_api import ScriptedFaults, _bought_then_stopped, reload
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
@@ -102,16 +102,7 @@ class TestCancelledAfterTheSale:
         parcel = world.parcel("usps")
         sold = _bought_then_stopped(monkeypatch, parcel)
         cancelled(parcel)
-        asked = []
-        real = LabelApiSource._refund
-
-        def refund_then_stop(self, label_id):
-            asked.append(label_id)
-            real(self, label_id)
-            if len(asked) == 1:
-                raise SystemExit("killed")  # refunded, record not yet forgotten
-
-        monkeypatch.setattr(LabelApiSource, "_refund", refund_then_stop)
+        asked = refunds_then_stop(monkeypatch)
         with pytest.raises(SystemExit):
             resolve_left_labels()
         assert record(parcel)[0] and refunds(world) == 1

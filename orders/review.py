@@ -322,9 +322,10 @@ _LINE_VALUES = ("order_id", "platform_line_id", "sku_id", "seller_sku", "quantit
 
 def _partly_shipped_outside(orders: list[Order]) -> set[int]:
     """The orders whose platform says some of them shipped (`Connector.partly_shipped`) while
-    none of their parcels left through tkerp: someone shipped lines elsewhere (or before the
-    shop was connected), and tkerp would send them again. An order tkerp shipped a parcel of
-    is partly shipped by its own doing, and its parcels say which lines are left."""
+    none of their parcels got past pending in tkerp: someone shipped lines elsewhere (or before
+    the shop was connected), and tkerp would send them again. An order with a parcel labelled,
+    with a provider or shipped is partly shipped by tkerp's own doing (a split order), and its
+    parcels say which lines are left."""
     from logistics.models import Shipment, ShipmentStatus
     from shops.models import Platform, Shop
     from shops.platforms import platform_status_partly_shipped
@@ -347,11 +348,13 @@ def _partly_shipped_outside(orders: list[Order]) -> set[int]:
         for order in orders
         if platform_status_partly_shipped(platform_of.get(order.shop_id, ""), order.platform_status)
     }
-    left = ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.DELIVERED
-    ours = Shipment.objects.filter(order_id__any=sorted(partly), status__in=left).values_list(
-        "order_id", flat=True
+    # A parcel past pending is tkerp fulfilling the order: a labelled parcel's number goes to the
+    # platform at once (which then counts that package shipped), a provider's parcel may have
+    # left; only an order none of whose parcels got that far was shipped in part elsewhere.
+    started = Shipment.objects.filter(order_id__any=sorted(partly)).exclude(
+        status__in=(ShipmentStatus.PENDING, ShipmentStatus.CANCELLED)
     )
-    return partly - set(ours)
+    return partly - set(started.values_list("order_id", flat=True))
 
 
 def _lines_by_order(order_ids: Collection[int]) -> dict[int, list[tuple]]:

@@ -468,15 +468,34 @@ def test_an_order_first_seen_partly_shipped_waits_for_a_person(make_order):
     assert "PARTIALLY_SHIPPING" in event.message and "ship twice" in event.message
 
 
-def test_an_order_partly_shipped_by_its_own_parcel_is_not_held(make_order):
-    # tkerp shipped one parcel of a split order: the platform's partial status is its doing,
-    # and the other parcel is still to go.
-    order = make_order(platform_status="PARTIALLY_SHIPPING")
-    ShipmentFactory(tenant=order.tenant, order=order, status=ShipmentStatus.SHIPPED)
+@pytest.mark.parametrize(
+    "started",
+    [
+        ShipmentStatus.SHIPPED,
+        # A label's number goes to the platform at once, which then counts that package shipped.
+        ShipmentStatus.LABELLED,
+        ShipmentStatus.SENT_TO_PROVIDER,
+        ShipmentStatus.CONFIRMED,
+    ],
+)
+def test_an_order_partly_shipped_by_its_own_parcel_is_not_held(make_order, started):
+    # tkerp is fulfilling one parcel of a split order: the platform's partial status is its
+    # doing, and the other parcel is still to go.
+    order = make_order()
+    review(order)
+    ShipmentFactory(tenant=order.tenant, order=order, status=started, tracking_number="9400")
     ShipmentFactory(tenant=order.tenant, order=order, status=ShipmentStatus.PENDING)
+    Order._base_manager.filter(pk=order.pk).update(platform_status="PARTIALLY_SHIPPING")
     review(order)
     assert active_codes(order) == set()
     assert order.status == OrderStatus.READY
+
+
+def test_a_cancelled_parcel_is_not_tkerp_fulfilling_the_order(make_order):
+    order = make_order(platform_status="PARTIALLY_SHIPPING")
+    ShipmentFactory(tenant=order.tenant, order=order, status=ShipmentStatus.CANCELLED)
+    review(order)
+    assert active_codes(order) == {"shipped.partly"}
 
 
 def test_an_order_that_turns_partly_shipped_elsewhere_is_reviewed_again_and_held(make_order):

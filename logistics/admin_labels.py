@@ -20,7 +20,7 @@ from logistics.labels.cancelled import shipment_label_refund_due
 from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.sources import label_account_for
 from logistics.labels.store import shipment_label_void, shipments_label_buy
-from logistics.models import LabelAccount, Shipment
+from logistics.models import LabelAccount, LabelRefund, Shipment, ShipmentStatus
 from shops.models import Tenant
 from tkerp.admin import TenantModelAdmin
 from tkerp.admin_secrets import SecretsFormMixin, erase_field, secret_state
@@ -110,7 +110,17 @@ class ShipmentLabelAdminMixin:
     def get_readonly_fields(self, request, obj=None):
         # Labels are written by their sources only; the tracking number stays editable (typed
         # in by hand for manual parcels).
-        return [*super().get_readonly_fields(request, obj), *LABEL_FIELDS, "label_download"]
+        fields = [*super().get_readonly_fields(request, obj), *LABEL_FIELDS, "label_download"]
+        if (
+            obj is not None
+            and obj.status == ShipmentStatus.CANCELLED
+            and obj.label_refund != LabelRefund.NONE
+        ):
+            # Its label was asked about (refunded, being refunded, or named for a person): set
+            # back to labelled or pending, the parcel would print and ship a voided label, and
+            # a void would ask for a second refund.
+            fields.append("status")
+        return fields
 
     def get_list_display(self, request):
         return [*super().get_list_display(request), "label_download"]

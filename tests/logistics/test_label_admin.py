@@ -177,6 +177,23 @@ class TestParcelDeletion:
         client_a.post(admin_url(Shipment, "delete", parcel.pk), {"post": "yes"})
         assert not Shipment._base_manager.filter(pk=parcel.pk).exists()
 
+    def test_a_cancelled_parcel_whose_label_was_refunded_stays_cancelled(self, client_a, world_a):
+        """Set back to labelled by hand, it would print and ship a refunded label."""
+        from logistics.tasks import resolve_left_labels
+        from orders.cancellations import order_cancel_close
+        from tkerp.tenancy import tenant_context
+
+        parcel = shipment_label_buy(shipment=world_a.parcel("usps"))
+        with tenant_context(world_a.tenant):
+            order_cancel_close(order=parcel.order, reason="buyer changed their mind")
+        page = client_a.get(admin_url(Shipment, "change", parcel.pk)).content.decode()
+        assert 'name="status"' in page  # not asked about yet: a mistaken cancel can be undone
+
+        assert resolve_left_labels()["labels_refunded"] == 1
+        page = client_a.get(admin_url(Shipment, "change", parcel.pk)).content.decode()
+        assert 'name="status"' not in page
+        assert "Cancelled" in page
+
 
 @pytest.mark.django_db(transaction=True)
 class TestLabelActions:

@@ -27,7 +27,7 @@ from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.sources import label_account_for
 from logistics.labels.store import _outside_transaction
 from logistics.models import LabelAccount, Shipment, ShipmentStatus
-from tkerp.alerts import alert_raise
+from tkerp.alerts import alert_raise, alert_resolve
 from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
 
@@ -86,12 +86,15 @@ def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftB
             .select_related("order", "service__carrier", "tenant")
             .order_by("pk")[:BATCH]
         )
+    refused: LabelError | None = None
     for parcel in parcels:
         try:
             outcome = shipment_label_request_resolve(shipment=parcel)
         except LabelError as exc:
             logger.warning("label left on parcel %s not resolved: %s", parcel.pk, exc.reason)
             result.failed += 1
+            if not exc.retryable:
+                refused = refused or exc
             continue
         except Exception:
             logger.exception("label left on parcel %s not resolved", parcel.pk)
@@ -99,7 +102,31 @@ def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftB
             continue
         if outcome in (REFUNDED, CLEARED, NAMED):
             setattr(result, outcome, getattr(result, outcome) + 1)
+    _unanswered_alert(tenant, refused)
     return result
+
+
+def _unanswered_alert(tenant, refused: LabelError | None) -> None:
+    """A service that will not answer until a person acts (its API key refused, the sandbox
+    switched off) would keep the records, and any label sold under them, waiting without a
+    word: an alert says so, once, and closes when a run meets no such refusal."""
+    key = f"labels:left_behind:{tenant.pk}"
+    if refused is None:
+        alert_resolve(tenant=tenant, key=key)
+        return
+    alert_raise(
+        tenant=tenant,
+        key=key,
+        kind="label.left_unchecked",
+        title="Unfinished label purchases cannot be checked with the label service",
+        message=(
+            "Parcels no longer bought still hold a label purchase a stopped worker left "
+            f"unfinished, and the label service refused to be asked about them ({refused.reason})."
+            " Check the label account (its API key); tkerp asks again every 5 minutes and "
+            "refunds any label sold once the service answers."
+        ),
+        severity=AlertSeverity.ERROR,
+    )
 
 
 def label_requests_left_resolve_all(*, now: datetime | None = None) -> LeftBehindResult:

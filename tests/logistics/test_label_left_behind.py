@@ -124,6 +124,36 @@ class TestCancelledAfterTheSale:
         assert resolve_left_labels()["refunded"] == 1
         assert refunds(world) == 1 and record(parcel) == ("", "")
 
+    def test_a_label_account_the_service_refuses_raises_an_alert_until_it_answers(
+        self, world, monkeypatch
+    ):
+        parcel = world.parcel("usps")
+        _bought_then_stopped(monkeypatch, parcel)
+        cancelled(parcel)
+        key = world.account.api_key
+        world.account.api_key = "EZTK-not-a-key"  # the seller rotated it at the service
+        world.account.save()
+
+        def open_alerts() -> list[Alert]:
+            return list(
+                Alert._base_manager.filter(
+                    tenant=world.tenant, kind="label.left_unchecked", resolved_at__isnull=True
+                )
+            )
+
+        assert resolve_left_labels()["failed"] == 1
+        assert record(parcel)[0] and refunds(world) == 0  # kept for a later run
+        [alert] = open_alerts()
+        assert "API key" in alert.message
+        resolve_left_labels()  # still refused: the same alert counted again, not a second one
+        [again] = open_alerts()
+        assert again.pk == alert.pk and again.occurrences == 2
+
+        world.account.api_key = key
+        world.account.save()
+        assert resolve_left_labels()["refunded"] == 1 and refunds(world) == 1
+        assert open_alerts() == []
+
     def test_a_refund_the_service_refuses_names_the_label_for_a_person(self, world, monkeypatch):
         parcel = world.parcel("usps")
         sold = _bought_then_stopped(monkeypatch, parcel)

@@ -18,6 +18,16 @@ from tests.factories import (
 )
 
 
+@pytest.fixture
+def label_media(settings, tmp_path):
+    """Label files in a throwaway folder, and the sandboxes' rate limits from zero: the label
+    test modules use it for every test (`pytestmark`)."""
+    from sandbox.base import reset_rate_limits
+
+    settings.MEDIA_ROOT = tmp_path
+    reset_rate_limits()
+
+
 def logistics_world(tenant, marker: str) -> dict:
     shop = ShopFactory(tenant=tenant, name=f"{marker} shop")
     carrier = CarrierFactory(tenant=tenant, code=f"{marker}-CAR", name=f"{marker} carrier")

@@ -8,17 +8,12 @@ from django.urls import reverse
 
 from logistics.labels.store import shipment_label_buy
 from logistics.models import LabelAccount, Shipment, ShipmentStatus
-from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount
 from tests.inventory.helpers import admin_url, messages_of
 from tests.logistics.labels_helpers import label_world, pdf_text, purchases
 from tests.orders.admin_helpers import run_action
 
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = pytest.mark.usefixtures("label_media")
 
 
 @pytest.fixture

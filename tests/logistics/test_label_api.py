@@ -21,17 +21,12 @@ from logistics.labels.store import (
 from logistics.models import Shipment, ShipmentLine, ShipmentStatus
 from logistics.tracking_numbers import tracking_number_valid
 from orders.models import OrderEvent
-from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
 from shops.platforms.http import json_bytes
 from tests.logistics.labels_helpers import label_world, page_size, pdf_text, purchases
 from tkerp.tenancy import tenant_context
 
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = pytest.mark.usefixtures("label_media")
 
 
 @pytest.fixture

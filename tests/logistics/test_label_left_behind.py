@@ -17,18 +17,13 @@ from logistics.models import Shipment, ShipmentStatus
 from logistics.tasks import resolve_left_labels
 from orders.cancellations import order_cancel_close
 from orders.models import Order, OrderEvent, OrderStatus
-from sandbox.base import reset_rate_limits
 from sandbox.models import SandboxLabelAccount, SandboxLabelShipment
 from tests.logistics.labels_helpers import label_world, purchases, refunds_then_stop
 from tests.logistics.test_label_api import ScriptedFaults, _bought_then_stopped, reload
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
 
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = pytest.mark.usefixtures("label_media")
 
 
 @pytest.fixture

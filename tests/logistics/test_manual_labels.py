@@ -15,12 +15,7 @@ from tests.inventory.helpers import admin_url, messages_of
 from tests.logistics.labels_helpers import label_world, page_size, pdf_text
 from tests.orders.admin_helpers import inlines_empty, run_action
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("label_media")]
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from logistics.labels.store import shipment_label_buy, shipment_label_void
 from logistics.models import Shipment, ShipmentStatus
 from logistics.tracking_numbers import tracking_number_valid
 from sandbox import tiktok as tiktok_sandbox
-from sandbox.base import reset_rate_limits
 from sandbox.connect import sandbox_connect
 from sandbox.models import SandboxOrder
 from sandbox.tiktok import TikTokSandbox
@@ -41,13 +40,7 @@ from tests.factories import (
 from tests.logistics.labels_helpers import label_world, pdf_text
 from tkerp.tenancy import tenant_context
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("label_media")]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from logistics.models import (
 from logistics.tasks import poll_tracking
 from logistics.tracking_events import tiktok_status, tracking_alert_key, tracking_poll
 from orders.models import Order, OrderEvent, OrderStatus
-from sandbox.base import reset_rate_limits, sandbox_for
+from sandbox.base import sandbox_for
 from sandbox.models import SandboxTracker
 from sandbox.tracking import tracking_scenario_set
 from shops.schedules import schedule_specs
@@ -35,13 +35,7 @@ from tests.orders.admin_helpers import admin_url, assert_not_found, changelist_p
 from tkerp.models import Alert
 from tkerp.tenancy import tenant_context
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("label_media")]
 
 
 @pytest.fixture

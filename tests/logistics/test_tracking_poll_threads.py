@@ -15,17 +15,10 @@ from logistics.labels.store import shipment_label_buy
 from logistics.models import Shipment, ShipmentStatus, TrackingEvent
 from logistics.tracking_events import tracking_poll
 from orders.models import OrderStatus
-from sandbox.base import reset_rate_limits
 from sandbox.tracking import tracking_scenario_set
 from tests.logistics.labels_helpers import label_world
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def label_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    reset_rate_limits()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("label_media")]
 
 
 def labelled(world, scenario: str) -> Shipment:

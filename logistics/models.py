@@ -463,6 +463,14 @@ class InterceptState(models.TextChoices):
     FAILED = "failed", "Too late to intercept"
 
 
+#: Label sources with nothing to refund when their parcel is cancelled (logistics.labels
+#: .cancelled): a manual label costs nothing and is only drawn by tkerp, and TikTok Shipping's
+#: label is the platform's, cancelled with the order's package (its package status CANCELLED)
+#: and not charged unused. Asking a person to void those, one alert a cancelled order, would
+#: bury the alerts that matter during a spike.
+LABEL_SOURCES_NOTHING_TO_REFUND = ["", "manual", "tiktok"]
+
+
 class LabelRefund(models.TextChoices):
     """What became of the bought label of a parcel cancelled before it shipped
     (logistics.labels.cancelled): asked for once, the outcome kept so it is never asked twice."""
@@ -620,7 +628,7 @@ class Shipment(TenantOwnedModel):
             models.Index(
                 fields=["tenant"],
                 condition=Q(status="cancelled", label_refund__in=["", "asking"])
-                & ~Q(label_source__in=["", "manual", "tiktok"]),
+                & ~Q(label_source__in=LABEL_SOURCES_NOTHING_TO_REFUND),
                 name="shipment_label_refund_due",
             ),
             # The provider API's poll: a provider's parcels by warehouse, oldest change first.

@@ -30,7 +30,12 @@ from django.utils import timezone
 from logistics.labels.base import LabelError, label_named
 from logistics.labels.sources import stored_label_source
 from logistics.labels.store import _outside_transaction
-from logistics.models import LabelRefund, Shipment, ShipmentStatus
+from logistics.models import (
+    LABEL_SOURCES_NOTHING_TO_REFUND,
+    LabelRefund,
+    Shipment,
+    ShipmentStatus,
+)
 from tkerp.alerts import alert_raise
 from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
@@ -42,12 +47,6 @@ logger = logging.getLogger("tkerp.labels")
 CLAIM_EXPIRES = timedelta(minutes=15)
 #: Parcels resolved per tenant and run; the next run takes the rest.
 BATCH = 50
-
-#: Sources with nothing to refund: a manual label costs nothing and is only drawn by tkerp, and
-#: TikTok Shipping's label is the platform's, cancelled with the order's package (its package
-#: status CANCELLED) and not charged unused. Asking tkerp's person to void those, one alert a
-#: cancelled order, would bury the alerts that matter during a spike.
-_NOTHING_BOUGHT = ("", "manual", "tiktok")
 
 REFUNDED = "refunded"
 NAMED = "named"  # left to a person, with an event on the order and an alert
@@ -81,7 +80,7 @@ def _due(now: datetime) -> Q:
     (a claim older than `CLAIM_EXPIRES` is a stopped run's)."""
     return (
         Q(status=ShipmentStatus.CANCELLED)
-        & ~Q(label_source__in=_NOTHING_BOUGHT)
+        & ~Q(label_source__in=LABEL_SOURCES_NOTHING_TO_REFUND)
         & ~Q(tracking_number="")
         & (
             Q(label_refund=LabelRefund.NONE)
@@ -95,7 +94,7 @@ def shipment_label_refund_due(shipment: Shipment) -> bool:
     deleting the parcel then would lose the label (what it cost, and the number to void it by)."""
     return (
         shipment.status in (ShipmentStatus.LABELLED, ShipmentStatus.CANCELLED)
-        and shipment.label_source not in _NOTHING_BOUGHT
+        and shipment.label_source not in LABEL_SOURCES_NOTHING_TO_REFUND
         and bool(shipment.tracking_number)
         and shipment.label_refund in (LabelRefund.NONE, LabelRefund.ASKING)
     )

@@ -194,8 +194,12 @@ def _claim(*, shop: Shop, limit: int) -> list[TrackingPush]:
     token = secrets.token_hex(16)
     with transaction.atomic():
         tracking_pushes_withdraw(
+            # Only rows a claim could take (the due index), not every row the shop ever sent.
             shipment_ids=TrackingPush.objects.filter(
-                shop=shop, sent_number="", shipment__status=ShipmentStatus.CANCELLED
+                shop=shop,
+                state__in=(*SENDABLE, TrackingPushState.SENDING),
+                sent_number="",
+                shipment__status=ShipmentStatus.CANCELLED,
             ).values_list("shipment_id", flat=True)
         )
         rows = list(

@@ -60,8 +60,6 @@ from tkerp.tenancy import TenantOwnedModel, all_tenants, tenant_context
 
 SLUGS = [spec.slug for spec in DEMO_TENANTS]
 ORDERS_PER_TENANT = 300
-# Demo logins share one password hash; a fast hasher keeps seeding and logins quick here.
-FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 pytestmark = pytest.mark.django_db
 
@@ -73,10 +71,7 @@ def demo_output(django_db_setup, django_db_blocker, tmp_path_factory):
     from shops.demo import demo_reset
 
     media = tmp_path_factory.mktemp("demo-media")
-    with (
-        django_db_blocker.unblock(),
-        override_settings(PASSWORD_HASHERS=FAST_HASHERS, MEDIA_ROOT=media),
-    ):
+    with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=media):
         out = StringIO()
         call_command("seed_demo", stdout=out)
         try:
@@ -270,8 +265,7 @@ class TestSeedingAgain:
     def test_running_twice_creates_nothing_new(self, demo_output):
         before = row_counts()
         out = StringIO()
-        with override_settings(PASSWORD_HASHERS=FAST_HASHERS):
-            call_command("seed_demo", stdout=out)
+        call_command("seed_demo", stdout=out)
         assert row_counts() == before
         assert "already there" in out.getvalue()
 
@@ -280,10 +274,7 @@ class TestSeedingAgain:
             before_ids = set(Order.objects.values_list("shop__name", "platform_order_id"))
         before = row_counts()
         # As outside a test: what runs once a tenant commits (stock alerts...) runs here too.
-        with (
-            override_settings(PASSWORD_HASHERS=FAST_HASHERS),
-            django_capture_on_commit_callbacks(execute=True),
-        ):
+        with django_capture_on_commit_callbacks(execute=True):
             call_command("seed_demo", "--reset", stdout=StringIO())
         with all_tenants():
             after_ids = set(Order.objects.values_list("shop__name", "platform_order_id"))

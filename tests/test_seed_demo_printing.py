@@ -11,7 +11,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from pypdf import PdfReader
 
 from logistics.batches import label_batch_ready_parcels
@@ -30,8 +29,7 @@ def demo(settings, tmp_path):
 
     settings.MEDIA_ROOT = tmp_path / "media"
     reset_rate_limits()
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        call_command("seed_demo", "--orders", "60", stdout=StringIO())
+    call_command("seed_demo", "--orders", "60", stdout=StringIO())
     yield
     demo_reset()
 

@@ -6,7 +6,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from logistics.models import CarrierRule
@@ -16,10 +15,7 @@ from shops.models import Tenant
 
 pytestmark = pytest.mark.django_db
 
-FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-
-@override_settings(PASSWORD_HASHERS=FAST_HASHERS)
 def test_the_demo_rules_are_the_issues_example_and_pick_every_demo_parcels_service():
     # Seeded inside this test's transaction (rolled back), so nothing it makes outlives it.
     call_command("seed_demo", stdout=StringIO())

@@ -58,6 +58,13 @@ def test_debug_is_off_unless_asked_for():
     assert settings_value("DEBUG", env) == "False"
 
 
+def test_passwords_are_hashed_with_djangos_default_outside_the_tests():
+    """The test settings swap in a fast hasher; production must not inherit it."""
+    assert settings_value("PASSWORD_HASHERS[0]", PRODUCTION) == (
+        "'django.contrib.auth.hashers.PBKDF2PasswordHasher'"
+    )
+
+
 def test_the_demo_file_turns_debug_on_for_every_command_of_the_checkout(tmp_path):
     """`make demo` writes var/demo.env; a second terminal's manage.py reads it by itself."""
     demo_env = tmp_path / "demo.env"

@@ -67,8 +67,11 @@ def worker(batch_media):  # noqa: F811 - the imported fixture
         start_new_session=True,
     )
     yield process
+    # As Ctrl-C does: the cluster's own processes ignore SIGINT and its main process stops them
+    # in about a second. SIGTERM to the group would kill them under the main one, whose stop
+    # then waits out its timeout.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:

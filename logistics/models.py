@@ -538,7 +538,8 @@ class Shipment(TenantOwnedModel):
     # The refund of the label of a parcel cancelled before it shipped (logistics.labels
     # .cancelled): `asking` while a sweep asks (since `label_refund_at`; a sweep stopped halfway
     # leaves it, and it is taken again once that is old), then the outcome, kept so the refund
-    # is never asked twice. The label itself stays on the parcel, as the record of what it had.
+    # is never asked twice (`none` with a time: last asked then, and the source did not answer).
+    # The label itself stays on the parcel, as the record of what it had.
     label_refund = models.CharField(
         max_length=12,
         choices=LabelRefund.choices,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from logistics.labels.base import LabelError, label_named
@@ -102,13 +102,17 @@ def shipment_label_refund_due(shipment: Shipment) -> bool:
 
 def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> CancelledLabelsResult:
     """Refund the labels of the tenant's cancelled parcels (`BATCH` a run), each on its own;
-    one whose source does not answer is kept for the next run."""
+    one whose source does not answer is kept for a later run. Parcels never asked about come
+    first, then the longest waiting: labels whose source keeps failing cannot hold back the
+    others."""
     _outside_transaction()
     now = now or timezone.now()
     result = CancelledLabelsResult()
     with tenant_context(tenant):
         ids = list(
-            Shipment.objects.filter(_due(now)).order_by("pk").values_list("pk", flat=True)[:BATCH]
+            Shipment.objects.filter(_due(now))
+            .order_by(F("label_refund_at").asc(nulls_first=True), "pk")
+            .values_list("pk", flat=True)[:BATCH]
         )
     for pk in ids:
         try:
@@ -234,7 +238,8 @@ def _settle(
 ) -> str:
     """Record the outcome on the parcel, with its event on the order (and an alert for a label
     left to a person), in one transaction that finds this run's claim unchanged: once, however
-    many runs get here. `release` gives the parcel back to the next run, without an event."""
+    many runs get here. `release` gives the parcel back to a later run, without an event, noting
+    when it was asked (the sweep takes the longest waiting first)."""
     from orders.events import order_event_add
 
     with transaction.atomic(durable=True):
@@ -242,7 +247,7 @@ def _settle(
         if (locked.label_refund, locked.label_refund_at) != (LabelRefund.ASKING, claimed_at):
             return SKIPPED  # a later run took the parcel over (this one took too long)
         Shipment.objects.filter(pk=locked.pk).update(
-            label_refund=outcome, label_refund_at=None if release else timezone.now()
+            label_refund=outcome, label_refund_at=timezone.now()
         )
         if release:
             return SKIPPED

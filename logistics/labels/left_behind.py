@@ -75,7 +75,9 @@ def _left_behind():
 
 def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftBehindResult:
     """Resolve the tenant's parcels left holding a recorded purchase (`BATCH` a run, those
-    settled for `SETTLE`), each on its own; one that fails is kept for the next run."""
+    settled for `SETTLE`, the longest waiting first), each on its own. One whose service does
+    not answer is kept, and waits `SETTLE` again at the back of the queue: records the service
+    keeps failing cannot hold back the others."""
     _outside_transaction()
     cut = (now or timezone.now()) - SETTLE
     result = LeftBehindResult()
@@ -84,26 +86,41 @@ def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftB
             _left_behind()
             .filter(updated_at__lt=cut)
             .select_related("order", "service__carrier", "tenant")
-            .order_by("pk")[:BATCH]
+            .order_by("updated_at", "pk")[:BATCH]
         )
+    if not parcels:
+        return result  # all waiting: the alert stays as the last run that asked left it
     refused: LabelError | None = None
     for parcel in parcels:
         try:
             outcome = shipment_label_request_resolve(shipment=parcel)
         except LabelError as exc:
             logger.warning("label left on parcel %s not resolved: %s", parcel.pk, exc.reason)
+            _failed_wait(parcel)
             result.failed += 1
             if not exc.retryable:
                 refused = refused or exc
             continue
         except Exception:
             logger.exception("label left on parcel %s not resolved", parcel.pk)
+            _failed_wait(parcel)
             result.failed += 1
             continue
         if outcome in (REFUNDED, CLEARED, NAMED):
             setattr(result, outcome, getattr(result, outcome) + 1)
     _unanswered_alert(tenant, refused)
     return result
+
+
+def _failed_wait(parcel: Shipment) -> None:
+    """The parcel's record waits `SETTLE` again and goes to the back of the queue (while the
+    record is the one this run read)."""
+    with tenant_context(parcel.tenant):
+        Shipment.objects.filter(
+            pk=parcel.pk,
+            label_request_key=parcel.label_request_key,
+            label_request=parcel.label_request,
+        ).update(updated_at=timezone.now())
 
 
 def _unanswered_alert(tenant, refused: LabelError | None) -> None:

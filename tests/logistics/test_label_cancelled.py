@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from logistics.labels import cancelled as cancelled_labels
 from logistics.labels.base import LabelError
 from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.store import shipment_label_buy
@@ -133,6 +134,29 @@ class TestCancelledAfterLabelling:
 
         monkeypatch.undo()
         assert resolve_left_labels()["labels_refunded"] == 1 and refunds(world) == 1
+
+    def test_a_label_the_service_keeps_failing_on_waits_behind_the_others(self, world, monkeypatch):
+        first, second = labelled(world), labelled(world)
+        cancelled(first)
+        cancelled(second)
+        monkeypatch.setattr(cancelled_labels, "BATCH", 1)
+        real = LabelApiSource._refund
+
+        def first_unanswered(self, label_id):
+            if label_id == first.source_label_id:
+                raise LabelError("the label service is not answering", retryable=True)
+            return real(self, label_id)
+
+        monkeypatch.setattr(LabelApiSource, "_refund", first_unanswered)
+        assert resolve_left_labels()["labels_failed"] == 1  # the first parcel, the older one
+        failed = reload(first)
+        assert failed.label_refund == LabelRefund.NONE and failed.label_refund_at is not None
+
+        assert resolve_left_labels()["labels_refunded"] == 1  # the other parcel's turn
+        assert reload(second).label_refund == LabelRefund.REFUNDED
+        monkeypatch.undo()
+        assert resolve_left_labels()["labels_refunded"] == 1
+        assert reload(first).label_refund == LabelRefund.REFUNDED and refunds(world) == 2
 
     def test_a_refund_the_service_refuses_names_the_label_for_a_person(self, world):
         parcel = labelled(world)

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from logistics.labels import left_behind
 from logistics.labels.base import LabelError
 from logistics.labels.labelapi import KEY_REUSED, LabelApiSource
 from logistics.labels.left_behind import SETTLE
@@ -37,6 +38,13 @@ def cancelled(parcel, *, ago: timedelta = SETTLE + timedelta(minutes=1)) -> None
         order_cancel_close(order=parcel.order, reason="buyer changed their mind")
     Shipment._base_manager.filter(pk=parcel.pk).update(updated_at=timezone.now() - ago)
     assert reload(parcel).status == ShipmentStatus.CANCELLED
+
+
+def waited(parcel) -> None:
+    """The parcel's record has waited `SETTLE` since it was last touched."""
+    Shipment._base_manager.filter(pk=parcel.pk).update(
+        updated_at=timezone.now() - SETTLE - timedelta(minutes=1)
+    )
 
 
 def refunds(world) -> int:
@@ -140,14 +148,40 @@ class TestCancelledAfterTheSale:
         assert record(parcel)[0] and refunds(world) == 0  # kept for a later run
         [alert] = open_alerts()
         assert "API key" in alert.message
+        # It waits before being asked again; the alert stays open meanwhile.
+        assert resolve_left_labels()["failed"] == 0
+        assert [alert.pk for alert in open_alerts()] == [alert.pk]
+        waited(parcel)
         resolve_left_labels()  # still refused: the same alert counted again, not a second one
         [again] = open_alerts()
         assert again.pk == alert.pk and again.occurrences == 2
 
         world.account.api_key = key
         world.account.save()
+        waited(parcel)
         assert resolve_left_labels()["refunded"] == 1 and refunds(world) == 1
         assert open_alerts() == []
+
+    def test_a_record_the_service_fails_on_waits_behind_the_others(self, world, monkeypatch):
+        first, second = world.parcel("usps"), world.parcel("usps")
+        _bought_then_stopped(monkeypatch, first)
+        _bought_then_stopped(monkeypatch, second)
+        cancelled(first)
+        cancelled(second)
+        monkeypatch.setattr(left_behind, "BATCH", 1)
+        key = world.account.api_key
+        world.account.api_key = "EZTK-not-a-key"
+        world.account.save()
+        assert resolve_left_labels()["failed"] == 1  # the first parcel, the older one
+        world.account.api_key = key
+        world.account.save()
+        waited(second)  # due again too: only the order of the queue tells them apart
+
+        assert resolve_left_labels()["refunded"] == 1
+        assert record(first)[0] and record(second) == ("", "")  # the other parcel's turn
+        waited(first)
+        assert resolve_left_labels()["refunded"] == 1 and record(first) == ("", "")
+        assert refunds(world) == 2 and purchases(world) == 2
 
     def test_a_refund_the_service_refuses_names_the_label_for_a_person(self, world, monkeypatch):
         parcel = world.parcel("usps")

@@ -13,6 +13,6 @@ os.environ.setdefault("TKERP_SANDBOX_ENABLED", "true")
 from tkerp.settings import *  # noqa: F403
 
 # Django's advice for test suites: a fast password hasher. PBKDF2's 1,000,000 rounds cost half a
-# second for every user a fixture makes, which was half the suite's time. Production keeps
+# second for every user a fixture makes, a quarter of the suite's time. Production keeps
 # Django's default (tests/tkerp/test_production_settings.py checks it).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

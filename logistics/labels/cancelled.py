@@ -201,13 +201,14 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
                 _settle(current, claimed_at, LabelRefund.NONE, release=True)
                 raise
             refused = exc.code != "not_supported"
-            what = (
-                f"{named} of parcel {reference} (cancelled before it shipped) could not be "
-                f"voided ({exc.reason}); "
-                + ("void it at the label service" if refused else "void or cancel it there")
-            )
-            outcome = LabelRefund.REFUSED if refused else LabelRefund.BY_HAND
-            return _settle(current, claimed_at, outcome, what=what, data=data)
+            if not (refused and _asked_after_all(source, current)):
+                what = (
+                    f"{named} of parcel {reference} (cancelled before it shipped) could not be "
+                    f"voided ({exc.reason}); "
+                    + ("void it at the label service" if refused else "void or cancel it there")
+                )
+                outcome = LabelRefund.REFUSED if refused else LabelRefund.BY_HAND
+                return _settle(current, claimed_at, outcome, what=what, data=data)
         finally:
             source.close()
         what = (
@@ -215,6 +216,16 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
             "parcel was cancelled before it shipped"
         )
         return _settle(current, claimed_at, LabelRefund.REFUNDED, what=what, data=data)
+
+
+def _asked_after_all(source, shipment: Shipment) -> bool:
+    """Whether the source shows the label's refund asked for after all: a refusal can answer a
+    repeat, when a person's *Void label* (which asks the service before it clears the parcel)
+    asked a moment before. The label went back then, and is no one's to void by hand."""
+    try:
+        return source.void_asked(shipment=shipment)
+    except LabelError:
+        return False
 
 
 def _claim(shipment_id: int) -> datetime | None:

@@ -322,6 +322,29 @@ def test_a_parcel_cancelled_while_a_person_voids_its_label_stays_cancelled(world
 
 
 @pytest.mark.django_db
+def test_a_person_voiding_the_label_a_moment_before_the_sweep_raises_no_alert(world, monkeypatch):
+    """A person's *Void label* reaches the service just before the sweep's refund, and the
+    service refuses the repeat (as a real one may: the sandbox answers it): the label went
+    back, so it is recorded refunded, with no alert to void it by hand."""
+    parcel = labelled(world)
+    cancelled(parcel)
+    real = LabelApiSource._refund
+
+    def voided_first_then_refused(self, label_id):
+        real(self, label_id)  # the person's request, a moment before
+        raise LabelError("the label service refused the refund: already submitted")
+
+    monkeypatch.setattr(LabelApiSource, "_refund", voided_first_then_refused)
+    done = resolve_left_labels()
+
+    assert done["labels_refunded"] == 1 and done["labels_named"] == 0
+    assert reload(parcel).label_refund == LabelRefund.REFUNDED
+    assert refund_status(parcel) == "submitted"
+    assert not events(parcel, "shipment.label_void_failed")
+    assert not Alert._base_manager.filter(kind="label.void_failed").exists()
+
+
+@pytest.mark.django_db
 def test_parcels_cancelled_before_the_sweep_existed_are_left_as_they_were(world):
     """Migration 0019: a label cancelled before this release may be past its refund window or
     voided at the service by a person; it is marked by hand, never asked about (no flood of

@@ -108,6 +108,12 @@ def label_requests_left_resolve(*, tenant, now: datetime | None = None) -> LeftB
             continue
         if outcome in (REFUNDED, CLEARED, NAMED):
             setattr(result, outcome, getattr(result, outcome) + 1)
+    if refused is None:
+        # A record refused by an earlier run waits its turn at the back of the queue (not asked
+        # this run): the alert closes only once no record is left waiting.
+        with tenant_context(tenant):
+            if _left_behind().filter(updated_at__gte=cut).exists():
+                return result
     _unanswered_alert(tenant, refused)
     return result
 

@@ -313,3 +313,38 @@ class TestLeftAlone:
         # The sweep of every tenant gets to theirs, in their own scope.
         assert resolve_left_labels()["refunded"] == 1
         assert refunds(other) == 1 and record(theirs) == ("", "")
+
+
+@pytest.mark.django_db
+def test_the_unanswered_alert_stays_open_while_a_refused_record_waits(world, monkeypatch):
+    """A record the service refused to be asked about waits SETTLE again; a run meanwhile that
+    resolves some other record (a label account that answers) must not close the alert: the
+    refused record is still unchecked, and nothing has answered for it."""
+    refused, other = world.parcel("usps"), world.parcel("usps")
+    _bought_then_stopped(monkeypatch, refused)
+    _bought_then_stopped(monkeypatch, other)
+    refused_key = record(refused)[0]
+    cancelled(refused)
+    real = LabelApiSource.purchase_left
+
+    def key_refused_for_one(self, *, key, sent):
+        if key == refused_key:  # e.g. that record's label account has a rotated API key
+            raise LabelError("the label service refused the account's API key", code="auth")
+        return real(self, key=key, sent=sent)
+
+    monkeypatch.setattr(LabelApiSource, "purchase_left", key_refused_for_one)
+
+    def open_alerts() -> list[Alert]:
+        return list(
+            Alert._base_manager.filter(
+                tenant=world.tenant, kind="label.left_unchecked", resolved_at__isnull=True
+            )
+        )
+
+    assert resolve_left_labels()["failed"] == 1
+    [alert] = open_alerts()
+    cancelled(other)  # another order cancelled meanwhile, its record settled
+
+    assert resolve_left_labels()["refunded"] == 1  # the other record; the refused one waits
+    assert record(refused)[0]
+    assert [a.pk for a in open_alerts()] == [alert.pk]

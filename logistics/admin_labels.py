@@ -114,9 +114,10 @@ class ShipmentLabelAdminMixin:
         if (
             obj is not None
             and obj.status == ShipmentStatus.CANCELLED
-            and obj.label_refund != LabelRefund.NONE
+            and (obj.label_refund != LabelRefund.NONE or obj.label_refund_at is not None)
         ):
-            # Its label was asked about (refunded, being refunded, or named for a person): set
+            # Its label was asked about (refunded, being refunded, named for a person, or asked
+            # with no answer had: `none` with a time, and the service may have taken it): set
             # back to labelled or pending, the parcel would print and ship a voided label, and
             # a void would ask for a second refund.
             fields.append("status")

@@ -369,3 +369,30 @@ def test_parcels_cancelled_before_the_sweep_existed_are_left_as_they_were(world)
     assert done["labels_refunded"] == 1 and refunds(world) == 1
     assert reload(after).label_refund == LabelRefund.REFUNDED
     assert not events(before, "shipment.label_refunded")
+
+
+@pytest.mark.django_db
+def test_a_parcel_whose_refund_was_asked_unanswered_cannot_be_set_back(world, client_a, monkeypatch):
+    """The service took the refund but its answer was lost: the claim is released (`none`, with
+    the time it was asked). The label may well be refunded, so the parcel must not be set back
+    to labelled in the admin (it would print and ship a voided label, and leave the sweep)."""
+    from django.urls import reverse
+
+    parcel = labelled(world)
+    cancelled(parcel)
+    real = LabelApiSource._refund
+
+    def taken_answer_lost(self, label_id):
+        real(self, label_id)
+        raise LabelError("the label service is not answering", retryable=True)
+
+    monkeypatch.setattr(LabelApiSource, "_refund", taken_answer_lost)
+    assert resolve_left_labels()["labels_failed"] == 1
+    fresh = reload(parcel)
+    assert fresh.label_refund == LabelRefund.NONE and fresh.label_refund_at is not None
+    assert refund_status(parcel) == "submitted"
+
+    page = client_a.get(reverse("admin:logistics_shipment_change", args=[parcel.pk]))
+
+    assert page.status_code == 200
+    assert 'name="status"' not in page.content.decode()

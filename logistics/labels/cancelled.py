@@ -201,7 +201,13 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
                 _settle(current, claimed_at, LabelRefund.NONE, release=True)
                 raise
             refused = exc.code != "not_supported"
-            if not (refused and _asked_after_all(source, current)):
+            try:
+                asked = refused and _asked_after_all(source, current)
+            except LabelError:
+                # Not answered whether a repeat was refused: asked again by a later run.
+                _settle(current, claimed_at, LabelRefund.NONE, release=True)
+                raise
+            if not asked:
                 what = (
                     f"{named} of parcel {reference} (cancelled before it shipped) could not be "
                     f"voided ({exc.reason}); "
@@ -221,10 +227,13 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
 def _asked_after_all(source, shipment: Shipment) -> bool:
     """Whether the source shows the label's refund asked for after all: a refusal can answer a
     repeat, when a person's *Void label* (which asks the service before it clears the parcel)
-    asked a moment before. The label went back then, and is no one's to void by hand."""
+    asked a moment before. The label went back then, and is no one's to void by hand. Raises
+    the `LabelError` of a source that does not answer (whether it was asked is not known)."""
     try:
         return source.void_asked(shipment=shipment)
-    except LabelError:
+    except LabelError as exc:
+        if exc.retryable:
+            raise
         return False
 
 

@@ -396,3 +396,35 @@ def test_a_parcel_whose_refund_was_asked_unanswered_cannot_be_set_back(world, cl
 
     assert page.status_code == 200
     assert 'name="status"' not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_refusal_whose_check_goes_unanswered_is_asked_again_not_named(world, monkeypatch):
+    """A person's *Void label* reached the service a moment before the sweep, which refuses the
+    repeat; asking whether the refund was asked after all then goes unanswered. The label went
+    back: no alert to void it by hand, the parcel is asked about again by a later run."""
+    parcel = labelled(world)
+    cancelled(parcel)
+    real_refund, real_asked = LabelApiSource._refund, LabelApiSource.void_asked
+    checks = []
+
+    def voided_first_then_refused(self, label_id):
+        real_refund(self, label_id)  # the person's request, a moment before
+        raise LabelError("the label service refused the refund: already submitted")
+
+    def second_check_unanswered(self, *, shipment):
+        checks.append(shipment.pk)
+        if len(checks) == 2:
+            raise LabelError("the label service is not answering", retryable=True)
+        return real_asked(self, shipment=shipment)
+
+    monkeypatch.setattr(LabelApiSource, "_refund", voided_first_then_refused)
+    monkeypatch.setattr(LabelApiSource, "void_asked", second_check_unanswered)
+    done = resolve_left_labels()
+
+    assert done["labels_named"] == 0
+    assert not Alert._base_manager.filter(kind="label.void_failed").exists()
+    assert reload(parcel).label_refund == LabelRefund.NONE  # given back to a later run
+    monkeypatch.undo()
+    assert resolve_left_labels()["labels_refunded"] == 1
+    assert reload(parcel).label_refund == LabelRefund.REFUNDED

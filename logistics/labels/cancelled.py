@@ -36,7 +36,7 @@ from logistics.models import (
     Shipment,
     ShipmentStatus,
 )
-from tkerp.alerts import alert_raise
+from tkerp.alerts import alert_raise, alert_resolve
 from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
 
@@ -114,12 +114,15 @@ def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> Cancelled
             .order_by(F("label_refund_at").asc(nulls_first=True), "pk")
             .values_list("pk", flat=True)[:BATCH]
         )
+    refused: LabelError | None = None
     for pk in ids:
         try:
             outcome = shipment_cancelled_label_refund(tenant=tenant, shipment_id=pk)
         except LabelError as exc:
             logger.warning("label of cancelled parcel %s not refunded: %s", pk, exc.reason)
             result.failed += 1
+            if exc.code in UNANSWERED_CODES:
+                refused = refused or exc
             continue
         except Exception:
             logger.exception("label of cancelled parcel %s not refunded", pk)
@@ -129,7 +132,30 @@ def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> Cancelled
             result.refunded += 1
         elif outcome == NAMED:
             result.named += 1
+    if ids:
+        _refused_alert(tenant, refused)
     return result
+
+
+def _refused_alert(tenant, refused: LabelError | None) -> None:
+    """A label service refusing to be asked (its API key refused, the sandbox off) keeps the
+    refunds waiting until a person acts: one alert says so, closed by a run it answers."""
+    key = f"labels:cancelled_refunds:{tenant.pk}"
+    if refused is None:
+        alert_resolve(tenant=tenant, key=key)
+        return
+    alert_raise(
+        tenant=tenant,
+        key=key,
+        kind="label.refunds_unchecked",
+        title="Labels of cancelled parcels cannot be refunded with the label service",
+        message=(
+            "Cancelled parcels hold labels to refund, and the label service refused to be asked "
+            f"({refused.reason}). Check the label account (its API key); tkerp asks again every "
+            "5 minutes and refunds the labels once the service answers."
+        ),
+        severity=AlertSeverity.ERROR,
+    )
 
 
 def cancelled_labels_refund_all(*, now: datetime | None = None) -> CancelledLabelsResult:
@@ -197,7 +223,7 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
             if not source.void_asked(shipment=current):
                 source.void(shipment=current)
         except LabelError as exc:
-            if exc.retryable:
+            if _unanswered(exc):
                 _settle(current, claimed_at, LabelRefund.NONE, release=True)
                 raise
             refused = exc.code != "not_supported"
@@ -224,6 +250,15 @@ def shipment_cancelled_label_refund(*, tenant, shipment_id: int) -> str:
         return _settle(current, claimed_at, LabelRefund.REFUNDED, what=what, data=data)
 
 
+#: A source refusing to be asked at all until a person acts (its API key refused, the sandbox
+#: switched off): not a refund refused, the parcel waits for a run it answers.
+UNANSWERED_CODES = ("auth", "sandbox_off")
+
+
+def _unanswered(exc: LabelError) -> bool:
+    return exc.retryable or exc.code in UNANSWERED_CODES
+
+
 def _asked_after_all(source, shipment: Shipment) -> bool:
     """Whether the source shows the label's refund asked for after all: a refusal can answer a
     repeat, when a person's *Void label* (which asks the service before it clears the parcel)
@@ -232,7 +267,7 @@ def _asked_after_all(source, shipment: Shipment) -> bool:
     try:
         return source.void_asked(shipment=shipment)
     except LabelError as exc:
-        if exc.retryable:
+        if _unanswered(exc):
             raise
         return False
 

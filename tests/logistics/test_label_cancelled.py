@@ -372,7 +372,9 @@ def test_parcels_cancelled_before_the_sweep_existed_are_left_as_they_were(world)
 
 
 @pytest.mark.django_db
-def test_a_parcel_whose_refund_was_asked_unanswered_cannot_be_set_back(world, client_a, monkeypatch):
+def test_a_parcel_whose_refund_was_asked_unanswered_cannot_be_set_back(
+    world, client_a, monkeypatch
+):
     """The service took the refund but its answer was lost: the claim is released (`none`, with
     the time it was asked). The label may well be refunded, so the parcel must not be set back
     to labelled in the admin (it would print and ship a voided label, and leave the sweep)."""
@@ -428,3 +430,28 @@ def test_a_refusal_whose_check_goes_unanswered_is_asked_again_not_named(world, m
     monkeypatch.undo()
     assert resolve_left_labels()["labels_refunded"] == 1
     assert reload(parcel).label_refund == LabelRefund.REFUNDED
+
+
+@pytest.mark.django_db
+def test_a_refused_api_key_keeps_the_refund_for_a_later_run(world):
+    """The seller rotated the account's API key at the service: the service refuses to be asked
+    at all, which is not a refund refused. The label is refunded once the key is put right, not
+    left for a person to void by hand."""
+    parcel = labelled(world)
+    cancelled(parcel)
+    key = world.account.api_key
+    world.account.api_key = "EZTK-not-a-key"
+    world.account.save()
+
+    done = resolve_left_labels()
+
+    assert done["labels_named"] == 0 and done["labels_failed"] == 1
+    assert reload(parcel).label_refund == LabelRefund.NONE
+    assert not Alert._base_manager.filter(kind="label.void_failed").exists()
+    unchecked = Alert._base_manager.filter(kind="label.refunds_unchecked", resolved_at__isnull=True)
+    assert unchecked.count() == 1 and "API key" in unchecked.get().message
+    world.account.api_key = key
+    world.account.save()
+    assert resolve_left_labels()["labels_refunded"] == 1
+    assert refund_status(parcel) == "submitted"
+    assert not unchecked.exists()

@@ -449,7 +449,10 @@ class LabelApiSource(LabelSource):
         """The service's shipment shows its refund asked for (submitted or refunded)."""
         if not shipment.source_label_id:
             return False
-        answer = self._send("GET", f"/shipments/{shipment.source_label_id}")
+        return self._refund_asked(shipment.source_label_id)
+
+    def _refund_asked(self, label_id: str) -> bool:
+        answer = self._send("GET", f"/shipments/{label_id}")
         status = answer.get("refund_status") if isinstance(answer, dict) else None
         return status in ("submitted", "refunded")
 
@@ -530,7 +533,21 @@ class LabelApiSource(LabelSource):
         already (by a run stopped before it recorded that): never a second refund request."""
         if answer.get("refund_status") in ("submitted", "refunded"):
             return
-        self._refund(str(answer["id"]))
+        try:
+            self._refund(str(answer["id"]))
+        except LabelError as exc:
+            if exc.retryable:
+                raise
+            # A refusal can answer a repeat: an overlapping run asked a moment before (after
+            # this one read the answer). The label went back then; a real refusal stands.
+            try:
+                asked = self._refund_asked(str(answer["id"]))
+            except LabelError as unanswered:
+                if unanswered.retryable:
+                    raise  # not known: the record stays for a later run
+                asked = False
+            if not asked:
+                raise
 
     # --- a purchase, and one a stopped worker left behind ---
 

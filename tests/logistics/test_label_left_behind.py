@@ -348,3 +348,30 @@ def test_the_unanswered_alert_stays_open_while_a_refused_record_waits(world, mon
     assert resolve_left_labels()["refunded"] == 1  # the other record; the refused one waits
     assert record(refused)[0]
     assert [a.pk for a in open_alerts()] == [alert.pk]
+
+
+@pytest.mark.django_db
+def test_a_refund_refused_as_a_repeat_of_an_overlapping_run_is_recorded_refunded(
+    world, monkeypatch
+):
+    """Two runs overlap (each every 5 minutes, one slow): both read the record and ask what was
+    sold; the other run's refund reaches the service first, and the service refuses the repeat
+    (as a real one may). The label went back: noted refunded, with no alert to void it by hand."""
+    parcel = world.parcel("usps")
+    sold = _bought_then_stopped(monkeypatch, parcel)
+    cancelled(parcel)
+    real = LabelApiSource._refund
+
+    def other_run_first_then_refused(self, label_id):
+        real(self, label_id)  # the overlapping run's request, a moment before
+        raise LabelError("the label service refused the refund: already submitted")
+
+    monkeypatch.setattr(LabelApiSource, "_refund", other_run_first_then_refused)
+    done = resolve_left_labels()
+
+    remote = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
+    assert remote.refund_status == "submitted"
+    assert done["named"] == 0 and done["refunded"] == 1
+    assert not events(parcel, "shipment.label_void_failed")
+    assert not Alert._base_manager.filter(kind="label.void_failed").exists()
+    assert events(parcel, "shipment.label_refunded") and record(parcel) == ("", "")

@@ -123,6 +123,33 @@ class ShipmentLabelAdminMixin:
             fields.append("status")
         return fields
 
+    def save_model(self, request, obj, form, change):
+        """The page was read before the person saved it, and the label's background work (a
+        label stored, a purchase recorded, the refund sweep's claim) may have written the parcel
+        since: under the row's lock (held until the page's transaction commits), those fields
+        are taken as they are now, and a cancelled parcel whose refund was asked meanwhile stays
+        cancelled. A full save of the page's copy would write back what it read, and the sweep
+        would lose a refund it just asked for."""
+        if not change:
+            return super().save_model(request, obj, form, change)
+        locked = Shipment.objects.select_for_update(of=("self",)).get(pk=obj.pk)
+        for name in (*LABEL_FIELDS, "label_request_key", "label_request"):
+            attname = Shipment._meta.get_field(name).attname
+            setattr(obj, attname, getattr(locked, attname))
+        if (
+            locked.status == ShipmentStatus.CANCELLED
+            and obj.status != ShipmentStatus.CANCELLED
+            and (locked.label_refund != LabelRefund.NONE or locked.label_refund_at is not None)
+        ):
+            obj.status = ShipmentStatus.CANCELLED
+            self.message_user(
+                request,
+                f"Parcel {obj.reference} stays cancelled: the refund of its label was asked for "
+                "while the page was open.",
+                messages.WARNING,
+            )
+        return super().save_model(request, obj, form, change)
+
     def get_list_display(self, request):
         return [*super().get_list_display(request), "label_download"]
 

@@ -455,3 +455,52 @@ def test_a_refused_api_key_keeps_the_refund_for_a_later_run(world):
     assert resolve_left_labels()["labels_refunded"] == 1
     assert refund_status(parcel) == "submitted"
     assert not unchecked.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_saving_the_parcel_while_the_sweep_refunds_it_leaves_it_cancelled(
+    world, client_a, monkeypatch
+):
+    """A person has the cancelled parcel's page open (its status still editable: nothing asked
+    yet) and saves it set back to labelled; between the admin reading the parcel and saving it,
+    the sweep (another worker) claims it, has the label refunded and records that. The save
+    must not write back what the page read: the parcel stays cancelled, its refund recorded."""
+    import threading
+
+    from django.db import connection
+    from django.urls import reverse
+
+    from logistics.admin import ShipmentAdmin
+    from tests.logistics.test_tracking_doors import parcel_form_data
+
+    parcel = labelled(world)
+    cancelled(parcel)
+    data = {**parcel_form_data(client_a, parcel), "status": ShipmentStatus.LABELLED}
+    swept: list[dict] = []
+
+    def sweep():
+        try:
+            swept.append(resolve_left_labels())
+        finally:
+            connection.close()
+
+    real_save_form = ShipmentAdmin.save_form
+
+    def sweep_runs_meanwhile(self, request, form, change):
+        worker = threading.Thread(target=sweep)
+        worker.start()
+        worker.join()
+        return real_save_form(self, request, form, change)
+
+    monkeypatch.setattr(ShipmentAdmin, "save_form", sweep_runs_meanwhile)
+    url = reverse("admin:logistics_shipment_change", args=[parcel.pk])
+    page = client_a.post(url, data, follow=True)
+
+    assert page.status_code == 200
+    assert swept and swept[0]["labels_refunded"] == 1
+    assert "stays cancelled" in page.content.decode()
+    fresh = reload(parcel)
+    assert fresh.status == ShipmentStatus.CANCELLED
+    assert fresh.label_refund == LabelRefund.REFUNDED and fresh.label_refund_at is not None
+    assert refund_status(parcel) == "submitted"
+    assert len(events(parcel, "shipment.label_refunded")) == 1

@@ -36,7 +36,7 @@ from logistics.models import (
     Shipment,
     ShipmentStatus,
 )
-from tkerp.alerts import alert_raise, alert_resolve
+from tkerp.alerts import alert_raise
 from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
 
@@ -138,23 +138,17 @@ def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> Cancelled
 
 
 def _refused_alert(tenant, refused: LabelError | None) -> None:
-    """A label service refusing to be asked (its API key refused, the sandbox off) keeps the
-    refunds waiting until a person acts: one alert says so, closed by a run it answers."""
-    key = f"labels:cancelled_refunds:{tenant.pk}"
-    if refused is None:
-        alert_resolve(tenant=tenant, key=key)
-        return
-    alert_raise(
-        tenant=tenant,
-        key=key,
+    """A label service refusing to be asked keeps the refunds waiting until a person acts."""
+    from logistics.labels.left_behind import label_service_unanswered_alert
+
+    label_service_unanswered_alert(
+        tenant,
+        refused,
+        key=f"labels:cancelled_refunds:{tenant.pk}",
         kind="label.refunds_unchecked",
         title="Labels of cancelled parcels cannot be refunded with the label service",
-        message=(
-            "Cancelled parcels hold labels to refund, and the label service refused to be asked "
-            f"({refused.reason}). Check the label account (its API key); tkerp asks again every "
-            "5 minutes and refunds the labels once the service answers."
-        ),
-        severity=AlertSeverity.ERROR,
+        waiting="Cancelled parcels hold labels to refund",
+        then="refunds the labels once the service answers",
     )
 
 

@@ -130,23 +130,38 @@ def _failed_wait(parcel: Shipment) -> None:
 
 
 def _unanswered_alert(tenant, refused: LabelError | None) -> None:
-    """A service that will not answer until a person acts (its API key refused, the sandbox
-    switched off) would keep the records, and any label sold under them, waiting without a
-    word: an alert says so, once, and closes when a run meets no such refusal."""
-    key = f"labels:left_behind:{tenant.pk}"
+    """A service that will not answer until a person acts would keep the records, and any label
+    sold under them, waiting without a word."""
+    label_service_unanswered_alert(
+        tenant,
+        refused,
+        key=f"labels:left_behind:{tenant.pk}",
+        kind="label.left_unchecked",
+        title="Unfinished label purchases cannot be checked with the label service",
+        waiting="Parcels no longer bought still hold a label purchase a stopped worker left "
+        "unfinished",
+        then="refunds any label sold once the service answers",
+    )
+
+
+def label_service_unanswered_alert(
+    tenant, refused: LabelError | None, *, key: str, kind: str, title: str, waiting: str, then: str
+) -> None:
+    """The label sweeps' one alert for a service refusing to be asked until a person acts (its
+    API key refused, the sandbox switched off): raised and counted again by each run that meets
+    such a refusal (`refused`), closed by a run that meets none."""
     if refused is None:
         alert_resolve(tenant=tenant, key=key)
         return
     alert_raise(
         tenant=tenant,
         key=key,
-        kind="label.left_unchecked",
-        title="Unfinished label purchases cannot be checked with the label service",
+        kind=kind,
+        title=title,
         message=(
-            "Parcels no longer bought still hold a label purchase a stopped worker left "
-            f"unfinished, and the label service refused to be asked about them ({refused.reason})."
-            " Check the label account (its API key); tkerp asks again every 5 minutes and "
-            "refunds any label sold once the service answers."
+            f"{waiting}, and the label service refused to be asked about them "
+            f"({refused.reason}). Check the label account (its API key); tkerp asks again every "
+            f"5 minutes and {then}."
         ),
         severity=AlertSeverity.ERROR,
     )

@@ -16,11 +16,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from logistics.labels.base import LabelError
-from logistics.labels.cancelled import shipment_label_refund_due
+from logistics.labels.cancelled import shipment_label_refund_asked, shipment_label_refund_due
 from logistics.labels.labelapi import LabelApiSource
 from logistics.labels.sources import label_account_for
 from logistics.labels.store import shipment_label_void, shipments_label_buy
-from logistics.models import LabelAccount, LabelRefund, Shipment, ShipmentStatus
+from logistics.models import LabelAccount, Shipment, ShipmentStatus
 from shops.models import Tenant
 from tkerp.admin import TenantModelAdmin
 from tkerp.admin_secrets import SecretsFormMixin, erase_field, secret_state
@@ -111,15 +111,7 @@ class ShipmentLabelAdminMixin:
         # Labels are written by their sources only; the tracking number stays editable (typed
         # in by hand for manual parcels).
         fields = [*super().get_readonly_fields(request, obj), *LABEL_FIELDS, "label_download"]
-        if (
-            obj is not None
-            and obj.status == ShipmentStatus.CANCELLED
-            and (obj.label_refund != LabelRefund.NONE or obj.label_refund_at is not None)
-        ):
-            # Its label was asked about (refunded, being refunded, named for a person, or asked
-            # with no answer had: `none` with a time, and the service may have taken it): set
-            # back to labelled or pending, the parcel would print and ship a voided label, and
-            # a void would ask for a second refund.
+        if obj is not None and shipment_label_refund_asked(obj):
             fields.append("status")
         return fields
 
@@ -136,11 +128,7 @@ class ShipmentLabelAdminMixin:
         for name in (*LABEL_FIELDS, "label_request_key", "label_request"):
             attname = Shipment._meta.get_field(name).attname
             setattr(obj, attname, getattr(locked, attname))
-        if (
-            locked.status == ShipmentStatus.CANCELLED
-            and obj.status != ShipmentStatus.CANCELLED
-            and (locked.label_refund != LabelRefund.NONE or locked.label_refund_at is not None)
-        ):
+        if obj.status != ShipmentStatus.CANCELLED and shipment_label_refund_asked(locked):
             obj.status = ShipmentStatus.CANCELLED
             self.message_user(
                 request,

@@ -28,6 +28,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from logistics.labels.base import LabelError, label_named
+from logistics.labels.left_behind import (
+    label_service_unanswered_alert,
+    label_void_by_hand_alert,
+    tenants_swept,
+)
 from logistics.labels.sources import stored_label_source
 from logistics.labels.store import _outside_transaction
 from logistics.models import (
@@ -36,8 +41,6 @@ from logistics.models import (
     Shipment,
     ShipmentStatus,
 )
-from tkerp.alerts import alert_raise
-from tkerp.models import AlertSeverity
 from tkerp.tenancy import all_tenants, tenant_context
 
 logger = logging.getLogger("tkerp.labels")
@@ -100,6 +103,16 @@ def shipment_label_refund_due(shipment: Shipment) -> bool:
     )
 
 
+def shipment_label_refund_asked(shipment: Shipment) -> bool:
+    """True once the cancelled parcel's label was asked about: refunded, being refunded, named
+    for a person, or asked with no answer had (`none` with a time: the service may have taken
+    it). Set back to labelled or pending, the parcel would print and ship a voided label, and a
+    void would ask for a second refund."""
+    return shipment.status == ShipmentStatus.CANCELLED and (
+        shipment.label_refund != LabelRefund.NONE or shipment.label_refund_at is not None
+    )
+
+
 def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> CancelledLabelsResult:
     """Refund the labels of the tenant's cancelled parcels (`BATCH` a run), each on its own;
     one whose source does not answer is kept for a later run. Parcels never asked about come
@@ -139,8 +152,6 @@ def cancelled_labels_refund(*, tenant, now: datetime | None = None) -> Cancelled
 
 def _refused_alert(tenant, refused: LabelError | None) -> None:
     """A label service refusing to be asked keeps the refunds waiting until a person acts."""
-    from logistics.labels.left_behind import label_service_unanswered_alert
-
     label_service_unanswered_alert(
         tenant,
         refused,
@@ -154,8 +165,6 @@ def _refused_alert(tenant, refused: LabelError | None) -> None:
 
 def cancelled_labels_refund_all(*, now: datetime | None = None) -> CancelledLabelsResult:
     """The sweep over every tenant with such a parcel, each under its own scope."""
-    from logistics.labels.left_behind import tenants_swept
-
     now = now or timezone.now()
     with all_tenants():  # ESCAPE HATCH: which tenants have a label to refund (partial index)
         tenant_ids = set(
@@ -308,12 +317,9 @@ def _settle(
             data={**(data or {}), "outcome": outcome},
         )
         if not refunded:
-            alert_raise(
-                tenant=shipment.tenant,
-                key=f"shipment:{shipment.pk}:label_void_failed",
-                kind="label.void_failed",
+            label_void_by_hand_alert(
+                shipment,
                 title=f"The label of cancelled parcel {shipment.reference} needs voiding by hand",
-                message=what,
-                severity=AlertSeverity.ERROR,
+                what=what,
             )
     return REFUNDED if refunded else NAMED

@@ -323,12 +323,22 @@ def _settle(
         if kind:
             order_event_add(order=shipment.order, kind=kind, message=what, data=data)
         if kind == "shipment.label_void_failed":
-            alert_raise(
-                tenant=shipment.tenant,
-                key=f"shipment:{shipment.pk}:label_void_failed",
-                kind="label.void_failed",
+            label_void_by_hand_alert(
+                shipment,
                 title=f"A label bought for parcel {shipment.reference} needs voiding by hand",
-                message=what,
-                severity=AlertSeverity.ERROR,
+                what=what,
             )
     return True
+
+
+def label_void_by_hand_alert(shipment: Shipment, *, title: str, what: str) -> None:
+    """The label sweeps' alert for a label of the parcel that a person must void at its source
+    (`what` names it): one per parcel, however many runs get here."""
+    alert_raise(
+        tenant=shipment.tenant,
+        key=f"shipment:{shipment.pk}:label_void_failed",
+        kind="label.void_failed",
+        title=title,
+        message=what,
+        severity=AlertSeverity.ERROR,
+    )

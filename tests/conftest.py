@@ -1,11 +1,27 @@
 """Fixtures shared by every suite: two tenants with a staff owner each, and scopes."""
 
+from pathlib import Path
+
 import pytest
 from django.test import Client
 
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from tkerp.db.postgres.base import EVERYTHING, NOTHING, unscoped_sees
 from tkerp.tenancy import all_tenants, tenant_context
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Temporary folders in this checkout (`var/pytest`, emptied by each session), unless
+    `--basetemp` says otherwise. pytest's default, /tmp/pytest-of-<user>, is shared by every
+    checkout of the machine: each session there deletes all but the newest three sessions'
+    folders and sets the shared folder back to 0700, which takes the way in away from an
+    embedded PostgreSQL that another checkout's test started (as root, the server runs as a
+    user of its own), and that test then fails."""
+    if config.option.basetemp is None:
+        var = Path(config.rootpath) / "var"
+        var.mkdir(exist_ok=True)
+        config.option.basetemp = str(var / "pytest")
 
 
 @pytest.fixture(autouse=True)

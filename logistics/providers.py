@@ -85,8 +85,11 @@ def provider_key_create(
 
 
 def provider_parcels(*, provider: Provider) -> QuerySet[Shipment]:
-    """The parcels routed to the provider's warehouses (call in the provider's tenant scope)."""
-    return Shipment.objects.filter(warehouse__provider=provider)
+    """The parcels handed to the provider: of its warehouses, and dispatched (call in the
+    provider's tenant scope). A parcel that dispatch holds back (its order's cancellation asked,
+    the carrier rules not run yet) is not the provider's to see or act on: accepting it would
+    have it packed and never dispatched (`logistics.dispatch`)."""
+    return Shipment.objects.filter(warehouse__provider=provider, dispatched_at__isnull=False)
 
 
 def provider_parcel_lock(*, shipment: Shipment, provider: Provider) -> Shipment:

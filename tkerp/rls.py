@@ -22,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connections
 
+from tkerp.db.open_transactions import open_transactions_function_install
 from tkerp.search import search_functions, search_functions_install, search_functions_present
 
 TENANT_POLICY = "tkerp_tenant"
@@ -101,6 +102,8 @@ def rls_install(*, using: str = "default") -> None:
             policies_apply(cursor, table)
         # Search by trigram index under the policies (tkerp.search's module docstring).
         search_functions_install(cursor, role=role)
+        # The parcel feed's horizon (tkerp.db.open_transactions).
+        open_transactions_function_install(cursor, role=role)
 
 
 def rls_problems(*, using: str = "default") -> list[str]:

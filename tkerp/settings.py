@@ -410,6 +410,10 @@ TKERP_PROVIDER_WEBHOOK_RETRY_MINUTES = [
 TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS = float(
     os.environ.get("TKERP_PROVIDER_WEBHOOK_DISABLE_DAYS", "3")
 )
+# The provider API's parcel feed shows a change once every transaction open when it was made has
+# ended, and this many seconds more: for a stamp taken just before its transaction's first
+# statement, or a web host's clock a little behind the database's (logistics.api.serializers).
+TKERP_API_FEED_SETTLE_SECONDS = float(os.environ.get("TKERP_API_FEED_SETTLE_SECONDS", "1"))
 # The cockpit (tkerp.cockpit): the late-shipment rate above which a platform cuts a shop's
 # traffic (TikTok Shop: 5 %), drawn on the late-rate chart.
 TKERP_LATE_RATE_LIMIT_PERCENT = float(os.environ.get("TKERP_LATE_RATE_LIMIT_PERCENT", "5"))

@@ -16,3 +16,6 @@ from tkerp.settings import *  # noqa: F403
 # second for every user a fixture makes, a quarter of the suite's time. Production keeps
 # Django's default (tests/tkerp/test_production_settings.py checks it).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# A test lists the parcels it made a moment ago; the feed's margin for clocks and stamps taken
+# before a transaction's first statement is tested on its own (tests/logistics/test_api_feed.py).
+TKERP_API_FEED_SETTLE_SECONDS = 0

@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from functools import cache
 
+from django.conf import settings
 from django.db import connection
 from rest_framework import serializers
 
@@ -26,6 +27,7 @@ from logistics.models import (
     ShipmentLine,
     ShipmentStatus,
 )
+from tkerp.db.open_transactions import FUNCTION as OPEN_TRANSACTIONS_FUNCTION
 
 
 def iso(value: datetime | None) -> str | None:
@@ -169,6 +171,7 @@ _PARAM_TYPES = {
     "stamp": "timestamptz",
     "pk": "bigint",
     "limit": "integer",
+    "settle": "double precision",
 }
 
 
@@ -213,6 +216,19 @@ def parcels_json(ids: list[int], *, provider: Provider) -> list[str]:
     return [texts[pk] for pk in ids if pk in texts]
 
 
+#: The feed's horizon: a page holds only changes stamped before every transaction still open on
+#: the database began (`tkerp.db.open_transactions`: a change stamped earlier is committed or
+#: never will be), and `TKERP_API_FEED_SETTLE_SECONDS` before that, for a stamp taken just
+#: before its transaction's first statement, or a web host's clock a little behind the
+#: database's. Without it, a poller that moved past a newer change committed first (a split of
+#: 500 orders takes a second) would never see the older one.
+#: A subquery, so that PostgreSQL asks once a page (an InitPlan), not once a row.
+_FEED_HORIZON_SQL = (
+    f"(SELECT LEAST(statement_timestamp(), {OPEN_TRANSACTIONS_FUNCTION}()) "
+    "- make_interval(secs => %(settle)s))"
+)
+
+
 @cache
 def _parcel_page_sql(*, reverse: bool, after: bool, status: bool, since: bool) -> str:
     """A page of the provider's parcels chosen and written in one statement: the page's ids by
@@ -226,6 +242,8 @@ def _parcel_page_sql(*, reverse: bool, after: bool, status: bool, since: bool) -
         "s.tenant_id = %(tenant)s",
         "w.tenant_id = %(tenant)s",
         "w.provider_id = %(provider)s",
+        "s.dispatched_at IS NOT NULL",  # as `provider_parcels`: handed over only
+        f"s.updated_at < {_FEED_HORIZON_SQL}",
         "s.status = %(status)s" if status else "",
         "s.updated_at >= %(since)s" if since else "",
         f"(s.updated_at, s.id) {sign} (%(stamp)s, %(pk)s)" if after else "",
@@ -278,6 +296,7 @@ def parcels_page_json(
         "stamp": stamp,
         "pk": pk,
         "limit": limit,
+        "settle": settings.TKERP_API_FEED_SETTLE_SECONDS,
     }
     with connection.cursor() as cursor:
         _prepared(cursor, name, _parcel_page_sql(**variant), params)

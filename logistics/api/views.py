@@ -215,8 +215,9 @@ class ParcelFilter(django_filters.FilterSet):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="Parcels routed to your warehouses",
-        description="Oldest change first; poll with `updated_since` and follow `next`.",
+        summary="Parcels sent to your warehouses",
+        description="Oldest change first; poll with `updated_since` and follow `next`. A change "
+        "appears once every transaction open when it was made has ended, about a second later.",
         responses=ParcelOut(many=True),
         examples=[_example("A page of parcels", _page([PARCEL_EXAMPLE]))],
     ),

@@ -106,6 +106,53 @@ def test_postgresql_writes_a_parcel_as_python_would(world, api):
     assert api.get(f"/api/v1/parcels/{parcel.pk}/").json() == listed
 
 
+def test_a_parcel_not_sent_to_the_provider_yet_is_not_theirs_to_see_or_act_on(world, api):
+    """A parcel of the provider's warehouse that dispatch holds back (here: the buyer asked to
+    cancel while it waited for the carrier rules) has not been handed over: listing it, or
+    letting the provider accept it, would have the order packed and the parcel never
+    dispatched (no `dispatched_at`, so no acknowledgement clock and no `shipment.created`)."""
+    from logistics.dispatch import shipments_dispatch
+    from orders.models import CancellationRequest, CancellationStatus
+
+    parcel = world["parcel"]
+    with tenant_context(world["tenant"]):
+        Shipment.objects.filter(pk=parcel.pk).update(
+            status=ShipmentStatus.PENDING, dispatched_at=None, rules_applied_at=timezone.now()
+        )
+        Order.objects.filter(pk=parcel.order_id).update(status=OrderStatus.READY)
+        asked = CancellationRequest.objects.create(
+            tenant=world["tenant"],
+            shop_id=parcel.order.shop_id,
+            order_id=parcel.order_id,
+            platform_order_id=parcel.order.platform_order_id,
+            platform_cancel_id="C-1",
+            status=CancellationStatus.PENDING,
+        )
+    assert shipments_dispatch(tenant=world["tenant"]) == []
+
+    assert [p["id"] for p in api.get("/api/v1/parcels/").json()["results"]] == []
+    assert api.get(f"/api/v1/parcels/{parcel.pk}/").status_code == 404
+    accept = api.post(f"/api/v1/parcels/{parcel.pk}/acknowledge/", {"decision": "accept"})
+    assert accept.status_code == 404
+    shipped = api.post(
+        f"/api/v1/parcels/{parcel.pk}/ship/", {"tracking_number": USPS_NUMBER, "carrier": "usps"}
+    )
+    assert shipped.status_code == 404
+    parcel.refresh_from_db()
+    assert (parcel.status, parcel.acknowledged_at, parcel.tracking_number) == (
+        ShipmentStatus.PENDING,
+        None,
+        "",
+    )
+
+    # The buyer withdraws the request: dispatch hands it over, and the provider sees it.
+    with tenant_context(world["tenant"]):
+        CancellationRequest.objects.filter(pk=asked.pk).update(status=CancellationStatus.WITHDRAWN)
+    assert shipments_dispatch(tenant=world["tenant"]) == [parcel.pk]
+    assert [p["id"] for p in api.get("/api/v1/parcels/").json()["results"]] == [parcel.pk]
+    assert api.get(f"/api/v1/parcels/{parcel.pk}/").status_code == 200
+
+
 def test_the_list_filters_by_status_and_updated_since(world, api):
     assert api.get("/api/v1/parcels/", status="shipped").json()["results"] == []
     assert len(api.get("/api/v1/parcels/", status="sent_to_provider").json()["results"]) == 1

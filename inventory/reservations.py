@@ -923,7 +923,8 @@ def order_release(
 
     Committed (shipped) reservations stay as they are, and an order that has shipped
     (`order_has_shipped`: the platform may cancel an order after its parcel left) gives nothing
-    back: what it still holds is committed through `order_ship_commit`. A second call finds
+    back: what it still holds is committed through `order_ship_commit`; but when only some of
+    its parcels left through tkerp, the units of the others are released. A second call finds
     nothing reserved and changes nothing.
 
     Units in the warehouse of a parcel whose provider was asked to intercept it stay reserved
@@ -954,9 +955,11 @@ def _release_locked(
 
     if order_has_shipped(order):
         # The units left with the parcel: a cancel after shipping gives nothing back. Whatever
-        # is still reserved (the pipeline had not committed it yet) is committed instead.
+        # is still reserved (the pipeline had not committed it yet) is committed instead...
         order_ship_commit(order=order, source=EventSource.SYSTEM)
-        return 0
+        if not _parcels_gone(order):
+            return 0
+        # ... unless only some of its parcels left: the rest never did, and goes back.
     held: set[int] = set()
     if only_warehouse_ids is None:
         held = set(
@@ -1079,6 +1082,19 @@ def order_has_shipped(order: Order) -> bool:
     )
 
 
+def _parcels_gone(order: Order) -> list[Shipment]:
+    """The parcels of `order`, cancelled after it shipped, that left through tkerp (shipped,
+    in transit, delivered); empty for any other order. When there are some, they, not the
+    platform's shipped time, say which units left: a split order cancelled after its first
+    parcel left keeps the other parcels' units in stock. The caller holds the order's lock."""
+    from logistics.models import Shipment
+
+    if not (order.status == OrderStatus.CANCELLED and order.shipped_at is not None):
+        return []
+    _, gone = _parcel_statuses()
+    return list(Shipment.objects.filter(order=order, status__in=gone).order_by("pk"))
+
+
 def order_ship_commit(
     *,
     order: Order | None = None,
@@ -1103,7 +1119,7 @@ def order_ship_commit(
     has a cancellation request pending or approved, or has a line whose stock is not reserved
     (a parcel: the parcel is cancelled). A second call finds nothing to do and writes nothing.
     """
-    from logistics.models import Shipment, ShipmentStatus
+    from logistics.models import Shipment, ShipmentLine, ShipmentStatus
 
     if (order is None) == (shipment is None):
         raise ValueError("pass an order or a shipment")
@@ -1133,6 +1149,16 @@ def order_ship_commit(
                 for r in held
                 if r.order_line_id in parcel_line_ids and r.warehouse_id == parcel.warehouse_id
             ]
+        # Cancelled after only some of its parcels left: those parcels are what left; the
+        # others never did (`_release_locked` gives their units back).
+        left = _parcels_gone(locked) if parcel is None else None
+        if left:
+            carried = set(
+                ShipmentLine.objects.filter(shipment__in=left).values_list(
+                    "order_line_id", "shipment__warehouse_id"
+                )
+            )
+            held = [r for r in held if (r.order_line_id, r.warehouse_id) in carried]
         units = _commit_locked(
             order=locked, reservations=held, reference=parcel.reference if parcel else ""
         )
@@ -1140,6 +1166,8 @@ def order_ship_commit(
         parcels = Shipment.objects.filter(order=locked, status__in=unshipped)
         if parcel is not None:
             parcels = parcels.filter(pk=parcel.pk)
+        elif left:
+            parcels = parcels.none()
         moved = sorted(parcels.values_list("reference", flat=True))
         if moved:
             parcels.update(status=ShipmentStatus.SHIPPED, shipped_at=when, updated_at=now)

@@ -435,6 +435,57 @@ class TestShipDoor:
         assert Reservation._base_manager.get().state == ReservationState.COMMITTED
         assert_ledger(world["mug"], world["own"])
 
+    def _partly_shipped_then_cancelled(self, world):
+        """A split order whose first parcel left, then cancelled by the platform, which keeps
+        the time its first package left (ingest stores it as the order's shipped time)."""
+        second = WarehouseFactory(tenant=world["tenant"], code="A-ZZZ", kind=WarehouseKind.OWN)
+        receive(sku=world["mug"], warehouse=world["own"], units=5)
+        receive(sku=world["cap"], warehouse=second, units=5)
+        order = paid_order(
+            shop=world["shop"],
+            lines=[(world["mug"], 1), (world["cap"], 2)],
+            status=OrderStatus.READY,
+        )
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+        parcels = {s.warehouse_id: s for s in order_shipments_split(order=order)}
+        assert order_ship_commit(shipment=parcels[second.pk]) == 2
+        Order._base_manager.filter(pk=order.pk).update(
+            status=OrderStatus.CANCELLED, shipped_at=timezone.now()
+        )
+        order.refresh_from_db()
+        return order, second, parcels[world["own"].pk]
+
+    def test_a_partly_shipped_order_cancelled_keeps_the_units_that_never_left(self, world):
+        order, second, left_behind = self._partly_shipped_then_cancelled(world)
+
+        # The pipeline after the ingest: shipping, then stock.
+        orders_ship_commit(tenant=world["tenant"], order_ids=[order.pk])
+        orders_reserve(tenant=world["tenant"], order_ids=[order.pk])
+
+        mug = level_of(world["mug"], world["own"])
+        assert (mug.on_hand, mug.reserved) == (5, 0)  # its parcel never left: free again
+        cap = level_of(world["cap"], second)
+        assert (cap.on_hand, cap.reserved) == (3, 0)  # left with the first parcel
+        states = dict(Reservation._base_manager.values_list("sku_id", "state"))
+        assert states == {
+            world["mug"].pk: ReservationState.RELEASED,
+            world["cap"].pk: ReservationState.COMMITTED,
+        }
+        left_behind.refresh_from_db()
+        assert left_behind.status == ShipmentStatus.PENDING  # not reported shipped
+        assert_ledger(world["mug"], world["own"])
+        assert_ledger(world["cap"], second)
+
+    def test_releasing_a_partly_shipped_cancelled_order_gives_back_what_never_left(self, world):
+        order, _, _ = self._partly_shipped_then_cancelled(world)
+
+        assert order_release(order=order, reason="cancelled") == 1
+        assert order_release(order=order, reason="cancelled") == 0
+
+        mug = level_of(world["mug"], world["own"])
+        assert (mug.on_hand, mug.reserved) == (5, 0)
+        assert_ledger(world["mug"], world["own"])
+
     def test_the_pipeline_commits_only_orders_that_have_shipped(self, world):
         tenant = world["tenant"]
         receive(sku=world["mug"], warehouse=world["own"], units=5)

@@ -928,7 +928,8 @@ def order_release(
     nothing reserved and changes nothing.
 
     Units in the warehouse of a parcel whose provider was asked to intercept it stay reserved
-    until the provider answers (the parcel may still ship); `only_warehouse_ids` releases those
+    until the provider answers (the parcel may still ship), and after a "too late" until it
+    ships (then they are committed); `only_warehouse_ids` releases those
     warehouses' units only, which is how a confirmed intercept gives them back
     (`orders.cancellations.shipment_intercept_resolve`).
     """
@@ -951,7 +952,7 @@ def _release_locked(
     reason: str,
     only_warehouse_ids: Collection[int] | None = None,
 ) -> int:
-    from logistics.models import InterceptState, Shipment
+    from logistics.models import InterceptState, Shipment, ShipmentStatus
 
     if order_has_shipped(order):
         # The units left with the parcel: a cancel after shipping gives nothing back. Whatever
@@ -962,12 +963,16 @@ def _release_locked(
         # ... unless only some of its parcels left: the rest never did, and goes back.
     held: set[int] = set()
     if only_warehouse_ids is None:
+        # Waiting for the provider's answer, or too late to stop (the parcel ships anyway and
+        # its units leave through `order_ship_commit`): either way not back on the shelf.
         held = set(
             Shipment._base_manager.filter(
                 tenant_id=order.tenant_id,
                 order_id=order.pk,
-                intercept_state=InterceptState.REQUESTED,
-            ).values_list("warehouse_id", flat=True)
+                intercept_state__in=(InterceptState.REQUESTED, InterceptState.FAILED),
+            )
+            .exclude(status=ShipmentStatus.CANCELLED)
+            .values_list("warehouse_id", flat=True)
         )
     reservations = [
         r

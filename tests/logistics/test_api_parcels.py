@@ -461,6 +461,27 @@ def test_too_late_leaves_the_stock_and_alerts_the_seller(world, api):
         assert Alert.objects.filter(kind="provider.intercept_failed").exists()
 
 
+def test_too_late_units_stay_reserved_until_the_parcel_ships_and_then_leave(world, api):
+    from inventory.reservations import orders_reserve
+
+    parcel = world["parcel"]
+    request_intercept(world, parcel)
+    answer = api.post(f"/api/v1/parcels/{parcel.pk}/intercept/", {"result": "too_late"})
+    assert answer.status_code == 200, answer.json()
+    # The cancelled order still holds units, so the SLA sweep (or the platform's next update
+    # of the order) runs its stock step again before the provider reports the parcel gone.
+    orders_reserve(tenant=world["tenant"], order_ids=[parcel.order_id])
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (100, 1)
+
+    response = api.post(
+        f"/api/v1/parcels/{parcel.pk}/ship/", {"tracking_number": USPS_NUMBER, "carrier": "usps"}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
+
+
 def test_stock_counts_are_set_all_or_nothing_and_never_below_reserved(world, api):
     count = {"warehouse": "A-WH", "sku": "A-MUG", "on_hand": 25}
     ok = api.post("/api/v1/stock/", {"counts": [count]})

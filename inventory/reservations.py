@@ -962,6 +962,24 @@ def _release_locked(
             return 0
         # ... unless only some of its parcels left: the rest never did, and goes back.
     held: set[int] = set()
+    if only_warehouse_ids is None and order.status == OrderStatus.CANCELLED:
+        # Cancelled at the platform (no request passed through the inbox): a provider holding
+        # a parcel is asked to stop it here, as for an approved request, and its units wait
+        # for the answer (the parcel may still ship).
+        from orders.cancellations import PROVIDER_SHIPMENTS, shipments_intercept_request
+
+        shipments_intercept_request(
+            order=order,
+            shipments=Shipment.objects.filter(
+                order=order,
+                status__in=PROVIDER_SHIPMENTS,
+                intercept_state=InterceptState.NONE,
+            )
+            .select_related("provider")
+            .order_by("pk"),
+            reason=reason,
+            source=EventSource.SYSTEM,
+        )
     if only_warehouse_ids is None:
         # Waiting for the provider's answer, or too late to stop (the parcel ships anyway and
         # its units leave through `order_ship_commit`): either way not back on the shelf.

@@ -240,31 +240,9 @@ def order_cancel_close(
             # A labelled parcel's number not yet sent stays here: the platform would count the
             # cancelled order shipped, and tell its buyer so.
             tracking_pushes_withdraw(shipment_ids=to_cancel)
-        for shipment in shipments:
-            if (
-                shipment.status in PROVIDER_SHIPMENTS
-                and shipment.intercept_state == InterceptState.NONE
-            ):
-                shipment.intercept_state = InterceptState.REQUESTED
-                Shipment.objects.filter(pk=shipment.pk).update(
-                    intercept_state=InterceptState.REQUESTED, updated_at=now
-                )
-                order_event_add(
-                    order=order,
-                    kind="shipment.intercept_requested",
-                    message=f"Intercept requested: shipment {shipment.reference} is with "
-                    f"{shipment.provider or 'the provider'}; its stock stays reserved until "
-                    "they answer",
-                    data={"shipment": shipment.pk, "status": shipment.status},
-                    user=user,
-                    source=source,
-                )
-                provider_event_emit(
-                    shipment=shipment,
-                    event_type=SHIPMENT_CANCELLED,
-                    key=f"{shipment.pk}-cancelled",
-                    extra={"reason": reason[:200]},
-                )
+        shipments_intercept_request(
+            order=order, shipments=shipments, user=user, reason=reason, source=source
+        )
         closing = order.status != OrderStatus.CANCELLED
         if closing or to_cancel:
             order_release(order=order, reason="cancelled")
@@ -284,6 +262,50 @@ def order_cancel_close(
                 source=source,
             )
     return closing
+
+
+def shipments_intercept_request(
+    *,
+    order: Order,
+    shipments: Iterable[Shipment],
+    user: AbstractBaseUser | None = None,
+    reason: str = "",
+    source: str | None = None,
+) -> list[Shipment]:
+    """Ask the provider holding each of the cancelled `order`'s `shipments` that was not asked
+    yet to stop it (`intercept_state=requested`, a `shipment.cancelled` webhook, an event);
+    their units stay reserved until it answers (`shipment_intercept_resolve`). Returns the
+    parcels asked now. The caller holds the order's lock."""
+    now = timezone.now()
+    asked = []
+    for shipment in shipments:
+        if (
+            shipment.status not in PROVIDER_SHIPMENTS
+            or shipment.intercept_state != InterceptState.NONE
+        ):
+            continue
+        shipment.intercept_state = InterceptState.REQUESTED
+        Shipment.objects.filter(pk=shipment.pk).update(
+            intercept_state=InterceptState.REQUESTED, updated_at=now
+        )
+        order_event_add(
+            order=order,
+            kind="shipment.intercept_requested",
+            message=f"Intercept requested: shipment {shipment.reference} is with "
+            f"{shipment.provider or 'the provider'}; its stock stays reserved until "
+            "they answer",
+            data={"shipment": shipment.pk, "status": shipment.status},
+            user=user,
+            source=source,
+        )
+        provider_event_emit(
+            shipment=shipment,
+            event_type=SHIPMENT_CANCELLED,
+            key=f"{shipment.pk}-cancelled",
+            extra={"reason": reason[:200]},
+        )
+        asked.append(shipment)
+    return asked
 
 
 def shipment_intercept_resolve(

@@ -93,6 +93,24 @@ def test_too_late_keeps_the_stock_reserved_and_alerts_the_seller(world, cancelle
     assert parcel.reference in alert.title
 
 
+def test_a_cancel_from_the_platform_asks_the_provider_to_stop_and_keeps_the_stock(world):
+    """The platform cancels the order itself (its sync or webhook stores it cancelled; no
+    request passes through the inbox) while the provider holds the parcel: the provider must
+    hear of it, and the units stay reserved until it answers, as for an approved request."""
+    from inventory.reservations import orders_reserve
+
+    order = world.order(mugs=1, caps=2)
+    Order._base_manager.filter(pk=order.pk).update(status=OrderStatus.CANCELLED)
+
+    orders_reserve(tenant=world.tenant, order_ids=[order.pk])  # the pipeline's stock step
+
+    parcel = world.parcel(order)
+    assert parcel.intercept_state == "requested" and parcel.status == "sent_to_provider"
+    assert stock(world) == {"MUG": (20, 1), "CAP": (20, 2)}
+    assert shipment_intercept_resolve(shipment=parcel, intercepted=True) is True
+    assert stock(world) == {"MUG": (20, 0), "CAP": (20, 0)}
+
+
 def test_a_parcel_never_asked_to_stop_is_left_alone(world):
     parcel = world.parcel(world.order())
     assert shipment_intercept_resolve(shipment=parcel, intercepted=True) is False

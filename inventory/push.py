@@ -412,6 +412,11 @@ def shop_reconcile(*, shop: Shop) -> ReconcileSummary:
             )
         )
     InventoryPush._base_manager.bulk_create(records)
+    # Like a push's step 6: a stock change (and its push) while the repair was in flight would
+    # otherwise leave the platform on the repair's older number until the next reconcile.
+    repaired_ids = [repair.listing_id for repair in summary.repaired if repair.ok]
+    if repaired_ids:
+        _recheck(shop=shop, listing_ids=repaired_ids, sent=wanted)
     if summary.repaired:
         logger.info("shop %s: reconcile repaired %s listings", shop.pk, len(summary.repaired))
     return summary

@@ -88,3 +88,48 @@ def test_a_stock_change_during_a_push_keeps_the_listing_due(tenant_a, mug_listin
         assert push_pending(shop=shop, force=True).pushed == 1
     mug_listing.refresh_from_db()
     assert mug_listing.push_due_at is not None
+
+
+def test_a_reconcile_never_leaves_the_platform_on_a_number_a_push_overtook(
+    tenant_a, mug_listing, monkeypatch
+):
+    """The reconcile reads the platform and computes its repair, then stock moves and a push
+    publishes the new number before the repair lands: the repair's older number must not be
+    the platform's last word."""
+    shop = mug_listing.shop
+    real_connector_for = push_module.connector_for
+    raced = []
+
+    def connector_for(shop_):
+        connector = real_connector_for(shop_)
+        real_set = connector.set_inventory
+
+        def set_after_a_push(*, updates):
+            if not raced:
+                raced.append(True)
+                with tenant_context(tenant_a):
+                    # Another worker: three units go, and their push goes out first.
+                    stock_adjust(
+                        sku=mug_listing.sku,
+                        warehouse=mug_listing.sku.stock_levels.get().warehouse,
+                        delta=-3,
+                        kind="adjust",
+                        user=None,
+                        note="x",
+                    )
+                    skus_changed(tenant=tenant_a, sku_ids=[mug_listing.sku_id])
+                    assert push_pending(shop=shop, force=True).pushed == 1
+            return real_set(updates=updates)
+
+        connector.set_inventory = set_after_a_push
+        return connector
+
+    monkeypatch.setattr(push_module, "connector_for", connector_for)
+    with tenant_context(tenant_a):
+        report = push_module.shop_reconcile(shop=shop)
+    assert [r.quantity for r in report.repaired] == [5]  # computed before the push
+
+    # What the queued flush does next.
+    flush_shop_pushes(tenant_a.pk, shop.pk, sleep=lambda seconds: None)
+    mug_listing.refresh_from_db()
+    assert sandbox_quantity(mug_listing) == listing_available(mug_listing) == 2

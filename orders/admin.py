@@ -183,6 +183,9 @@ class TrackingFilter(admin.SimpleListFilter):
 class OrderLineInline(TenantTabularInline):
     model = OrderLine
     extra = 0
+    # Never deleted (mark it cancelled instead): its reservation and parcel lines would go with
+    # it, and the units its stock level reserved would never be given back.
+    can_delete = False
     fields = (
         "platform_line_id",
         "sku",

@@ -492,3 +492,55 @@ def _empty_inlines() -> dict:
             f"{prefix}-MAX_NUM_FORMS": "1000",
         }
     return data
+
+
+class TestOrderLinesAndStock:
+    """A person editing an order's lines in its change form never strands reserved stock."""
+
+    @pytest.fixture
+    def reserved(self, shop_a):
+        from inventory.models import MovementKind
+        from inventory.reservations import orders_reserve
+        from inventory.stock import stock_adjust
+        from tests.factories import WarehouseFactory
+        from tkerp.tenancy import tenant_context
+
+        tenant = shop_a.tenant
+        sku = SkuFactory(tenant=tenant)
+        warehouse = WarehouseFactory(tenant=tenant)
+        with tenant_context(tenant):
+            stock_adjust(
+                sku=sku, warehouse=warehouse, delta=5, kind=MovementKind.RECEIVE, user=None, note=""
+            )
+        order = OrderFactory(
+            tenant=tenant, shop=shop_a, paid_at=timezone.now(), status=OrderStatus.READY
+        )
+        OrderLineFactory(order=order, tenant=tenant, sku=sku, quantity=2)
+        orders_reserve(tenant=tenant, order_ids=[order.pk])
+        return order, sku
+
+    @staticmethod
+    def reserved_units(sku) -> tuple[int, int]:
+        """(units the stock level has reserved, units the live reservations hold)."""
+        from django.db.models import Sum
+
+        from inventory.models import Reservation, ReservationState, StockLevel
+
+        held = Reservation._base_manager.filter(sku=sku, state=ReservationState.RESERVED)
+        return (
+            StockLevel._base_manager.get(sku=sku).reserved,
+            held.aggregate(units=Sum("quantity", default=0))["units"],
+        )
+
+    def test_a_reserved_line_cannot_be_deleted(self, client_a, reserved):
+        from tests.orders.test_review_admin import change_form_data
+
+        order, sku = reserved
+        url = admin_url(Order, "change", order.pk)
+        data = change_form_data(client_a, url)
+        data["lines-0-DELETE"] = "on"
+
+        client_a.post(url, data)
+
+        assert OrderLine._base_manager.filter(order=order).count() == 1
+        assert self.reserved_units(sku) == (2, 2)

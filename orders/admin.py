@@ -449,6 +449,21 @@ class OrderAdmin(
         if change:
             order_form_saved(request=request, order=obj, form=form)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        lines_changed = any(
+            line_form.has_changed()
+            for formset in formsets
+            if formset.model is OrderLine
+            for line_form in formset.forms
+        )
+        if change and lines_changed:
+            # A line's quantity changed or it was cancelled: its reservation follows now, as
+            # after a platform update (a parcel would otherwise commit the old quantity).
+            from inventory.reservations import orders_reserve
+
+            orders_reserve(tenant=form.instance.tenant, order_ids=[form.instance.pk])
+
     @admin.display(description="total", ordering="total")
     def total_with_currency(self, order):
         return f"{order.total} {order.currency}"

@@ -544,3 +544,21 @@ class TestOrderLinesAndStock:
 
         assert OrderLine._base_manager.filter(order=order).count() == 1
         assert self.reserved_units(sku) == (2, 2)
+
+    @pytest.mark.parametrize(
+        ("field", "value", "held"),
+        [("quantity", "1", 1), ("quantity", "3", 3), ("is_cancelled", "on", 0)],
+    )
+    def test_an_edited_line_reserves_what_it_now_asks_for(
+        self, client_a, reserved, field, value, held
+    ):
+        from tests.orders.test_review_admin import change_form_data
+
+        order, sku = reserved
+        url = admin_url(Order, "change", order.pk)
+        data = change_form_data(client_a, url)
+        data[f"lines-0-{field}"] = value
+
+        assert client_a.post(url, data).status_code == 302
+
+        assert self.reserved_units(sku) == (held, held)

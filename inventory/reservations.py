@@ -1136,13 +1136,14 @@ def order_ship_commit(
     is waiting) and an event records what happened.
 
     An order already shipped, in transit, delivered or cancelled after shipping is a fact being
-    reported (the platform says so): whatever it still holds is committed, nothing is refused,
+    reported (the platform says so), and so is a parcel its provider was too late to intercept:
+    whatever it still holds is committed, nothing is refused,
     and a cancel never gives those units back (`order_release` sends them here). Shipping an
     open order is a request, refused with `ShipRefused` when the order is cancelled, on hold,
     has a cancellation request pending or approved, or has a line whose stock is not reserved
     (a parcel: the parcel is cancelled). A second call finds nothing to do and writes nothing.
     """
-    from logistics.models import Shipment, ShipmentLine, ShipmentStatus
+    from logistics.models import InterceptState, Shipment, ShipmentLine, ShipmentStatus
 
     if (order is None) == (shipment is None):
         raise ValueError("pass an order or a shipment")
@@ -1159,7 +1160,12 @@ def order_ship_commit(
             # Every writer of an order's parcels holds the order's lock first: this read is exact.
             parcel = Shipment.objects.get(pk=shipment.pk, order=locked)
             parcel_line_ids = set(parcel.lines.values_list("order_line_id", flat=True))
-        reported = order_has_shipped(locked) or (parcel is not None and parcel.status in gone)
+        # A parcel its provider was too late to stop (its order cancelled) ships as a fact too,
+        # whichever door reports it (the provider API, a tracking file, a person).
+        reported = order_has_shipped(locked) or (
+            parcel is not None
+            and (parcel.status in gone or parcel.intercept_state == InterceptState.FAILED)
+        )
         if not reported:
             _ship_check(order=locked, lines=lines, reservations=reservations, parcel=parcel)
         when = shipped_at or (parcel.shipped_at if parcel is not None else None)

@@ -482,6 +482,26 @@ def test_too_late_units_stay_reserved_until_the_parcel_ships_and_then_leave(worl
     assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
 
 
+def test_a_too_late_parcel_reported_by_file_or_by_hand_ships_its_units(world, api):
+    """A supplier without the API sends its tracking back in a file (or a person types it): a
+    parcel it was too late to stop is a fact being reported, as through the API."""
+    from logistics.tracking import TrackingSource, shipment_tracking_accept
+
+    parcel = world["parcel"]
+    request_intercept(world, parcel)
+    answer = api.post(f"/api/v1/parcels/{parcel.pk}/intercept/", {"result": "too_late"})
+    assert answer.status_code == 200, answer.json()
+
+    shipment_tracking_accept(
+        parcel, tracking_number=USPS_NUMBER, carrier_code="usps", source=TrackingSource.CSV
+    )
+
+    parcel.refresh_from_db()
+    assert parcel.status == ShipmentStatus.SHIPPED
+    assert (level(world, "mug").on_hand, level(world, "mug").reserved) == (99, 0)
+    assert (level(world, "cap").on_hand, level(world, "cap").reserved) == (98, 0)
+
+
 def test_stock_counts_are_set_all_or_nothing_and_never_below_reserved(world, api):
     count = {"warehouse": "A-WH", "sku": "A-MUG", "on_hand": 25}
     ok = api.post("/api/v1/stock/", {"counts": [count]})

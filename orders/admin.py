@@ -206,6 +206,33 @@ class OrderLineInline(TenantTabularInline):
         sku_admin = self.admin_site._registry.get(Sku)
         return ("sku",) if sku_admin is not None and sku_admin.search_fields else ()
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if _has_parcels(obj):
+            # Its parcels were made from these lines and its reservations: a line changed here
+            # would ship (and commit) other units than its packing slip lists. Cancel the
+            # parcels first; the lines are then the order's again.
+            readonly += [name for name in LINE_STOCK_FIELDS if name not in readonly]
+        return readonly
+
+    def has_add_permission(self, request, obj=None):
+        return not _has_parcels(obj) and super().has_add_permission(request, obj)
+
+
+#: What of a line its reservation and parcel lines follow.
+LINE_STOCK_FIELDS = ("sku", "seller_sku", "quantity", "is_cancelled")
+
+
+def _has_parcels(order) -> bool:
+    """Whether `order` (None on an add page) has a parcel not cancelled."""
+    if order is None or order.pk is None:
+        return False
+    from logistics.models import Shipment, ShipmentStatus
+
+    return (
+        Shipment.objects.filter(order_id=order.pk).exclude(status=ShipmentStatus.CANCELLED).exists()
+    )
+
 
 class OrderHoldInline(TenantTabularInline):
     """The order's active holds. Read only: holding and releasing go through the actions, which

@@ -562,3 +562,31 @@ class TestOrderLinesAndStock:
         assert client_a.post(url, data).status_code == 302
 
         assert self.reserved_units(sku) == (held, held)
+
+    def test_the_lines_of_an_order_with_a_parcel_stay_as_its_parcel_has_them(
+        self, client_a, reserved
+    ):
+        """Its parcel was made from the lines and their reservations: a quantity changed on the
+        page would ship other units than the packing slip lists. The page shows the lines read
+        only (and offers no new one) until the parcel is cancelled."""
+        from logistics.models import Shipment, ShipmentStatus
+        from logistics.routing import order_shipments_split
+        from tests.orders.test_review_admin import change_form_data
+
+        order, sku = reserved
+        (parcel,) = order_shipments_split(order=order, apply_rules=False)
+        url = admin_url(Order, "change", order.pk)
+        data = change_form_data(client_a, url)
+        assert "lines-0-quantity" not in data
+        data["lines-0-quantity"] = "1"
+
+        assert client_a.post(url, data).status_code == 302
+        assert OrderLine._base_manager.get(order=order).quantity == 2
+        assert self.reserved_units(sku) == (2, 2)
+
+        Shipment._base_manager.filter(pk=parcel.pk).update(status=ShipmentStatus.CANCELLED)
+        data = change_form_data(client_a, url)
+        data["lines-0-quantity"] = "1"
+        assert client_a.post(url, data).status_code == 302
+        assert OrderLine._base_manager.get(order=order).quantity == 1
+        assert self.reserved_units(sku) == (1, 1)

@@ -963,23 +963,34 @@ def _release_locked(
         # ... unless only some of its parcels left: the rest never did, and goes back.
     held: set[int] = set()
     if only_warehouse_ids is None and order.status == OrderStatus.CANCELLED:
-        # Cancelled at the platform (no request passed through the inbox): a provider holding
-        # a parcel is asked to stop it here, as for an approved request, and its units wait
-        # for the answer (the parcel may still ship).
-        from orders.cancellations import PROVIDER_SHIPMENTS, shipments_intercept_request
+        # Cancelled at the platform (no request passed through the inbox): its parcels are
+        # stopped here as for an approved request. Unsent ones are cancelled (a label goes back
+        # for a refund, a number not sent yet is withdrawn); a provider holding one is asked to
+        # stop it, and its units wait for the answer (the parcel may still ship).
+        from orders.cancellations import order_parcels_stop
 
-        shipments_intercept_request(
+        cancelled = order_parcels_stop(
             order=order,
-            shipments=Shipment.objects.filter(
-                order=order,
-                status__in=PROVIDER_SHIPMENTS,
-                intercept_state=InterceptState.NONE,
-            )
+            shipments=Shipment.objects.select_for_update(of=("self",))
+            .filter(order=order)
             .select_related("provider")
             .order_by("pk"),
             reason=reason,
             source=EventSource.SYSTEM,
         )
+        if cancelled:
+            references = sorted(
+                Shipment.objects.filter(pk__in=cancelled).values_list("reference", flat=True)
+            )
+            order_event_add(
+                order=order,
+                kind="shipments.cancelled",
+                message="The platform cancelled the order: parcel(s) "
+                + ", ".join(references)
+                + " cancelled",
+                data={"shipments_cancelled": cancelled},
+                source=EventSource.SYSTEM,
+            )
     if only_warehouse_ids is None:
         # Waiting for the provider's answer, or too late to stop (the parcel ships anyway and
         # its units leave through `order_ship_commit`): either way not back on the shelf.

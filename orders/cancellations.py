@@ -228,19 +228,7 @@ def order_cancel_close(
                 f"order {order.platform_order_id} has a parcel on its way; it cannot be cancelled"
             )
         now = timezone.now()
-        to_cancel = [
-            s.pk for s in shipments if s.status in (ShipmentStatus.PENDING, ShipmentStatus.LABELLED)
-        ]
-        if to_cancel:
-            from logistics.outbox import tracking_pushes_withdraw
-
-            Shipment.objects.filter(pk__in=to_cancel).update(
-                status=ShipmentStatus.CANCELLED, updated_at=now
-            )
-            # A labelled parcel's number not yet sent stays here: the platform would count the
-            # cancelled order shipped, and tell its buyer so.
-            tracking_pushes_withdraw(shipment_ids=to_cancel)
-        shipments_intercept_request(
+        to_cancel = order_parcels_stop(
             order=order, shipments=shipments, user=user, reason=reason, source=source
         )
         closing = order.status != OrderStatus.CANCELLED
@@ -262,6 +250,37 @@ def order_cancel_close(
                 source=source,
             )
     return closing
+
+
+def order_parcels_stop(
+    *,
+    order: Order,
+    shipments: Iterable[Shipment],
+    user: AbstractBaseUser | None = None,
+    reason: str = "",
+    source: str | None = None,
+) -> list[int]:
+    """What cancelling `order` does to its parcels (locked, as the order is, by the caller):
+    pending and labelled ones are cancelled (a label is refunded in the background,
+    `logistics.labels.cancelled`) and a labelled one's number not sent yet is withdrawn (the
+    platform would count the cancelled order shipped, and tell its buyer so); a provider holding
+    one is asked to stop it (`shipments_intercept_request`). Parcels on their way are left as
+    they are. Returns the ids of the parcels cancelled now; a second call cancels nothing."""
+    from logistics.outbox import tracking_pushes_withdraw
+
+    shipments = list(shipments)
+    to_cancel = [
+        s.pk for s in shipments if s.status in (ShipmentStatus.PENDING, ShipmentStatus.LABELLED)
+    ]
+    if to_cancel:
+        Shipment.objects.filter(pk__in=to_cancel).update(
+            status=ShipmentStatus.CANCELLED, updated_at=timezone.now()
+        )
+        tracking_pushes_withdraw(shipment_ids=to_cancel)
+    shipments_intercept_request(
+        order=order, shipments=shipments, user=user, reason=reason, source=source
+    )
+    return to_cancel
 
 
 def shipments_intercept_request(

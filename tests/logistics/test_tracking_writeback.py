@@ -433,6 +433,36 @@ def test_a_cancelled_orders_labelled_parcel_number_never_reaches_the_platform(te
     assert sandbox_shipments(store, parcel.order.platform_order_id) == []
 
 
+def test_an_order_the_platform_cancels_has_its_unsent_parcels_cancelled(tenant_a):
+    """The platform cancels the order itself (the seller centre, a timeout: its sync stores it
+    cancelled, and no request passes through the inbox) after the label was printed. As for an
+    approved request: the parcel is cancelled (so its label goes back for a refund), its number
+    never reaches the platform, and its stock is released."""
+    from inventory.reservations import orders_reserve
+    from logistics.labels.cancelled import shipment_label_refund_due
+
+    shop, store = world_for(tenant_a, "shopify")
+    (parcel,) = parcels_of(shop, store)
+    parcel = _labelled_with_number_queued(parcel, usps(154))
+    Shipment._base_manager.filter(pk=parcel.pk).update(
+        label_source="labelapi", source_label_id="lbl_154"
+    )
+    Order._base_manager.filter(pk=parcel.order_id).update(status=OrderStatus.CANCELLED)
+
+    orders_reserve(tenant=tenant_a, order_ids=[parcel.order_id])  # the pipeline's stock step
+
+    parcel.refresh_from_db()
+    assert parcel.status == ShipmentStatus.CANCELLED
+    assert shipment_label_refund_due(parcel)
+    with tenant_context(tenant_a):
+        assert not TrackingPush.objects.filter(shipment=parcel).exists()
+        assert not Reservation.objects.filter(
+            order_id=parcel.order_id, state=ReservationState.RESERVED
+        ).exists()
+    assert push(shop).sent == 0
+    assert sandbox_shipments(store, parcel.order.platform_order_id) == []
+
+
 def test_a_parcel_cancelled_by_hand_has_its_number_withdrawn_not_sent(tenant_a):
     shop, store = world_for(tenant_a, "shopify")
     first, second = parcels_of(shop, store, 2)

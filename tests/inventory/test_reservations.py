@@ -472,7 +472,8 @@ class TestShipDoor:
             world["cap"].pk: ReservationState.COMMITTED,
         }
         left_behind.refresh_from_db()
-        assert left_behind.status == ShipmentStatus.PENDING  # not reported shipped
+        # Not reported shipped: cancelled with its order, as an approved request's would be.
+        assert left_behind.status == ShipmentStatus.CANCELLED
         assert_ledger(world["mug"], world["own"])
         assert_ledger(world["cap"], second)
 

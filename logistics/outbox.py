@@ -63,8 +63,8 @@ from shops.platforms.base import (
     PlatformUnavailable,
     ShipRequest,
 )
-from tkerp.alerts import alert_raise, alert_resolve
-from tkerp.models import AlertSeverity
+from tkerp.alerts import alert_raise, alert_resolve, alert_resolve_many
+from tkerp.models import Alert, AlertSeverity
 from tkerp.outbound import scrub_reason
 from tkerp.tenancy import all_tenants, tenant_context
 
@@ -452,6 +452,12 @@ def _accepted(push: TrackingPush, *, package_id: str = "") -> None:
         )
     if settled:
         order_tracking_uploaded_mark(order_id=push.shipment.order_id, now=now)
+        # The platform has the number: what an earlier failure of the row said is over.
+        alert_resolve_many(
+            alerts=Alert.objects.filter(
+                key__in=(f"tracking.failed.{push.pk}", f"tracking.by_hand.{push.pk}")
+            )
+        )
 
 
 def order_tracking_uploaded_mark(*, order_id: int, now) -> None:

@@ -31,7 +31,9 @@ class ShipmentTrackingForm(OpenedStateForm):
     def clean(self):
         cleaned = super().clean()
         number = (cleaned.get("tracking_number") or "").strip()
-        if not number or "tracking_number" not in self.changed_data or self.instance.pk is None:
+        # A new carrier for the number it has is checked too: the number must be that carrier's.
+        changed = {"tracking_number", "carrier"} & set(self.changed_data)
+        if not number or not changed or self.instance.pk is None:
             return cleaned
         carrier_field = cleaned.get("carrier")
         service = cleaned.get("service")
@@ -57,11 +59,13 @@ class ShipmentTrackingAdminMixin:
     form = ShipmentTrackingForm
 
     def save_model(self, request, obj, form, change):
-        number_changed = change and "tracking_number" in form.changed_data
+        # A new carrier for the number goes through the door too (its write-back names it).
+        number_changed = change and bool({"tracking_number", "carrier"} & set(form.changed_data))
         new_number = obj.tracking_number
         carrier = form.cleaned_data.get("carrier")
         if number_changed and new_number:
             obj.tracking_number = form.initial.get("tracking_number") or ""
+            obj.carrier_id = form.initial.get("carrier")
         super().save_model(request, obj, form, change)
         if number_changed and new_number:
             try:

@@ -48,3 +48,42 @@ def test_a_failed_push_sent_after_a_correction_closes_its_alert(tenant_a):
     with tenant_context(tenant_a):
         assert TrackingPush.objects.get(pk=row.pk).state == TrackingPushState.SENT
         assert Alert.objects.get(key=f"tracking.failed.{row.pk}").resolved_at is not None
+
+
+def test_the_parcel_form_refuses_a_carrier_the_number_is_not_of(tenant_a, client_a):
+    """A person changes only the carrier of a parcel whose USPS number waits for the platform:
+    the form used to check the number only when the number itself changed, so the parcel kept a
+    USPS number under UPS, and TikTok would be told UPS's provider with a USPS number."""
+    from logistics.models import Shipment
+    from tests.factories import CarrierFactory
+    from tests.inventory.helpers import admin_url
+    from tests.logistics.test_tracking_doors import parcel_form_data
+
+    shop, store = world_for(tenant_a, "tiktok")
+    ups = CarrierFactory(
+        tenant=tenant_a,
+        code="ups",
+        name="UPS",
+        platform_provider_ids={"tiktok": "7117859084333745966"},
+    )
+    (parcel,) = parcels_of(shop, store)
+    number = usps(311)
+    shipment_tracking_accept(
+        parcel, tracking_number=number, carrier_code="usps", source="csv", ship=False
+    )
+    data = parcel_form_data(client_a, parcel)
+    data["carrier"] = ups.pk
+
+    response = client_a.post(admin_url(Shipment, "change", parcel.pk), data)
+
+    assert response.status_code == 200
+    assert "is not a UPS tracking number" in str(response.context["adminform"].form.errors)
+    with tenant_context(tenant_a):
+        parcel.refresh_from_db()
+        assert (parcel.carrier.code, parcel.tracking_number) == ("usps", number)
+    push(shop)
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert (on_platform.tracking_number, on_platform.payload["shipping_provider_name"]) == (
+        number,
+        "USPS",
+    )

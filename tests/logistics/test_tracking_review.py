@@ -87,3 +87,26 @@ def test_the_parcel_form_refuses_a_carrier_the_number_is_not_of(tenant_a, client
         number,
         "USPS",
     )
+
+
+def test_a_number_given_by_hand_stops_the_orders_tracking_clock(tenant_a):
+    """The platform refused the write-back; the seller keys the number in on the platform and
+    marks it given by hand. The order used to stay "awaiting write-back", its tracking clock
+    running to an overdue alert, though the platform has its number."""
+    from logistics.models import Shipment
+    from logistics.outbox import tracking_pushes_done_by_hand
+    from orders.models import Order
+
+    shop, store = world_for(tenant_a, "tiktok")
+    (parcel,) = parcels_of(shop, store)
+    with tenant_context(tenant_a):
+        Carrier.objects.filter(code="usps").update(platform_provider_ids={})
+    shipment_tracking_accept(parcel, tracking_number=usps(321), carrier_code="usps", source="csv")
+    assert push(shop).failed == 1
+
+    with tenant_context(tenant_a):
+        assert tracking_pushes_done_by_hand(shipments=Shipment.objects.filter(pk=parcel.pk)) == 1
+
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.state, row.sent_number) == (TrackingPushState.SENT, usps(321))
+        assert Order.objects.get(pk=parcel.order_id).tracking_uploaded_at is not None

@@ -703,6 +703,9 @@ class TrackingPush(TenantOwnedModel):
     number = models.CharField(max_length=64)
     carrier_code = models.CharField(max_length=32)
     sent_number = models.CharField(max_length=64, blank=True)
+    # The number the last call was made for (set before it): when it is neither `number` nor
+    # `sent_number`, a run that died may have posted it before the number was corrected.
+    sending_number = models.CharField(max_length=64, blank=True, editable=False)
     state = models.CharField(
         max_length=10, choices=TrackingPushState.choices, default=TrackingPushState.PENDING
     )

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from logistics.models import (
@@ -255,7 +255,7 @@ def _renew(pushes: list[TrackingPush]) -> list[TrackingPush]:
             _claimed(pushes)
             .select_for_update()
             .order_by("pk")
-            .values("pk", "attempts", "sent_number", "number", "carrier_code")
+            .values("pk", "attempts", "sent_number", "number", "carrier_code", "sending_number")
         )
         for row in rows:
             push = by_pk[row["pk"]]
@@ -263,10 +263,70 @@ def _renew(pushes: list[TrackingPush]) -> list[TrackingPush]:
                 _renumbered(push, number=row["number"], sent=False)
                 continue
             push.attempts, push.sent_number = row["attempts"], row["sent_number"]
+            push.sending_number = row["sending_number"]
             kept.add(push.pk)
         if kept:
-            TrackingPush.objects.filter(pk__in=kept).update(lease_until=timezone.now() + LEASE)
+            # The number about to be called for is written down first, unless the row still
+            # holds one a dead run may have posted (`_maybe_posted`, settled before any call).
+            TrackingPush.objects.filter(pk__in=kept).update(
+                lease_until=timezone.now() + LEASE,
+                sending_number=Case(
+                    When(
+                        Q(sending_number="")
+                        | Q(sending_number=F("number"))
+                        | Q(sending_number=F("sent_number")),
+                        then=F("number"),
+                    ),
+                    default=F("sending_number"),
+                ),
+            )
     return [push for push in pushes if push.pk in kept]
+
+
+def _maybe_posted(push: TrackingPush) -> str:
+    """A number of the row that a run which died may have posted before a person corrected
+    it (neither the number to send nor the one the platform is known to hold); "" if none."""
+    old = push.sending_number
+    return old if old not in ("", push.number, push.sent_number) else ""
+
+
+def _maybe_posted_settle(connector, push: TrackingPush, request: ShipRequest) -> str:
+    """Before sending a corrected number: ask the platform whether it holds the number a dead
+    run was sending when the correction came. If it does, that is the number it holds (with its
+    package), and the correction goes out as an update, never as a second shipment; if not,
+    the correction is the parcel's first. Returns "" when the row goes on, "failed" (retried
+    later) when the platform cannot answer now, "skipped" when the row is no longer this run's.
+    """
+    old = _maybe_posted(push)
+    order_id = request.platform_order_id
+    try:
+        held = connector.shipped_tracking_numbers(platform_order_id=order_id)
+    except PlatformError as exc:
+        _failed(
+            push,
+            error=f"could not check whether the platform kept {old}: {exc}",
+            retry_after=exc.retry_after if isinstance(exc, PlatformRateLimited) else None,
+            final=False,
+        )
+        return "failed"
+    took = held is not None and old in held
+    package = _package_of(connector, order_id, request.platform_package_id, old) if took else ""
+    with transaction.atomic():
+        if not _claimed([push]).select_for_update().exists():
+            return "skipped"
+        changes = {"sending_number": push.number}
+        if took:
+            changes.update(sent_number=old, sent_at=timezone.now())
+        TrackingPush.objects.filter(pk=push.pk).update(**changes)
+        if package and not push.shipment.platform_package_id:
+            Shipment.objects.filter(pk=push.shipment_id, platform_package_id="").update(
+                platform_package_id=package
+            )
+            push.shipment.platform_package_id = package
+    if took:
+        push.sent_number = old
+    push.sending_number = push.number
+    return ""
 
 
 def _settle(push: TrackingPush, *, sent: bool = False, **outcome) -> bool:
@@ -561,6 +621,10 @@ def _send_one(connector, push: TrackingPush, shop: Shop, request: ShipRequest | 
     Returns sent, failed, rejected, or skipped (the row is no longer this run's)."""
     if not _renew([push]):
         return "skipped"
+    if _maybe_posted(push):
+        if outcome := _maybe_posted_settle(connector, push, request or _request(push, shop)):
+            return outcome
+        request = None  # the platform may hold the old number: an update, with its package
     request = request or _request(push, shop)
     update = bool(push.sent_number) and push.sent_number != push.number
     if update and connector.tracking_update_by_hand:
@@ -814,7 +878,13 @@ def _plan(connector, rows: list[TrackingPush], requests: dict, shop: Shop) -> li
     batched, single = [], []
     for push in rows:
         update = bool(push.sent_number) and push.sent_number != push.number
-        if size and not update and connector.ship_batchable(requests[push.pk]):
+        # A row whose old number may be on the platform already is checked on its own first.
+        if (
+            size
+            and not update
+            and not _maybe_posted(push)
+            and connector.ship_batchable(requests[push.pk])
+        ):
             batched.append(push)
         else:
             single.append(push)

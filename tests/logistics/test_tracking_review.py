@@ -110,3 +110,50 @@ def test_a_number_given_by_hand_stops_the_orders_tracking_clock(tenant_a):
         row = TrackingPush.objects.get(shipment=parcel)
         assert (row.state, row.sent_number) == (TrackingPushState.SENT, usps(321))
         assert Order.objects.get(pk=parcel.order_id).tracking_uploaded_at is not None
+
+
+@pytest.mark.parametrize("platform", ["shopify", "tiktok"])
+def test_a_number_corrected_while_a_dead_run_was_sending_the_first_goes_out_as_an_update(
+    tenant_a, monkeypatch, platform
+):
+    """The run sending the first number posts it and dies; meanwhile a person corrects the
+    number. The run that takes the row over used to post the corrected number as a first
+    shipment, unchecked (the correction had reset the row's attempts): the platform, which
+    already has the first number, refused it (a failed parcel and an alert) or took it as a
+    second package. It must find the first number there and send the correction as an
+    update."""
+    from shops.platforms.shopify import ShopifyConnector
+    from shops.platforms.tiktok import TikTokConnector
+    from tests.logistics.test_tracking_outbox_races import _lease_over, _WorkerDied
+
+    shop, store = world_for(tenant_a, platform)
+    (parcel,) = parcels_of(shop, store)
+    first, corrected = usps(331), usps(332)
+    shipment_tracking_accept(parcel, tracking_number=first, carrier_code="usps", source="csv")
+    connector = ShopifyConnector if platform == "shopify" else TikTokConnector
+    method = "ship" if platform == "shopify" else "ship_batch"
+    real = getattr(connector, method)
+
+    def post_correct_then_die(self, **kwargs):
+        real(self, **kwargs)
+        shipment_tracking_accept(
+            parcel, tracking_number=corrected, carrier_code="usps", source="csv"
+        )
+        raise _WorkerDied
+
+    monkeypatch.setattr(connector, method, post_correct_then_die)
+    with pytest.raises(_WorkerDied):
+        push(shop)
+    monkeypatch.setattr(connector, method, real)
+    _lease_over(shop, parcel)
+
+    summary = push(shop)
+
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == corrected, summary
+    with tenant_context(tenant_a):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert (row.state, row.sent_number) == (TrackingPushState.SENT, corrected)
+        assert not Alert.objects.filter(
+            kind="tracking_push_failed", resolved_at__isnull=True
+        ).exists()

@@ -457,10 +457,11 @@ def tracking_numbers_in(raw) -> set[str]:
 def package_id_in(raw, number: str) -> str:
     """The id of the package holding tracking `number` in a platform's order detail: the
     `package_id` (TikTok's line items) or `id` (Shopify's fulfillments) of the object that
-    carries the number under a `tracking_number(s)` key; "" when none does."""
+    carries the number under a `tracking_number(s)` key; "" when none does. The order's own
+    `id` is never a package's (a TikTok order carries its latest number beside it)."""
     wanted = number.strip().upper()
 
-    def walk(value) -> str:
+    def walk(value, order: bool = False) -> str:
         if isinstance(value, list):
             return next(filter(None, map(walk, value)), "")
         if not isinstance(value, dict):
@@ -470,12 +471,12 @@ def package_id_in(raw, number: str) -> str:
             if "tracking_number" in key.lower() and any(
                 isinstance(n, str) and n.strip().upper() == wanted for n in numbers
             ):
-                package = value.get("package_id") or value.get("id")
+                package = value.get("package_id") or (None if order else value.get("id"))
                 if package:
                     return str(package)
         return next(filter(None, map(walk, value.values())), "")
 
-    return walk(raw)
+    return walk(raw, order=True)
 
 
 # --- the interface --------------------------------------------------------------------------

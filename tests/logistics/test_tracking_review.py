@@ -157,3 +157,52 @@ def test_a_number_corrected_while_a_dead_run_was_sending_the_first_goes_out_as_a
         assert not Alert.objects.filter(
             kind="tracking_push_failed", resolved_at__isnull=True
         ).exists()
+
+
+def test_a_tiktok_split_parcel_posted_by_a_run_that_died_can_still_be_corrected(
+    tenant_a, monkeypatch
+):
+    """A parcel that splits a TikTok order is shipped by "mark shipped", which makes its
+    package; the run dies before storing it. The next run finds the number on TikTok and reads
+    the package back from the order detail, but took the order's own id (the order carries the
+    latest tracking_number beside its id): the later correction was posted to a package that
+    does not exist, refused, and the parcel failed with an alert."""
+    from shops.platforms.tiktok import TikTokConnector
+    from tests.logistics.test_tracking_outbox_races import _lease_over, _WorkerDied
+
+    shop, store = world_for(tenant_a, "tiktok")
+    parcels = parcels_of(shop, store, 12, seed=7)
+    with tenant_context(tenant_a):
+        parcel = next(p for p in parcels if p.lines.count() >= 2)
+        first_line = parcel.lines.select_related("order_line").order_by("pk")[0].order_line
+    first, corrected = usps(341), usps(342)
+    split = shipment_tracking_accept(
+        parcel,
+        tracking_number=first,
+        carrier_code="usps",
+        source="csv",
+        lines=[first_line.platform_line_id],
+    )
+    real_ship = TikTokConnector.ship
+
+    def ship_then_die(self, *, request):
+        real_ship(self, request=request)
+        raise _WorkerDied
+
+    monkeypatch.setattr(TikTokConnector, "ship", ship_then_die)
+    with pytest.raises(_WorkerDied):
+        push(shop)
+    monkeypatch.setattr(TikTokConnector, "ship", real_ship)
+    _lease_over(shop, split)
+    assert push(shop).sent == 1  # found on TikTok: counted as sent, nothing posted again
+
+    shipment_tracking_accept(split, tracking_number=corrected, carrier_code="usps", source="csv")
+    summary = push(shop)
+
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == corrected, summary
+    with tenant_context(tenant_a):
+        split.refresh_from_db()
+        assert split.platform_package_id == on_platform.package_id
+        row = TrackingPush.objects.get(shipment=split)
+        assert (row.state, row.sent_number) == (TrackingPushState.SENT, corrected)

@@ -74,7 +74,8 @@ logger = logging.getLogger("tkerp.tracking")
 BATCH = 200
 #: How long a claimed row stays with its worker before another run may take it over.
 LEASE = timedelta(minutes=5)
-#: Tries before a failing push gives up and raises an alert.
+#: Tries after which a push failing for now (throttled, outage, token) raises its shop's
+#: alert; it keeps retrying, at most `BACKOFF_MAX` apart, as the platform still needs it.
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
@@ -169,7 +170,7 @@ def _tracking_push_task(*, tenant_id: int, shop_id: int) -> None:
 
 
 def _backoff(attempts: int, retry_after: float | None = None) -> timedelta:
-    delay = min(BACKOFF_BASE * (2 ** max(0, attempts - 1)), BACKOFF_MAX)
+    delay = min(BACKOFF_BASE * (2 ** min(max(0, attempts - 1), 16)), BACKOFF_MAX)
     if retry_after:
         delay = max(delay, timedelta(seconds=retry_after))
     return delay
@@ -515,7 +516,11 @@ def _accepted(push: TrackingPush, *, package_id: str = "") -> None:
         # The platform has the number: what an earlier failure of the row said is over.
         alert_resolve_many(
             alerts=Alert.objects.filter(
-                key__in=(f"tracking.failed.{push.pk}", f"tracking.by_hand.{push.pk}")
+                key__in=(
+                    f"tracking.failed.{push.pk}",
+                    f"tracking.by_hand.{push.pk}",
+                    f"tracking.retrying.{push.shop_id}",
+                )
             )
         )
 
@@ -536,15 +541,29 @@ def order_tracking_uploaded_mark(*, order_id: int, now) -> None:
 
 
 def _failed(push: TrackingPush, *, error: str, retry_after: float | None, final: bool) -> None:
+    """Record a failed call: refused (`final`) waits for a person, with the parcel's alert;
+    failing for now is retried with backoff, however long it takes (an outage ends, and the
+    platform still needs the number), and past `MAX_ATTEMPTS` one alert of the shop says so,
+    not one per parcel of a spike."""
     now = timezone.now()
-    give_up = final or push.attempts >= MAX_ATTEMPTS
     settled = _settle(
         push,
-        state=TrackingPushState.FAILED if give_up else TrackingPushState.RETRYING,
-        due_at=None if give_up else now + _backoff(push.attempts, retry_after),
+        state=TrackingPushState.FAILED if final else TrackingPushState.RETRYING,
+        due_at=None if final else now + _backoff(push.attempts, retry_after),
         last_error=scrub_reason(error)[:500],
     )
-    if give_up and settled:
+    if settled and not final and push.attempts >= MAX_ATTEMPTS:
+        shop = Shop.objects.select_related("tenant").get(pk=push.shop_id)
+        alert_raise(
+            tenant=shop.tenant,
+            key=f"tracking.retrying.{shop.pk}",
+            kind="tracking_push_retrying",
+            title=f"Tracking write-back to {shop.name} keeps failing",
+            message=f"{scrub_reason(error)[:300]}. tkerp keeps retrying each waiting number (at "
+            "most an hour apart); this alert closes once the platform takes one again.",
+            shop=shop,
+        )
+    if final and settled:
         shipment = push.shipment
         alert_raise(
             tenant=shipment.tenant,

@@ -206,3 +206,46 @@ def test_a_tiktok_split_parcel_posted_by_a_run_that_died_can_still_be_corrected(
         assert split.platform_package_id == on_platform.package_id
         row = TrackingPush.objects.get(shipment=split)
         assert (row.state, row.sent_number) == (TrackingPushState.SENT, corrected)
+
+
+def test_an_outage_longer_than_the_retries_neither_gives_up_nor_floods_alerts(tenant_a):
+    """The platform answers 500 to every call for longer than the outbox's tries (about an
+    hour of backoff). Every parcel used to be given up for good with an alert of its own (a
+    live-stream spike: thousands of alerts for one outage), and none was sent once the
+    platform was back. They keep retrying, one alert says the shop's write-back is failing, and
+    it closes when the platform takes numbers again."""
+    from django.utils import timezone
+
+    from logistics.outbox import MAX_ATTEMPTS
+
+    shop, store = world_for(tenant_a, "shopify")
+    parcels = parcels_of(shop, store, 3)
+    for serial, parcel in enumerate(parcels, start=351):
+        shipment_tracking_accept(
+            parcel, tracking_number=usps(serial), carrier_code="usps", source="csv"
+        )
+    store.fault_rate, store.fault_kinds = 1.0, ["500"]
+    store.save(update_fields=["fault_rate", "fault_kinds"])
+
+    for _ in range(MAX_ATTEMPTS + 1):
+        with tenant_context(tenant_a):  # the backoff is over
+            TrackingPush.objects.exclude(due_at=None).update(due_at=timezone.now())
+        push(shop)
+
+    with tenant_context(tenant_a):
+        states = set(TrackingPush.objects.values_list("state", flat=True))
+        open_alerts = list(
+            Alert.objects.filter(resolved_at__isnull=True, key__startswith="tracking.")
+            .exclude(key__startswith=f"tracking.paused.{shop.pk}")
+            .values_list("key", flat=True)
+        )
+    assert states == {TrackingPushState.RETRYING}
+    assert len(open_alerts) == 1, open_alerts
+
+    store.fault_rate = 0.0
+    store.save(update_fields=["fault_rate"])
+    with tenant_context(tenant_a):
+        TrackingPush.objects.update(due_at=timezone.now())
+    assert push(shop).sent == 3
+    with tenant_context(tenant_a):
+        assert not Alert.objects.filter(resolved_at__isnull=True, key=open_alerts[0]).exists()

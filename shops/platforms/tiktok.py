@@ -229,7 +229,8 @@ def error_for(envelope: dict, response: httpx.Response) -> PlatformError:
         return PlatformRateLimited(
             message, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs
         )
-    if code in CODES_UNAVAILABLE:
+    # A frozen package is "not now" whether it was shipped alone or in a batch (`item_error`).
+    if code in CODES_UNAVAILABLE or code == CODE_PACKAGE_FROZEN:
         return PlatformUnavailable(message, **kwargs)
     if code == CODE_TOKEN_EXPIRED:
         return PlatformTokenExpired(message, **kwargs)

@@ -249,3 +249,33 @@ def test_an_outage_longer_than_the_retries_neither_gives_up_nor_floods_alerts(te
     assert push(shop).sent == 3
     with tenant_context(tenant_a):
         assert not Alert.objects.filter(resolved_at__isnull=True, key=open_alerts[0]).exists()
+
+
+def test_a_frozen_tiktok_package_shipped_alone_is_retried_not_given_up(tenant_a):
+    """TikTok's "package in freeze status" (10007014) is read as "not now" inside a batch call,
+    but the same answer to a package shipped on its own (batching off for the shop, or the one
+    number sent alone after a release) failed the parcel for good with an alert."""
+    from django.utils import timezone
+
+    from tests.logistics.test_tracking_batch import batch_size
+
+    shop, store = world_for(tenant_a, "tiktok")
+    batch_size(shop, 0)
+    (parcel,) = parcels_of(shop, store)
+    with tenant_context(tenant_a):
+        parcel.refresh_from_db()
+    package_id = parcel.order.raw["line_items"][0]["package_id"]
+    store.package_faults = {package_id: ["frozen"]}
+    store.save(update_fields=["package_faults"])
+    shipment_tracking_accept(parcel, tracking_number=usps(361), carrier_code="usps", source="csv")
+
+    assert push(shop).failed == 1
+
+    with tenant_context(tenant_a):
+        row = TrackingPush.objects.get(shipment=parcel)
+        assert row.state == TrackingPushState.RETRYING and row.due_at is not None
+        assert not Alert.objects.filter(kind="tracking_push_failed").exists()
+        TrackingPush.objects.filter(pk=row.pk).update(due_at=timezone.now())
+    assert push(shop).sent == 1
+    (on_platform,) = sandbox_shipments(store, parcel.order.platform_order_id)
+    assert on_platform.tracking_number == usps(361)

@@ -213,6 +213,10 @@ class OrderLineInline(TenantTabularInline):
             # would ship (and commit) other units than its packing slip lists. Cancel the
             # parcels first; the lines are then the order's again.
             readonly += [name for name in LINE_STOCK_FIELDS if name not in readonly]
+        elif _holds_stock(obj):
+            # A reservation follows its line's quantity, not a new SKU (it would keep the old
+            # one's units): cancel the line and add the right one instead.
+            readonly += [name for name in ("sku", "seller_sku") if name not in readonly]
         return readonly
 
     def has_add_permission(self, request, obj=None):
@@ -221,6 +225,15 @@ class OrderLineInline(TenantTabularInline):
 
 #: What of a line its reservation and parcel lines follow.
 LINE_STOCK_FIELDS = ("sku", "seller_sku", "quantity", "is_cancelled")
+
+
+def _holds_stock(order) -> bool:
+    """Whether `order` (None on an add page) holds reserved units."""
+    if order is None or order.pk is None:
+        return False
+    from inventory.models import Reservation, ReservationState
+
+    return Reservation.objects.filter(order_id=order.pk, state=ReservationState.RESERVED).exists()
 
 
 def _has_parcels(order) -> bool:

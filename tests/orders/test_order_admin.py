@@ -590,3 +590,21 @@ class TestOrderLinesAndStock:
         assert client_a.post(url, data).status_code == 302
         assert OrderLine._base_manager.get(order=order).quantity == 1
         assert self.reserved_units(sku) == (1, 1)
+
+    def test_a_reserved_line_keeps_its_sku_cancel_it_and_add_the_right_one(
+        self, client_a, reserved, shop_a
+    ):
+        """The reservation follows a line's quantity, not a new SKU: the page shows the SKU read
+        only while the order holds stock, so it never ships the old SKU's units."""
+        from tests.orders.test_review_admin import change_form_data
+
+        order, sku = reserved
+        other = SkuFactory(tenant=shop_a.tenant)
+        url = admin_url(Order, "change", order.pk)
+        data = change_form_data(client_a, url)
+        assert "lines-0-sku" not in data
+        data["lines-0-sku"] = str(other.pk)
+
+        assert client_a.post(url, data).status_code == 302
+        assert OrderLine._base_manager.get(order=order).sku_id == sku.pk
+        assert self.reserved_units(sku) == (2, 2)

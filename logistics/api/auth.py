@@ -81,7 +81,8 @@ class ProviderKeyAuthentication(authentication.BaseAuthentication):
         failed = exceptions.AuthenticationFailed(
             "The API key is unknown, revoked or expired.", code="invalid_key"
         )
-        if not dot or not prefix:
+        if not dot or not prefix or "\x00" in raw:
+            # PostgreSQL takes no NUL in a text: the lookup would fail with a 500, not a 401.
             raise failed
         now = timezone.now()
         digest = hashlib.sha512(raw.encode()).hexdigest()

@@ -51,7 +51,9 @@ def test_the_raw_key_is_nowhere_in_the_database(world):
     assert stored.last_used_at is not None
 
 
-@pytest.mark.parametrize("how", ["revoked", "expired", "wrong secret", "unknown", "malformed"])
+@pytest.mark.parametrize(
+    "how", ["revoked", "expired", "wrong secret", "unknown", "malformed", "nul in the prefix"]
+)
 def test_a_dead_or_wrong_key_gets_401(world, how):
     key = world["key"]
     prefix = key.split(".")[0]
@@ -66,6 +68,8 @@ def test_a_dead_or_wrong_key_gets_401(world, how):
         "wrong secret": f"{prefix}.{'x' * 32}",
         "unknown": "ZZZZZZZZ." + "y" * 32,
         "malformed": "no-dot-here",
+        # PostgreSQL takes no NUL in a text: the lookup would fail (a 500), not refuse.
+        "nul in the prefix": "\x00abc." + "y" * 32,
     }.get(how, key)
 
     response = Api(key).get("/api/v1/parcels/")

@@ -233,7 +233,10 @@ class LabelBatchAdmin(TenantModelAdmin):
             "failed": failed,
             "downloads": downloads,
             "timings": timings,
-            "may_retry": may_act and (failed.exists() or batch.status == "failed"),
+            # A batch whose worker died resumes by "Retry failed" too: without it, the batch and
+            # its parcels would stay held for good (a live batch cannot be deleted).
+            "may_retry": may_act
+            and (failed.exists() or batch.status == "failed" or batch.is_stalled),
             "may_reprint": may_act and bool(batch.document),
             "has_delete_permission": self.has_delete_permission(request, batch),
         }
@@ -267,7 +270,7 @@ class LabelBatchAdmin(TenantModelAdmin):
         except ValueError as error:
             self.message_user(request, str(error), messages.WARNING)
         else:
-            if retried or batch.status == "failed":
+            if retried or batch.status == "failed" or batch.is_stalled:
                 self.message_user(
                     request, f"Retrying {retried} parcel(s); nothing is bought twice."
                 )

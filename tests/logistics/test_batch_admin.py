@@ -171,3 +171,33 @@ def test_two_files_are_not_counted_as_the_labels_pages(
 
     assert "Labels PDF</a> · 5 pages" not in html
     assert "5 pages in the PDFs together" in html
+
+
+def test_a_batch_whose_worker_died_offers_retry_and_retry_requeues_it(
+    client_a, tenant_a, world_a, django_capture_on_commit_callbacks
+):
+    """A worker killed mid-run (a deploy, OOM; a Redis broker does not hand the task out again)
+    leaves the batch running under a lease that ran out, with its parcels held by it and no
+    document yet. Its page must offer "Retry failed" (which resumes it), or the batch and its
+    parcels are stuck for good: it cannot be deleted while live, nor its parcels printed
+    elsewhere."""
+    from logistics.batches import label_batch_start
+    from logistics.models import LabelBatchStatus
+
+    ready_parcels(world_a, 2)
+    batch = label_batch_start(tenant=tenant_a, shop=world_a.shop, queue=False)
+    LabelBatch._base_manager.filter(pk=batch.pk).update(
+        status=LabelBatchStatus.RUNNING, lease_token="dead", lease_until=None, runs=1
+    )
+
+    page = client_a.get(admin_url(LabelBatch, "change", batch.pk))
+
+    assert page.status_code == 200
+    assert page.context["may_retry"]
+    assert 'id="retry-failed"' in page.content.decode()
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = client_a.post(reverse("admin:logistics_labelbatch_retry", args=[batch.pk]))
+    assert response.status_code == 302
+    assert len(queued) == 1
+    assert LabelBatch._base_manager.get(pk=batch.pk).status == LabelBatchStatus.QUEUED
+    assert not any("No failed parcel" in message for message in messages_of(response))

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -517,11 +517,13 @@ def _stored_label(name: str) -> bytes:
 @dataclass(slots=True)
 class BatchSheets:
     """What a batch prints: its labelled parcels in pick-path order, the pick list's rows (SKU
-    totals per warehouse in bin order), and items whose stored label could not be read."""
+    totals per warehouse in bin order), items whose stored label could not be read, and items
+    whose parcel was cancelled since it was labelled (not printed)."""
 
     sheets: list[ParcelSheet]
     pick_rows: list[PickRow]
     unreadable: dict[int, str]  # item id -> reason
+    cancelled: dict[int, str] = field(default_factory=dict)  # item id -> reason
 
 
 #: What the documents print of each parcel, read as plain values (500 parcels' worth of model
@@ -530,6 +532,7 @@ _SHEET_FIELDS = {
     "item_id": F("pk"),
     "parcel_id": F("shipment_id"),
     "reference": F("shipment__reference"),
+    "parcel_status": F("shipment__status"),
     "tracking_number": F("shipment__tracking_number"),
     "label_file": F("shipment__label_file"),
     "label_format": F("shipment__label_format"),
@@ -566,6 +569,14 @@ def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
         .order_by("position")
         .values(**_SHEET_FIELDS)
     )
+    # A parcel cancelled since its label was bought keeps that label as the record while it
+    # is refunded (logistics.labels.cancelled): printed again, it would go on a box and ship.
+    cancelled = {
+        row["item_id"]: f"parcel {row['reference']} is cancelled: its label is not printed"
+        for row in rows
+        if row["parcel_status"] == ShipmentStatus.CANCELLED
+    }
+    rows = [row for row in rows if row["item_id"] not in cancelled]
     labels: dict[int, bytes] = {}
     unreadable: dict[int, str] = {}
     for row in rows:
@@ -653,7 +664,9 @@ def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
         for (warehouse, bin_location, code), pick in picks.items()
     ]
     pick_rows.sort(key=lambda row: (warehouse_order[row.warehouse], bin_sort_key(row.bin), row.sku))
-    return BatchSheets(sheets=sheets, pick_rows=pick_rows, unreadable=unreadable)
+    return BatchSheets(
+        sheets=sheets, pick_rows=pick_rows, unreadable=unreadable, cancelled=cancelled
+    )
 
 
 def batch_title(batch: LabelBatch) -> str:
@@ -671,6 +684,8 @@ def _render(*, batch: LabelBatch):
     read = batch_sheets(batch=batch)
     for item_id, reason in read.unreadable.items():
         _item_failed(item_id=item_id, reason=reason, code="label_unreadable")
+    for item_id, reason in read.cancelled.items():
+        _item_failed(item_id=item_id, reason=reason, code="cancelled")
     for field_name in DOCUMENT_FIELDS:
         stored = getattr(batch, field_name)
         if stored:

@@ -280,3 +280,31 @@ def test_outcomes_that_could_not_be_written_are_settled_from_the_parcels(
     assert items(batch, status=LabelBatchItemStatus.LABELLED).count() == 4
     assert purchases(world.remote) == 4
     assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 4
+
+
+def test_a_reprint_never_prints_the_label_of_a_parcel_cancelled_since(world, tenant_a):
+    """The buyer cancels after the batch printed: the parcel is cancelled, its label kept as the
+    record and refunded in the background. A reprint (a printer jam) must not print that label
+    again (it would be stuck on a box and shipped on a refunded label); the parcel shows as
+    failed with why, and the others print as before."""
+    from orders.cancellations import order_cancel_close
+
+    ready_parcels(world, 3)
+    batch = label_batch_start(tenant=tenant_a, shop=world.shop, queue=False)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+    with tenant_context(tenant_a):
+        gone = items(batch).select_related("shipment__order").first().shipment
+        order_cancel_close(order=gone.order, reason="buyer changed their mind")
+    assert Shipment._base_manager.get(pk=gone.pk).status == ShipmentStatus.CANCELLED
+
+    label_batch_reprint(batch=batch, queue=False)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+
+    assert batch.status == LabelBatchStatus.DONE
+    text = digits("".join(pdf_pages(batch)))
+    assert digits(gone.tracking_number) not in text
+    assert gone.reference not in "".join(pdf_pages(batch))
+    assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 2
+    item = items(batch, shipment=gone).get()
+    assert item.status == LabelBatchItemStatus.FAILED and "cancelled" in item.error
+    assert purchases(world.remote) == 3

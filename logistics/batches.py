@@ -43,6 +43,7 @@ from logistics.documents import (
     SlipLine,
     batch_documents_render,
     documents_warm,
+    label_pdf_readable,
 )
 from logistics.labels.base import LabelFormat
 from logistics.models import (
@@ -583,12 +584,21 @@ def batch_sheets(*, batch: LabelBatch) -> BatchSheets:
         try:
             if not row["label_file"]:
                 raise FileNotFoundError(row["reference"])
-            labels[row["parcel_id"]] = _stored_label(row["label_file"])
+            label = _stored_label(row["label_file"])
         except OSError:
             logger.warning("label batch %s: label of %s unreadable", batch.pk, row["reference"])
             unreadable[row["item_id"]] = (
                 f"the stored label of {row['reference']} cannot be read; void it and buy again"
             )
+            continue
+        if row["label_format"] != LabelFormat.ZPL and not label_pdf_readable(label):
+            logger.warning("label batch %s: label of %s is damaged", batch.pk, row["reference"])
+            unreadable[row["item_id"]] = (
+                f"the stored label of {row['reference']} is not a readable PDF; void it and "
+                "buy again"
+            )
+            continue
+        labels[row["parcel_id"]] = label
     rows = [row for row in rows if row["item_id"] not in unreadable]
     warehouse_of = {row["parcel_id"]: row["warehouse_id"] for row in rows}
     lines_by_shipment: dict[int, list[dict]] = defaultdict(list)

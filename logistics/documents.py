@@ -390,6 +390,19 @@ def pick_list_render(*, rows: Sequence[PickRow], title: str, parcels: int) -> by
 # ----------------------------------------------------------------------------------- merging
 
 
+def label_pdf_readable(data: bytes) -> bool:
+    """Whether a label PDF opens and holds a page: a damaged one (cut short, an error page
+    behind a PDF header) would otherwise stop the merge of the whole batch, and one without a
+    page would leave its parcel's label out."""
+    import pikepdf
+
+    try:
+        with pikepdf.Pdf.open(io.BytesIO(data)) as document:
+            return len(document.pages) > 0
+    except (pikepdf.PdfError, ValueError):
+        return False
+
+
 def batch_documents_render(
     *,
     parcels: Sequence[ParcelSheet],

@@ -308,3 +308,33 @@ def test_a_reprint_never_prints_the_label_of_a_parcel_cancelled_since(world, ten
     item = items(batch, shipment=gone).get()
     assert item.status == LabelBatchItemStatus.FAILED and "cancelled" in item.error
     assert purchases(world.remote) == 3
+
+
+def test_a_damaged_label_file_fails_its_parcel_not_the_whole_batch(world, tenant_a, monkeypatch):
+    """The label service hands over a file that starts like a PDF but is damaged (cut short, an
+    error page behind a PDF header). Only that parcel fails, saying what to do; the batch still
+    prints the others (before, the merge raised and the whole batch failed, on every retry and
+    reprint too, without naming the parcel)."""
+    from logistics.labels.labelapi import LabelApiSource
+
+    ready_parcels(world, 3)
+    real, served = LabelApiSource._download, []
+
+    def download(self, url):
+        document = real(self, url)
+        if not served:
+            served.append(url)
+            return document[:200]  # the first label arrives cut short
+        return document
+
+    monkeypatch.setattr(LabelApiSource, "_download", download)
+    batch = label_batch_start(tenant=tenant_a, shop=world.shop, queue=False)
+
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+
+    assert batch.status == LabelBatchStatus.DONE, batch.error
+    failed = list(items(batch, status=LabelBatchItemStatus.FAILED).select_related("shipment"))
+    assert len(failed) == 1
+    assert failed[0].shipment.reference in failed[0].error
+    assert "void it and buy again" in failed[0].error and "0x" not in failed[0].error
+    assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 2

@@ -696,19 +696,22 @@ def _render(*, batch: LabelBatch):
         _item_failed(item_id=item_id, reason=reason, code="label_unreadable")
     for item_id, reason in read.cancelled.items():
         _item_failed(item_id=item_id, reason=reason, code="cancelled")
+    documents = None
+    if read.sheets:
+        # Drawn before the previous files go: a render that fails leaves them to download.
+        documents = batch_documents_render(
+            parcels=read.sheets,
+            pick_rows=read.pick_rows,
+            title=batch_title(batch),
+            separate=batch.layout == LabelBatchLayout.SEPARATE,
+        )
     for field_name in DOCUMENT_FIELDS:
         stored = getattr(batch, field_name)
         if stored:
             stored.delete(save=False)
-    if not read.sheets:
+    if documents is None:
         LabelBatch.objects.filter(pk=batch.pk).update(**dict.fromkeys(DOCUMENT_FIELDS, ""), pages=0)
         return None
-    documents = batch_documents_render(
-        parcels=read.sheets,
-        pick_rows=read.pick_rows,
-        title=batch_title(batch),
-        separate=batch.layout == LabelBatchLayout.SEPARATE,
-    )
     started = time.perf_counter()
     base = f"batch-{batch.pk}"
     for field_name, content, name in (

@@ -338,3 +338,22 @@ def test_a_damaged_label_file_fails_its_parcel_not_the_whole_batch(world, tenant
     assert failed[0].shipment.reference in failed[0].error
     assert "void it and buy again" in failed[0].error and "0x" not in failed[0].error
     assert sum("PACKING SLIP" in page for page in pdf_pages(batch)) == 2
+
+
+def test_a_reprint_that_breaks_keeps_the_documents_printed_before(world, tenant_a, settings):
+    """A reprint whose render fails (here the PDF font went missing) leaves the batch failed,
+    saying why; the PDF printed before is still there to download (it was deleted before the
+    new one was drawn, and the batch kept naming the missing file)."""
+    ready_parcels(world, 2)
+    batch = label_batch_start(tenant=tenant_a, shop=world.shop, queue=False)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+    first = pdf_pages(batch)
+
+    real_font = settings.TKERP_PDF_FONT_FILE
+    settings.TKERP_PDF_FONT_FILE = "/nowhere/NotoSansCJK-Regular.ttc"
+    label_batch_reprint(batch=batch, queue=False)
+    batch = label_batch_run(tenant=tenant_a, batch_id=batch.pk)
+    settings.TKERP_PDF_FONT_FILE = real_font
+
+    assert batch.status == LabelBatchStatus.FAILED and "is missing" in batch.error
+    assert batch.document and pdf_pages(batch) == first

@@ -585,6 +585,12 @@ class LabelApiSource(LabelSource):
         held = parcel.values_list("label_request_key", "label_request").first()
         if held and held[0] and held[0] != key:
             self._earlier_label_void(shipment, key=held[0], sent=held[1], label_id="")
+        elif (
+            held and held[0] == key and held[1] != text and not self.request_sent_here(sent=held[1])
+        ):
+            # The key went to another of the seller's accounts (switched since): this one has
+            # not seen it and would sell a second label, and storing that would forget the first.
+            self._other_account_label_void(shipment, key=key, sent=held[1])
         parcel.exclude(label_request_key=key).update(label_request_key=key, label_request=text)
         try:
             return self._send("POST", "/shipments", content=content, idempotency_key=key)
@@ -697,6 +703,61 @@ class LabelApiSource(LabelSource):
                 "it at the label service; a retry buys the parcel's new label",
                 code="refund",
             ) from exc
+        self._earlier_request_forget(shipment, key)
+
+    def _other_account_label_void(self, shipment: Shipment, *, key: str, sent: str) -> None:
+        """Refund the label sold under the parcel's `key` for the request `sent` at the seller's
+        other label account it went to (asked there without buying: `purchase_left`), note it on
+        the order and forget the request. A refusal is for a person, naming the label; the
+        request is forgotten then too, so a retry buys the parcel's label here."""
+        from logistics.labels.left_behind import _source_of
+        from orders.models import EventSource, OrderEvent
+
+        reference = shipment.reference
+        source = _source_of(shipment, sent)
+        if source is None:
+            self._earlier_request_forget(shipment, key)
+            raise LabelError(
+                f"parcel {reference} was sent to a label account tkerp no longer has: find "
+                f"reference {reference} at the label service and void any label sold for it "
+                "there; a retry buys the parcel's label",
+                code="unknown_purchase",
+            )
+        try:
+            answer = source.purchase_left(key=key, sent=sent)
+            if answer is not None:
+                source.purchase_left_refund(answer=answer)
+        except LabelError as exc:
+            if exc.retryable:
+                raise  # not answered: the request stays for the next attempt
+            self._earlier_request_forget(shipment, key)
+            raise LabelError(
+                f"the label of reference {reference}, bought for parcel {reference} at label "
+                f"account {source.account.name}, could not be voided ({exc.reason}): void it "
+                "there; a retry buys the parcel's label",
+                code="refund",
+            ) from exc
+        finally:
+            source.close()
+        if answer is not None:
+            number = str(answer.get("tracking_code") or "")
+            named = label_named(tracking_number=number, label_id=str(answer["id"]))
+            OrderEvent._base_manager.create(
+                tenant_id=shipment.tenant_id,
+                order_id=shipment.order_id,
+                kind="shipment.label_replaced",
+                message=(
+                    f"{named} was bought for parcel {reference} at label account "
+                    f"{source.account.name} and never stored (a worker stopped): it goes back "
+                    "for a refund, and the label is bought at the parcel's account now"
+                )[:500],
+                data={
+                    "shipment": reference,
+                    "label_id": str(answer["id"]),
+                    "tracking_number": number,
+                },
+                source=EventSource.SYSTEM,
+            )
         self._earlier_request_forget(shipment, key)
 
     def _label_replayed(self, *, key: str, sent: str) -> tuple[str, str]:

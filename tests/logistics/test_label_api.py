@@ -312,6 +312,36 @@ class TestPurchaseLeftBehind:
         assert shipment_label_buy(shipment=parcel).tracking_number == stored.tracking_number
         assert purchases(world) == 2
 
+    def test_a_retry_at_another_account_refunds_the_label_sold_at_the_first(
+        self, world, monkeypatch
+    ):
+        """The worker stopped after account A sold the label; the seller then switched to
+        account B. B has never seen the key and sells a label of its own: A's label is refunded
+        first (before, storing B's label forgot the request, and A's label was never refunded:
+        two labels paid for one parcel)."""
+        from logistics.models import LabelAccount
+        from sandbox.labelapi import sandbox_label_account_connect
+
+        parcel = world.parcel("usps")
+        sold = _bought_then_stopped(monkeypatch, parcel)
+        LabelAccount._base_manager.filter(pk=world.account.pk).update(is_active=False)
+        other = LabelAccount._base_manager.create(
+            tenant=world.tenant, name="EasyPost 2", carriers="usps", requests_per_second=1000
+        )
+        remote = sandbox_label_account_connect(account=other, rate_per_second=1000, rate_burst=1000)
+
+        stored = shipment_label_buy(shipment=reload(parcel))
+
+        earlier = SandboxLabelShipment.objects.get(shipment_id=sold.source_label_id)
+        assert earlier.refund_status == "submitted"
+        assert purchases(world) == 1
+        assert SandboxLabelAccount.objects.get(pk=remote.pk).purchases == 1
+        assert stored.status == ShipmentStatus.LABELLED and stored.label_account_id == other.pk
+        assert stored.tracking_number != sold.tracking_number
+        assert (stored.label_request_key, stored.label_request) == ("", "")
+        event = OrderEvent._base_manager.get(order=parcel.order, kind="shipment.label_replaced")
+        assert sold.tracking_number in event.message
+
     def test_a_refused_request_is_not_the_one_asked_with_after_a_stop(self, world, monkeypatch):
         parcel = world.parcel("usps", address_line1="Market Street")  # no house number
         with pytest.raises(LabelError) as refused:

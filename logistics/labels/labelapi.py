@@ -362,16 +362,22 @@ class LabelApiSource(LabelSource):
         )
         label = bought.get("postage_label") if isinstance(bought, dict) else None
         rate = bought.get("selected_rate") if isinstance(bought, dict) else None
-        if not isinstance(label, dict) or not isinstance(rate, dict):
+        if not isinstance(label, dict) or not isinstance(rate, dict) or not bought.get("id"):
             raise LabelError("the label service answered without a label", code="response")
         fmt = self.account.label_format
-        url = label.get("label_zpl_url" if fmt == LabelFormat.ZPL else "label_pdf_url")
+        url_field = "label_zpl_url" if fmt == LabelFormat.ZPL else "label_pdf_url"
+        url = label.get(url_field)
         if not url:
             converted = self._send(
                 "GET", f"/shipments/{bought['id']}/label", params={"file_format": fmt.upper()}
             )
-            url = converted["postage_label"].get(
-                "label_zpl_url" if fmt == LabelFormat.ZPL else "label_pdf_url"
+            # Read as loosely as the purchase: an answer of another shape fails this parcel
+            # with a reason, not with an unexpected error.
+            converted = converted.get("postage_label") if isinstance(converted, dict) else None
+            url = converted.get(url_field) if isinstance(converted, dict) else None
+        if not url:
+            raise LabelError(
+                "the label service answered without a label file", code="response", retryable=True
             )
         document = self._download(str(url or ""))
         if fmt == LabelFormat.PDF and not document.startswith(b"%PDF"):

@@ -651,9 +651,10 @@ def _pages_store(
 ) -> None:
     """Store every page the platform hands out for `since`, the watermark following them."""
     seen_tokens: set[str] = set()
-    # Pages come oldest update first, so the watermark may follow each stored page; should a
-    # platform ever break that order, from then on it only advances once the pass is stored.
-    in_order = True
+    # Pages come oldest update first, so the watermark may follow each stored page; where the
+    # connector says they do not (`pages_in_update_order`), or should a platform ever break
+    # that order, from then on it only advances once the pass is stored.
+    in_order = connector.pages_in_update_order
     previous_max: datetime | None = None
     pass_max: datetime | None = None
     fetcher = _PageFetcher(connector, since=since, name=f"sync-fetch-{shop.pk}")

@@ -493,6 +493,11 @@ class Connector(abc.ABC):
     rate_limit: ClassVar[RateLimit]
     #: How many orders one page returns (the platform's realistic maximum).
     page_size: ClassVar[int] = 100
+    #: Whether `fetch_orders` hands out its pages oldest update first across the whole pass
+    #: (a sync may then advance its watermark after each stored page). False where the
+    #: platform orders them otherwise (eBay: newest order first): the watermark then moves
+    #: only once every page is stored, or a pass failing half-way would skip older pages.
+    pages_in_update_order: ClassVar[bool] = True
 
     def __init__(self, *, shop: Shop, credentials: ShopCredentials, http: PlatformHttpClient):
         self.shop = shop
@@ -544,7 +549,8 @@ class Connector(abc.ABC):
         updated_until: datetime | None = None,
         page_token: str | None = None,
     ) -> OrderPage:
-        """Orders updated in [updated_since, updated_until), oldest update first, one page."""
+        """Orders updated in [updated_since, updated_until), one page: oldest update first
+        where `pages_in_update_order` (the default) says so."""
 
     @abc.abstractmethod
     def fetch_orders_by_id(

@@ -119,6 +119,8 @@ class EbayConnector(Connector):
     # eBay's limits are daily call quotas per API; this keeps bursts polite.
     rate_limit: ClassVar[RateLimit] = RateLimit(per_second=5, burst=10)
     page_size = 200  # (L) the documented maximum for getOrders
+    # getOrders pages come newest order first (by creation), not oldest update first.
+    pages_in_update_order = False
 
     @classmethod
     def partly_shipped(cls, platform_status: str) -> bool:

@@ -630,3 +630,36 @@ class TestShopSyncMixin:
                 model_admin.sync_now(request, Shop.objects.all())
         assert queued == [("shops.tasks.sync_shop", shop.tenant_id, shop.pk, "manual")]
         del other
+
+
+class TestPagesNotInUpdateOrder:
+    """eBay's getOrders pages by offset, newest order first: its pages are not oldest update
+    first, so a page's newest update says nothing of the pages still to come."""
+
+    def test_a_pass_failing_on_page_two_of_newest_first_pages_misses_nothing(
+        self, tenant_a, monkeypatch
+    ):
+        shop, store = connect_shop(tenant_a, "ebay")
+        connector = connector_for(shop, sleep=lambda _: None, backoff_base=0.01, max_retries=1)
+        monkeypatch.setattr(connector, "page_size", 20)
+        generated = add_orders(
+            store, 50, start=timezone.now() - timedelta(hours=3), step=timedelta(minutes=1)
+        )
+        fetch = connector.fetch_orders
+        calls = {"n": 0}
+
+        def fails_on_page_two(**kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise PlatformError("the platform went away", platform=shop.platform)
+            return fetch(**kwargs)
+
+        monkeypatch.setattr(connector, "fetch_orders", fails_on_page_two)
+        failed = sync(shop, connector)
+        assert failed.status == "failed" and failed.created == 20
+
+        monkeypatch.setattr(connector, "fetch_orders", fetch)
+        rerun = sync(shop, connector)
+
+        assert rerun.status == "success", rerun.error
+        assert stored_ids(shop.tenant) == sorted(order.order_id for order in generated)

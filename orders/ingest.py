@@ -444,7 +444,7 @@ def _initial_status(incoming: str) -> str:
 
 def _address_values(po: PlatformOrder) -> dict[str, Any]:
     address = po.address
-    country = (address.country or "").strip().upper()
+    country = _key(address.country).strip().upper()
     return {
         "recipient_name": _text(Order, "recipient_name", address.name),
         "recipient_phone": _text(Order, "recipient_phone", address.phone),

@@ -663,3 +663,23 @@ class TestPagesNotInUpdateOrder:
 
         assert rerun.status == "success", rerun.error
         assert stored_ids(shop.tenant) == sorted(order.order_id for order in generated)
+
+
+def test_an_address_with_a_non_text_country_code_does_not_fail_the_page(tenant_a):
+    """Every address field is text to ingest; a JSON number where the country code belongs
+    must not roll back the page (and stop the shop's sync on it for good)."""
+    shop, store = connect_shop(tenant_a, "shopify")
+    connector = connector_for(shop, sleep=lambda _: None, backoff_base=0.01, max_retries=1)
+    first, odd, last = add_orders(store, 3, start=timezone.now() - timedelta(hours=1))
+    row = SandboxOrder.objects.get(pk=odd.pk)
+    row.payload["shipping_address"]["country_code"] = 840
+    row.save()
+
+    run = sync(shop, connector)
+
+    assert run.status == "success", run.error
+    assert stored_ids(shop.tenant) == sorted([first.order_id, odd.order_id, last.order_id])
+    with tenant_context(shop.tenant):
+        order = Order.objects.get(platform_order_id=odd.order_id)
+    # Not a two-letter code: left blank for review to flag, the original kept.
+    assert order.country == "" and order.original_address["country_code"] == 840

@@ -129,10 +129,13 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def _error_message(payload) -> str:
-    """Shopify's `errors` comes as a string, a list, or {field: [messages]}."""
+    """Shopify's `errors` comes as a string, a list, or {field: [messages]}. A body without
+    either field is not Shopify's error: "" (the caller says the status), never quoted."""
     if not isinstance(payload, dict):
-        return str(payload)
-    errors = payload.get("errors", payload.get("error", payload))
+        return ""
+    errors = payload.get("errors", payload.get("error"))
+    if errors is None:
+        return ""
     if isinstance(errors, str):
         return errors
     if isinstance(errors, list):
@@ -211,11 +214,13 @@ class ShopifyConnector(Connector):
         if status < 400:
             return
         try:
-            payload = response.json()
+            message = _error_message(response.json())
         except ValueError:
-            # Not Shopify's error shape: say what it was, never quote it.
-            payload = f"HTTP {status} ({safe_media_type(response.headers.get('content-type'))})"
-        message = _error_message(payload) or f"HTTP {status}"
+            message = ""
+        # Not Shopify's error shape: say what it was, never quote it.
+        message = (
+            message or f"HTTP {status} ({safe_media_type(response.headers.get('content-type'))})"
+        )
         kwargs = {
             "status": status,
             "request_id": response.headers.get("X-Request-Id", ""),

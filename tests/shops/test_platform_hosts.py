@@ -195,6 +195,9 @@ class TestRepliesAreNeverQuoted:
             (200, f"<html><body>{SECRET_REPLY}</body></html>", "text/html"),
             (400, f"<html><body>{SECRET_REPLY}</body></html>", "text/html; charset=utf-8"),
             (404, SECRET_REPLY, "text/plain"),
+            # JSON, but not the platform's error shape (a proxy's or a gateway's own).
+            (403, json.dumps({"page": SECRET_REPLY}), "application/json"),
+            (400, json.dumps([SECRET_REPLY]), "application/json"),
         ],
     )
     def test_a_body_that_is_not_the_platforms_error_is_not_shown(

@@ -147,6 +147,7 @@ _LOADED_FIELDS = (
     "status",
     "platform_status",
     "platform_updated_at",
+    "paid_at",
     *ADDRESS_FIELDS,
     "cancel_answer_by",
     "shipped_at",
@@ -419,8 +420,8 @@ def _is_newer(po: PlatformOrder, current: Order) -> bool:
 
     Platforms stamp updates in whole seconds, so two changes within one second carry the same
     time: then a different platform status that does not move the order backwards (paid ->
-    cancelled, not cancelled -> paid) is taken as the later one. Same time, same status: the
-    version we already hold.
+    cancelled, not cancelled -> paid, not paid -> unpaid) is taken as the later one. Same time,
+    same status: the version we already hold.
     """
     stored = current.platform_updated_at
     if stored is None or po.updated_at > stored:
@@ -428,7 +429,11 @@ def _is_newer(po: PlatformOrder, current: Order) -> bool:
     if po.updated_at < stored:
         return False
     sent_status = _text(Order, "platform_status", po.platform_status)
-    return sent_status != current.platform_status and _rank(po.status) >= _rank(current.status)
+    if sent_status == current.platform_status or _rank(po.status) < _rank(current.status):
+        return False
+    # Placed and paid within one second: the copy without the payment is the earlier one.
+    unpaid_again = current.paid_at is not None and po.paid_at is None
+    return not (unpaid_again and _rank(po.status) == _rank(current.status))
 
 
 def _initial_status(incoming: str) -> str:

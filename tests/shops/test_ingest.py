@@ -226,6 +226,18 @@ class TestIdempotence:
             order = Order.objects.get()
         assert order.status == "cancelled" and order.platform_status == "CANCELLED"
 
+    def test_a_lagging_unpaid_copy_within_the_same_second_does_not_undo_the_payment(self, shop):
+        # Placed and paid within one second: both versions carry the same update time.
+        ingest(shop, [platform_order(updated=T0, platform_status="UNPAID", paid_at=None)])
+        paid = platform_order(updated=T0, platform_status="AWAITING_SHIPMENT")
+        assert ingest(shop, [paid]).updated == 1
+        # The platform's lagging search index still lists the unpaid version.
+        lagging = platform_order(updated=T0, platform_status="UNPAID", paid_at=None)
+        assert ingest(shop, [lagging]).skipped == 1
+        with tenant_context(shop.tenant):
+            order = Order.objects.get()
+        assert order.platform_status == "AWAITING_SHIPMENT" and order.paid_at == paid.paid_at
+
     def test_a_newer_update_is_applied_with_a_platform_update_event(self, shop):
         ingest(shop, [platform_order()])
         newer = platform_order(

@@ -10,11 +10,13 @@ same page again changes nothing.
 Validation is per order: one that cannot be stored (no id, a quantity of zero, absurd money...) is
 rejected with a message naming the order and the field, and the rest of the page goes in. A NUL
 character, which PostgreSQL stores in neither text nor jsonb, is dropped from free text and from
-the raw payloads, and rejects the order when it is in an id.
+the raw payloads, and rejects the order when it is in an id; a lone surrogate (which UTF-8
+cannot encode) likewise, replaced by U+FFFD in free text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,6 +163,20 @@ _SHIPPED = (OrderStatus.SHIPPED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
 
 # PostgreSQL stores NUL in neither text nor jsonb: free text loses it, an id with one is rejected.
 NUL = "\x00"
+# Nor a lone surrogate (JSON's "\ud83d", half an emoji a platform cut in two), which UTF-8 cannot
+# encode: free text gets U+FFFD in its place, an id with one is rejected.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _storable(text: str) -> str:
+    """`text` without NUL and with U+FFFD for any lone surrogate: what PostgreSQL can store."""
+    text = text.replace(NUL, "")
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
 
 # Transaction-scoped advisory lock key space for "ingesting into shop N" ("tk" << 40 | shop pk).
 _INGEST_LOCK_BASE = 0x746B << 40
@@ -323,6 +339,8 @@ def _validate(po: PlatformOrder) -> None:
         raise _Invalid("platform_order_id", "longer than 100 characters")
     if NUL in order_id:
         raise _Invalid("platform_order_id", "contains a NUL character")
+    if _has_surrogate(order_id):
+        raise _Invalid("platform_order_id", "contains a lone surrogate (not text)")
     if not _is_aware(po.updated_at):
         raise _Invalid("updated_at", "missing or not timezone-aware")
     for name in ORDER_DATETIME_FIELDS:
@@ -352,8 +370,12 @@ def _validate(po: PlatformOrder) -> None:
             raise _Invalid(f"{where}.platform_line_id", "longer than 100 characters")
         if NUL in line_id:
             raise _Invalid(f"{where}.platform_line_id", "contains a NUL character")
+        if _has_surrogate(line_id):
+            raise _Invalid(f"{where}.platform_line_id", "contains a lone surrogate (not text)")
         if any(NUL in str(other) for other in line.platform_line_ids or ()):
             raise _Invalid(f"{where}.platform_line_ids", "contains a NUL character")
+        if any(_has_surrogate(str(other)) for other in line.platform_line_ids or ()):
+            raise _Invalid(f"{where}.platform_line_ids", "contains a lone surrogate (not text)")
         if line_id in seen:
             raise _Invalid(f"{where}.platform_line_id", f"line {line_id} appears twice")
         seen.add(line_id)
@@ -377,10 +399,11 @@ def _text(model, name: str, value: Any) -> str:
 
 
 def _json_without_nul(value: Any) -> Any:
-    """A platform payload (`raw`, `original_address`) without NUL in any string or key:
-    jsonb refuses "\\u0000", and one such character would roll back the whole page."""
+    """A platform payload (`raw`, `original_address`) without NUL or a lone surrogate in any
+    string or key (`_storable`): jsonb refuses either, and one such character would roll back
+    the whole page."""
     if isinstance(value, str):
-        return value.replace(NUL, "")
+        return _storable(value)
     if isinstance(value, dict):
         return {_json_without_nul(key): _json_without_nul(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -545,8 +568,8 @@ def _sku_resolver(shop: Shop, orders: Iterable[PlatformOrder]):
 
 
 def _key(value: Any) -> str:
-    """`value` as text without NUL (PostgreSQL stores none), for storing or looking up."""
-    return "" if value is None else str(value).replace(NUL, "")
+    """`value` as text PostgreSQL can store (`_storable`), for storing or looking up."""
+    return "" if value is None else _storable(str(value))
 
 
 def _upsert(

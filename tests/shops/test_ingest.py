@@ -457,6 +457,42 @@ class TestValidation:
         again = ingest(shop, [bad])
         assert again.skipped == 1 and not again.rejects
 
+    def test_a_lone_surrogate_in_free_text_is_replaced_and_nothing_is_lost(self, shop):
+        # JSON's "\ud83d" (an emoji cut in half by a platform's UTF-16 truncation) decodes to a
+        # lone surrogate, which UTF-8 (and so PostgreSQL) cannot hold.
+        odd = platform_order(
+            "ODD-1",
+            buyer_note="gift \ud83d",
+            address=address(line1="1 Market St \udc00"),
+            lines=[line("L1", product_name="Mug \ud83d")],
+            raw={"id": "ODD-1", "buyer_message": "gift \ud83d", "\ud800": ["\udfff"]},
+        )
+
+        result = ingest(shop, [odd, platform_order("GOOD-1")])
+
+        assert result.created == 2 and not result.rejects
+        with tenant_context(shop.tenant):
+            order = Order.objects.get(platform_order_id="ODD-1")
+            assert order.lines.get().product_name == "Mug \ufffd"
+        assert (order.buyer_note, order.address_line1) == ("gift \ufffd", "1 Market St \ufffd")
+        assert order.raw == {"id": "ODD-1", "buyer_message": "gift \ufffd", "\ufffd": ["\ufffd"]}
+
+    def test_a_lone_surrogate_in_an_id_rejects_that_order_only(self, shop):
+        result = ingest(
+            shop,
+            [
+                platform_order("BAD-\ud83d"),
+                platform_order("BAD-2", lines=[line("L\udc00")]),
+                platform_order("GOOD-1"),
+            ],
+        )
+
+        assert result.created == 1
+        assert [reject.field for reject in result.rejects] == [
+            "platform_order_id",
+            "lines[0].platform_line_id",
+        ]
+
     def test_overlong_free_text_is_cut_to_fit_not_a_reason_to_lose_the_order(self, shop):
         po = platform_order(buyer_name="x" * 500, lines=[line("L1", product_name="p" * 400)])
         result = ingest(shop, [po])

@@ -150,8 +150,15 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
 
 
 def _is_text(value, *, limit: int = 200) -> bool:
-    """A string PostgreSQL can store as text (no NUL) of at most `limit` characters."""
-    return isinstance(value, str) and "\x00" not in value and len(value) <= limit
+    """A string PostgreSQL can store as text (no NUL, and no lone surrogate: JSON's "\\ud83d"
+    escape decodes to one, which UTF-8 cannot encode) of at most `limit` characters."""
+    if not isinstance(value, str) or "\x00" in value or len(value) > limit:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _event_problem(event) -> str:

@@ -69,3 +69,38 @@ def test_bodies_are_gone_after_the_retention(client, shop, settings):
     assert list(WebhookDelivery._base_manager.values_list("delivery_id", flat=True)) == [
         "7380066284010030002"
     ]
+
+
+def signed_post(client, body: bytes):
+    signature = hmac.new(b"123", b"abcdef" + body, hashlib.sha256).hexdigest()
+    return client.post(
+        "/webhooks/tiktok/",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": signature},
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # Before any signature is checked: the shop id is looked up as text.
+        {"shop_id": "7495540735365777507\ud83d"},
+        {"tts_notification_id": "73800662840100\ud83d"},
+        {"data": {"order_id": "576653688135258178\udc00"}},
+    ],
+)
+def test_a_lone_surrogate_in_an_id_is_a_400_not_an_error_page(client, shop, fields):
+    """JSON's "\\ud83d" escape decodes to a lone surrogate, which no text column can store."""
+    payload = {
+        "type": 1,
+        "tts_notification_id": "7380066284010030001",
+        "shop_id": shop.platform_shop_id,
+        "timestamp": int(timezone.now().timestamp()),
+        "data": {"order_id": "576653688135258178"},
+        **fields,
+    }
+    response = signed_post(client, json.dumps(payload).encode())
+
+    assert response.status_code == 400, response.content
+    assert WebhookDelivery._base_manager.count() == 0

@@ -83,6 +83,10 @@ SHOP_KEYS: dict[str, Callable[[Mapping[str, str], dict], str]] = {
 }
 
 
+#: Platforms whose shop key is a host name (compared without regard to case).
+CASELESS_SHOP_KEYS = {"shopify"}
+
+
 def webhook_max_bytes() -> int:
     """The largest webhook body accepted (`TKERP_WEBHOOK_MAX_BYTES`); platforms send a few KB."""
     return getattr(settings, "TKERP_WEBHOOK_MAX_BYTES", 256 * 1024)
@@ -108,10 +112,17 @@ def webhook_receive(*, platform: str, headers: Mapping[str, str], body: bytes) -
         return WebhookOutcome(400, "the webhook does not say which shop it is for")
 
     cls = connector_class(platform)
+    # A Shopify domain is a host name, which the connector calls lower-cased whatever its case
+    # in the shop's settings: match it the same way, or that shop's every delivery is a 401.
+    shop_match = (
+        Q(platform_shop_id__iexact=shop_key)
+        if platform in CASELESS_SHOP_KEYS
+        else Q(platform_shop_id=shop_key)
+    )
     with all_tenants():  # ESCAPE HATCH: the tenant is known only once the shop is found
         candidates = list(
             Shop.objects.filter(
-                platform=platform, platform_shop_id=shop_key, is_active=True, tenant__is_active=True
+                shop_match, platform=platform, is_active=True, tenant__is_active=True
             )
             .select_related("tenant", "credentials")
             .order_by("pk")

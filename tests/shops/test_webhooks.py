@@ -5,6 +5,7 @@ over HTTP into our app); processing re-fetches the orders from the sandbox throu
 real connector.
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -381,6 +382,30 @@ class TestShopify:
         )
         assert response.status_code == 401
         assert nothing_written()
+
+    def test_a_shop_domain_typed_with_capitals_still_receives_its_webhooks(self, client, tenant_a):
+        # The connector calls the lower-cased host, so the shop syncs; Shopify sends the
+        # domain lower-cased, and a 401 to every delivery would cost its subscriptions.
+        shop = ShopFactory(
+            tenant=tenant_a, platform="shopify", platform_shop_id="Alpha-Store.myshopify.com"
+        )
+        ShopCredentialsFactory(shop=shop, app_secret="shpss_secret")
+        body = b'{"id": 4501, "line_items": []}'
+        signature = base64.b64encode(hmac.new(b"shpss_secret", body, hashlib.sha256).digest())
+        response = post(
+            client,
+            SHOPIFY_URL,
+            body,
+            **{
+                "X-Shopify-Shop-Domain": "alpha-store.myshopify.com",
+                "X-Shopify-Hmac-Sha256": signature.decode(),
+                "X-Shopify-Topic": "orders/updated",
+                "X-Shopify-Webhook-Id": "w-1",
+            },
+        )
+        assert response.status_code == 200, response.content
+        with tenant_context(tenant_a):
+            assert WebhookDelivery.objects.get().platform_order_ids == ["4501"]
 
     def test_a_missing_shop_domain_is_400(self, client, tenant_a):
         connect_shop(tenant_a, "shopify")

@@ -403,7 +403,9 @@ def _json_without_nul(value: Any) -> Any:
     string or key (`_storable`): jsonb refuses either, and one such character would roll back
     the whole page."""
     if isinstance(value, str):
-        return _storable(value)
+        # `_storable` written inline: a spike's payloads hold about 400,000 strings.
+        value = value.replace(NUL, "")
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {_json_without_nul(key): _json_without_nul(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

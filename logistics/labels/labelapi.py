@@ -702,25 +702,39 @@ class LabelApiSource(LabelSource):
         except LabelError as exc:
             if exc.retryable:
                 raise  # not answered: the request stays for the next attempt
-            self._earlier_request_forget(shipment, key)
-            raise LabelError(
-                f"{named or f'the label of reference {reference}'}, bought for parcel "
-                f"{reference} before its order changed, could not be voided ({exc.reason}): void "
-                "it at the label service; a retry buys the parcel's new label",
-                code="refund",
+            raise self._void_refused(
+                shipment,
+                key,
+                exc,
+                label=named or f"the label of reference {reference}",
+                bought="before its order changed",
+                where="at the label service",
             ) from exc
         self._earlier_request_forget(shipment, key)
+
+    def _void_refused(
+        self, shipment: Shipment, key: str, exc: LabelError, *, label: str, bought: str, where: str
+    ) -> LabelError:
+        """A refund of a label left under the parcel's `key` refused for good: the request is
+        forgotten (a retry buys the parcel's label) and the error, for a person, names the label
+        and where to void it."""
+        self._earlier_request_forget(shipment, key)
+        return LabelError(
+            f"{label}, bought for parcel {shipment.reference} {bought}, could not be voided "
+            f"({exc.reason}): void it {where}; a retry buys the parcel's label",
+            code="refund",
+        )
 
     def _other_account_label_void(self, shipment: Shipment, *, key: str, sent: str) -> None:
         """Refund the label sold under the parcel's `key` for the request `sent` at the seller's
         other label account it went to (asked there without buying: `purchase_left`), note it on
         the order and forget the request. A refusal is for a person, naming the label; the
         request is forgotten then too, so a retry buys the parcel's label here."""
-        from logistics.labels.left_behind import _source_of
+        from logistics.labels.left_behind import label_source_of_request
         from orders.models import EventSource, OrderEvent
 
         reference = shipment.reference
-        source = _source_of(shipment, sent)
+        source = label_source_of_request(shipment, sent)
         if source is None:
             self._earlier_request_forget(shipment, key)
             raise LabelError(
@@ -736,12 +750,13 @@ class LabelApiSource(LabelSource):
         except LabelError as exc:
             if exc.retryable:
                 raise  # not answered: the request stays for the next attempt
-            self._earlier_request_forget(shipment, key)
-            raise LabelError(
-                f"the label of reference {reference}, bought for parcel {reference} at label "
-                f"account {source.account.name}, could not be voided ({exc.reason}): void it "
-                "there; a retry buys the parcel's label",
-                code="refund",
+            raise self._void_refused(
+                shipment,
+                key,
+                exc,
+                label=f"the label of reference {reference}",
+                bought=f"at label account {source.account.name}",
+                where="there",
             ) from exc
         finally:
             source.close()

@@ -210,7 +210,7 @@ def shipment_label_request_resolve(*, shipment: Shipment) -> str:
         if not key or current.status == ShipmentStatus.PENDING:
             return SKIPPED
         reference = current.reference
-        source = _source_of(current, sent)
+        source = label_source_of_request(current, sent)
         if source is None:
             return _unknown(current, key, sent, why="no label account of the seller sent it")
         try:
@@ -254,7 +254,7 @@ def shipment_label_request_resolve(*, shipment: Shipment) -> str:
         return REFUNDED
 
 
-def _source_of(shipment: Shipment, sent: str) -> LabelApiSource | None:
+def label_source_of_request(shipment: Shipment, sent: str) -> LabelApiSource | None:
     """The seller's label account the recorded purchase was sent to (the parcel's own first),
     or None when none of them has the carrier account it names. An account that cannot be
     asked now (the service not answering, a refused key) keeps the record for the next run."""

@@ -228,23 +228,33 @@ LINE_STOCK_FIELDS = ("sku", "seller_sku", "quantity", "is_cancelled")
 
 
 def _holds_stock(order) -> bool:
-    """Whether `order` (None on an add page) holds reserved units."""
+    """Whether `order` (None on an add page) holds reserved units; asked once per page (the
+    admin asks an inline for its read-only fields several times), remembered on the order."""
     if order is None or order.pk is None:
         return False
-    from inventory.models import Reservation, ReservationState
+    if "_holds_stock" not in order.__dict__:
+        from inventory.models import Reservation, ReservationState
 
-    return Reservation.objects.filter(order_id=order.pk, state=ReservationState.RESERVED).exists()
+        order._holds_stock = Reservation.objects.filter(
+            order_id=order.pk, state=ReservationState.RESERVED
+        ).exists()
+    return order._holds_stock
 
 
 def _has_parcels(order) -> bool:
-    """Whether `order` (None on an add page) has a parcel not cancelled."""
+    """Whether `order` (None on an add page) has a parcel not cancelled; asked once per page,
+    remembered on the order."""
     if order is None or order.pk is None:
         return False
-    from logistics.models import Shipment, ShipmentStatus
+    if "_has_parcels" not in order.__dict__:
+        from logistics.models import Shipment, ShipmentStatus
 
-    return (
-        Shipment.objects.filter(order_id=order.pk).exclude(status=ShipmentStatus.CANCELLED).exists()
-    )
+        order._has_parcels = (
+            Shipment.objects.filter(order_id=order.pk)
+            .exclude(status=ShipmentStatus.CANCELLED)
+            .exists()
+        )
+    return order._has_parcels
 
 
 class OrderHoldInline(TenantTabularInline):
